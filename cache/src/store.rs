@@ -1,0 +1,199 @@
+//! The key-value store behind the cache, as a trait with two implementations:
+//! [`SledStore`] on disk and [`MemStore`] in memory. One test suite runs against both.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Named key spaces of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tree {
+    /// Analysis entries by cache key.
+    Entries,
+    /// File identities by path.
+    Files,
+}
+
+impl Tree {
+    fn name(self) -> &'static str {
+        match self {
+            Tree::Entries => "entries/1",
+            Tree::Files => "files/1",
+        }
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Backend(String),
+    #[error("store i/o: {0}")]
+    Io(String),
+}
+
+/// The operations the cache needs from a key-value engine.
+pub trait Store: Send + Sync {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
+    /// All keys of a tree, in key order.
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError>;
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// sled on disk.
+pub struct SledStore {
+    db: sled::Db,
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SledStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        Ok(Self { db })
+    }
+
+    fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(tree.name()).map_err(backend)
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(tree)?
+            .get(key)
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tree(tree)?.insert(key, value).map_err(backend)?;
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.tree(tree)?.remove(key).map_err(backend)?;
+        Ok(())
+    }
+
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree(tree)?
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(backend))
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// In memory, for tests.
+#[derive(Default)]
+pub struct MemStore {
+    map: Mutex<BTreeMap<(Tree, Vec<u8>), Vec<u8>>>,
+}
+
+impl MemStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Tree, Vec<u8>), Vec<u8>>> {
+        // A panic while holding the lock cannot leave the map half-written: recover it.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().get(&(tree, key.to_vec())).cloned())
+    }
+
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.lock().insert((tree, key.to_vec()), value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.lock().remove(&(tree, key.to_vec()));
+        Ok(())
+    }
+
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .lock()
+            .keys()
+            .filter(|(t, _)| *t == tree)
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Both implementations, for suites that must pass on each.
+    pub(crate) fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledStore::open(&dir.path().join("db")).unwrap();
+        vec![
+            ("mem", Arc::new(MemStore::default()), None),
+            ("sled", Arc::new(sled), Some(dir)),
+        ]
+    }
+
+    #[test]
+    fn basic_ops_on_both() {
+        for (name, s, _dir) in stores() {
+            assert_eq!(s.get(Tree::Entries, b"k").unwrap(), None, "{name}");
+            s.put(Tree::Entries, b"k", b"v").unwrap();
+            s.put(Tree::Files, b"k", b"other").unwrap();
+            assert_eq!(
+                s.get(Tree::Entries, b"k").unwrap().as_deref(),
+                Some(&b"v"[..]),
+                "{name}"
+            );
+            assert_eq!(
+                s.get(Tree::Files, b"k").unwrap().as_deref(),
+                Some(&b"other"[..])
+            );
+            s.put(Tree::Entries, b"a", b"1").unwrap();
+            assert_eq!(
+                s.keys(Tree::Entries).unwrap(),
+                vec![b"a".to_vec(), b"k".to_vec()],
+                "{name}"
+            );
+            s.remove(Tree::Entries, b"k").unwrap();
+            assert_eq!(s.get(Tree::Entries, b"k").unwrap(), None, "{name}");
+            s.flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn sled_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(&dir.path().join("db")).unwrap();
+            s.put(Tree::Entries, b"k", b"v").unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        assert_eq!(
+            s.get(Tree::Entries, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! The jobs this node coordinates: their live status and, once finished, their result.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use rendermesh_protocol::{JobId, JobResult, JobState, JobStatus, WorkStats};
+use tokio::sync::watch;
+
+use crate::coordinator::Coordinator;
+use crate::executor::JobDriver;
+use crate::worker::Worker;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Status updates cannot leave the data half-changed; recover from a poisoned lock.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct JobInner {
+    status: Mutex<JobStatus>,
+    result: Mutex<Option<Result<JobResult, String>>>,
+    done: watch::Sender<bool>,
+}
+
+/// Shared view of one job: read by the control API, written by its coordinator.
+#[derive(Clone)]
+pub struct JobHandle {
+    inner: Arc<JobInner>,
+}
+
+impl JobHandle {
+    fn new(status: JobStatus) -> Self {
+        let (done, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(JobInner {
+                status: Mutex::new(status),
+                result: Mutex::new(None),
+                done,
+            }),
+        }
+    }
+
+    pub fn id(&self) -> JobId {
+        lock(&self.inner.status).id
+    }
+
+    /// A snapshot of the status.
+    pub fn status(&self) -> JobStatus {
+        let mut s = lock(&self.inner.status).clone();
+        if !s.state.is_final() {
+            s.elapsed_ms = now_ms().saturating_sub(s.started_unix_ms);
+        }
+        s
+    }
+
+    /// Change the status in place.
+    pub fn update<R>(&self, f: impl FnOnce(&mut JobStatus) -> R) -> R {
+        f(&mut lock(&self.inner.status))
+    }
+
+    /// The result, once the job is over.
+    pub fn result(&self) -> Option<Result<JobResult, String>> {
+        lock(&self.inner.result).clone()
+    }
+
+    /// Wait until the job is over.
+    pub async fn wait(&self) -> Result<JobResult, String> {
+        let mut rx = self.inner.done.subscribe();
+        // The sender lives in `inner`, which we hold: wait_for cannot see a closed channel.
+        let _ = rx.wait_for(|d| *d).await;
+        self.result()
+            .unwrap_or_else(|| Err("job ended without a result".into()))
+    }
+
+    pub(crate) fn complete(&self, result: Result<JobResult, String>, stats: WorkStats) {
+        self.update(|s| {
+            s.stats.add(&stats);
+            s.elapsed_ms = now_ms().saturating_sub(s.started_unix_ms);
+            match &result {
+                Ok(_) => {
+                    s.state = JobState::Done;
+                    s.frames_done = s.frames_total;
+                }
+                Err(e) => {
+                    s.state = JobState::Failed;
+                    s.error = Some(e.clone());
+                }
+            }
+        });
+        *lock(&self.inner.result) = Some(result);
+        self.inner.done.send_replace(true);
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn new_job_id() -> JobId {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    JobId(h.finish())
+}
+
+/// The jobs of this node.
+pub struct JobBoard {
+    jobs: Mutex<HashMap<JobId, JobHandle>>,
+    workers: Vec<Addr<Worker>>,
+}
+
+impl JobBoard {
+    pub fn new(workers: Vec<Addr<Worker>>) -> Self {
+        Self {
+            jobs: Mutex::new(HashMap::new()),
+            workers,
+        }
+    }
+
+    /// Start a job; must be called inside a running actix system.
+    pub fn start(&self, kind: &str, inputs: Vec<String>, driver: Box<dyn JobDriver>) -> JobHandle {
+        let id = new_job_id();
+        let handle = JobHandle::new(JobStatus {
+            id,
+            kind: kind.to_string(),
+            inputs,
+            state: JobState::Planning,
+            frames_total: 0,
+            frames_done: 0,
+            shards: Vec::new(),
+            error: None,
+            stats: WorkStats::default(),
+            from_cache: false,
+            started_unix_ms: now_ms(),
+            elapsed_ms: 0,
+        });
+        lock(&self.jobs).insert(id, handle.clone());
+        Coordinator::new(id, driver, self.workers.clone(), handle.clone()).start();
+        handle
+    }
+
+    pub fn get(&self, id: JobId) -> Option<JobHandle> {
+        lock(&self.jobs).get(&id).cloned()
+    }
+
+    /// Every job, newest first.
+    pub fn list(&self) -> Vec<JobStatus> {
+        let mut all: Vec<JobStatus> = lock(&self.jobs).values().map(|h| h.status()).collect();
+        all.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms));
+        all
+    }
+}

@@ -1,0 +1,25 @@
+//! The actors that run jobs, independent of what a shard does.
+//!
+//! ```text
+//!   JobBoard ──start──▶ Coordinator (one per job) ──RunShard──▶ Worker (slots = cores)
+//!      ▲                     │  plan/finish on the blocking pool      │ ShardExecutor::run
+//!      └──── JobStatus ◀─────┘◀──────────── ShardResult ─────────────┘ on the blocking pool
+//! ```
+//!
+//! - [`executor`]: the [`ShardExecutor`] and [`JobDriver`] traits the media engine implements.
+//! - [`worker`]: the [`Worker`] actor: runs shards, at most `slots` at a time.
+//! - [`coordinator`]: the [`Coordinator`] actor: plans a job, hands out shards, retries, finishes.
+//! - [`board`]: the [`JobBoard`]: the jobs of this node, their status and results.
+//!
+//! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
+//! workers join the same path.
+
+pub mod board;
+pub mod coordinator;
+pub mod executor;
+pub mod worker;
+
+pub use board::{JobBoard, JobHandle};
+pub use coordinator::Coordinator;
+pub use executor::{JobDriver, JobError, Plan, ShardError, ShardExecutor};
+pub use worker::{RunShard, Worker};

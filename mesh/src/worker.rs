@@ -1,0 +1,95 @@
+//! The worker actor: accepts [`RunShard`] and runs it through the [`ShardExecutor`] on the
+//! blocking pool, at most `slots` shards at a time (the rest wait in order).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use rendermesh_protocol::{ShardResult, ShardSpec};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::executor::{ShardError, ShardExecutor};
+
+/// Callbacks a shard reports through: started (on which peer), and frames done.
+pub trait ShardObserver: Send + Sync + 'static {
+    fn started(&self, index: u32, peer: &str);
+    fn progress(&self, index: u32, frames_done: u64);
+}
+
+/// Run one shard.
+#[derive(Message)]
+#[rtype(result = "Result<ShardResult, ShardError>")]
+pub struct RunShard {
+    pub shard: ShardSpec,
+    pub observer: Arc<dyn ShardObserver>,
+}
+
+/// Runs shards of any job on this node.
+pub struct Worker {
+    name: String,
+    executor: Arc<dyn ShardExecutor>,
+    slots: Arc<Semaphore>,
+    slot_count: usize,
+}
+
+impl Worker {
+    pub fn new(name: impl Into<String>, executor: Arc<dyn ShardExecutor>, slots: usize) -> Self {
+        let slot_count = slots.max(1);
+        Self {
+            name: name.into(),
+            executor,
+            slots: Arc::new(Semaphore::new(slot_count)),
+            slot_count,
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slot_count
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+}
+
+impl Handler<RunShard> for Worker {
+    type Result = ResponseFuture<Result<ShardResult, ShardError>>;
+
+    fn handle(&mut self, msg: RunShard, _ctx: &mut Context<Self>) -> Self::Result {
+        let slots = self.slots.clone();
+        let executor = self.executor.clone();
+        let peer = self.name.clone();
+        let span = tracing::info_span!("shard", job = %msg.shard.job, shard = msg.shard.index, peer = %peer);
+        Box::pin(
+            async move {
+                let _permit = slots
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ShardError::retryable("worker is shutting down"))?;
+                let RunShard { shard, observer } = msg;
+                observer.started(shard.index, &peer);
+                let started = Instant::now();
+                let index = shard.index;
+                let job = shard.job;
+                let span = tracing::Span::current();
+                let (output, mut stats) = tokio::task::spawn_blocking(move || {
+                    let _g = span.enter();
+                    executor.run(&shard, &|n| observer.progress(index, n))
+                })
+                .await
+                .map_err(|e| ShardError::retryable(format!("shard task died: {e}")))??;
+                stats.wall_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(ms = stats.wall_ms, "shard done");
+                Ok(ShardResult {
+                    job,
+                    index,
+                    peer,
+                    output,
+                    stats,
+                })
+            }
+            .instrument(span),
+        )
+    }
+}

@@ -1,0 +1,103 @@
+//! The CLI's side of the control API.
+
+use std::io::Read;
+use std::time::Duration;
+
+use rendermesh_protocol::{JobId, JobResult, JobStatus};
+
+use super::ControlInfo;
+use crate::runtime::SubmitRequest;
+
+/// A connection to a running node.
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+fn api_err(e: ureq::Error) -> anyhow::Error {
+    match e {
+        ureq::Error::Status(code, resp) => {
+            let msg = resp
+                .into_json::<serde_json::Value>()
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| format!("HTTP {code}"));
+            anyhow::anyhow!("{msg}")
+        }
+        other => anyhow::anyhow!("node is not answering: {other}"),
+    }
+}
+
+impl Client {
+    pub fn new(info: &ControlInfo, token: String) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(2))
+            .build();
+        Self {
+            base: format!("http://{}", info.addr),
+            token,
+            agent,
+        }
+    }
+
+    /// Does a node answer?
+    pub fn ping(&self) -> bool {
+        self.agent
+            .get(&format!("{}/v1/health", self.base))
+            .timeout(Duration::from_secs(2))
+            .call()
+            .is_ok()
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    pub fn submit(&self, req: &SubmitRequest) -> anyhow::Result<JobId> {
+        let v: serde_json::Value = self
+            .agent
+            .post(&format!("{}/v1/jobs", self.base))
+            .set("Authorization", &self.auth())
+            .send_json(req)
+            .map_err(api_err)?
+            .into_json()?;
+        let id = v.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+        id.parse()
+            .map_err(|e| anyhow::anyhow!("node answered a bad job id {id:?}: {e}"))
+    }
+
+    pub fn status(&self, id: JobId) -> anyhow::Result<JobStatus> {
+        Ok(self.get(&format!("/v1/jobs/{id}"))?.into_json()?)
+    }
+
+    pub fn list(&self) -> anyhow::Result<Vec<JobStatus>> {
+        Ok(self.get("/v1/jobs")?.into_json()?)
+    }
+
+    pub fn result(&self, id: JobId) -> anyhow::Result<JobResult> {
+        Ok(self.get(&format!("/v1/jobs/{id}/result"))?.into_json()?)
+    }
+
+    /// The output file's bytes, as a reader.
+    pub fn output(&self, id: JobId) -> anyhow::Result<Box<dyn Read + Send + Sync>> {
+        Ok(self.get(&format!("/v1/jobs/{id}/output"))?.into_reader())
+    }
+
+    pub fn drop_output(&self, id: JobId) -> anyhow::Result<()> {
+        self.agent
+            .delete(&format!("{}/v1/jobs/{id}/output", self.base))
+            .set("Authorization", &self.auth())
+            .call()
+            .map_err(api_err)?;
+        Ok(())
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<ureq::Response> {
+        self.agent
+            .get(&format!("{}{path}", self.base))
+            .set("Authorization", &self.auth())
+            .call()
+            .map_err(api_err)
+    }
+}

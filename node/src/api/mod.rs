@@ -1,0 +1,44 @@
+//! The control API: JSON over HTTP on loopback, guarded by a token readable only by the
+//! node's user and group.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/v1/health` | `{name, version}` (no token needed) |
+//! | POST | `/v1/jobs` | body [`SubmitRequest`](crate::runtime::SubmitRequest) → `{id}` |
+//! | GET | `/v1/jobs` | every [`JobStatus`](rendermesh_protocol::JobStatus) |
+//! | GET | `/v1/jobs/{id}` | one `JobStatus` |
+//! | GET | `/v1/jobs/{id}/result` | the [`JobResult`](rendermesh_protocol::JobResult) (409 while running) |
+//! | GET | `/v1/jobs/{id}/output` | the bytes of a transcode's output |
+//! | DELETE | `/v1/jobs/{id}/output` | drop the output from the node's store |
+//!
+//! The daemon writes `control.json` (address, pid) and `control.token` into its data dir; the
+//! CLI reads both to find it.
+
+pub mod client;
+pub mod server;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Contents of `control.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ControlInfo {
+    pub addr: String,
+    pub pid: u32,
+    pub name: String,
+}
+
+pub const INFO_FILE: &str = "control.json";
+pub const TOKEN_FILE: &str = "control.token";
+
+/// Read the daemon's address and token from a data dir, if a daemon wrote them.
+pub fn read_control(data_dir: &Path) -> Option<(ControlInfo, String)> {
+    let info: ControlInfo =
+        serde_json::from_slice(&std::fs::read(data_dir.join(INFO_FILE)).ok()?).ok()?;
+    let token = std::fs::read_to_string(data_dir.join(TOKEN_FILE))
+        .ok()?
+        .trim()
+        .to_string();
+    Some((info, token))
+}

@@ -1,0 +1,203 @@
+//! The control API server (actix-web), run by `rendermesh node`.
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use rendermesh_protocol::{JobId, JobResult};
+
+use super::{ControlInfo, INFO_FILE, TOKEN_FILE};
+use crate::runtime::{Runtime, SubmitRequest};
+
+/// Shared state of the handlers.
+pub struct ApiState {
+    pub runtime: Arc<Runtime>,
+    pub token: String,
+}
+
+/// Create a fresh random token and write it (mode 0640) into the data dir.
+pub fn write_token(data_dir: &Path) -> std::io::Result<String> {
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))?;
+    let token = blake3::hash(&seed).to_hex().to_string();
+    let path = data_dir.join(TOKEN_FILE);
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&path)?;
+    std::io::Write::write_all(&mut f, token.as_bytes())?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))?;
+    Ok(token)
+}
+
+pub fn write_info(data_dir: &Path, info: &ControlInfo) -> std::io::Result<()> {
+    let tmp = data_dir.join(format!("{INFO_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info).unwrap_or_default())?;
+    std::fs::rename(tmp, data_dir.join(INFO_FILE))
+}
+
+fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
+    let Some(h) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(given) = h.strip_prefix("Bearer ") else {
+        return false;
+    };
+    // compare without an early exit
+    given.len() == st.token.len()
+        && given
+            .bytes()
+            .zip(st.token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": msg.into() }))
+}
+
+macro_rules! guard {
+    ($req:expr, $st:expr) => {
+        if !authorized(&$req, &$st) {
+            return error(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "missing or wrong control token",
+            );
+        }
+    };
+}
+
+async fn health(st: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "name": st.runtime.name, "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn submit(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    body: web::Json<SubmitRequest>,
+) -> HttpResponse {
+    guard!(req, st);
+    let handle = st.runtime.submit(body.into_inner());
+    HttpResponse::Accepted().json(serde_json::json!({ "id": handle.id().to_string() }))
+}
+
+async fn list(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
+    guard!(req, st);
+    HttpResponse::Ok().json(st.runtime.board.list())
+}
+
+fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, HttpResponse> {
+    let id: JobId = path.parse().map_err(|e| {
+        error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            format!("bad job id: {e}"),
+        )
+    })?;
+    st.runtime.board.get(id).ok_or_else(|| {
+        error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            format!("no job {id}"),
+        )
+    })
+}
+
+async fn status(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    guard!(req, st);
+    match job_of(&path, &st) {
+        Ok(h) => HttpResponse::Ok().json(h.status()),
+        Err(r) => r,
+    }
+}
+
+async fn result(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    guard!(req, st);
+    let h = match job_of(&path, &st) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    match h.result() {
+        None => error(
+            actix_web::http::StatusCode::CONFLICT,
+            "job is still running",
+        ),
+        Some(Err(e)) => error(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, e),
+        Some(Ok(r)) => HttpResponse::Ok().json(r),
+    }
+}
+
+fn output_of(h: &rendermesh_mesh::JobHandle) -> Option<rendermesh_protocol::ContentId> {
+    match h.result() {
+        Some(Ok(JobResult::Transcode { output, .. })) => Some(output),
+        _ => None,
+    }
+}
+
+async fn output(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    guard!(req, st);
+    let h = match job_of(&path, &st) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let Some(id) = output_of(&h) else {
+        return error(
+            actix_web::http::StatusCode::CONFLICT,
+            "job has no output file",
+        );
+    };
+    match actix_files::NamedFile::open_async(st.runtime.cache.blobs.path(&id)).await {
+        Ok(f) => f.into_response(&req),
+        Err(e) => error(
+            actix_web::http::StatusCode::GONE,
+            format!("output is no longer stored: {e}"),
+        ),
+    }
+}
+
+async fn drop_output(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    guard!(req, st);
+    let h = match job_of(&path, &st) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    if let Some(id) = output_of(&h) {
+        let _ = st.runtime.cache.blobs.remove(&id);
+    }
+    HttpResponse::NoContent().finish()
+}
+
+/// Routes of the control API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::JsonConfig::default().limit(1 << 20))
+        .route("/v1/health", web::get().to(health))
+        .route("/v1/jobs", web::post().to(submit))
+        .route("/v1/jobs", web::get().to(list))
+        .route("/v1/jobs/{id}", web::get().to(status))
+        .route("/v1/jobs/{id}/result", web::get().to(result))
+        .route("/v1/jobs/{id}/output", web::get().to(output))
+        .route("/v1/jobs/{id}/output", web::delete().to(drop_output));
+}

@@ -1,0 +1,139 @@
+//! Command-line interface. Keep these forms stable: scripts depend on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A peer-to-peer render mesh for video: transcode and analyse on every box you own.
+#[derive(Parser, Debug)]
+#[command(name = "rendermesh", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: /etc/rendermesh/node.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides the config's data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the node daemon (what systemd starts on every box).
+    Node(NodeArgs),
+    /// Submit a job to the local node (or run it in-process when no node answers).
+    #[command(subcommand)]
+    Submit(SubmitCmd),
+    /// Show jobs and their shards.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Control API address (overrides the config's control_listen).
+    #[arg(long, value_name = "ADDR")]
+    pub control_listen: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubmitCmd {
+    /// Transcode one file, split into chunks encoded in parallel.
+    Transcode(TranscodeArgs),
+    /// Detect scene cuts in one or more files.
+    Scenes(ScenesArgs),
+}
+
+/// Options every submit takes.
+#[derive(Args, Debug, Clone)]
+pub struct CommonSubmit {
+    /// Run in this process even when a node is running.
+    #[arg(long)]
+    pub local: bool,
+    /// Target chunk length in seconds (default: the node's chunk_seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub chunk_seconds: Option<f64>,
+    /// Write the final job status (shards, counters) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TranscodeArgs {
+    /// Source file.
+    pub input: PathBuf,
+    /// Output file; its extension picks the container (.mp4, .mkv, .mov, .webm, .nut).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Video codec: h264, h265, av1, vp9.
+    #[arg(long, default_value = "h264")]
+    pub codec: String,
+    /// Constant rate factor (quality; lower is better).
+    #[arg(long, default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub crf: u8,
+    /// Encoder preset (x264/x265: ultrafast…veryslow; SVT-AV1: 0–13; VP9: cpu-used 0–8).
+    #[arg(long)]
+    pub preset: Option<String>,
+    #[command(flatten)]
+    pub common: CommonSubmit,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectorArg {
+    Content,
+    Adaptive,
+}
+
+#[derive(Args, Debug)]
+pub struct ScenesArgs {
+    /// Source files.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Write the scene list as CSV (PySceneDetect's list-scenes layout).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write the scene list as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the scene list as a CMX 3600 EDL.
+    #[arg(long, value_name = "FILE")]
+    pub edl: Option<PathBuf>,
+    /// Detector.
+    #[arg(long, value_enum, default_value = "content")]
+    pub detector: DetectorArg,
+    /// Content detector: score at which a cut is made.
+    #[arg(long, default_value_t = 27.0)]
+    pub threshold: f32,
+    /// Adaptive detector: how far a score must stand out from its neighbours.
+    #[arg(long, default_value_t = 3.0)]
+    pub adaptive_threshold: f32,
+    /// Adaptive detector: minimum score of a cut.
+    #[arg(long, default_value_t = 15.0)]
+    pub min_content_val: f32,
+    /// Adaptive detector: neighbours on each side.
+    #[arg(long, default_value_t = 2)]
+    pub window_width: u32,
+    /// Minimum scene length in frames.
+    #[arg(long, default_value_t = 15)]
+    pub min_scene_len: u32,
+    /// Width frames are scaled to for analysis (0 = like PySceneDetect: width / ⌊width/256⌋).
+    #[arg(long, default_value_t = 0)]
+    pub analysis_width: u32,
+    #[command(flatten)]
+    pub common: CommonSubmit,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// A job id; without it, every job.
+    pub job: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

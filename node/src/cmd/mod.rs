@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod node;
+pub mod status;
+pub mod submit;

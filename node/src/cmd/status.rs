@@ -1,0 +1,79 @@
+//! `rendermesh status [JOB]`: jobs of the local node and their shard tables.
+
+use rendermesh_protocol::JobStatus;
+
+use crate::api::client::Client;
+use crate::api::read_control;
+use crate::cli::StatusArgs;
+use crate::config::NodeConfig;
+
+pub fn run(cfg: NodeConfig, args: StatusArgs) -> anyhow::Result<i32> {
+    let Some((info, token)) = read_control(&cfg.data_dir) else {
+        anyhow::bail!(
+            "no node is running with data dir {}",
+            cfg.data_dir.display()
+        );
+    };
+    let client = Client::new(&info, token);
+    let jobs = match &args.job {
+        Some(id) => vec![client.status(
+            id.parse()
+                .map_err(|e| anyhow::anyhow!("bad job id {id:?}: {e}"))?,
+        )?],
+        None => client.list()?,
+    };
+    if args.json {
+        let out = if args.job.is_some() {
+            serde_json::to_string_pretty(&jobs[0])?
+        } else {
+            serde_json::to_string_pretty(&jobs)?
+        };
+        println!("{out}");
+        return Ok(0);
+    }
+    if jobs.is_empty() {
+        println!("no jobs on {}", info.name);
+    }
+    for j in &jobs {
+        print_job(j, args.job.is_some());
+    }
+    Ok(0)
+}
+
+pub fn print_job(j: &JobStatus, shards: bool) {
+    let pct = if j.frames_total > 0 {
+        100 * j.frames_done / j.frames_total
+    } else {
+        0
+    };
+    println!(
+        "{}  {:<9} {:<9?} {:>3}%  {:>6.1}s  {}{}",
+        j.id,
+        j.kind,
+        j.state,
+        pct,
+        j.elapsed_ms as f64 / 1000.0,
+        j.inputs.join(" "),
+        if j.from_cache { "  (from cache)" } else { "" }
+    );
+    if let Some(e) = &j.error {
+        println!("    error: {e}");
+    }
+    if shards && !j.shards.is_empty() {
+        println!(
+            "    {:>5}  {:<8} {:<20} {:>7} {:>8} {:>7}",
+            "shard", "state", "peer", "frames", "time", "retries"
+        );
+        for s in &j.shards {
+            println!(
+                "    {:>5}  {:<8} {:<20} {:>7} {:>7.1}s {:>7}",
+                s.index,
+                format!("{:?}", s.state),
+                s.peer.as_deref().unwrap_or("-"),
+                s.frames,
+                s.millis as f64 / 1000.0,
+                s.retries
+            );
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! `rendermesh submit transcode|scenes`: send a job to the local node, or, when no node
+//! answers, run the same actors in this process as a mesh of one. Shows progress, then
+//! writes the results as the invoking user, atomically (temp file + rename).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rendermesh_protocol::{
+    EncodeOptions, JobId, JobResult, JobStatus, SceneDetector, SceneList, SceneOptions,
+    ScoreParams, VideoCodec,
+};
+
+use crate::api::client::Client;
+use crate::api::read_control;
+use crate::cli::{CommonSubmit, DetectorArg, ScenesArgs, SubmitCmd, TranscodeArgs};
+use crate::config::NodeConfig;
+use crate::engine::concat::{check_output, container_for};
+use crate::engine::export::{scenes_from_cuts, to_csv, to_edl, to_json, Fps};
+use crate::runtime::{Runtime, SubmitRequest};
+
+pub fn run(cfg: NodeConfig, sub: SubmitCmd) -> anyhow::Result<i32> {
+    match sub {
+        SubmitCmd::Transcode(a) => transcode(cfg, a),
+        SubmitCmd::Scenes(a) => scenes(cfg, a),
+    }
+}
+
+/// Where the finished job lives.
+enum Done {
+    Node {
+        client: Client,
+        id: JobId,
+    },
+    Local {
+        runtime_cache: rendermesh_cache::Cache,
+    },
+}
+
+/// An input path as the node will see it: absolute, and present.
+fn input_path(p: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("{}: no such file", p.display()),
+        _ => anyhow::anyhow!("{}: cannot read: {e}", p.display()),
+    })
+}
+
+fn transcode(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
+    let codec: VideoCodec = a
+        .codec
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--codec: {e}"))?;
+    let input = input_path(&a.input)?;
+    check_output(&a.output)?;
+    let container = container_for(&a.output)?;
+    let req = SubmitRequest::Transcode {
+        input,
+        container,
+        options: EncodeOptions {
+            codec,
+            crf: a.crf,
+            preset: a.preset.clone(),
+        },
+        chunk_seconds: a.common.chunk_seconds,
+    };
+    let (status, result, done) = execute(&cfg, req, &a.common)?;
+    let JobResult::Transcode {
+        output,
+        bytes,
+        frames,
+    } = result
+    else {
+        anyhow::bail!("node answered a transcode with another kind of result");
+    };
+    let written = match &done {
+        Done::Node { client, id } => {
+            let n = write_atomic(&a.output, client.output(*id)?)?;
+            if let Err(e) = client.drop_output(*id) {
+                tracing::warn!(error = %e, "node kept the output");
+            }
+            n
+        }
+        Done::Local { runtime_cache } => {
+            let path = runtime_cache.blobs.path(&output);
+            let f = std::fs::File::open(&path)?;
+            let n = write_atomic(&a.output, f)?;
+            let _ = runtime_cache.blobs.remove(&output);
+            n
+        }
+    };
+    if written != bytes {
+        let _ = std::fs::remove_file(&a.output);
+        anyhow::bail!(
+            "{}: received {written} of {bytes} bytes; removed",
+            a.output.display()
+        );
+    }
+    println!(
+        "wrote {} ({} frames, {:.1} MB, {} shards) in {:.1}s",
+        a.output.display(),
+        frames,
+        bytes as f64 / 1e6,
+        status.shards.len(),
+        status.elapsed_ms as f64 / 1000.0
+    );
+    Ok(0)
+}
+
+fn scenes(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
+    let inputs = a
+        .inputs
+        .iter()
+        .map(|p| input_path(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for out in [&a.csv, &a.json, &a.edl].into_iter().flatten() {
+        check_output(out)?;
+    }
+    let detector = match a.detector {
+        DetectorArg::Content => SceneDetector::Content {
+            threshold: a.threshold,
+        },
+        DetectorArg::Adaptive => SceneDetector::Adaptive {
+            adaptive_threshold: a.adaptive_threshold,
+            min_content_val: a.min_content_val,
+            window_width: a.window_width,
+        },
+    };
+    let options = SceneOptions {
+        detector,
+        min_scene_len: a.min_scene_len,
+        scoring: ScoreParams {
+            analysis_width: a.analysis_width,
+        },
+        ..SceneOptions::default()
+    };
+    let req = SubmitRequest::Scenes {
+        inputs: inputs.clone(),
+        options,
+        chunk_seconds: a.common.chunk_seconds,
+    };
+    let (status, result, _done) = execute(&cfg, req, &a.common)?;
+    let JobResult::Scenes { lists } = result else {
+        anyhow::bail!("node answered a scenes job with another kind of result");
+    };
+    let many = lists.len() > 1;
+    for (input, list) in inputs.iter().zip(&lists) {
+        let title = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let fps = Fps {
+            num: list.fps.num.max(0) as u32,
+            den: list.fps.den.max(1) as u32,
+        };
+        let cuts: Vec<u32> = list.cuts.iter().map(|&c| c as u32).collect();
+        let scenes = scenes_from_cuts(&cuts, list.frames as u32);
+        for (path, text) in [
+            (&a.csv, to_csv(&scenes, fps)),
+            (&a.json, to_json(&scenes, fps, &title)),
+            (&a.edl, to_edl(&scenes, fps, &title)),
+        ] {
+            if let Some(p) = path {
+                let dest = per_input(p, input, many);
+                write_atomic(&dest, text.as_bytes())?;
+            }
+        }
+        print_scenes(
+            input,
+            list,
+            a.csv.is_none() && a.json.is_none() && a.edl.is_none(),
+        );
+    }
+    if status.from_cache {
+        println!(
+            "(answered from cache in {:.2}s)",
+            status.elapsed_ms as f64 / 1000.0
+        );
+    }
+    Ok(0)
+}
+
+fn print_scenes(input: &Path, list: &SceneList, table: bool) {
+    let fps = list.fps.as_f64().max(f64::MIN_POSITIVE);
+    println!(
+        "{}: {} scenes, {} frames ({:.2}s at {:.3} fps)",
+        input.display(),
+        list.cuts.len() + 1,
+        list.frames,
+        list.frames as f64 / fps,
+        fps
+    );
+    if table {
+        let mut start = 0u64;
+        for (i, end) in list.cuts.iter().copied().chain([list.frames]).enumerate() {
+            println!(
+                "  scene {:>3}: frames {:>6}..{:<6} {:>8.3}s .. {:>8.3}s",
+                i + 1,
+                start,
+                end,
+                start as f64 / fps,
+                end as f64 / fps
+            );
+            start = end;
+        }
+    }
+}
+
+/// With several inputs, one output file per input: `{name}` in the path is replaced by the
+/// input's stem, or the stem is appended (`cuts.csv` → `cuts-a.csv`).
+fn per_input(out: &Path, input: &Path, many: bool) -> PathBuf {
+    if !many {
+        return out.to_path_buf();
+    }
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let s = out.to_string_lossy();
+    if s.contains("{name}") {
+        return PathBuf::from(s.replace("{name}", &stem));
+    }
+    let base = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match out.extension() {
+        Some(e) => format!("{base}-{stem}.{}", e.to_string_lossy()),
+        None => format!("{base}-{stem}"),
+    };
+    out.with_file_name(name)
+}
+
+/// Write `dest` from `src` through a temp file in the same directory and a rename, so a
+/// reader never sees a partial file and a failure leaves nothing behind.
+pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.rendermesh-{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<u64> {
+        let mut f = std::fs::File::create(&tmp)?;
+        let n = std::io::copy(&mut src, &mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)?;
+        Ok(n)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("{}: cannot write: {e}", dest.display())
+    })
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:40} [{bar:30}] {pos}/{len} frames  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+fn show(pb: &ProgressBar, s: &JobStatus) {
+    pb.set_length(s.frames_total.max(1));
+    pb.set_position(s.frames_done);
+    let running: Vec<String> = s
+        .shards
+        .iter()
+        .filter(|r| r.state == rendermesh_protocol::ShardState::Running)
+        .map(|r| format!("#{}@{}", r.index, r.peer.as_deref().unwrap_or("?")))
+        .collect();
+    let done = s
+        .shards
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.state,
+                rendermesh_protocol::ShardState::Done | rendermesh_protocol::ShardState::Cached
+            )
+        })
+        .count();
+    pb.set_message(format!(
+        "{} {:?} {}/{} shards {}",
+        s.kind,
+        s.state,
+        done,
+        s.shards.len(),
+        running.join(" ")
+    ));
+}
+
+fn write_report(path: &Option<PathBuf>, status: &JobStatus, mode: &str) -> anyhow::Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let (decoded, encoded) = crate::engine::executor::process_counters();
+    let doc = serde_json::json!({
+        "mode": mode,
+        "status": status,
+        "process_decoded_frames": decoded,
+        "process_encoded_frames": encoded,
+    });
+    write_atomic(path, serde_json::to_vec_pretty(&doc)?.as_slice())?;
+    Ok(())
+}
+
+/// Run the job on the local node if one answers, else in-process; wait for the result.
+fn execute(
+    cfg: &NodeConfig,
+    req: SubmitRequest,
+    common: &CommonSubmit,
+) -> anyhow::Result<(JobStatus, JobResult, Done)> {
+    if !common.local {
+        if let Some((info, token)) = read_control(&cfg.data_dir) {
+            let client = Client::new(&info, token);
+            if client.ping() {
+                return execute_remote(client, req, common);
+            }
+        }
+        eprintln!(
+            "rendermesh: no node answers for data dir {}; running in-process as a mesh of one",
+            cfg.data_dir.display()
+        );
+    }
+    execute_local(cfg.clone(), req, common)
+}
+
+fn execute_remote(
+    client: Client,
+    req: SubmitRequest,
+    common: &CommonSubmit,
+) -> anyhow::Result<(JobStatus, JobResult, Done)> {
+    let id = client.submit(&req)?;
+    let pb = progress_bar(common.quiet);
+    let status = loop {
+        let s = client.status(id)?;
+        show(&pb, &s);
+        if s.state.is_final() {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    pb.finish_and_clear();
+    write_report(&common.report, &status, "node")?;
+    if let Some(e) = &status.error {
+        anyhow::bail!("{e}");
+    }
+    let result = client.result(id)?;
+    Ok((status, result, Done::Node { client, id }))
+}
+
+fn execute_local(
+    cfg: NodeConfig,
+    req: SubmitRequest,
+    common: &CommonSubmit,
+) -> anyhow::Result<(JobStatus, JobResult, Done)> {
+    let quiet = common.quiet;
+    let sys = actix::System::new();
+    let (status, result, cache) = sys.block_on(async move {
+        let runtime = Runtime::start(cfg)?;
+        let handle = runtime.submit(req);
+        let pb = progress_bar(quiet);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let waiter = handle.clone();
+        let wait = waiter.wait();
+        tokio::pin!(wait);
+        let result = loop {
+            tokio::select! {
+                r = &mut wait => break r,
+                _ = tick.tick() => show(&pb, &handle.status()),
+            }
+        };
+        pb.finish_and_clear();
+        anyhow::Ok((handle.status(), result, runtime.cache.clone()))
+    })?;
+    write_report(&common.report, &status, "local")?;
+    let result = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((
+        status,
+        result,
+        Done::Local {
+            runtime_cache: cache,
+        },
+    ))
+}

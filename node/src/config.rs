@@ -1,0 +1,183 @@
+//! Node configuration: TOML, every field documented, defaults named, checked by `validate`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the config format this build writes and reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// `node.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Format version of this file; a newer node reads older versions.
+    pub version: u32,
+    /// Name of this node in job tables; empty = the host name.
+    pub name: String,
+    /// Where the cache, blobs and control files live.
+    pub data_dir: PathBuf,
+    /// Address of the control API; keep it on loopback. Port 0 picks a free port.
+    pub control_listen: String,
+    /// Shards run at once; 0 = one per CPU core.
+    pub slots: usize,
+    /// Codec threads per shard; 0 = cores / slots (at least 1).
+    pub shard_threads: usize,
+    /// Target chunk length in seconds when a file is cut into shards.
+    pub chunk_seconds: f64,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("RENDERMESH_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } == 0 {
+        return PathBuf::from("/var/lib/rendermesh");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("rendermesh");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/rendermesh"),
+        None => PathBuf::from(".rendermesh"),
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            name: String::new(),
+            data_dir: default_data_dir(),
+            control_listen: "127.0.0.1:7878".into(),
+            slots: 0,
+            shard_threads: 0,
+            chunk_seconds: 10.0,
+        }
+    }
+}
+
+/// Default config file, used when present and no `--config` is given.
+pub const DEFAULT_CONFIG: &str = "/etc/rendermesh/node.toml";
+
+impl NodeConfig {
+    /// Load `path`, or the default file if it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.is_file()),
+        };
+        let cfg = match path {
+            None => Self::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Explain what is wrong, if anything.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.version > CONFIG_VERSION {
+            anyhow::bail!(
+                "config version {} is newer than this build understands ({CONFIG_VERSION})",
+                self.version
+            );
+        }
+        let addr: std::net::SocketAddr = self.control_listen.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "control_listen {:?} is not an address: {e}",
+                self.control_listen
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "control_listen {addr} is not a loopback address; the control API must stay local"
+            );
+        }
+        if !(self.chunk_seconds.is_finite() && self.chunk_seconds >= 0.5) {
+            anyhow::bail!(
+                "chunk_seconds must be at least 0.5 (got {})",
+                self.chunk_seconds
+            );
+        }
+        if self.slots > 1024 {
+            anyhow::bail!("slots = {} is not sensible", self.slots);
+        }
+        Ok(())
+    }
+
+    pub fn cores() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+
+    pub fn effective_slots(&self) -> usize {
+        if self.slots == 0 {
+            Self::cores()
+        } else {
+            self.slots
+        }
+    }
+
+    pub fn effective_threads(&self) -> usize {
+        if self.shard_threads == 0 {
+            (Self::cores() / self.effective_slots()).max(1)
+        } else {
+            self.shard_threads
+        }
+    }
+
+    pub fn node_name(&self) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let c = NodeConfig::default();
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn validate_explains() {
+        let c = NodeConfig {
+            control_listen: "0.0.0.0:7878".into(),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("loopback"));
+        let c = NodeConfig {
+            chunk_seconds: 0.0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("chunk_seconds"));
+        assert!(toml::from_str::<NodeConfig>("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! Join encoded segments into the output file and mux the source audio once.
+//!
+//! Video packets keep the source pts; decode timestamps are kept monotonic across joins.
+//! Audio is stream-copied from the source (never chunked), so joins cannot drift it.
+
+use std::path::{Path, PathBuf};
+
+use ff::Rescale;
+use ffmpeg_next as ff;
+
+use super::probe::{open_input, Probe};
+use super::MediaError;
+
+/// Can the container `format` hold `codec` (stream copy)?
+fn container_accepts(octx: &ff::format::context::Output, codec: ff::codec::Id) -> bool {
+    // SAFETY: the output format pointer is valid for the context's lifetime.
+    unsafe {
+        let oformat = (*octx.as_ptr()).oformat;
+        ff::ffi::avformat_query_codec(oformat, codec.into(), ff::ffi::FF_COMPLIANCE_NORMAL) == 1
+    }
+}
+
+/// Check early (before any work) that an output path can be written.
+pub fn check_output(out: &Path) -> Result<(), MediaError> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(MediaError::write(
+            out,
+            format!("directory {} does not exist", dir.display()),
+        ));
+    }
+    let probe = dir.join(format!(".rendermesh-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        MediaError::write(
+            out,
+            format!("directory {} is not writable ({e})", dir.display()),
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    if out.is_dir() {
+        return Err(MediaError::write(out, "is a directory"));
+    }
+    Ok(())
+}
+
+/// The muxer for an output path, from its extension (default mp4).
+pub fn container_for(out: &Path) -> Result<String, MediaError> {
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("mp4")
+        .to_ascii_lowercase();
+    let name = match ext.as_str() {
+        "mp4" | "m4v" => "mp4",
+        "mov" => "mov",
+        "mkv" => "matroska",
+        "webm" => "webm",
+        "nut" => "nut",
+        other => {
+            return Err(MediaError::write(
+                out,
+                format!("unknown output container .{other}; use .mp4, .mov, .mkv, .webm or .nut"),
+            ))
+        }
+    };
+    Ok(name.to_string())
+}
+
+/// Reads encoded segments one at a time, with timestamps back on the source timeline.
+struct Segments<'a> {
+    paths: &'a [PathBuf],
+    next: usize,
+    src_tb: ff::Rational,
+    ts_offset: i64,
+    frame_dur: i64,
+}
+
+impl Segments<'_> {
+    /// The next segment's packets in decode order, pts and dts in the source time base.
+    fn next_segment(
+        &mut self,
+    ) -> Result<Option<std::collections::VecDeque<ff::Packet>>, MediaError> {
+        let Some(path) = self.paths.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        let mut ictx = open_input(path)?;
+        let tb = ictx.stream(0).map(|s| s.time_base()).unwrap_or(self.src_tb);
+        let mut pkts = Vec::new();
+        loop {
+            let mut pkt = ff::Packet::empty();
+            match pkt.read(&mut ictx) {
+                Ok(()) => {}
+                Err(ff::Error::Eof) => break,
+                Err(e) => {
+                    return Err(MediaError::Truncated {
+                        file: path.clone(),
+                        cause: e.to_string(),
+                    })
+                }
+            }
+            let Some(pts) = pkt.pts() else {
+                return Err(MediaError::other(
+                    path,
+                    "encoded packet without a timestamp",
+                ));
+            };
+            pkt.set_pts(Some(pts.rescale(tb, self.src_tb) - self.ts_offset));
+            pkts.push(pkt);
+        }
+        assign_dts(&mut pkts, self.frame_dur);
+        Ok(Some(pkts.into()))
+    }
+}
+
+/// Decode timestamps and durations for packets in decode order from their pts: with reorder depth `d`
+/// (the smallest that keeps every dts <= its pts), `dts[i] = sorted_pts[i - d]`, and the
+/// first `d` are extrapolated one frame apart. NUT keeps no dts, and this rule gives
+/// monotonic dts across segment joins.
+fn assign_dts(pkts: &mut [ff::Packet], frame_dur: i64) {
+    let pts: Vec<i64> = pkts.iter().map(|p| p.pts().unwrap_or(0)).collect();
+    let mut sorted = pts.clone();
+    sorted.sort_unstable();
+    let n = pts.len();
+    let d = (0..n)
+        .find(|&d| (d..n).all(|i| sorted[i - d] <= pts[i]))
+        .unwrap_or(0);
+    for (i, p) in pkts.iter_mut().enumerate() {
+        let dts = if i >= d {
+            sorted[i - d]
+        } else {
+            sorted[0] - (d - i) as i64 * frame_dur
+        };
+        p.set_dts(Some(dts));
+        // duration: up to the next frame in presentation order (one frame for the last)
+        let k = sorted.partition_point(|&x| x <= pts[i]);
+        p.set_duration(sorted.get(k).map(|next| next - pts[i]).unwrap_or(frame_dur));
+    }
+}
+
+/// Write `out` (container `format`) from the encoded `segments` and the audio of `source`.
+/// Returns the number of video frames written.
+#[tracing::instrument(skip_all, fields(out = %out.display(), segments = segments.len()))]
+pub fn concat(
+    segments: &[PathBuf],
+    source: &Path,
+    probe: &Probe,
+    out: &Path,
+    format: &str,
+) -> Result<u64, MediaError> {
+    let first = segments
+        .first()
+        .ok_or_else(|| MediaError::other(out, "no segments"))?;
+    let seg0 = open_input(first)?;
+    let vstream = seg0.stream(0).ok_or_else(|| MediaError::NoVideo {
+        file: first.clone(),
+    })?;
+    let vparams = vstream.parameters();
+    let vtb_in = super::ff_rational(probe.time_base);
+    let extradata0 = extradata(&vparams);
+    drop(seg0);
+
+    let mut octx = ff::format::output_as(&out, format)
+        .map_err(|e| MediaError::write(out, format!("opening {format} muxer: {e}")))?;
+    {
+        let mut ost = octx
+            .add_stream(ff::encoder::find(ff::codec::Id::None))
+            .map_err(|e| MediaError::write(out, e))?;
+        ost.set_parameters(vparams);
+        ost.set_time_base(vtb_in);
+        ost.set_avg_frame_rate(super::ff_rational(probe.fps));
+        // SAFETY: parameters were just allocated by add_stream.
+        unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
+    }
+    let mut audio_in = None;
+    if let Some(a) = &probe.audio {
+        let ictx = open_input(source)?;
+        let ast = ictx
+            .stream(a.index)
+            .ok_or_else(|| MediaError::other(source, "audio stream vanished"))?;
+        let aparams = ast.parameters();
+        let atb = ast.time_base();
+        if !container_accepts(&octx, aparams.id()) {
+            return Err(MediaError::write(
+                out,
+                format!(
+                    "audio codec {} cannot be copied into {format}; choose another container (e.g. .mkv)",
+                    a.codec
+                ),
+            ));
+        }
+        let mut ost = octx
+            .add_stream(ff::encoder::find(ff::codec::Id::None))
+            .map_err(|e| MediaError::write(out, e))?;
+        ost.set_parameters(aparams);
+        ost.set_time_base(atb);
+        // SAFETY: as above.
+        unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
+        drop(ost);
+        audio_in = Some((ictx, a.index, atb));
+    }
+    octx.write_header()
+        .map_err(|e| MediaError::write(out, format!("writing the header: {e}")))?;
+    let vtb_out = octx.stream(0).map(|s| s.time_base()).unwrap_or(vtb_in);
+    let atb_out = octx.stream(1).map(|s| s.time_base());
+
+    let src_tb = super::ff_rational(probe.time_base);
+    let frame_dur = {
+        let d = ff::Rational::new(probe.fps.den, probe.fps.num.max(1));
+        1i64.rescale(d, src_tb).max(1)
+    };
+    let mut segs = Segments {
+        paths: segments,
+        next: 0,
+        src_tb,
+        ts_offset: super::chunk::chunk_ts_offset(probe),
+        frame_dur,
+    };
+    let mut current = segs.next_segment()?.unwrap_or_default();
+    let mut anext = next_audio(&mut audio_in, source)?;
+    let mut last_dts = i64::MIN;
+    let mut frames = 0u64;
+    let us = ff::Rational::new(1, 1_000_000);
+    loop {
+        while current.is_empty() {
+            match segs.next_segment()? {
+                Some(next) => {
+                    if let Some(p) = segments.get(segs.next - 1) {
+                        check_same_headers(p, &extradata0)?;
+                    }
+                    current = next;
+                }
+                None => break,
+            }
+        }
+        let take_video = match (current.front(), &anext) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(v), Some((a, atb))) => {
+                let vt = v.dts().unwrap_or(0).rescale(src_tb, us);
+                let at = a.dts().or(a.pts()).unwrap_or(0).rescale(*atb, us);
+                vt <= at
+            }
+        };
+        if take_video {
+            let Some(mut pkt) = current.pop_front() else {
+                break;
+            };
+            if let Some(d) = pkt.dts() {
+                let d = if d <= last_dts { last_dts + 1 } else { d };
+                if pkt.pts().is_some_and(|p| d > p) {
+                    return Err(MediaError::other(
+                        out,
+                        "timestamps cannot be made monotonic at a segment join",
+                    ));
+                }
+                pkt.set_dts(Some(d));
+                last_dts = d;
+            }
+            pkt.set_stream(0);
+            pkt.set_position(-1);
+            pkt.rescale_ts(src_tb, vtb_out);
+            pkt.write_interleaved(&mut octx).map_err(|e| {
+                MediaError::write(out, format!("writing video frame {frames}: {e}"))
+            })?;
+            frames += 1;
+        } else {
+            let Some((mut pkt, tb)) = anext.take() else {
+                break;
+            };
+            pkt.set_stream(1);
+            pkt.set_position(-1);
+            if let Some(otb) = atb_out {
+                pkt.rescale_ts(tb, otb);
+            }
+            pkt.write_interleaved(&mut octx)
+                .map_err(|e| MediaError::write(out, format!("writing audio: {e}")))?;
+            anext = next_audio(&mut audio_in, source)?;
+        }
+    }
+    octx.write_trailer()
+        .map_err(|e| MediaError::write(out, format!("finishing the file: {e}")))?;
+    Ok(frames)
+}
+
+fn next_audio(
+    src: &mut Option<(ff::format::context::Input, usize, ff::Rational)>,
+    source: &Path,
+) -> Result<Option<(ff::Packet, ff::Rational)>, MediaError> {
+    let Some((ictx, index, tb)) = src.as_mut() else {
+        return Ok(None);
+    };
+    let mut pkt = ff::Packet::empty();
+    loop {
+        match pkt.read(ictx) {
+            Ok(()) if pkt.stream() == *index => return Ok(Some((pkt, *tb))),
+            Ok(()) => continue,
+            Err(ff::Error::Eof) => return Ok(None),
+            Err(e) => {
+                return Err(MediaError::Truncated {
+                    file: source.to_path_buf(),
+                    cause: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+fn extradata(p: &ff::codec::Parameters) -> Vec<u8> {
+    // SAFETY: extradata/extradata_size describe one allocation owned by the parameters.
+    unsafe {
+        let p = p.as_ptr();
+        if (*p).extradata.is_null() || (*p).extradata_size <= 0 {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts((*p).extradata, (*p).extradata_size as usize).to_vec()
+    }
+}
+
+/// All segments must share the first one's codec headers, or one container header cannot
+/// describe them.
+fn check_same_headers(segment: &Path, first: &[u8]) -> Result<(), MediaError> {
+    let ictx = open_input(segment)?;
+    let Some(s) = ictx.stream(0) else {
+        return Err(MediaError::NoVideo {
+            file: segment.to_path_buf(),
+        });
+    };
+    if extradata(&s.parameters()) != first {
+        return Err(MediaError::other(
+            segment,
+            "encoded segment has different codec headers than the first",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! Encode the frames of one chunk into an encoded segment (a NUT blob).
+//!
+//! Frames keep their source pts and the encoder works in the source time base, so segments
+//! concatenate into exactly the source's timeline. Every segment starts with an IDR frame;
+//! headers go into extradata (global header) so one container header fits all segments.
+
+use std::path::Path;
+
+use ffmpeg_next as ff;
+use rendermesh_protocol::{EncodeOptions, FrameRange, VideoCodec};
+
+use super::decode::decode_range;
+use super::{ff_rational, MediaError};
+
+/// Is this codec's software encoder in the linked FFmpeg?
+pub fn encoder_available(codec: VideoCodec) -> bool {
+    super::init();
+    ff::encoder::find_by_name(codec.encoder_name()).is_some()
+}
+
+/// The codecs this build can encode, by name.
+pub fn available_codecs() -> Vec<&'static str> {
+    VideoCodec::all()
+        .into_iter()
+        .filter(|c| encoder_available(*c))
+        .map(|c| c.name())
+        .collect()
+}
+
+fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictionary<'static> {
+    let mut d = ff::Dictionary::new();
+    d.set("crf", &o.crf.to_string());
+    match o.codec {
+        VideoCodec::H264 => {
+            d.set("preset", o.preset.as_deref().unwrap_or("medium"));
+            d.set("threads", &threads.to_string());
+        }
+        VideoCodec::H265 => {
+            d.set("preset", o.preset.as_deref().unwrap_or("medium"));
+            d.set("x265-params", &format!("log-level=error:pools={threads}"));
+        }
+        VideoCodec::Av1 => {
+            d.set("preset", o.preset.as_deref().unwrap_or("8"));
+        }
+        VideoCodec::Vp9 => {
+            d.set("b", "0");
+            d.set("deadline", "good");
+            d.set("cpu-used", o.preset.as_deref().unwrap_or("4"));
+            d.set("row-mt", "1");
+            d.set("threads", &threads.to_string());
+        }
+    }
+    d
+}
+
+struct Open {
+    encoder: ff::encoder::Video,
+    scaler: Option<(ff::software::scaling::Context, ff::frame::Video)>,
+    octx: ff::format::context::Output,
+    enc_tb: ff::Rational,
+    out_tb: ff::Rational,
+}
+
+/// Decode `range` from `chunk` and encode it into a NUT file at `out`. Returns frames encoded.
+#[tracing::instrument(skip_all, fields(codec = options.codec.name(), crf = options.crf))]
+pub fn encode_chunk(
+    chunk: &Path,
+    range: &FrameRange,
+    options: &EncodeOptions,
+    out: &Path,
+    threads: usize,
+    progress: &dyn Fn(u64),
+) -> Result<u64, MediaError> {
+    super::init();
+    let name = options.codec.encoder_name();
+    let codec = ff::encoder::find_by_name(name).ok_or_else(|| MediaError::Encoder {
+        encoder: name.into(),
+        cause: "not available in this FFmpeg build".into(),
+    })?;
+    let enc_err = |e: ff::Error| MediaError::Encoder {
+        encoder: name.into(),
+        cause: e.to_string(),
+    };
+    let mut state: Option<Open> = None;
+    let mut encoded = 0u64;
+    let mut pkt = ff::Packet::empty();
+
+    let mut write_packets = |st: &mut Open, encoded: &mut u64| -> Result<(), MediaError> {
+        while st.encoder.receive_packet(&mut pkt).is_ok() {
+            pkt.set_stream(0);
+            pkt.rescale_ts(st.enc_tb, st.out_tb);
+            pkt.write(&mut st.octx)
+                .map_err(|e| MediaError::write(out, e))?;
+            *encoded += 1;
+        }
+        Ok(())
+    };
+
+    let frames = decode_range(chunk, range, threads, |frame| {
+        if state.is_none() {
+            state = Some(
+                open_encoder(codec, frame, range, options, out, threads).map_err(|e| match e {
+                    MediaError::Encoder { .. } | MediaError::Write { .. } => e,
+                    other => MediaError::Encoder {
+                        encoder: name.into(),
+                        cause: other.to_string(),
+                    },
+                })?,
+            );
+        }
+        let Some(st) = state.as_mut() else {
+            return Ok(());
+        };
+        let send = match st.scaler.as_mut() {
+            Some((sws, buf)) => {
+                sws.run(frame, buf).map_err(enc_err)?;
+                buf.set_pts(frame.pts());
+                st.encoder.send_frame(buf)
+            }
+            None => {
+                let mut f = frame.clone();
+                f.set_kind(ff::picture::Type::None);
+                st.encoder.send_frame(&f)
+            }
+        };
+        send.map_err(enc_err)?;
+        write_packets(st, &mut encoded)?;
+        progress(encoded);
+        Ok(())
+    })?;
+    let Some(mut st) = state else {
+        return Err(MediaError::decode(chunk, "chunk holds no frames"));
+    };
+    st.encoder.send_eof().map_err(enc_err)?;
+    write_packets(&mut st, &mut encoded)?;
+    st.octx
+        .write_trailer()
+        .map_err(|e| MediaError::write(out, e))?;
+    if encoded != frames {
+        return Err(MediaError::Encoder {
+            encoder: name.into(),
+            cause: format!("encoded {encoded} packets for {frames} frames"),
+        });
+    }
+    crate::engine::executor::count_encoded(encoded);
+    Ok(encoded)
+}
+
+fn open_encoder(
+    codec: ff::Codec,
+    frame: &ff::frame::Video,
+    range: &FrameRange,
+    options: &EncodeOptions,
+    out: &Path,
+    threads: usize,
+) -> Result<Open, MediaError> {
+    let name = options.codec.encoder_name();
+    let enc_err = |e: ff::Error| MediaError::Encoder {
+        encoder: name.into(),
+        cause: e.to_string(),
+    };
+    let mut octx = ff::format::output_as(&out, "nut").map_err(|e| MediaError::write(out, e))?;
+    let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+    ctx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    let mut enc = ctx.encoder().video().map_err(enc_err)?;
+    let supported: Vec<ff::format::Pixel> = codec
+        .video()
+        .ok()
+        .and_then(|v| v.formats().map(|f| f.collect()))
+        .unwrap_or_default();
+    let src_fmt = frame.format();
+    let fmt = if supported.is_empty() || supported.contains(&src_fmt) {
+        src_fmt
+    } else if supported.contains(&ff::format::Pixel::YUV420P) {
+        ff::format::Pixel::YUV420P
+    } else {
+        supported[0]
+    };
+    enc.set_width(frame.width());
+    enc.set_height(frame.height());
+    enc.set_format(fmt);
+    let tb = ff_rational(range.time_base);
+    enc.set_time_base(tb);
+    enc.set_frame_rate(Some(ff_rational(range.fps)));
+    enc.set_aspect_ratio(frame.aspect_ratio());
+    enc.set_colorspace(frame.color_space());
+    enc.set_color_range(frame.color_range());
+    let encoder = enc
+        .open_as_with(codec, encoder_options(options, threads))
+        .map_err(enc_err)?;
+    let enc_tb = tb;
+    {
+        let mut ost = octx
+            .add_stream(codec)
+            .map_err(|e| MediaError::write(out, e))?;
+        ost.set_parameters(&encoder);
+        ost.set_time_base(tb);
+        ost.set_avg_frame_rate(ff_rational(range.fps));
+    }
+    octx.write_header().map_err(|e| MediaError::write(out, e))?;
+    let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(tb);
+    let scaler = if fmt != src_fmt {
+        let sws = ff::software::scaling::Context::get(
+            src_fmt,
+            frame.width(),
+            frame.height(),
+            fmt,
+            frame.width(),
+            frame.height(),
+            ff::software::scaling::Flags::BICUBIC,
+        )
+        .map_err(enc_err)?;
+        Some((sws, ff::frame::Video::empty()))
+    } else {
+        None
+    };
+    Ok(Open {
+        encoder,
+        scaler,
+        octx,
+        enc_tb,
+        out_tb,
+    })
+}

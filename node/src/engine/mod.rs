@@ -1,0 +1,57 @@
+//! The media engine: everything that touches ffmpeg.
+//!
+//! - [`probe`]: streams, frame count, keyframes by packet scan (no decode).
+//! - [`chunk`]: cut a source at keyframes into chunk blobs by stream copy.
+//! - [`decode`]: decode the frames of one [`FrameRange`](rendermesh_protocol::FrameRange) from a chunk.
+//! - [`encode`]: encode a chunk's frames into an encoded segment blob.
+//! - [`concat`]: join encoded segments and mux the source audio once.
+//! - [`scenes`]: per-frame scene scores and the detectors that turn them into cuts.
+//! - [`export`]: scene lists as CSV, JSON and EDL.
+//! - [`executor`]: the [`ShardExecutor`](rendermesh_mesh::ShardExecutor) the workers run.
+//! - [`transcode`]: the transcode job driver (plan into chunks, assemble the output).
+
+pub mod chunk;
+pub mod concat;
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod executor;
+pub mod export;
+pub mod probe;
+pub mod scenes;
+pub mod transcode;
+
+use std::sync::Once;
+
+pub use error::MediaError;
+
+/// Version of the engine's results. Part of every cache key: bump it when a change makes old
+/// cached results wrong.
+pub const ENGINE_VERSION: u32 = 1;
+
+/// Initialise ffmpeg once per process and keep its logging quiet.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Err(e) = ffmpeg_next::init() {
+            tracing::error!(error = %e, "ffmpeg failed to initialise");
+        }
+        // RENDERMESH_FFMPEG_LOG=warning (or info, debug) shows ffmpeg's own messages.
+        let level = match std::env::var("RENDERMESH_FFMPEG_LOG").as_deref() {
+            Ok("error") => ffmpeg_next::util::log::Level::Error,
+            Ok("warning") => ffmpeg_next::util::log::Level::Warning,
+            Ok("info") => ffmpeg_next::util::log::Level::Info,
+            Ok("debug") => ffmpeg_next::util::log::Level::Debug,
+            _ => ffmpeg_next::util::log::Level::Fatal,
+        };
+        ffmpeg_next::util::log::set_level(level);
+    });
+}
+
+pub(crate) fn rational(r: ffmpeg_next::Rational) -> rendermesh_protocol::Rational {
+    rendermesh_protocol::Rational::new(r.numerator(), r.denominator())
+}
+
+pub(crate) fn ff_rational(r: rendermesh_protocol::Rational) -> ffmpeg_next::Rational {
+    ffmpeg_next::Rational::new(r.num, r.den)
+}

@@ -1,0 +1,301 @@
+//! Probe a media file by scanning its packets: no frame is decoded.
+//!
+//! The probe records every video packet's pts in decode order and the keyframes, which is all
+//! the splitter needs to cut frame-exact chunks; it also rejects bad input with a clear cause.
+
+use std::path::Path;
+
+use ffmpeg_next as ff;
+use rendermesh_protocol::Rational;
+use serde::{Deserialize, Serialize};
+
+use super::{rational, MediaError};
+
+/// Audio stream facts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    pub index: usize,
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub time_base: Rational,
+    pub packets: u64,
+    /// Presentation end of the last packet, in seconds from the first.
+    pub duration_s: f64,
+}
+
+/// What the splitter and the drivers need to know about a file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub format: String,
+    pub video_index: usize,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub time_base: Rational,
+    /// Average frame rate.
+    pub fps: Rational,
+    /// Video packets (= frames) in decode order: pts of each.
+    pub packet_pts: Vec<i64>,
+    /// Decode-order indices of keyframe packets.
+    pub keyframes: Vec<u32>,
+    /// Frame count.
+    pub frames: u64,
+    /// First presentation timestamp.
+    pub start_pts: i64,
+    /// End of the last frame (pts + duration).
+    pub end_pts: i64,
+    pub audio: Option<AudioInfo>,
+    pub bytes: u64,
+}
+
+impl Probe {
+    pub fn duration_s(&self) -> f64 {
+        (self.end_pts - self.start_pts) as f64 * self.time_base.as_f64()
+    }
+
+    /// Presentation-order pts, sorted.
+    pub fn sorted_pts(&self) -> Vec<i64> {
+        let mut v = self.packet_pts.clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Open a file for reading, turning ffmpeg's errors into ones a user can act on.
+pub fn open_input(path: &Path) -> Result<ff::format::context::Input, MediaError> {
+    super::init();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => MediaError::Missing {
+            file: path.to_path_buf(),
+        },
+        _ => MediaError::Unreadable {
+            file: path.to_path_buf(),
+            cause: e.to_string(),
+        },
+    })?;
+    if !meta.is_file() {
+        return Err(MediaError::Unreadable {
+            file: path.to_path_buf(),
+            cause: "not a regular file".into(),
+        });
+    }
+    if meta.len() == 0 {
+        return Err(MediaError::Empty {
+            file: path.to_path_buf(),
+        });
+    }
+    // Reading is checked first so a permission problem is not reported as "not media".
+    std::fs::File::open(path).map_err(|e| MediaError::Unreadable {
+        file: path.to_path_buf(),
+        cause: e.to_string(),
+    })?;
+    ff::format::input(&path).map_err(|e| match e {
+        ff::Error::InvalidData => MediaError::NotMedia {
+            file: path.to_path_buf(),
+            cause: "no known container format, or the header is damaged".into(),
+        },
+        other => MediaError::NotMedia {
+            file: path.to_path_buf(),
+            cause: other.to_string(),
+        },
+    })
+}
+
+/// Scan `path` and describe it.
+#[tracing::instrument(skip_all, fields(file = %path.display()))]
+pub fn probe(path: &Path) -> Result<Probe, MediaError> {
+    let mut ictx = open_input(path)?;
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let format = ictx.format().name().to_string();
+    let video = ictx
+        .streams()
+        .best(ff::media::Type::Video)
+        .ok_or_else(|| MediaError::NoVideo {
+            file: path.to_path_buf(),
+        })?;
+    let video_index = video.index();
+    let params = video.parameters();
+    let codec_id = params.id();
+    if codec_id == ff::codec::Id::None || ff::decoder::find(codec_id).is_none() {
+        let name = match codec_id {
+            ff::codec::Id::None => fourcc_of(&params),
+            id => format!("{id:?}").to_lowercase(),
+        };
+        return Err(MediaError::UnsupportedCodec {
+            file: path.to_path_buf(),
+            codec: name,
+        });
+    }
+    let (width, height) = unsafe {
+        let p = params.as_ptr();
+        ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
+    };
+    let time_base = rational(video.time_base());
+    let mut fps = rational(video.avg_frame_rate());
+    if fps.num <= 0 || fps.den <= 0 {
+        fps = rational(video.rate());
+    }
+    let declared_frames = video.frames().max(0) as u64;
+    let audio = ictx.streams().best(ff::media::Type::Audio).map(|a| {
+        let p = a.parameters();
+        let (sample_rate, channels) = unsafe {
+            let p = p.as_ptr();
+            (
+                (*p).sample_rate.max(0) as u32,
+                (*p).ch_layout.nb_channels.max(0) as u16,
+            )
+        };
+        AudioInfo {
+            index: a.index(),
+            codec: format!("{:?}", p.id()).to_lowercase(),
+            sample_rate,
+            channels,
+            time_base: rational(a.time_base()),
+            packets: 0,
+            duration_s: 0.0,
+        }
+    });
+    let declared_audio = audio
+        .as_ref()
+        .and_then(|a| ictx.stream(a.index))
+        .map(|s| s.frames().max(0) as u64);
+
+    let mut packet_pts = Vec::new();
+    let mut keyframes = Vec::new();
+    let mut end_pts = i64::MIN;
+    let mut audio_packets = 0u64;
+    let (mut a_min, mut a_max) = (i64::MAX, i64::MIN);
+    let mut pkt = ff::Packet::empty();
+    loop {
+        match pkt.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => {
+                return Err(MediaError::Truncated {
+                    file: path.to_path_buf(),
+                    cause: format!("read error after {} video packets: {e}", packet_pts.len()),
+                })
+            }
+        }
+        if pkt.stream() == video_index {
+            let Some(pts) = pkt.pts() else {
+                return Err(MediaError::Other {
+                    file: path.to_path_buf(),
+                    cause: "video packets carry no timestamps (raw stream?); remux it into a container first".into(),
+                });
+            };
+            if pkt.is_key() {
+                keyframes.push(packet_pts.len() as u32);
+            }
+            end_pts = end_pts.max(pts + pkt.duration().max(0));
+            packet_pts.push(pts);
+        } else if audio.as_ref().is_some_and(|a| a.index == pkt.stream()) {
+            audio_packets += 1;
+            if let Some(p) = pkt.pts() {
+                a_min = a_min.min(p);
+                a_max = a_max.max(p + pkt.duration().max(0));
+            }
+        }
+    }
+    if packet_pts.is_empty() {
+        return Err(MediaError::Truncated {
+            file: path.to_path_buf(),
+            cause: "no video frames".into(),
+        });
+    }
+    if declared_frames > 0 && (packet_pts.len() as u64) < declared_frames {
+        return Err(MediaError::Truncated {
+            file: path.to_path_buf(),
+            cause: format!(
+                "stream declares {declared_frames} frames, only {} present",
+                packet_pts.len()
+            ),
+        });
+    }
+    if let Some(d) = declared_audio {
+        if d > 0 && audio_packets < d {
+            return Err(MediaError::Truncated {
+                file: path.to_path_buf(),
+                cause: format!("audio declares {d} packets, only {audio_packets} present"),
+            });
+        }
+    }
+    if keyframes.first() != Some(&0) {
+        // Frames before the first keyframe cannot be decoded on their own.
+        return Err(MediaError::Other {
+            file: path.to_path_buf(),
+            cause: "video does not start with a keyframe".into(),
+        });
+    }
+    let start_pts = packet_pts.iter().copied().min().unwrap_or(0);
+    let audio = audio.map(|mut a| {
+        a.packets = audio_packets;
+        if a_max > a_min {
+            a.duration_s = (a_max - a_min) as f64 * a.time_base.as_f64();
+        }
+        a
+    });
+    Ok(Probe {
+        format,
+        video_index,
+        codec: format!("{codec_id:?}").to_lowercase(),
+        width,
+        height,
+        time_base,
+        fps,
+        frames: packet_pts.len() as u64,
+        packet_pts,
+        keyframes,
+        start_pts,
+        end_pts,
+        audio,
+        bytes,
+    })
+}
+
+fn fourcc_of(params: &ff::codec::Parameters) -> String {
+    let tag = unsafe { (*params.as_ptr()).codec_tag };
+    let b = tag.to_le_bytes();
+    if b.iter().all(|c| c.is_ascii_graphic()) {
+        format!("(fourcc {})", String::from_utf8_lossy(&b))
+    } else {
+        "(unknown)".to_string()
+    }
+}
+
+/// Probe through the cache: the probe of a content id is computed once.
+pub fn probe_cached(
+    cache: &rendermesh_cache::Cache,
+    path: &Path,
+    id: &rendermesh_protocol::ContentId,
+) -> Result<(Probe, bool), MediaError> {
+    use rendermesh_protocol::{CacheKey, CacheKind};
+    let key = CacheKey::derive(CacheKind::Probe, super::ENGINE_VERSION, &[], id);
+    match cache.entries.get::<Probe>(&key) {
+        Ok(Some(p)) => return Ok((p, true)),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cache lookup failed; probing"),
+    }
+    let p = probe(path)?;
+    if let Err(e) = cache.entries.put(&key, &p) {
+        tracing::warn!(error = %e, "cannot cache probe");
+    }
+    Ok((p, false))
+}
+
+/// The content id of an input file, via the file-identity table.
+pub fn identify(
+    cache: &rendermesh_cache::Cache,
+    path: &Path,
+) -> Result<rendermesh_cache::Identified, MediaError> {
+    cache.files.identify(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => MediaError::Missing {
+            file: path.to_path_buf(),
+        },
+        _ => MediaError::Unreadable {
+            file: path.to_path_buf(),
+            cause: e.to_string(),
+        },
+    })
+}

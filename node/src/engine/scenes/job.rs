@@ -1,0 +1,294 @@
+//! The scene-detection job: time-sharded per file, file-sharded across files.
+//!
+//! Plan: for each input, answer from the cached scene list if there is one; otherwise probe,
+//! cut into chunks, and make a score shard for every chunk whose scores are not cached.
+//! Finish: stitch each file's shard scores in order, score the frame pair across every shard
+//! boundary from the shards' edge frames (so a cut on a boundary is found exactly once), run
+//! the detector on the whole file, cache shard scores and scene lists.
+
+use std::path::PathBuf;
+
+use rendermesh_cache::Cache;
+use rendermesh_mesh::{JobDriver, JobError, Plan};
+use rendermesh_protocol::{
+    codec, CacheKey, CacheKind, ContentId, CostHint, FrameRange, JobId, JobResult, SceneDetector,
+    SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec, ShardTask,
+    WorkStats,
+};
+
+use super::analyze::from_edge;
+use super::detect::{
+    adaptive_cuts, content_cuts, frame_delta, AdaptiveParams, ContentParams, FrameDelta,
+};
+use crate::engine::chunk::{plan_chunks, write_chunks};
+use crate::engine::probe::{identify, probe_cached};
+use crate::engine::ENGINE_VERSION;
+
+struct FileWork {
+    path: PathBuf,
+    id: ContentId,
+    frames: u64,
+    fps: rendermesh_protocol::Rational,
+    list: Option<SceneList>,
+    /// Global shard indices of this file, in time order, with their cache keys.
+    shards: Vec<(u32, CacheKey)>,
+}
+
+/// Plans and assembles one scene-detection job.
+pub struct ScenesDriver {
+    cache: Cache,
+    inputs: Vec<PathBuf>,
+    options: SceneOptions,
+    chunk_seconds: f64,
+    peer: String,
+    files: Vec<FileWork>,
+    chunks: Vec<ContentId>,
+}
+
+impl ScenesDriver {
+    pub fn new(
+        cache: Cache,
+        inputs: Vec<PathBuf>,
+        options: SceneOptions,
+        chunk_seconds: f64,
+        peer: String,
+    ) -> Self {
+        Self {
+            cache,
+            inputs,
+            options,
+            chunk_seconds,
+            peer,
+            files: Vec::new(),
+            chunks: Vec::new(),
+        }
+    }
+
+    fn list_key(&self, id: &ContentId) -> CacheKey {
+        CacheKey::derive(
+            CacheKind::SceneList,
+            ENGINE_VERSION,
+            &codec::canonical(&self.options),
+            id,
+        )
+    }
+
+    fn shard_key(&self, id: &ContentId, range: &FrameRange) -> CacheKey {
+        let params = codec::canonical(&(
+            self.options.scoring,
+            range.start_pts,
+            range.end_pts,
+            range.time_base,
+        ));
+        CacheKey::derive(CacheKind::SceneShard, ENGINE_VERSION, &params, id)
+    }
+}
+
+impl JobDriver for ScenesDriver {
+    fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
+        let err = |e: crate::engine::MediaError| JobError(e.to_string());
+        let mut stats = WorkStats::default();
+        let mut shards = Vec::new();
+        let mut done = Vec::new();
+        let mut frames_total = 0;
+        let mut next_index = 0u32;
+        for path in self.inputs.clone() {
+            let ident = identify(&self.cache, &path).map_err(err)?;
+            stats.hashed_bytes += ident.hashed_bytes;
+            let list = self
+                .cache
+                .entries
+                .get::<SceneList>(&self.list_key(&ident.id))
+                .unwrap_or(None);
+            if let Some(list) = list {
+                stats.cache_hits += 1;
+                self.files.push(FileWork {
+                    path,
+                    id: ident.id,
+                    frames: list.frames,
+                    fps: list.fps,
+                    list: Some(list),
+                    shards: Vec::new(),
+                });
+                continue;
+            }
+            let (probe, _) = probe_cached(&self.cache, &path, &ident.id).map_err(err)?;
+            frames_total += probe.frames;
+            let plans = plan_chunks(&probe, self.chunk_seconds);
+            let mut want = Vec::with_capacity(plans.len());
+            let mut keyed = Vec::with_capacity(plans.len());
+            for plan in &plans {
+                let key = self.shard_key(&ident.id, &plan.range);
+                let index = next_index;
+                next_index += 1;
+                keyed.push((index, key));
+                match self.cache.entries.get::<SceneScores>(&key).unwrap_or(None) {
+                    Some(scores) => {
+                        want.push(false);
+                        done.push(ShardResult {
+                            job,
+                            index,
+                            peer: format!("{} (cache)", self.peer),
+                            output: ShardOutput::SceneScores(scores),
+                            stats: WorkStats::default(),
+                        });
+                    }
+                    None => want.push(true),
+                }
+            }
+            let written =
+                write_chunks(&path, &probe, &plans, &want, &self.cache.blobs).map_err(err)?;
+            for ((plan, w), (index, _)) in plans.iter().zip(written).zip(&keyed) {
+                let Some((chunk, bytes)) = w else { continue };
+                self.chunks.push(chunk);
+                shards.push(ShardSpec {
+                    job,
+                    index: *index,
+                    task: ShardTask::SceneScores {
+                        chunk,
+                        range: plan.range,
+                        params: self.options.scoring,
+                    },
+                    cost: CostHint {
+                        frames: plan.range.frames,
+                        width: probe.width,
+                        height: probe.height,
+                        bytes,
+                    },
+                });
+            }
+            self.files.push(FileWork {
+                path,
+                id: ident.id,
+                frames: probe.frames,
+                fps: probe.fps,
+                list: None,
+                shards: keyed,
+            });
+        }
+        if self.files.iter().all(|f| f.list.is_some()) {
+            let lists = self.files.iter().filter_map(|f| f.list.clone()).collect();
+            return Ok(Plan::Cached {
+                result: JobResult::Scenes { lists },
+                stats,
+            });
+        }
+        Ok(Plan::Shards {
+            shards,
+            done,
+            frames_total,
+            stats,
+        })
+    }
+
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError> {
+        for id in &self.chunks {
+            let _ = self.cache.blobs.remove(id);
+        }
+        let mut by_index: std::collections::HashMap<u32, SceneScores> =
+            std::collections::HashMap::new();
+        for r in results {
+            match r.output {
+                ShardOutput::SceneScores(s) => {
+                    by_index.insert(r.index, s);
+                }
+                other => {
+                    return Err(JobError(format!(
+                        "shard {} returned {other:?}, not scores",
+                        r.index
+                    )))
+                }
+            }
+        }
+        let mut lists = Vec::with_capacity(self.files.len());
+        for f in &self.files {
+            if let Some(list) = &f.list {
+                lists.push(list.clone());
+                continue;
+            }
+            let mut deltas: Vec<Option<FrameDelta>> = Vec::with_capacity(f.frames as usize);
+            let mut prev_last = None;
+            for (index, key) in &f.shards {
+                let s = by_index.remove(index).ok_or_else(|| {
+                    JobError(format!(
+                        "{}: scores of shard {index} missing",
+                        f.path.display()
+                    ))
+                })?;
+                if s.first_frame != deltas.len() as u64 {
+                    return Err(JobError(format!(
+                        "{}: shard {index} starts at frame {}, expected {}",
+                        f.path.display(),
+                        s.first_frame,
+                        deltas.len()
+                    )));
+                }
+                if let Err(e) = self.cache.entries.put(key, &s) {
+                    tracing::warn!(error = %e, "cannot cache shard scores");
+                }
+                let mut shard_deltas = s.deltas.clone();
+                // score the pair across the boundary from the edge frames
+                if let (Some(last), Some(first), Some(d0)) =
+                    (&prev_last, &s.first, shard_deltas.first_mut())
+                {
+                    if let (Some(a), Some(b)) = (from_edge(last), from_edge(first)) {
+                        *d0 = frame_delta(&a, &b).ok();
+                    }
+                }
+                deltas.extend(shard_deltas);
+                prev_last = s.last.clone();
+            }
+            if deltas.len() as u64 != f.frames {
+                return Err(JobError(format!(
+                    "{}: scored {} frames, the file has {}",
+                    f.path.display(),
+                    deltas.len(),
+                    f.frames
+                )));
+            }
+            let cuts = detect(&deltas, &self.options);
+            let list = SceneList {
+                input: f.id,
+                fps: f.fps,
+                frames: f.frames,
+                cuts: cuts.into_iter().map(u64::from).collect(),
+            };
+            if let Err(e) = self.cache.entries.put(&self.list_key(&f.id), &list) {
+                tracing::warn!(error = %e, "cannot cache scene list");
+            }
+            lists.push(list);
+        }
+        if let Err(e) = self.cache.entries.flush() {
+            tracing::warn!(error = %e, "cannot flush the cache");
+        }
+        Ok((JobResult::Scenes { lists }, WorkStats::default()))
+    }
+}
+
+/// Run the configured detector over a whole file's deltas.
+pub fn detect(deltas: &[Option<FrameDelta>], o: &SceneOptions) -> Vec<u32> {
+    match o.detector {
+        SceneDetector::Content { threshold } => content_cuts(
+            deltas,
+            &ContentParams {
+                threshold,
+                min_scene_len: o.min_scene_len,
+                weights: o.weights,
+            },
+        ),
+        SceneDetector::Adaptive {
+            adaptive_threshold,
+            min_content_val,
+            window_width,
+        } => adaptive_cuts(
+            deltas,
+            &AdaptiveParams {
+                adaptive_threshold,
+                min_content_val,
+                window_width,
+                min_scene_len: o.min_scene_len,
+                weights: o.weights,
+            },
+        ),
+    }
+}

@@ -1,0 +1,48 @@
+//! `rendermesh`: parse the command line, load the config, set up logging, run the command.
+
+mod api;
+mod cli;
+mod cmd;
+mod config;
+mod engine;
+mod runtime;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let daemon = matches!(cli.command, cli::Command::Node(_));
+    let level = match (cli.verbose, daemon) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
+        _ => "debug",
+    };
+    let filter =
+        EnvFilter::try_from_env("RENDERMESH_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rendermesh: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<i32> {
+    let mut cfg = config::NodeConfig::load(cli.config.as_deref())?;
+    if let Some(d) = cli.data_dir {
+        cfg.data_dir = d;
+    }
+    match cli.command {
+        cli::Command::Node(args) => cmd::node::run(cfg, args),
+        cli::Command::Submit(sub) => cmd::submit::run(cfg, sub),
+        cli::Command::Status(args) => cmd::status::run(cfg, args),
+    }
+}

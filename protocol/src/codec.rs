@@ -1,0 +1,208 @@
+//! The versioned binary codec: the only place that knows bincode.
+//!
+//! A frame is `b"RM" ‖ version (u16 LE) ‖ bincode(standard config)`. Decoding checks the
+//! total size against [`MAX_MESSAGE_SIZE`] before anything else, then the magic and the
+//! version, then decodes with the same limit and rejects trailing bytes. Nothing here panics
+//! on input.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Version of the wire and on-disk encoding. Bump on any incompatible change.
+pub const WIRE_VERSION: u16 = 1;
+/// Hard cap on one encoded message (64 MiB).
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+const MAGIC: [u8; 2] = *b"RM";
+const HEADER: usize = 4;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_MESSAGE_SIZE>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<MAX_MESSAGE_SIZE>()
+}
+
+/// Why a message could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message too short ({0} bytes) for a header")]
+    Truncated(usize),
+    #[error("not a rendermesh message (bad magic)")]
+    BadMagic,
+    #[error("unsupported message version {got} (this build speaks {WIRE_VERSION})")]
+    Version { got: u16 },
+    #[error("malformed message: {0}")]
+    Decode(String),
+    #[error("malformed message: {0} trailing bytes")]
+    Trailing(usize),
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+}
+
+/// Encode `msg` with the versioned header.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&WIRE_VERSION.to_le_bytes());
+    bincode::serde::encode_into_std_write(msg, &mut out, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    if out.len() > MAX_MESSAGE_SIZE {
+        return Err(CodecError::TooLarge {
+            size: out.len(),
+            limit: MAX_MESSAGE_SIZE,
+        });
+    }
+    Ok(out)
+}
+
+/// Decode a message written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() > MAX_MESSAGE_SIZE {
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_MESSAGE_SIZE,
+        });
+    }
+    if bytes.len() < HEADER {
+        return Err(CodecError::Truncated(bytes.len()));
+    }
+    if bytes[..2] != MAGIC {
+        return Err(CodecError::BadMagic);
+    }
+    let version = u16::from_le_bytes([bytes[2], bytes[3]]);
+    if version != WIRE_VERSION {
+        return Err(CodecError::Version { got: version });
+    }
+    let (value, used) = bincode::serde::decode_from_slice(&bytes[HEADER..], config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let rest = bytes.len() - HEADER - used;
+    if rest != 0 {
+        return Err(CodecError::Trailing(rest));
+    }
+    Ok(value)
+}
+
+/// Canonical bytes of a value (no header), for hashing into cache keys. Equal values give
+/// equal bytes on every node and build.
+pub fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec fails only if a Serialize impl fails, which none of ours does.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::*;
+
+    fn sample() -> ShardSpec {
+        ShardSpec {
+            job: JobId(7),
+            index: 3,
+            task: ShardTask::Encode {
+                chunk: ContentId::of(b"chunk"),
+                range: FrameRange {
+                    start_pts: 1024,
+                    end_pts: Some(2048),
+                    time_base: Rational::new(1, 15360),
+                    first_frame: 60,
+                    frames: 60,
+                    fps: Rational::new(30, 1),
+                    ts_offset: 30,
+                },
+                options: EncodeOptions::default(),
+            },
+            cost: CostHint {
+                frames: 60,
+                width: 1280,
+                height: 720,
+                bytes: 1 << 20,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let spec = sample();
+        let bytes = encode(&spec).unwrap();
+        assert_eq!(&bytes[..2], b"RM");
+        let back: ShardSpec = decode(&bytes).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn rejects_wrong_magic_version_and_trailing() {
+        let mut bytes = encode(&sample()).unwrap();
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert!(matches!(
+            decode::<ShardSpec>(&bad),
+            Err(CodecError::BadMagic)
+        ));
+        let mut bad = bytes.clone();
+        bad[2] = 99;
+        assert!(matches!(
+            decode::<ShardSpec>(&bad),
+            Err(CodecError::Version { got: 99 })
+        ));
+        bytes.push(0);
+        assert!(matches!(
+            decode::<ShardSpec>(&bytes),
+            Err(CodecError::Trailing(1))
+        ));
+        assert!(matches!(
+            decode::<ShardSpec>(b"RM"),
+            Err(CodecError::Truncated(2))
+        ));
+    }
+
+    #[test]
+    fn oversized_is_rejected_before_decoding() {
+        let big = vec![0u8; MAX_MESSAGE_SIZE + 1];
+        assert!(matches!(
+            decode::<ShardSpec>(&big),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // deterministic pseudo-random garbage behind a valid header
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..512 {
+            let mut buf = b"RM\x01\x00".to_vec();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(x as u8);
+            }
+            let _ = decode::<ShardSpec>(&buf);
+            let _ = decode::<JobStatus>(&buf);
+            let _ = decode::<ShardResult>(&buf);
+        }
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate() {
+        // a Vec length claiming 2^60 elements must fail on the limit, not allocate
+        let mut buf = b"RM\x01\x00".to_vec();
+        buf.push(0xfd); // varint u64 marker
+        buf.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<Vec<u8>>(&buf).is_err());
+    }
+
+    #[test]
+    fn canonical_is_stable() {
+        assert_eq!(canonical(&sample()), canonical(&sample()));
+        assert_ne!(
+            canonical(&ScoreParams { analysis_width: 1 }),
+            canonical(&ScoreParams::default())
+        );
+    }
+}

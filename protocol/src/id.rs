@@ -1,0 +1,255 @@
+//! Identities: content ids, cache keys, job ids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Error parsing a hex identity.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdParseError {
+    #[error("expected {expected} hex digits, got {got}")]
+    Length { expected: usize, got: usize },
+    #[error("not a hex digit: {0:?}")]
+    Digit(char),
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], IdParseError> {
+    let s = s.trim();
+    if s.len() != N * 2 {
+        return Err(IdParseError::Length {
+            expected: N * 2,
+            got: s.len(),
+        });
+    }
+    let mut out = [0u8; N];
+    let bytes = s.as_bytes();
+    for (i, byte) in out.iter_mut().enumerate() {
+        let hi = hex_val(bytes[2 * i])?;
+        let lo = hex_val(bytes[2 * i + 1])?;
+        *byte = hi << 4 | lo;
+    }
+    Ok(out)
+}
+
+fn hex_val(c: u8) -> Result<u8, IdParseError> {
+    match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        b'A'..=b'F' => Ok(c - b'A' + 10),
+        _ => Err(IdParseError::Digit(c as char)),
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+/// The blake3 hash of a piece of content: a media file, a chunk blob, an encoded segment.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ContentId([u8; 32]);
+
+impl ContentId {
+    /// Hash of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// From a finished hasher.
+    pub fn from_hasher(h: &blake3::Hasher) -> Self {
+        Self(*h.finalize().as_bytes())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// First 12 hex digits, for logs.
+    pub fn short(&self) -> String {
+        self.to_string()[..12].to_string()
+    }
+}
+
+impl fmt::Display for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentId({})", self.short())
+    }
+}
+
+impl FromStr for ContentId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex::<32>(s).map(Self)
+    }
+}
+
+/// What a cache entry holds. Part of the key, so two kinds never collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CacheKind {
+    /// Probe of a media file: streams, frame count, keyframes.
+    Probe,
+    /// Per-frame scene scores of one shard (a range of frames of one file).
+    SceneShard,
+    /// The whole scene list of one file.
+    SceneList,
+}
+
+impl CacheKind {
+    /// Stable tag used in key derivation; never change an existing tag.
+    pub fn tag(self) -> &'static str {
+        match self {
+            CacheKind::Probe => "probe",
+            CacheKind::SceneShard => "scene-shard",
+            CacheKind::SceneList => "scene-list",
+        }
+    }
+}
+
+/// Key of an analysis entry:
+/// `blake3("rendermesh-cache-key/1" ‖ len‖kind tag ‖ engine version (u32 LE) ‖ len‖canonical params ‖ input ContentId)`.
+///
+/// `params` must be canonical bytes (see [`crate::codec::canonical`]) of everything that
+/// changes the result, so equal work has equal keys on every node.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    pub fn derive(kind: CacheKind, engine_version: u32, params: &[u8], input: &ContentId) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"rendermesh-cache-key/1");
+        let tag = kind.tag().as_bytes();
+        h.update(&(tag.len() as u64).to_le_bytes());
+        h.update(tag);
+        h.update(&engine_version.to_le_bytes());
+        h.update(&(params.len() as u64).to_le_bytes());
+        h.update(params);
+        h.update(input.as_bytes());
+        Self(*h.finalize().as_bytes())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey(")?;
+        write_hex(f, &self.0[..6])?;
+        write!(f, ")")
+    }
+}
+
+impl FromStr for CacheKey {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex::<32>(s).map(Self)
+    }
+}
+
+/// A job's id: random, unique per submit, 16 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({self})")
+    }
+}
+
+impl FromStr for JobId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex::<8>(s).map(|b| JobId(u64::from_be_bytes(b)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_id_hex_round_trip() {
+        let id = ContentId::of(b"hello");
+        let s = id.to_string();
+        assert_eq!(s.len(), 64);
+        assert_eq!(s, blake3::hash(b"hello").to_hex().as_str());
+        assert_eq!(s.parse::<ContentId>().unwrap(), id);
+        assert_eq!(id.short(), &s[..12]);
+    }
+
+    #[test]
+    fn content_id_rejects_bad_hex() {
+        assert_eq!(
+            "abc".parse::<ContentId>(),
+            Err(IdParseError::Length {
+                expected: 64,
+                got: 3
+            })
+        );
+        let bad = "g".repeat(64);
+        assert_eq!(bad.parse::<ContentId>(), Err(IdParseError::Digit('g')));
+    }
+
+    #[test]
+    fn content_id_serde_round_trip() {
+        let id = ContentId::of(b"x");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<ContentId>(&json).unwrap(), id);
+        let bin = crate::codec::canonical(&id);
+        assert_eq!(bin.len(), 32);
+    }
+
+    #[test]
+    fn cache_key_depends_on_every_part() {
+        let a = ContentId::of(b"a");
+        let b = ContentId::of(b"b");
+        let base = CacheKey::derive(CacheKind::Probe, 1, b"p", &a);
+        assert_eq!(base, CacheKey::derive(CacheKind::Probe, 1, b"p", &a));
+        assert_ne!(base, CacheKey::derive(CacheKind::SceneList, 1, b"p", &a));
+        assert_ne!(base, CacheKey::derive(CacheKind::Probe, 2, b"p", &a));
+        assert_ne!(base, CacheKey::derive(CacheKind::Probe, 1, b"q", &a));
+        assert_ne!(base, CacheKey::derive(CacheKind::Probe, 1, b"p", &b));
+        // length prefixes keep (tag, params) boundaries unambiguous
+        assert_ne!(
+            CacheKey::derive(CacheKind::Probe, 1, b"", &a),
+            CacheKey::derive(CacheKind::Probe, 1, b"\0", &a)
+        );
+    }
+
+    #[test]
+    fn job_id_round_trip() {
+        let id = JobId(0x0123_4567_89ab_cdef);
+        assert_eq!(id.to_string(), "0123456789abcdef");
+        assert_eq!("0123456789abcdef".parse::<JobId>().unwrap(), id);
+    }
+}

@@ -1,0 +1,16 @@
+//! Every type that crosses a process boundary in rendermesh, and the codec that carries them.
+//!
+//! - [`id`]: [`ContentId`] (blake3 of bytes), [`CacheKey`] and [`JobId`].
+//! - [`job`]: what a user submits ([`JobSpec`]), the shards a coordinator plans ([`ShardSpec`]),
+//!   what a worker returns ([`ShardResult`]) and the progress a job reports ([`JobStatus`]).
+//! - [`codec`]: the versioned binary codec with a hard size limit; the only user of bincode.
+//!
+//! This crate does no I/O and depends on no other rendermesh crate.
+
+pub mod codec;
+pub mod id;
+pub mod job;
+
+pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
+pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
+pub use job::*;
