@@ -298,7 +298,7 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 SD_SCENES=$(count_scene_rows "$SD_CSV")
 
-RM_SC_T="" RM_HIT_T="" RM_SCENES="n/a" RM_TC_T="" RM_TC_CHECK="n/a" RM_TC_FRAMES="n/a"
+RM_SC_T="" RM_HIT_T="" RM_SCENES="n/a" RM_CUTS_MATCH="" RM_TC_T="" RM_TC_CHECK="n/a" RM_TC_FRAMES="n/a"
 FF_TC_T=""
 RM_SC_CSV=$OUT/rendermesh-scenes.csv
 if ((RM_OK)); then
@@ -307,15 +307,23 @@ if ((RM_OK)); then
     for ((r = 1; r <= RUNS; r++)); do
         dd=$(fresh_dir rm-data-scenes); TMP_DIRS+=("$dd")
         rm -f "$RM_SC_CSV"
-        if timed "$LOGS/rendermesh-scenes.log" "$RENDERMESH" --data-dir "$dd" submit scenes "$SRC" --csv "$RM_SC_CSV"; then
+        if timed "$LOGS/rendermesh-scenes.log" "$RENDERMESH" --data-dir "$dd" submit scenes --local -q "$SRC" --csv "$RM_SC_CSV"; then
             RM_SC_T=$(fmin "$RM_SC_T" "$LAST_TIME")
         else RM_SC_T=failed; break; fi
     done
     RM_SCENES=$(count_scene_rows "$RM_SC_CSV")
+    # Both CSVs use PySceneDetect's list-scenes layout: line 1 lists the cuts.
+    if [[ -s $RM_SC_CSV && -s $SD_CSV ]]; then
+        if [[ $(head -n 1 "$RM_SC_CSV" | tr -d '\r') == "$(head -n 1 "$SD_CSV" | tr -d '\r')" ]]; then
+            RM_CUTS_MATCH="same cut timecodes"
+        else
+            RM_CUTS_MATCH="cut timecodes differ"
+        fi
+    fi
     if [[ $RM_SC_T != failed ]]; then
         log "c'. rendermesh scenes, same data dir again (cache hit) (x$RUNS)"
         for ((r = 1; r <= RUNS; r++)); do
-            if timed "$LOGS/rendermesh-scenes-cached.log" "$RENDERMESH" --data-dir "$dd" submit scenes "$SRC" --csv "$OUT/rendermesh-scenes-cached.csv"; then
+            if timed "$LOGS/rendermesh-scenes-cached.log" "$RENDERMESH" --data-dir "$dd" submit scenes --local -q "$SRC" --csv "$OUT/rendermesh-scenes-cached.csv"; then
                 RM_HIT_T=$(fmin "$RM_HIT_T" "$LAST_TIME")
             else RM_HIT_T=failed; break; fi
         done
@@ -337,7 +345,7 @@ if ((RM_OK)); then
     for ((r = 1; r <= RUNS; r++)); do
         dd=$(fresh_dir rm-data-transcode); TMP_DIRS+=("$dd")
         rm -f "$RM_OUT"
-        if timed "$LOGS/rendermesh-transcode.log" "$RENDERMESH" --data-dir "$dd" submit transcode "$SRC" \
+        if timed "$LOGS/rendermesh-transcode.log" "$RENDERMESH" --data-dir "$dd" submit transcode --local -q "$SRC" \
             -o "$RM_OUT" --codec h264 --crf 23 --preset medium; then
             RM_TC_T=$(fmin "$RM_TC_T" "$LAST_TIME")
         else RM_TC_T=failed; break; fi
@@ -400,7 +408,7 @@ REPORT=$BENCH_DIR/issue2-results.md
     echo "| rendermesh scenes (cache hit) | $(rm_cell "$(secs "$RM_HIT_T")") | | | |"
     echo "| ffmpeg libx264 medium crf 23 | $(secs "$FF_TC_T") | $(fps_of "$FF_TC_T") | output $(size_mb "$FF_OUT") | |"
     echo "| rendermesh transcode h264 medium crf 23 | $(rm_cell "$(secs "$RM_TC_T")") | $(rm_cell "$(fps_of "$RM_TC_T")") | $(rm_cell "$(times "$TC_RATIO") of ffmpeg time, output $(size_mb "$RM_OUT"), frames $RM_TC_FRAMES/$SRC_FRAMES $RM_TC_CHECK") | ≤ 1.02× ${TC_OK} |"
-    echo "| scenes found | | | PySceneDetect $SD_SCENES, rendermesh $(rm_cell "$RM_SCENES") (segments generated: $SEGMENTS) | |"
+    echo "| scenes found | | | PySceneDetect $SD_SCENES, rendermesh $(rm_cell "$RM_SCENES${RM_CUTS_MATCH:+, $RM_CUTS_MATCH}") (segments generated: $SEGMENTS) | |"
     if [[ -n $RM_NOTE ]]; then
         echo
         echo "$RM_NOTE"

@@ -90,16 +90,30 @@ pub fn open_input(path: &Path) -> Result<ff::format::context::Input, MediaError>
         file: path.to_path_buf(),
         cause: e.to_string(),
     })?;
-    ff::format::input(&path).map_err(|e| match e {
-        ff::Error::InvalidData => MediaError::NotMedia {
-            file: path.to_path_buf(),
-            cause: "no known container format, or the header is damaged".into(),
-        },
-        other => MediaError::NotMedia {
-            file: path.to_path_buf(),
-            cause: other.to_string(),
-        },
+    ff::format::input(&path).map_err(|e| {
+        if looks_like_container(path) {
+            MediaError::Truncated {
+                file: path.to_path_buf(),
+                cause: format!("its container is recognisable but cannot be read ({e}); the file is incomplete or damaged"),
+            }
+        } else {
+            MediaError::NotMedia { file: path.to_path_buf(), cause: format!("no known container format ({e})") }
+        }
     })
+}
+
+/// Does the file start like a media container (MP4/MOV, Matroska/WebM, AVI, NUT, MPEG-TS)?
+fn looks_like_container(path: &Path) -> bool {
+    let mut head = [0u8; 12];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    (head.len() >= 8 && matches!(&head[4..8], b"ftyp" | b"moov" | b"mdat" | b"free" | b"wide"))
+        || head.starts_with(&[0x1a, 0x45, 0xdf, 0xa3])
+        || head.starts_with(b"RIFF")
+        || head.starts_with(b"nut/")
+        || (n >= 12 && head[0] == 0x47)
 }
 
 /// Scan `path` and describe it.

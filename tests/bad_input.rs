@@ -1,0 +1,325 @@
+//! Bad input: one clear line naming the file and the cause, non-zero exit, no partial
+//! output; a running node keeps running.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+struct Case {
+    name: &'static str,
+    file: PathBuf,
+    /// Words the error line must contain (besides the file name).
+    cause: &'static str,
+}
+
+fn bad_files(dir: &Path) -> Vec<Case> {
+    let text = dir.join("notes.mp4");
+    std::fs::write(
+        &text,
+        "these are not the frames you are looking for\n".repeat(100),
+    )
+    .unwrap();
+    let empty = dir.join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    // truncated with the index up front: frames are missing
+    let fast = small_clip(dir, "fast.mp4", 4, &["-movflags", "+faststart"]);
+    let bytes = std::fs::read(&fast).unwrap();
+    let cut_fast = dir.join("cut-faststart.mp4");
+    std::fs::write(&cut_fast, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    // truncated with the index at the end: the index is gone
+    let plain = small_clip(dir, "plain.mp4", 4, &[]);
+    let bytes = std::fs::read(&plain).unwrap();
+    let cut_plain = dir.join("cut-plain.mp4");
+    std::fs::write(&cut_plain, &bytes[..bytes.len() / 2]).unwrap();
+    let audio = dir.join("audio.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:r=48000",
+        "-t",
+        "2",
+        "-c:a",
+        "aac",
+        audio.to_str().unwrap(),
+    ]);
+    // an AVI whose video fourcc no decoder knows: write MPEG-4 Part 2, then rename its tag
+    let avi = dir.join("mpeg4.avi");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=10",
+        "-t",
+        "1",
+        "-c:v",
+        "mpeg4",
+        avi.to_str().unwrap(),
+    ]);
+    let mut bytes = std::fs::read(&avi).unwrap();
+    let mut patched = 0;
+    for i in 0..bytes.len().saturating_sub(4) {
+        if &bytes[i..i + 4] == b"FMP4" {
+            bytes[i..i + 4].copy_from_slice(b"QQQQ");
+            patched += 1;
+        }
+    }
+    assert!(patched > 0, "no FMP4 tag to patch");
+    let odd = dir.join("odd-codec.avi");
+    std::fs::write(&odd, bytes).unwrap();
+    vec![
+        Case {
+            name: "missing",
+            file: dir.join("no-such-file.mp4"),
+            cause: "no such file",
+        },
+        Case {
+            name: "not media",
+            file: text,
+            cause: "not a media file",
+        },
+        Case {
+            name: "zero-length",
+            file: empty,
+            cause: "empty file",
+        },
+        Case {
+            name: "truncated (index first)",
+            file: cut_fast,
+            cause: "truncated",
+        },
+        Case {
+            name: "truncated (index last)",
+            file: cut_plain,
+            cause: "truncated",
+        },
+        Case {
+            name: "no video",
+            file: audio,
+            cause: "no video stream",
+        },
+        Case {
+            name: "unsupported codec",
+            file: odd,
+            cause: "unsupported video codec",
+        },
+    ]
+}
+
+/// Exactly one line of error, naming the file and the cause; no output, no temp files.
+fn assert_clean_failure(o: &std::process::Output, case: &Case, out_dir: &Path, outputs: &[&Path]) {
+    assert!(!o.status.success(), "{}: exit status 0", case.name);
+    let err = stderr(o);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("rendermesh: ") && !l.contains("mesh of one"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{}: expected one error line, got:\n{err}",
+        case.name
+    );
+    let name = case.file.file_name().unwrap().to_str().unwrap();
+    assert!(
+        lines[0].contains(name),
+        "{}: error does not name the file: {}",
+        case.name,
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(case.cause),
+        "{}: error does not say {:?}: {}",
+        case.name,
+        case.cause,
+        lines[0]
+    );
+    assert!(!err.contains("panicked"), "{}: panic: {err}", case.name);
+    for p in outputs {
+        assert!(
+            !p.exists(),
+            "{}: partial output {} left",
+            case.name,
+            p.display()
+        );
+    }
+    let stray: Vec<_> = std::fs::read_dir(out_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".rendermesh-"))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "{}: temp files left: {stray:?}",
+        case.name
+    );
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outd = tmp.path().join("out");
+    std::fs::create_dir(&outd).unwrap();
+    let data = tmp.path().join("data");
+    for case in bad_files(tmp.path()) {
+        let f = case.file.to_str().unwrap();
+        let out = outd.join("t.mp4");
+        let o = rendermesh(
+            &data,
+            &["submit", "transcode", f, "-o", out.to_str().unwrap(), "-q"],
+        );
+        assert_clean_failure(&o, &case, &outd, &[&out]);
+        let csv = outd.join("s.csv");
+        let o = rendermesh(
+            &data,
+            &["submit", "scenes", f, "--csv", csv.to_str().unwrap(), "-q"],
+        );
+        assert_clean_failure(&o, &case, &outd, &[&csv]);
+    }
+}
+
+#[test]
+fn unwritable_output_and_unknown_codec_fail_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = small_clip(tmp.path(), "ok.mp4", 1, &[]);
+    let data = tmp.path().join("data");
+    let s = src.to_str().unwrap();
+    let missing_dir = tmp.path().join("nope/out.mp4");
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "transcode",
+            s,
+            "-o",
+            missing_dir.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("out.mp4") && stderr(&o).contains("does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let a_dir = tmp.path().join("adir.mp4");
+    std::fs::create_dir(&a_dir).unwrap();
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "transcode",
+            s,
+            "-o",
+            a_dir.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "scenes",
+            s,
+            "--csv",
+            missing_dir.with_extension("csv").to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    let out = tmp.path().join("x.mp4");
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "transcode",
+            s,
+            "-o",
+            out.to_str().unwrap(),
+            "--codec",
+            "mpeg2",
+            "-q",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown codec"), "{}", stderr(&o));
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "transcode",
+            s,
+            "-o",
+            tmp.path().join("x.avi").to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown output container"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    // nothing was decoded for any of these: no chunk was ever cut
+    assert!(
+        !data.join("cache").exists()
+            || std::fs::read_dir(data.join("cache/blobs/tmp"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
+
+#[test]
+fn a_node_survives_bad_input_and_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Daemon::start(&tmp.path().join("data"));
+    let outd = tmp.path().join("out");
+    std::fs::create_dir(&outd).unwrap();
+    for case in bad_files(tmp.path()) {
+        if case.name == "missing" {
+            continue; // refused by the CLI before it reaches the node
+        }
+        let out = outd.join("t.mp4");
+        let o = rendermesh(
+            &node.data_dir,
+            &[
+                "submit",
+                "transcode",
+                case.file.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "-q",
+            ],
+        );
+        assert!(
+            !stderr(&o).contains("mesh of one"),
+            "went in-process instead of to the node"
+        );
+        assert_clean_failure(&o, &case, &outd, &[&out]);
+        assert!(node.alive(), "node died on {}", case.name);
+    }
+    // still serving real work
+    let src = small_clip(tmp.path(), "good.mp4", 2, &[]);
+    let out = outd.join("good-out.mp4");
+    let o = rendermesh(
+        &node.data_dir,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(video_frames(&out), 50);
+    assert!(!node.log().contains("panicked"));
+}

@@ -1,0 +1,398 @@
+//! Shared parts of the multi-process tests: media made by the ffmpeg CLI (small,
+//! deterministic, with known frame counts and cut points), running the real `rendermesh`
+//! binary, and a daemon on loopback with its own data dir.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rendermesh"))
+}
+
+/// Run ffmpeg quietly; panic with its stderr on failure (test setup only).
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-y", "-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg CLI is installed (tests/deps.sh)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn ffprobe(args: &[&str], file: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("ffprobe is installed");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Packets (= frames) of the first video stream.
+pub fn video_frames(file: &Path) -> u64 {
+    ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    )
+    .trim()
+    .parse()
+    .expect("frame count")
+}
+
+/// Duration in seconds of stream `sel` (v:0, a:0) from its packets' timestamps.
+pub fn stream_duration(file: &Path, sel: &str) -> f64 {
+    let out = ffprobe(
+        &[
+            "-select_streams",
+            sel,
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    );
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for line in out.lines() {
+        let mut it = line.split(',');
+        let (Some(p), Some(d)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let (Ok(p), d) = (p.parse::<f64>(), d.parse::<f64>().unwrap_or(0.0)) else {
+            continue;
+        };
+        lo = lo.min(p);
+        hi = hi.max(p + d);
+    }
+    hi - lo
+}
+
+/// Presentation timestamps of every decoded video frame, in output order.
+pub fn frame_pts(file: &Path) -> Vec<i64> {
+    ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    )
+    .lines()
+    .filter_map(|l| l.split(',').next().and_then(|p| p.trim().parse().ok()))
+    .collect()
+}
+
+/// MD5 of every decoded video frame, in order.
+pub fn frame_hashes(file: &Path) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(file)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+        .collect()
+}
+
+/// Lowest per-frame PSNR (dB, luma+chroma average) of `a` against `b`.
+pub fn min_psnr(a: &Path, b: &Path) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args(["-lavfi", "[0:v][1:v]psnr=stats_file=-", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("psnr_avg:"))
+        })
+        .map(|v| {
+            if v == "inf" {
+                f64::INFINITY
+            } else {
+                v.parse().unwrap_or(0.0)
+            }
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A 1280x720 30 fps H.264 + AAC clip of `secs` seconds with B-frames and open GOPs
+/// (keyframe every 60 frames), moving test pattern and a tone.
+pub fn clip_720p_open_gop(dir: &Path, secs: u32) -> PathBuf {
+    let out = dir.join(format!("src720-{secs}s.mp4"));
+    let t = secs.to_string();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &t,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "3",
+        "-x264-params",
+        "open-gop=1:keyint=60:min-keyint=60:scenecut=0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+/// A small clip (moving pattern + tone) in any container.
+pub fn small_clip(dir: &Path, name: &str, secs: u32, extra: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let t = secs.to_string();
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=330:sample_rate=48000",
+        "-t",
+        &t,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "2",
+        "-x264-params",
+        "keyint=25:min-keyint=25:scenecut=0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+    ];
+    args.extend_from_slice(extra);
+    args.push(out.to_str().unwrap());
+    ffmpeg(&args);
+    out
+}
+
+/// Cut points (first frame of each new scene) of [`scenes_clip`]; keyframes every 60 frames,
+/// so with 2-second chunks the shard boundaries are at multiples of 60: 60, 240 and 420 are
+/// on a boundary, 121 is one frame after one, 299 one frame before.
+pub const SCENE_CUTS: [u64; 11] = [40, 60, 100, 121, 170, 240, 275, 299, 330, 379, 420];
+pub const SCENE_FRAMES: u64 = 480;
+
+/// 16 s, 640x360, 30 fps: 12 visually distinct scenes joined by hard cuts at [`SCENE_CUTS`].
+pub fn scenes_clip(dir: &Path) -> PathBuf {
+    let out = dir.join("scenes.mp4");
+    let sources = [
+        "testsrc2",
+        "smptehdbars",
+        "color=c=0x2040ff",
+        "mandelbrot",
+        "rgbtestsrc",
+        "color=c=yellow",
+        "testsrc",
+        "color=c=0x801010",
+        "pal100bars",
+        "gradients=seed=3:speed=0.01",
+        "color=c=0x10a040",
+        "smptebars",
+    ];
+    let mut bounds = vec![0u64];
+    bounds.extend(SCENE_CUTS);
+    bounds.push(SCENE_FRAMES);
+    let mut args: Vec<String> = Vec::new();
+    let mut graph = String::new();
+    for (i, src) in sources.iter().enumerate() {
+        let sep = if src.contains('=') { ':' } else { '=' };
+        args.extend([
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!("{src}{sep}s=640x360:r=30"),
+        ]);
+        let len = bounds[i + 1] - bounds[i];
+        graph.push_str(&format!(
+            "[{i}:v]trim=end_frame={len},setpts=PTS-STARTPTS,format=yuv420p,setsar=1[v{i}];"
+        ));
+    }
+    for i in 0..sources.len() {
+        graph.push_str(&format!("[v{i}]"));
+    }
+    graph.push_str(&format!("concat=n={}:v=1:a=0[v]", sources.len()));
+    let n = sources.len().to_string();
+    args.extend(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=300:r=48000",
+            "-filter_complex",
+            &graph,
+            "-map",
+            "[v]",
+            "-map",
+            &format!("{n}:a"),
+            "-t",
+            "16",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "3",
+            "-x264-params",
+            "open-gop=1:keyint=60:min-keyint=60:scenecut=0",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+        ]
+        .map(String::from),
+    );
+    args.push(out.to_str().unwrap().into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&refs);
+    out
+}
+
+/// Run the binary with a data dir; returns its output.
+pub fn rendermesh(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("RENDERMESH_LOG", "warn")
+        .output()
+        .expect("run rendermesh")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Read a `--report` file.
+pub fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report is JSON")
+}
+
+/// A `rendermesh node` on 127.0.0.1 (port 0) with its own data dir; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub addr: String,
+}
+
+impl Daemon {
+    pub fn start(data_dir: &Path) -> Daemon {
+        let _ = std::fs::remove_file(data_dir.join("control.json"));
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = std::fs::File::create(data_dir.join("node.log")).expect("node log");
+        let child = Command::new(bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["node", "--control-listen", "127.0.0.1:0"])
+            .env("RENDERMESH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start node");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let info = data_dir.join("control.json");
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&info) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    if v["pid"].as_u64() == Some(child.id() as u64) {
+                        let addr = v["addr"].as_str().unwrap_or_default().to_string();
+                        return Daemon {
+                            child,
+                            data_dir: data_dir.to_path_buf(),
+                            addr,
+                        };
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not write control.json within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then wait up to `secs`; returns the exit status.
+    pub fn terminate(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
