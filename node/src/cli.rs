@@ -125,6 +125,9 @@ pub struct ScenesArgs {
     /// Width frames are scaled to for analysis (0 = like PySceneDetect: width / ⌊width/256⌋).
     #[arg(long, default_value_t = 0)]
     pub analysis_width: u32,
+    /// Decode with the loop filter on (slower; by default it is skipped, which is invisible after downscaling).
+    #[arg(long)]
+    pub full_decode: bool,
     #[command(flatten)]
     pub common: CommonSubmit,
 }

@@ -201,7 +201,10 @@ mod tests {
     fn canonical_is_stable() {
         assert_eq!(canonical(&sample()), canonical(&sample()));
         assert_ne!(
-            canonical(&ScoreParams { analysis_width: 1 }),
+            canonical(&ScoreParams {
+                analysis_width: 1,
+                ..Default::default()
+            }),
             canonical(&ScoreParams::default())
         );
     }

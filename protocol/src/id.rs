@@ -170,9 +170,31 @@ impl FromStr for CacheKey {
     }
 }
 
-/// A job's id: random, unique per submit, 16 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A job's id: random, unique per submit, 16 hex digits. In JSON it is that hex string;
+/// in the binary codec a u64.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobId(pub u64);
+
+impl Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_u64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            u64::deserialize(d).map(JobId)
+        }
+    }
+}
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -251,5 +273,14 @@ mod tests {
         let id = JobId(0x0123_4567_89ab_cdef);
         assert_eq!(id.to_string(), "0123456789abcdef");
         assert_eq!("0123456789abcdef".parse::<JobId>().unwrap(), id);
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"0123456789abcdef\"");
+        assert_eq!(
+            serde_json::from_str::<JobId>("\"0123456789abcdef\"").unwrap(),
+            id
+        );
+        assert_eq!(
+            crate::codec::decode::<JobId>(&crate::codec::encode(&id).unwrap()).unwrap(),
+            id
+        );
     }
 }

@@ -144,11 +144,16 @@ impl Default for SceneOptions {
 pub struct ScoreParams {
     /// Target width of the analysed frame; 0 picks width/⌊width/256⌋ like PySceneDetect.
     pub analysis_width: u32,
+    /// Skip the decoder's loop filter (deblocking): faster, and invisible after downscaling.
+    pub fast_decode: bool,
 }
 
 impl Default for ScoreParams {
     fn default() -> Self {
-        Self { analysis_width: 0 }
+        Self {
+            analysis_width: 0,
+            fast_decode: true,
+        }
     }
 }
 

@@ -131,6 +131,7 @@ fn scenes(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
         min_scene_len: a.min_scene_len,
         scoring: ScoreParams {
             analysis_width: a.analysis_width,
+            fast_decode: !a.full_decode,
         },
         ..SceneOptions::default()
     };

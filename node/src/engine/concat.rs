@@ -1,24 +1,16 @@
 //! Join encoded segments into the output file and mux the source audio once.
 //!
 //! Video packets keep the source pts; decode timestamps are kept monotonic across joins.
-//! Audio is stream-copied from the source (never chunked), so joins cannot drift it.
+//! Audio comes from the source once (see [`super::audio`]), so joins cannot drift it.
 
 use std::path::{Path, PathBuf};
 
 use ff::Rescale;
 use ffmpeg_next as ff;
 
+use super::audio::AudioTrack;
 use super::probe::{open_input, Probe};
 use super::MediaError;
-
-/// Can the container `format` hold `codec` (stream copy)?
-fn container_accepts(octx: &ff::format::context::Output, codec: ff::codec::Id) -> bool {
-    // SAFETY: the output format pointer is valid for the context's lifetime.
-    unsafe {
-        let oformat = (*octx.as_ptr()).oformat;
-        ff::ffi::avformat_query_codec(oformat, codec.into(), ff::ffi::FF_COMPLIANCE_NORMAL) == 1
-    }
-}
 
 /// Check early (before any work) that an output path can be written.
 pub fn check_output(out: &Path) -> Result<(), MediaError> {
@@ -175,33 +167,10 @@ pub fn concat(
         // SAFETY: parameters were just allocated by add_stream.
         unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
     }
-    let mut audio_in = None;
-    if let Some(a) = &probe.audio {
-        let ictx = open_input(source)?;
-        let ast = ictx
-            .stream(a.index)
-            .ok_or_else(|| MediaError::other(source, "audio stream vanished"))?;
-        let aparams = ast.parameters();
-        let atb = ast.time_base();
-        if !container_accepts(&octx, aparams.id()) {
-            return Err(MediaError::write(
-                out,
-                format!(
-                    "audio codec {} cannot be copied into {format}; choose another container (e.g. .mkv)",
-                    a.codec
-                ),
-            ));
-        }
-        let mut ost = octx
-            .add_stream(ff::encoder::find(ff::codec::Id::None))
-            .map_err(|e| MediaError::write(out, e))?;
-        ost.set_parameters(aparams);
-        ost.set_time_base(atb);
-        // SAFETY: as above.
-        unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
-        drop(ost);
-        audio_in = Some((ictx, a.index, atb));
-    }
+    let mut audio = match &probe.audio {
+        Some(a) => Some(AudioTrack::add(source, a.index, &mut octx, out, format)?),
+        None => None,
+    };
     octx.write_header()
         .map_err(|e| MediaError::write(out, format!("writing the header: {e}")))?;
     let vtb_out = octx.stream(0).map(|s| s.time_base()).unwrap_or(vtb_in);
@@ -220,7 +189,7 @@ pub fn concat(
         frame_dur,
     };
     let mut current = segs.next_segment()?.unwrap_or_default();
-    let mut anext = next_audio(&mut audio_in, source)?;
+    let mut anext = next_audio(&mut audio)?;
     let mut last_dts = i64::MIN;
     let mut frames = 0u64;
     let us = ff::Rational::new(1, 1_000_000);
@@ -279,7 +248,7 @@ pub fn concat(
             }
             pkt.write_interleaved(&mut octx)
                 .map_err(|e| MediaError::write(out, format!("writing audio: {e}")))?;
-            anext = next_audio(&mut audio_in, source)?;
+            anext = next_audio(&mut audio)?;
         }
     }
     octx.write_trailer()
@@ -288,25 +257,11 @@ pub fn concat(
 }
 
 fn next_audio(
-    src: &mut Option<(ff::format::context::Input, usize, ff::Rational)>,
-    source: &Path,
+    audio: &mut Option<AudioTrack>,
 ) -> Result<Option<(ff::Packet, ff::Rational)>, MediaError> {
-    let Some((ictx, index, tb)) = src.as_mut() else {
-        return Ok(None);
-    };
-    let mut pkt = ff::Packet::empty();
-    loop {
-        match pkt.read(ictx) {
-            Ok(()) if pkt.stream() == *index => return Ok(Some((pkt, *tb))),
-            Ok(()) => continue,
-            Err(ff::Error::Eof) => return Ok(None),
-            Err(e) => {
-                return Err(MediaError::Truncated {
-                    file: source.to_path_buf(),
-                    cause: e.to_string(),
-                })
-            }
-        }
+    match audio {
+        Some(a) => a.next(),
+        None => Ok(None),
     }
 }
 

@@ -22,6 +22,7 @@ pub fn decode_range(
     path: &Path,
     range: &FrameRange,
     threads: usize,
+    skip_loop_filter: bool,
     mut on_frame: impl FnMut(&ff::frame::Video) -> Result<(), MediaError>,
 ) -> Result<u64, MediaError> {
     let mut ictx = open_input(path)?;
@@ -45,6 +46,10 @@ pub fn decode_range(
         count: threads,
         ..Default::default()
     });
+    if skip_loop_filter {
+        // SAFETY: the context is allocated and not yet opened; the field is a plain enum.
+        unsafe { (*ctx.as_mut_ptr()).skip_loop_filter = ff::ffi::AVDiscard::AVDISCARD_ALL };
+    }
     let mut decoder = ctx
         .decoder()
         .video()

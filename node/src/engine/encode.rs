@@ -96,7 +96,7 @@ pub fn encode_chunk(
         Ok(())
     };
 
-    let frames = decode_range(chunk, range, threads, |frame| {
+    let frames = decode_range(chunk, range, threads, false, |frame| {
         if state.is_none() {
             state = Some(
                 open_encoder(codec, frame, range, options, out, threads).map_err(|e| match e {

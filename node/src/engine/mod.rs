@@ -4,12 +4,13 @@
 //! - [`chunk`]: cut a source at keyframes into chunk blobs by stream copy.
 //! - [`decode`]: decode the frames of one [`FrameRange`](rendermesh_protocol::FrameRange) from a chunk.
 //! - [`encode`]: encode a chunk's frames into an encoded segment blob.
-//! - [`concat`]: join encoded segments and mux the source audio once.
+//! - [`concat`]: join encoded segments and mux the source audio once ([`audio`]: copy or encode).
 //! - [`scenes`]: per-frame scene scores and the detectors that turn them into cuts.
 //! - [`export`]: scene lists as CSV, JSON and EDL.
 //! - [`executor`]: the [`ShardExecutor`](rendermesh_mesh::ShardExecutor) the workers run.
 //! - [`transcode`]: the transcode job driver (plan into chunks, assemble the output).
 
+pub mod audio;
 pub mod chunk;
 pub mod concat;
 pub mod decode;

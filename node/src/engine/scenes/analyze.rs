@@ -65,7 +65,7 @@ pub fn score_chunk(
     let mut first: Option<HsvFrame> = None;
     let mut deltas = Vec::with_capacity(range.frames as usize);
     let mut n = 0u64;
-    decode_range(chunk, range, threads, |frame| {
+    decode_range(chunk, range, threads, params.fast_decode, |frame| {
         if scaler.is_none() {
             let (w, h) = analysis_size(frame.width(), frame.height(), params);
             let sws = ff::software::scaling::Context::get(
@@ -125,7 +125,8 @@ mod tests {
                 1920,
                 1080,
                 &ScoreParams {
-                    analysis_width: 320
+                    analysis_width: 320,
+                    ..Default::default()
                 }
             ),
             (320, 180)

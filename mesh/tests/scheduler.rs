@@ -1,0 +1,299 @@
+//! The coordinator and workers without any media: a fake executor stands in for ffmpeg.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::Actor;
+use rendermesh_mesh::{JobBoard, JobDriver, JobError, Plan, ShardError, ShardExecutor, Worker};
+use rendermesh_protocol::*;
+
+/// Sleeps a little per shard, counts concurrency, fails on demand.
+#[derive(Default)]
+struct FakeExec {
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    runs: Mutex<HashMap<u32, u32>>,
+    /// shard index → (failures before success, retryable)
+    fail: HashMap<u32, (u32, bool)>,
+}
+
+impl ShardExecutor for FakeExec {
+    fn run(
+        &self,
+        shard: &ShardSpec,
+        progress: &dyn Fn(u64),
+    ) -> Result<(ShardOutput, WorkStats), ShardError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        let attempt = {
+            let mut runs = self.runs.lock().unwrap();
+            let n = runs.entry(shard.index).or_default();
+            *n += 1;
+            *n
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        progress(shard.cost.frames / 2);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if let Some((fails, retryable)) = self.fail.get(&shard.index) {
+            if attempt <= *fails {
+                let msg = format!("shard {} broke", shard.index);
+                return Err(if *retryable {
+                    ShardError::retryable(msg)
+                } else {
+                    ShardError::fatal(msg)
+                });
+            }
+        }
+        let id = ContentId::of(&shard.index.to_le_bytes());
+        Ok((
+            ShardOutput::Blob { id, bytes: 4 },
+            WorkStats {
+                decoded_frames: shard.cost.frames,
+                ..Default::default()
+            },
+        ))
+    }
+}
+
+struct FakeDriver {
+    shards: u32,
+    cached: bool,
+    done: Vec<u32>,
+    finished_with: Arc<Mutex<Vec<u32>>>,
+}
+
+fn spec(job: JobId, index: u32) -> ShardSpec {
+    ShardSpec {
+        job,
+        index,
+        task: ShardTask::Encode {
+            chunk: ContentId::of(b"c"),
+            range: FrameRange {
+                start_pts: index as i64 * 10,
+                end_pts: Some(index as i64 * 10 + 10),
+                time_base: Rational::new(1, 10),
+                first_frame: index as u64 * 10,
+                frames: 10,
+                fps: Rational::new(10, 1),
+                ts_offset: 0,
+            },
+            options: EncodeOptions::default(),
+        },
+        cost: CostHint {
+            frames: 10,
+            ..Default::default()
+        },
+    }
+}
+
+impl JobDriver for FakeDriver {
+    fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
+        if self.cached {
+            return Ok(Plan::Cached {
+                result: JobResult::Scenes { lists: vec![] },
+                stats: WorkStats {
+                    cache_hits: 1,
+                    ..Default::default()
+                },
+            });
+        }
+        let done = self
+            .done
+            .iter()
+            .map(|&i| ShardResult {
+                job,
+                index: i,
+                peer: "cache".into(),
+                output: ShardOutput::Blob {
+                    id: ContentId::of(&i.to_le_bytes()),
+                    bytes: 4,
+                },
+                stats: WorkStats::default(),
+            })
+            .collect();
+        let shards = (0..self.shards)
+            .filter(|i| !self.done.contains(i))
+            .map(|i| spec(job, i))
+            .collect();
+        Ok(Plan::Shards {
+            shards,
+            done,
+            frames_total: self.shards as u64 * 10,
+            stats: WorkStats::default(),
+        })
+    }
+
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError> {
+        *self.finished_with.lock().unwrap() = results.iter().map(|r| r.index).collect();
+        for r in &results {
+            let ShardOutput::Blob { id, .. } = r.output else {
+                return Err(JobError("not a blob".into()));
+            };
+            if id != ContentId::of(&r.index.to_le_bytes()) {
+                return Err(JobError(format!(
+                    "result of shard {} is another shard's",
+                    r.index
+                )));
+            }
+        }
+        Ok((
+            JobResult::Transcode {
+                output: ContentId::of(b"out"),
+                bytes: 1,
+                frames: results.len() as u64 * 10,
+            },
+            WorkStats::default(),
+        ))
+    }
+}
+
+fn board(exec: Arc<FakeExec>, slots: usize) -> JobBoard {
+    let worker = Worker::new("w1", exec, slots).start();
+    JobBoard::new(vec![worker])
+}
+
+fn driver(shards: u32) -> (FakeDriver, Arc<Mutex<Vec<u32>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    (
+        FakeDriver {
+            shards,
+            cached: false,
+            done: vec![],
+            finished_with: seen.clone(),
+        },
+        seen,
+    )
+}
+
+#[actix_rt::test]
+async fn every_shard_runs_once_within_the_slots_and_results_arrive_in_order() {
+    let exec = Arc::new(FakeExec::default());
+    let b = board(exec.clone(), 3);
+    let (d, seen) = driver(12);
+    let h = b.start("transcode", vec!["x".into()], Box::new(d));
+    let r = h.wait().await;
+    assert!(
+        matches!(r, Ok(JobResult::Transcode { frames: 120, .. })),
+        "{r:?}"
+    );
+    assert_eq!(*seen.lock().unwrap(), (0..12).collect::<Vec<_>>());
+    assert_eq!(
+        exec.max_running.load(Ordering::SeqCst),
+        3,
+        "slots not used or exceeded"
+    );
+    assert!(exec.runs.lock().unwrap().values().all(|&n| n == 1));
+    let s = h.status();
+    assert_eq!(s.state, JobState::Done);
+    assert_eq!(s.frames_done, 120);
+    assert_eq!(s.stats.decoded_frames, 120);
+    assert!(s
+        .shards
+        .iter()
+        .all(|r| r.state == ShardState::Done && r.peer.as_deref() == Some("w1")));
+    assert_eq!(b.list().len(), 1);
+}
+
+#[actix_rt::test]
+async fn a_retryable_failure_is_run_again_and_counted() {
+    let mut exec = FakeExec::default();
+    exec.fail.insert(2, (1, true));
+    let exec = Arc::new(exec);
+    let b = board(exec.clone(), 2);
+    let (d, _) = driver(4);
+    let h = b.start("transcode", vec![], Box::new(d));
+    assert!(h.wait().await.is_ok());
+    assert_eq!(exec.runs.lock().unwrap()[&2], 2);
+    let row = h
+        .status()
+        .shards
+        .into_iter()
+        .find(|r| r.index == 2)
+        .unwrap();
+    assert_eq!((row.retries, row.state), (1, ShardState::Done));
+}
+
+#[actix_rt::test]
+async fn retries_are_bounded_and_a_fatal_error_fails_the_job_with_its_message() {
+    let mut exec = FakeExec::default();
+    exec.fail.insert(1, (10, true));
+    let b = board(Arc::new(exec), 2);
+    let (d, _) = driver(3);
+    let h = b.start("transcode", vec![], Box::new(d));
+    let err = h.wait().await.unwrap_err();
+    assert_eq!(err, "shard 1 broke");
+    let row = h
+        .status()
+        .shards
+        .into_iter()
+        .find(|r| r.index == 1)
+        .unwrap();
+    assert_eq!(row.state, ShardState::Failed);
+    assert_eq!(row.retries, 3);
+
+    let mut exec = FakeExec::default();
+    exec.fail.insert(0, (1, false));
+    let exec = Arc::new(exec);
+    let b = board(exec.clone(), 1);
+    let (d, _) = driver(2);
+    let h = b.start("transcode", vec![], Box::new(d));
+    assert_eq!(h.wait().await.unwrap_err(), "shard 0 broke");
+    assert_eq!(
+        exec.runs.lock().unwrap()[&0],
+        1,
+        "a fatal error was retried"
+    );
+    assert_eq!(h.status().state, JobState::Failed);
+    assert_eq!(h.status().error.as_deref(), Some("shard 0 broke"));
+}
+
+#[actix_rt::test]
+async fn cached_answers_and_cached_shards_are_not_run() {
+    let exec = Arc::new(FakeExec::default());
+    let b = board(exec.clone(), 2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let h = b.start(
+        "scenes",
+        vec![],
+        Box::new(FakeDriver {
+            shards: 3,
+            cached: true,
+            done: vec![],
+            finished_with: seen.clone(),
+        }),
+    );
+    assert!(h.wait().await.is_ok());
+    assert!(h.status().from_cache);
+    assert!(exec.runs.lock().unwrap().is_empty());
+
+    let h = b.start(
+        "transcode",
+        vec![],
+        Box::new(FakeDriver {
+            shards: 5,
+            cached: false,
+            done: vec![0, 3],
+            finished_with: seen.clone(),
+        }),
+    );
+    assert!(h.wait().await.is_ok());
+    let runs = exec.runs.lock().unwrap().clone();
+    assert_eq!(
+        runs.keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [1, 2, 4].into()
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    let s = h.status();
+    assert_eq!(s.stats.cache_hits, 2);
+    assert_eq!(
+        s.shards
+            .iter()
+            .filter(|r| r.state == ShardState::Cached)
+            .count(),
+        2
+    );
+}

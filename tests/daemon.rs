@@ -1,0 +1,138 @@
+//! `rendermesh node` as a daemon: the CLI finds it, jobs run there, `status` shows the shard
+//! table, the control API wants its token, SIGTERM stops it cleanly.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::*;
+
+fn http_status(addr: &str, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn node_runs_jobs_for_the_cli_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Daemon::start(&tmp.path().join("data"));
+
+    // transcode through the node
+    let src = small_clip(tmp.path(), "clip.mp4", 4, &[]);
+    let out = tmp.path().join("out.mkv");
+    let rep = tmp.path().join("t.json");
+    let o = rendermesh(
+        &node.data_dir,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-seconds",
+            "1",
+            "--report",
+            rep.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("mesh of one"),
+        "did not use the node: {}",
+        stderr(&o)
+    );
+    assert_eq!(report(&rep)["mode"], "node");
+    assert_eq!(video_frames(&out), 100);
+    // the node dropped its copy of the output once the CLI had it
+    let blobs = walk_files(&node.data_dir.join("cache/blobs"));
+    assert!(blobs.is_empty(), "node kept blobs: {blobs:?}");
+
+    // scenes through the node, same answer as the known truth
+    let clip = scenes_clip(tmp.path());
+    let json = tmp.path().join("s.json");
+    let o = rendermesh(
+        &node.data_dir,
+        &[
+            "submit",
+            "scenes",
+            clip.to_str().unwrap(),
+            "--chunk-seconds",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cuts: Vec<u64> = v["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(cuts.len(), SCENE_CUTS.len());
+
+    // status: both jobs, done, with their shard tables and who ran each shard
+    let o = rendermesh(&node.data_dir, &["status", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(jobs.len(), 2);
+    let scenes = jobs.iter().find(|j| j["kind"] == "scenes").unwrap();
+    assert_eq!(scenes["state"], "Done");
+    let shards = scenes["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 8);
+    assert!(shards
+        .iter()
+        .all(|s| s["state"] == "Done" && s["peer"].is_string()));
+    let id = scenes["id"].as_str().unwrap();
+    let o = rendermesh(&node.data_dir, &["status", id]);
+    assert!(
+        stdout(&o).contains("shard") && stdout(&o).contains("Done"),
+        "{}",
+        stdout(&o)
+    );
+
+    // the control API: health is open, jobs need the token
+    let health = http_status(&node.addr, "GET /v1/health HTTP/1.0\r\n\r\n");
+    assert!(health.contains("200"), "{health}");
+    let denied = http_status(&node.addr, "GET /v1/jobs HTTP/1.0\r\n\r\n");
+    assert!(denied.contains("401"), "{denied}");
+    let wrong = http_status(
+        &node.addr,
+        "GET /v1/jobs HTTP/1.0\r\nAuthorization: Bearer 00\r\n\r\n",
+    );
+    assert!(wrong.contains("401"), "{wrong}");
+    let mode = std::fs::metadata(node.data_dir.join("control.token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o640
+    );
+
+    // SIGTERM: clean exit, control file removed
+    let st = node
+        .terminate(15)
+        .expect("node did not stop within 15 s of SIGTERM");
+    assert!(st.success(), "exit status {st:?}");
+    assert!(!node.data_dir.join("control.json").exists());
+    assert!(!node.log().contains("panicked"));
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
