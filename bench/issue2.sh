@@ -17,6 +17,7 @@
 #   RUNS        runs per measurement; the best wall time is kept (default 1)
 #   PYTHON      interpreter used to create the venv (default python3)
 #   SCENEDETECT_VERSION  PySceneDetect version to install (default 0.7.2)
+#   SKIP_TRANSCODE  set to 1 to measure only decoding and scene detection
 #
 # Progress goes to stderr; the Markdown report goes to stdout and to
 # $BENCH_DIR/issue2-results.md.
@@ -330,6 +331,7 @@ if ((RM_OK)); then
     fi
 fi
 
+if [[ ${SKIP_TRANSCODE:-0} != 1 ]]; then
 log "d. ffmpeg libx264 medium crf 23 (x$RUNS)"
 FF_OUT=$OUT/OUT_ffmpeg.mp4
 for ((r = 1; r <= RUNS; r++)); do
@@ -357,6 +359,8 @@ if ((RM_OK)); then
         RM_TC_CHECK="MISMATCH (no output file)"
     fi
 fi
+
+fi # SKIP_TRANSCODE
 
 # ------------------------------------------------------------------ report ---
 

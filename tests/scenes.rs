@@ -146,6 +146,39 @@ fn known_cuts_are_found_once_across_shard_boundaries_and_then_cached() {
     );
     assert_eq!(r2["status"]["shards"].as_array().unwrap().len(), 0);
     assert_eq!(cuts_of_json(&json2), cuts);
+
+    // another threshold: a new scene list, but from the cached per-shard scores, no decode
+    let rep3 = tmp.path().join("r3.json");
+    let json3 = tmp.path().join("c3.json");
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "scenes",
+            src.to_str().unwrap(),
+            "--chunk-seconds",
+            "2",
+            "--threshold",
+            "200",
+            "--json",
+            json3.to_str().unwrap(),
+            "--report",
+            rep3.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r3 = report(&rep3);
+    assert_eq!(r3["status"]["from_cache"], false);
+    assert_eq!(
+        r3["process_decoded_frames"], 0,
+        "cached shard scores were not reused"
+    );
+    assert_eq!(r3["status"]["stats"]["cache_hits"], 8);
+    assert!(
+        cuts_of_json(&json3).is_empty(),
+        "threshold 200 should cut nothing"
+    );
 }
 
 #[test]

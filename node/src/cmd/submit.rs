@@ -82,11 +82,7 @@ fn transcode(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
             n
         }
         Done::Local { runtime_cache } => {
-            let path = runtime_cache.blobs.path(&output);
-            let f = std::fs::File::open(&path)?;
-            let n = write_atomic(&a.output, f)?;
-            let _ = runtime_cache.blobs.remove(&output);
-            n
+            move_atomic(&runtime_cache.blobs.path(&output), &a.output)?
         }
     };
     if written != bytes {
@@ -232,9 +228,8 @@ fn per_input(out: &Path, input: &Path, many: bool) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// Write `dest` from `src` through a temp file in the same directory and a rename, so a
-/// reader never sees a partial file and a failure leaves nothing behind.
-pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
+/// A temp path beside `dest`, so the final rename stays on one filesystem.
+fn temp_beside(dest: &Path) -> PathBuf {
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -243,7 +238,13 @@ pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.rendermesh-{}.tmp", std::process::id()));
+    dir.join(format!(".{name}.rendermesh-{}.tmp", std::process::id()))
+}
+
+/// Write `dest` from `src` through a temp file in the same directory and a rename, so a
+/// reader never sees a partial file and a failure leaves nothing behind.
+pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
+    let tmp = temp_beside(dest);
     let result = (|| -> std::io::Result<u64> {
         let mut f = std::fs::File::create(&tmp)?;
         let n = std::io::copy(&mut src, &mut f)?;
@@ -255,6 +256,28 @@ pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!("{}: cannot write: {e}", dest.display())
     })
+}
+
+/// Move a finished file to `dest` atomically: a rename when both are on one filesystem,
+/// else a copy through [`write_atomic`]. The source is gone afterwards either way.
+fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
+    let len = std::fs::metadata(src)?.len();
+    let tmp = temp_beside(dest);
+    if std::fs::rename(src, &tmp).is_ok() {
+        let done = std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, dest));
+        return match done {
+            Ok(()) => Ok(len),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(anyhow::anyhow!("{}: cannot write: {e}", dest.display()))
+            }
+        };
+    }
+    let n = write_atomic(dest, std::fs::File::open(src)?)?;
+    let _ = std::fs::remove_file(src);
+    Ok(n)
 }
 
 fn progress_bar(quiet: bool) -> ProgressBar {

@@ -68,6 +68,9 @@ struct Segments<'a> {
     src_tb: ff::Rational,
     ts_offset: i64,
     frame_dur: i64,
+    /// Codec headers of the first segment: every segment must have the same, or one
+    /// container header cannot describe them.
+    headers: Vec<u8>,
 }
 
 impl Segments<'_> {
@@ -80,7 +83,16 @@ impl Segments<'_> {
         };
         self.next += 1;
         let mut ictx = open_input(path)?;
-        let tb = ictx.stream(0).map(|s| s.time_base()).unwrap_or(self.src_tb);
+        let stream = ictx
+            .stream(0)
+            .ok_or_else(|| MediaError::NoVideo { file: path.clone() })?;
+        if extradata(&stream.parameters()) != self.headers {
+            return Err(MediaError::other(
+                path,
+                "encoded segment has different codec headers than the first",
+            ));
+        }
+        let tb = stream.time_base();
         let mut pkts = Vec::new();
         loop {
             let mut pkt = ff::Packet::empty();
@@ -187,6 +199,7 @@ pub fn concat(
         src_tb,
         ts_offset: super::chunk::chunk_ts_offset(probe),
         frame_dur,
+        headers: extradata0,
     };
     let mut current = segs.next_segment()?.unwrap_or_default();
     let mut anext = next_audio(&mut audio)?;
@@ -196,12 +209,7 @@ pub fn concat(
     loop {
         while current.is_empty() {
             match segs.next_segment()? {
-                Some(next) => {
-                    if let Some(p) = segments.get(segs.next - 1) {
-                        check_same_headers(p, &extradata0)?;
-                    }
-                    current = next;
-                }
+                Some(next) => current = next,
                 None => break,
             }
         }
@@ -274,22 +282,4 @@ fn extradata(p: &ff::codec::Parameters) -> Vec<u8> {
         }
         std::slice::from_raw_parts((*p).extradata, (*p).extradata_size as usize).to_vec()
     }
-}
-
-/// All segments must share the first one's codec headers, or one container header cannot
-/// describe them.
-fn check_same_headers(segment: &Path, first: &[u8]) -> Result<(), MediaError> {
-    let ictx = open_input(segment)?;
-    let Some(s) = ictx.stream(0) else {
-        return Err(MediaError::NoVideo {
-            file: segment.to_path_buf(),
-        });
-    };
-    if extradata(&s.parameters()) != first {
-        return Err(MediaError::other(
-            segment,
-            "encoded segment has different codec headers than the first",
-        ));
-    }
-    Ok(())
 }

@@ -96,7 +96,13 @@ impl JobDriver for TranscodeDriver {
                 },
             });
         }
-        tracing::info!(file = %self.input.display(), frames = probe.frames, chunks = shards.len(), "transcode planned");
+        tracing::info!(
+            file = %self.input.display(),
+            frames = probe.frames,
+            seconds = probe.duration_s(),
+            chunks = shards.len(),
+            "transcode planned"
+        );
         let frames_total = probe.frames;
         self.probe = Some(probe);
         Ok(Plan::Shards {
