@@ -1,19 +1,58 @@
-//! Analysis entries: small results under a [`CacheKey`], version-marked and verified.
+//! Analysis entries: small results under a [`CacheKey`], version-marked, kind-marked and
+//! verified.
 //!
-//! On-disk record: `format (u8 = 1) ‖ blake3(payload) (32 bytes) ‖ payload`, where the payload
-//! is the value in the protocol codec. A record whose hash does not match is reported as
-//! corrupt, dropped from the store and treated as a miss: it is never served.
+//! On-disk records (the first byte is the format):
+//!
+//! - format 2 (written now): `2 ‖ tag length (u8) ‖ kind tag ‖ blake3(tag length ‖ kind tag ‖
+//!   payload) (32 bytes) ‖ payload`. The tag is [`CacheKind::tag`], so a reader can tell what a
+//!   record holds without knowing the key's derivation.
+//! - format 1 (still read): `1 ‖ blake3(payload) (32 bytes) ‖ payload`; its kind is unknown.
+//!
+//! The payload is the value in the protocol codec. A record whose hash does not match is
+//! reported as corrupt, dropped from the store and treated as a miss: it is never served.
+//! What type a kind holds is declared by [`CacheValue`].
 
+use std::fmt;
 use std::sync::Arc;
 
-use rendermesh_protocol::{codec, CacheKey};
+use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::store::{Store, StoreError, Tree};
 
-const FORMAT: u8 = 1;
-const HEADER: usize = 1 + 32;
+const FORMAT_V1: u8 = 1;
+const FORMAT: u8 = 2;
+const HASH: usize = 32;
+
+/// Every kind, for reading tags back. [`kind_is_listed`] fails to compile when a kind is added
+/// to the protocol and not here.
+const KINDS: [CacheKind; 3] = [
+    CacheKind::Probe,
+    CacheKind::SceneShard,
+    CacheKind::SceneList,
+];
+
+#[allow(dead_code)]
+fn kind_is_listed(k: CacheKind) {
+    match k {
+        CacheKind::Probe | CacheKind::SceneShard | CacheKind::SceneList => {}
+    }
+}
+
+/// A value that can be cached: its type and its [`CacheKind`] go together, and the kind is
+/// written into the record.
+pub trait CacheValue: Serialize + DeserializeOwned {
+    const KIND: CacheKind;
+}
+
+impl CacheValue for SceneScores {
+    const KIND: CacheKind = CacheKind::SceneShard;
+}
+
+impl CacheValue for SceneList {
+    const KIND: CacheKind = CacheKind::SceneList;
+}
 
 /// Why an entry could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +61,70 @@ pub enum EntryError {
     Store(#[from] StoreError),
     #[error("cannot encode cache entry: {0}")]
     Codec(#[from] codec::CodecError),
+}
+
+/// What a stored record says it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredKind {
+    Known(CacheKind),
+    /// A tag this build does not know (written by a newer node).
+    Other(String),
+    /// A format 1 record: no kind was written.
+    Unmarked,
+}
+
+impl StoredKind {
+    fn from_tag(tag: &str) -> Self {
+        KINDS
+            .into_iter()
+            .find(|k| k.tag() == tag)
+            .map(StoredKind::Known)
+            .unwrap_or_else(|| StoredKind::Other(tag.to_string()))
+    }
+}
+
+impl fmt::Display for StoredKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoredKind::Known(k) => f.write_str(k.tag()),
+            StoredKind::Other(t) => f.write_str(t),
+            StoredKind::Unmarked => f.write_str("unmarked"),
+        }
+    }
+}
+
+/// A verified record: its kind and its payload (codec bytes), not decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEntry {
+    pub key: CacheKey,
+    pub format: u8,
+    pub kind: StoredKind,
+    pub payload: Vec<u8>,
+}
+
+/// An entry as listed: header only, not verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryInfo {
+    pub key: CacheKey,
+    pub format: u8,
+    pub kind: StoredKind,
+    /// Size of the whole record.
+    pub bytes: usize,
+}
+
+/// A record that failed verification and was dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadEntry {
+    /// The key in hex (it may not even be a well-formed key).
+    pub key: String,
+    pub why: String,
+}
+
+/// What [`Entries::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryCheck {
+    pub checked: usize,
+    pub bad: Vec<BadEntry>,
 }
 
 /// The analysis-entry table.
@@ -35,30 +138,58 @@ impl Entries {
         Self { store }
     }
 
-    /// Store `value` under `key`.
-    pub fn put<T: Serialize>(&self, key: &CacheKey, value: &T) -> Result<(), EntryError> {
+    /// Store `value` under `key`, marked with its kind.
+    pub fn put<T: CacheValue>(&self, key: &CacheKey, value: &T) -> Result<(), EntryError> {
         let payload = codec::encode(value)?;
-        let mut rec = Vec::with_capacity(HEADER + payload.len());
-        rec.push(FORMAT);
-        rec.extend_from_slice(blake3::hash(&payload).as_bytes());
-        rec.extend_from_slice(&payload);
+        let rec = record(T::KIND, &payload);
         self.store.put(Tree::Entries, key.as_bytes(), &rec)?;
         Ok(())
     }
 
     /// The value under `key`, verified. A corrupt or undecodable record is dropped and
-    /// reported as a miss (with a warning), never returned.
-    pub fn get<T: DeserializeOwned>(&self, key: &CacheKey) -> Result<Option<T>, StoreError> {
+    /// reported as a miss (with a warning), never returned. A record of another kind is a miss
+    /// too (and kept: it is intact, just not this type).
+    pub fn get<T: CacheValue>(&self, key: &CacheKey) -> Result<Option<T>, StoreError> {
         let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? else {
             return Ok(None);
         };
-        match verify(&rec).and_then(|p| codec::decode::<T>(p).map_err(|e| e.to_string())) {
-            Ok(v) => Ok(Some(v)),
-            Err(why) => {
-                tracing::warn!(key = %key, %why, "dropping corrupt cache entry");
-                self.store.remove(Tree::Entries, key.as_bytes())?;
-                Ok(None)
+        let parsed = match parse(&rec) {
+            Ok(p) => p,
+            Err(why) => return self.drop_bad(key, &why).map(|_| None),
+        };
+        match &parsed.kind {
+            StoredKind::Known(k) if *k == T::KIND => {}
+            StoredKind::Unmarked => {}
+            other => {
+                tracing::warn!(key = %key, stored = %other, wanted = T::KIND.tag(), "cache entry of another kind");
+                return Ok(None);
             }
+        }
+        match codec::decode::<T>(parsed.payload) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => self.drop_bad(key, &e.to_string()).map(|_| None),
+        }
+    }
+
+    fn drop_bad(&self, key: &CacheKey, why: &str) -> Result<(), StoreError> {
+        tracing::warn!(key = %key, %why, "dropping corrupt cache entry");
+        self.store.remove(Tree::Entries, key.as_bytes())
+    }
+
+    /// The record under `key`, verified but not decoded. A corrupt record is dropped and
+    /// reported as a miss.
+    pub fn get_raw(&self, key: &CacheKey) -> Result<Option<RawEntry>, StoreError> {
+        let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? else {
+            return Ok(None);
+        };
+        match parse(&rec) {
+            Ok(p) => Ok(Some(RawEntry {
+                key: *key,
+                format: p.format,
+                kind: p.kind,
+                payload: p.payload.to_vec(),
+            })),
+            Err(why) => self.drop_bad(key, &why).map(|_| None),
         }
     }
 
@@ -79,34 +210,164 @@ impl Entries {
             .collect())
     }
 
+    /// Every entry's key, format, kind and size, in key order (headers only: not verified).
+    pub fn list(&self) -> Result<Vec<EntryInfo>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.keys()? {
+            let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? else {
+                continue;
+            };
+            let (format, kind) = match header(&rec) {
+                Ok((format, kind, _)) => (format, kind),
+                Err(_) => (rec.first().copied().unwrap_or(0), StoredKind::Unmarked),
+            };
+            out.push(EntryInfo {
+                key,
+                format,
+                kind,
+                bytes: rec.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Re-hash every record and drop the bad ones: wrong hash, unknown format, a key that is
+    /// not a cache key, or a payload `check` refuses (the caller knows the types and can try
+    /// to decode). Returns what was checked and what was dropped.
+    pub fn verify(
+        &self,
+        check: impl Fn(&RawEntry) -> Result<(), String>,
+    ) -> Result<EntryCheck, StoreError> {
+        let mut report = EntryCheck::default();
+        for raw_key in self.store.keys(Tree::Entries)? {
+            let Some(rec) = self.store.get(Tree::Entries, &raw_key)? else {
+                continue;
+            };
+            report.checked += 1;
+            let verdict = match <[u8; 32]>::try_from(raw_key.as_slice()) {
+                Err(_) => Err(format!("key of {} bytes is not a cache key", raw_key.len())),
+                Ok(k) => parse(&rec).and_then(|p| {
+                    check(&RawEntry {
+                        key: CacheKey::from_bytes(k),
+                        format: p.format,
+                        kind: p.kind,
+                        payload: p.payload.to_vec(),
+                    })
+                }),
+            };
+            if let Err(why) = verdict {
+                let key = hex(&raw_key);
+                tracing::warn!(%key, %why, "dropping corrupt cache entry");
+                self.store.remove(Tree::Entries, &raw_key)?;
+                report.bad.push(BadEntry { key, why });
+            }
+        }
+        Ok(report)
+    }
+
     pub fn flush(&self) -> Result<(), StoreError> {
         self.store.flush()
     }
 }
 
-/// Check a record's format and hash; return its payload.
-fn verify(rec: &[u8]) -> Result<&[u8], String> {
-    if rec.len() < HEADER {
-        return Err(format!(
-            "record of {} bytes is shorter than its header",
-            rec.len()
-        ));
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A format 2 record.
+fn record(kind: CacheKind, payload: &[u8]) -> Vec<u8> {
+    let tag = kind.tag().as_bytes();
+    // tags are short constants; a longer one would be a programming error caught by tests
+    let tag = &tag[..tag.len().min(u8::MAX as usize)];
+    let mut h = blake3::Hasher::new();
+    h.update(&[tag.len() as u8]);
+    h.update(tag);
+    h.update(payload);
+    let mut rec = Vec::with_capacity(2 + tag.len() + HASH + payload.len());
+    rec.push(FORMAT);
+    rec.push(tag.len() as u8);
+    rec.extend_from_slice(tag);
+    rec.extend_from_slice(h.finalize().as_bytes());
+    rec.extend_from_slice(payload);
+    rec
+}
+
+struct Parsed<'a> {
+    format: u8,
+    kind: StoredKind,
+    payload: &'a [u8],
+}
+
+/// Format, kind, and where the hashed part and the stored hash are, without hashing.
+/// Returns `(format, kind, (hashed range start, hash offset))`.
+fn header(rec: &[u8]) -> Result<(u8, StoredKind, (usize, usize)), String> {
+    let short = || format!("record of {} bytes is shorter than its header", rec.len());
+    match rec.first().copied() {
+        None => Err(short()),
+        Some(FORMAT_V1) => {
+            if rec.len() < 1 + HASH {
+                return Err(short());
+            }
+            Ok((FORMAT_V1, StoredKind::Unmarked, (1 + HASH, 1)))
+        }
+        Some(FORMAT) => {
+            let tag_len = *rec.get(1).ok_or_else(short)? as usize;
+            let hash_at = 2 + tag_len;
+            if rec.len() < hash_at + HASH {
+                return Err(short());
+            }
+            let tag = std::str::from_utf8(&rec[2..hash_at])
+                .map_err(|_| "kind tag is not UTF-8".to_string())?;
+            Ok((FORMAT, StoredKind::from_tag(tag), (1, hash_at)))
+        }
+        Some(f) => Err(format!("unknown entry format {f}")),
     }
-    if rec[0] != FORMAT {
-        return Err(format!("unknown entry format {}", rec[0]));
-    }
-    let payload = &rec[HEADER..];
-    if blake3::hash(payload).as_bytes() != &rec[1..HEADER] {
+}
+
+/// Check a record's format and hash; return its kind and payload.
+fn parse(rec: &[u8]) -> Result<Parsed<'_>, String> {
+    let (format, kind, (hashed_from, hash_at)) = header(rec)?;
+    let payload_at = hash_at + HASH;
+    let stored = &rec[hash_at..payload_at];
+    let got = match format {
+        FORMAT_V1 => blake3::hash(&rec[payload_at..]),
+        _ => {
+            let mut h = blake3::Hasher::new();
+            h.update(&rec[hashed_from..hash_at]);
+            h.update(&rec[payload_at..]);
+            h.finalize()
+        }
+    };
+    if got.as_bytes() != stored {
         return Err("payload does not match its hash".into());
     }
-    Ok(payload)
+    Ok(Parsed {
+        format,
+        kind,
+        payload: &rec[payload_at..],
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::tests::stores;
-    use rendermesh_protocol::{CacheKind, ContentId};
+    use rendermesh_protocol::{ContentId, Rational};
+    use serde::Deserialize;
+
+    /// A test value cached as a probe.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Numbers(Vec<u32>);
+    impl CacheValue for Numbers {
+        const KIND: CacheKind = CacheKind::Probe;
+    }
+
+    /// A test value cached as a scene list.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Text(String);
+    impl CacheValue for Text {
+        const KIND: CacheKind = CacheKind::SceneList;
+    }
 
     fn key(n: u8) -> CacheKey {
         CacheKey::derive(CacheKind::Probe, 1, &[n], &ContentId::of(b"input"))
@@ -116,11 +377,11 @@ mod tests {
     fn put_get_on_both() {
         for (name, s, _d) in stores() {
             let e = Entries::new(s);
-            assert_eq!(e.get::<Vec<u32>>(&key(1)).unwrap(), None, "{name}");
-            e.put(&key(1), &vec![1u32, 2, 3]).unwrap();
+            assert_eq!(e.get::<Numbers>(&key(1)).unwrap(), None, "{name}");
+            e.put(&key(1), &Numbers(vec![1, 2, 3])).unwrap();
             assert_eq!(
-                e.get::<Vec<u32>>(&key(1)).unwrap(),
-                Some(vec![1, 2, 3]),
+                e.get::<Numbers>(&key(1)).unwrap(),
+                Some(Numbers(vec![1, 2, 3])),
                 "{name}"
             );
             assert!(e.contains(&key(1)).unwrap());
@@ -129,15 +390,82 @@ mod tests {
     }
 
     #[test]
+    fn records_carry_their_kind() {
+        for (name, s, _d) in stores() {
+            let e = Entries::new(s);
+            let list = SceneList {
+                input: ContentId::of(b"clip"),
+                fps: Rational { num: 30, den: 1 },
+                frames: 480,
+                cuts: vec![40, 60],
+            };
+            e.put(&key(1), &list).unwrap();
+            e.put(&key(2), &Numbers(vec![7])).unwrap();
+            let raw = e.get_raw(&key(1)).unwrap().unwrap();
+            assert_eq!(raw.format, 2, "{name}");
+            assert_eq!(raw.kind, StoredKind::Known(CacheKind::SceneList), "{name}");
+            assert_eq!(codec::decode::<SceneList>(&raw.payload).unwrap(), list);
+            let listed = e.list().unwrap();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(listed[0].kind.to_string(), "scene-list");
+            assert_eq!(listed[1].kind.to_string(), "probe");
+            // asking for the wrong type is a miss, and the intact record stays
+            assert_eq!(e.get::<Text>(&key(2)).unwrap(), None, "{name}");
+            assert!(e.contains(&key(2)).unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn format_1_records_are_still_read() {
+        for (name, s, _d) in stores() {
+            let e = Entries::new(s.clone());
+            let payload = codec::encode(&Numbers(vec![4, 5])).unwrap();
+            let mut rec = vec![1u8];
+            rec.extend_from_slice(blake3::hash(&payload).as_bytes());
+            rec.extend_from_slice(&payload);
+            s.put(Tree::Entries, key(5).as_bytes(), &rec).unwrap();
+            assert_eq!(
+                e.get::<Numbers>(&key(5)).unwrap(),
+                Some(Numbers(vec![4, 5])),
+                "{name}"
+            );
+            let raw = e.get_raw(&key(5)).unwrap().unwrap();
+            assert_eq!((raw.format, raw.kind), (1, StoredKind::Unmarked));
+            assert_eq!(e.verify(|_| Ok(())).unwrap().bad, vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_tags_are_kept_and_listed() {
+        for (_name, s, _d) in stores() {
+            let e = Entries::new(s.clone());
+            let payload = codec::encode(&7u32).unwrap();
+            let mut h = blake3::Hasher::new();
+            h.update(&[9]);
+            h.update(b"from-2030");
+            h.update(&payload);
+            let mut rec = vec![2u8, 9];
+            rec.extend_from_slice(b"from-2030");
+            rec.extend_from_slice(h.finalize().as_bytes());
+            rec.extend_from_slice(&payload);
+            s.put(Tree::Entries, key(6).as_bytes(), &rec).unwrap();
+            let raw = e.get_raw(&key(6)).unwrap().unwrap();
+            assert_eq!(raw.kind, StoredKind::Other("from-2030".into()));
+            assert_eq!(e.verify(|_| Ok(())).unwrap().checked, 1);
+            assert!(e.contains(&key(6)).unwrap());
+        }
+    }
+
+    #[test]
     fn corrupt_entry_is_dropped_not_served() {
         for (name, s, _d) in stores() {
             let e = Entries::new(s.clone());
-            e.put(&key(2), &String::from("scene list")).unwrap();
+            e.put(&key(2), &Text("scene list".into())).unwrap();
             let mut rec = s.get(Tree::Entries, key(2).as_bytes()).unwrap().unwrap();
             let last = rec.len() - 1;
             rec[last] ^= 0x40;
             s.put(Tree::Entries, key(2).as_bytes(), &rec).unwrap();
-            assert_eq!(e.get::<String>(&key(2)).unwrap(), None, "{name}");
+            assert_eq!(e.get::<Text>(&key(2)).unwrap(), None, "{name}");
             assert!(
                 !e.contains(&key(2)).unwrap(),
                 "{name}: corrupt entry not dropped"
@@ -146,15 +474,81 @@ mod tests {
     }
 
     #[test]
+    fn a_flipped_kind_tag_is_corruption() {
+        for (name, s, _d) in stores() {
+            let e = Entries::new(s.clone());
+            e.put(&key(3), &Numbers(vec![1])).unwrap();
+            let mut rec = s.get(Tree::Entries, key(3).as_bytes()).unwrap().unwrap();
+            rec[2] ^= 0x20; // "probe" → "Probe"
+            s.put(Tree::Entries, key(3).as_bytes(), &rec).unwrap();
+            assert_eq!(e.get_raw(&key(3)).unwrap(), None, "{name}");
+            assert!(!e.contains(&key(3)).unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn verify_drops_bad_records_and_keeps_good_ones() {
+        for (name, s, _d) in stores() {
+            let e = Entries::new(s.clone());
+            for n in 1..=4 {
+                e.put(&key(n), &Numbers(vec![n as u32])).unwrap();
+            }
+            // flip a payload byte of key 1, truncate key 2, a stray key, an undecodable key 3
+            let mut rec = s.get(Tree::Entries, key(1).as_bytes()).unwrap().unwrap();
+            let last = rec.len() - 1;
+            rec[last] ^= 0x01;
+            s.put(Tree::Entries, key(1).as_bytes(), &rec).unwrap();
+            s.put(Tree::Entries, key(2).as_bytes(), &[2, 5, b'p'])
+                .unwrap();
+            s.put(Tree::Entries, b"short", &record(CacheKind::Probe, b"x"))
+                .unwrap();
+            let undecodable = key(3);
+            let check = e
+                .verify(|raw| {
+                    if raw.key == undecodable {
+                        Err("does not decode".into())
+                    } else {
+                        codec::decode::<Numbers>(&raw.payload)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .unwrap();
+            assert_eq!(check.checked, 5, "{name}");
+            let mut bad: Vec<_> = check.bad.iter().map(|b| b.key.clone()).collect();
+            bad.sort();
+            let mut want = vec![
+                key(1).to_string(),
+                key(2).to_string(),
+                key(3).to_string(),
+                hex(b"short"),
+            ];
+            want.sort();
+            assert_eq!(bad, want, "{name}");
+            assert_eq!(e.keys().unwrap(), vec![key(4)], "{name}");
+            assert_eq!(
+                e.get::<Numbers>(&key(4)).unwrap(),
+                Some(Numbers(vec![4])),
+                "{name}"
+            );
+            let again = e.verify(|_| Ok(())).unwrap();
+            assert_eq!((again.checked, again.bad.len()), (1, 0), "{name}");
+        }
+    }
+
+    #[test]
     fn short_and_unknown_format_records_are_misses() {
         for (_name, s, _d) in stores() {
             let e = Entries::new(s.clone());
             s.put(Tree::Entries, key(3).as_bytes(), b"x").unwrap();
-            assert_eq!(e.get::<String>(&key(3)).unwrap(), None);
+            assert_eq!(e.get::<Text>(&key(3)).unwrap(), None);
             let mut rec = vec![9u8];
             rec.extend_from_slice(&[0; 40]);
             s.put(Tree::Entries, key(4).as_bytes(), &rec).unwrap();
-            assert_eq!(e.get::<String>(&key(4)).unwrap(), None);
+            assert_eq!(e.get::<Text>(&key(4)).unwrap(), None);
+            s.put(Tree::Entries, key(5).as_bytes(), &[2, 200, b'x'])
+                .unwrap();
+            assert_eq!(e.get::<Text>(&key(5)).unwrap(), None);
         }
     }
 }

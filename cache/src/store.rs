@@ -30,6 +30,9 @@ pub enum StoreError {
     Backend(String),
     #[error("store i/o: {0}")]
     Io(String),
+    /// Another process holds the database (sled allows one process at a time).
+    #[error("{}: the store is locked by another process", path.display())]
+    Locked { path: std::path::PathBuf },
 }
 
 /// The operations the cache needs from a key-value engine.
@@ -53,10 +56,16 @@ fn backend(e: sled::Error) -> StoreError {
 
 impl SledStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let db = sled::Config::new().path(path).open().map_err(|e| {
+            // sled 0.34 reports a held lock only in its message
+            if e.to_string().contains("could not acquire lock") {
+                StoreError::Locked {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                StoreError::Backend(format!("{}: {e}", path.display()))
+            }
+        })?;
         Ok(Self { db })
     }
 
@@ -98,14 +107,16 @@ impl Store for SledStore {
     }
 }
 
+type MemMap = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
+
 /// In memory, for tests.
 #[derive(Default)]
 pub struct MemStore {
-    map: Mutex<BTreeMap<(Tree, Vec<u8>), Vec<u8>>>,
+    map: Mutex<MemMap>,
 }
 
 impl MemStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Tree, Vec<u8>), Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemMap> {
         // A panic while holding the lock cannot leave the map half-written: recover it.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -179,6 +190,17 @@ pub(crate) mod tests {
             s.remove(Tree::Entries, b"k").unwrap();
             assert_eq!(s.get(Tree::Entries, b"k").unwrap(), None, "{name}");
             s.flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_second_open_of_one_sled_dir_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(&dir.path().join("db")).unwrap();
+        match SledStore::open(&dir.path().join("db")) {
+            Err(StoreError::Locked { path }) => assert_eq!(path, dir.path().join("db")),
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("second open succeeded"),
         }
     }
 

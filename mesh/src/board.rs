@@ -141,6 +141,7 @@ impl JobBoard {
             error: None,
             stats: WorkStats::default(),
             from_cache: false,
+            notes: Vec::new(),
             started_unix_ms: now_ms(),
             elapsed_ms: 0,
         });

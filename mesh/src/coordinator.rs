@@ -65,9 +65,11 @@ impl Coordinator {
                 done,
                 frames_total,
                 stats,
+                notes,
             }) => {
                 self.expected = shards.len() + done.len();
                 tracing::info!(job = %self.job, shards = self.expected, cached = done.len(), "planned");
+                self.handle.update(|s| s.notes.extend(notes));
                 self.handle.update(|s| {
                     s.state = JobState::Running;
                     s.frames_total = frames_total;

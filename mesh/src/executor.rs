@@ -48,12 +48,14 @@ pub struct JobError(pub String);
 pub enum Plan {
     /// The whole answer was in the cache.
     Cached { result: JobResult, stats: WorkStats },
-    /// Shards to run; `done` holds shards already answered (e.g. from the cache).
+    /// Shards to run; `done` holds shards already answered (e.g. from the cache); `notes`
+    /// are shown to the user (e.g. an encoder fallback).
     Shards {
         shards: Vec<ShardSpec>,
         done: Vec<ShardResult>,
         frames_total: u64,
         stats: WorkStats,
+        notes: Vec<String>,
     },
 }
 

@@ -122,6 +122,7 @@ impl JobDriver for FakeDriver {
             done,
             frames_total: self.shards as u64 * 10,
             stats: WorkStats::default(),
+            notes: vec![],
         })
     }
 

@@ -30,6 +30,11 @@ pub enum Command {
     Submit(SubmitCmd),
     /// Show jobs and their shards.
     Status(StatusArgs),
+    /// Inspect and maintain the node's cache (entries and blobs) while no node runs on it.
+    #[command(subcommand)]
+    Cache(CacheCmd),
+    /// What this box can do: CPU, memory, GPUs, encoders verified by a test encode, speeds.
+    Caps(CapsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +85,10 @@ pub struct TranscodeArgs {
     /// Encoder preset (x264/x265: ultrafast…veryslow; SVT-AV1: 0–13; VP9: cpu-used 0–8).
     #[arg(long)]
     pub preset: Option<String>,
+    /// A specific encoder, e.g. h264_nvenc, hevc_vaapi, h264_qsv (sets the codec). One that
+    /// cannot encode on the node falls back to the codec's software encoder, with a note.
+    #[arg(long, value_name = "NAME")]
+    pub encoder: Option<String>,
     #[command(flatten)]
     pub common: CommonSubmit,
 }
@@ -139,4 +148,62 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CapsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Probe and calibrate again even if the cached result still fits this hardware.
+    #[arg(long)]
+    pub recalibrate: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCmd {
+    /// Entries by kind, blobs and their bytes, the quota.
+    Stat(CacheStatArgs),
+    /// Entry keys (hex), one per line; or the blobs with --blobs.
+    Ls(CacheLsArgs),
+    /// Print one entry as JSON, decoded when its kind is known.
+    Get(CacheGetArgs),
+    /// Re-hash every entry and blob and drop the bad ones; exit status 2 if any was bad.
+    Verify,
+    /// Delete every blob no job has pinned, and temp files of processes that are gone.
+    Gc(CacheGcArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CacheStatArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheLsArgs {
+    /// List blobs (id and size) instead of entries.
+    #[arg(long)]
+    pub blobs: bool,
+    /// Entries: also print kind and record size.
+    #[arg(short, long)]
+    pub long: bool,
+    /// Entries of this kind only (probe, scene-shard, scene-list, unmarked).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheGetArgs {
+    /// Entry key (64 hex digits, as `cache ls` prints it).
+    pub key: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheGcArgs {
+    /// Keep up to this many bytes of blobs, deleting the least recently used first
+    /// (default: delete every unpinned blob).
+    #[arg(long, value_name = "BYTES")]
+    pub keep: Option<u64>,
 }

@@ -25,6 +25,12 @@ pub struct NodeConfig {
     pub shard_threads: usize,
     /// Target chunk length in seconds when a file is cut into shards.
     pub chunk_seconds: f64,
+    /// Byte quota of the blob store (chunks, encoded segments); 0 = unbounded. Over it, the
+    /// least recently used blobs no running job has pinned are deleted. Analysis entries are
+    /// small and not counted.
+    pub blob_quota_bytes: u64,
+    /// Hide GPUs: use and advertise software encoders only (also `RENDERMESH_FORCE_CPU=1`).
+    pub force_cpu: bool,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -59,6 +65,8 @@ impl Default for NodeConfig {
             slots: 0,
             shard_threads: 0,
             chunk_seconds: 10.0,
+            blob_quota_bytes: 0,
+            force_cpu: false,
         }
     }
 }
@@ -138,6 +146,12 @@ impl NodeConfig {
         }
     }
 
+    /// `force_cpu`, or the environment's `RENDERMESH_FORCE_CPU=1`.
+    pub fn effective_force_cpu(&self) -> bool {
+        self.force_cpu
+            || std::env::var("RENDERMESH_FORCE_CPU").is_ok_and(|v| v == "1" || v == "true")
+    }
+
     pub fn node_name(&self) -> String {
         if !self.name.is_empty() {
             return self.name.clone();
@@ -160,6 +174,13 @@ mod tests {
         c.validate().unwrap();
         let text = toml::to_string(&c).unwrap();
         assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn shipped_example_configs_parse_and_validate() {
+        let c: NodeConfig = toml::from_str(include_str!("../../configs/single-box.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/rendermesh"));
     }
 
     #[test]

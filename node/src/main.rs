@@ -5,12 +5,17 @@ mod cli;
 mod cmd;
 mod config;
 mod engine;
+mod host;
 mod runtime;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    // SVT-AV1 prints its own banner unless told otherwise; set before any thread starts.
+    if std::env::var_os("SVT_LOG").is_none() {
+        std::env::set_var("SVT_LOG", "1");
+    }
     let cli = cli::Cli::parse();
     let daemon = matches!(cli.command, cli::Command::Node(_));
     let level = match (cli.verbose, daemon) {
@@ -44,5 +49,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         cli::Command::Node(args) => cmd::node::run(cfg, args),
         cli::Command::Submit(sub) => cmd::submit::run(cfg, sub),
         cli::Command::Status(args) => cmd::status::run(cfg, args),
+        cli::Command::Cache(sub) => cmd::cache::run(cfg, sub),
+        cli::Command::Caps(args) => cmd::caps::run(cfg, args),
     }
 }

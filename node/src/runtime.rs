@@ -53,6 +53,7 @@ impl Runtime {
                 cfg.data_dir.display()
             )
         })?;
+        cache.blobs.set_quota(cfg.blob_quota_bytes);
         let name = cfg.node_name();
         let executor = Arc::new(MediaExecutor::new(
             cache.blobs.clone(),

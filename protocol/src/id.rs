@@ -41,6 +41,35 @@ fn hex_val(c: u8) -> Result<u8, IdParseError> {
     }
 }
 
+/// Serde for 32-byte ids: hex strings for people (JSON), raw bytes for the wire.
+macro_rules! hex_serde {
+    ($t:ident) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    self.0.serialize(s)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    s.parse().map_err(serde::de::Error::custom)
+                } else {
+                    <[u8; 32]>::deserialize(d).map($t)
+                }
+            }
+        }
+    };
+}
+
+hex_serde!(ContentId);
+hex_serde!(CacheKey);
+
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     for b in bytes {
         write!(f, "{b:02x}")?;
@@ -49,7 +78,8 @@ fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
 }
 
 /// The blake3 hash of a piece of content: a media file, a chunk blob, an encoded segment.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Hex in JSON, 32 raw bytes in the binary codec.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentId([u8; 32]);
 
 impl ContentId {
@@ -123,7 +153,7 @@ impl CacheKind {
 ///
 /// `params` must be canonical bytes (see [`crate::codec::canonical`]) of everything that
 /// changes the result, so equal work has equal keys on every node.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
@@ -246,7 +276,15 @@ mod tests {
     fn content_id_serde_round_trip() {
         let id = ContentId::of(b"x");
         let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
         assert_eq!(serde_json::from_str::<ContentId>(&json).unwrap(), id);
+        let key = CacheKey::derive(CacheKind::Probe, 1, b"", &id);
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(serde_json::from_str::<CacheKey>(&json).unwrap(), key);
+        assert_eq!(
+            crate::codec::decode::<CacheKey>(&crate::codec::encode(&key).unwrap()).unwrap(),
+            key
+        );
         let bin = crate::codec::canonical(&id);
         assert_eq!(bin.len(), 32);
     }

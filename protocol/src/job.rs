@@ -91,6 +91,17 @@ pub struct EncodeOptions {
     pub crf: u8,
     /// Encoder preset, e.g. "medium" for x264/x265, "8" for SVT-AV1.
     pub preset: Option<String>,
+    /// A specific FFmpeg encoder (e.g. "h264_nvenc"); `None` = the codec's software encoder.
+    /// The coordinator checks it against the node's verified encoders and falls back to
+    /// software, with a logged reason, when it cannot be used.
+    pub encoder: Option<String>,
+}
+
+impl EncodeOptions {
+    /// The FFmpeg encoder these options run.
+    pub fn encoder_name(&self) -> &str {
+        self.encoder.as_deref().unwrap_or(self.codec.encoder_name())
+    }
 }
 
 impl Default for EncodeOptions {
@@ -99,6 +110,7 @@ impl Default for EncodeOptions {
             codec: VideoCodec::H264,
             crf: 23,
             preset: None,
+            encoder: None,
         }
     }
 }
@@ -365,6 +377,8 @@ pub struct JobStatus {
     pub stats: WorkStats,
     /// Whole-job answer came from the cache.
     pub from_cache: bool,
+    /// Things the user should know that did not fail the job (e.g. an encoder fallback).
+    pub notes: Vec<String>,
     pub started_unix_ms: u64,
     pub elapsed_ms: u64,
 }

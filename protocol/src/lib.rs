@@ -3,14 +3,17 @@
 //! - [`id`]: [`ContentId`] (blake3 of bytes), [`CacheKey`] and [`JobId`].
 //! - [`job`]: what a user submits ([`JobSpec`]), the shards a coordinator plans ([`ShardSpec`]),
 //!   what a worker returns ([`ShardResult`]) and the progress a job reports ([`JobStatus`]).
+//! - [`caps`]: what a node can do ([`Capabilities`]): host facts, verified encoders, speeds.
 //! - [`codec`]: the versioned binary codec with a hard size limit; the only user of bincode.
 //!
 //! This crate does no I/O and depends on no other rendermesh crate.
 
+pub mod caps;
 pub mod codec;
 pub mod id;
 pub mod job;
 
+pub use caps::{Capabilities, EncoderCap, Gpu, CAPS_VERSION};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;

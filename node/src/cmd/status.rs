@@ -41,10 +41,10 @@ pub fn run(cfg: NodeConfig, args: StatusArgs) -> anyhow::Result<i32> {
 }
 
 pub fn print_job(j: &JobStatus, shards: bool) {
-    let pct = if j.frames_total > 0 {
-        100 * j.frames_done / j.frames_total
-    } else {
-        0
+    let pct = match (j.state, j.frames_total) {
+        (rendermesh_protocol::JobState::Done, _) => 100,
+        (_, 0) => 0,
+        (_, total) => 100 * j.frames_done / total,
     };
     println!(
         "{}  {:<9} {:<9?} {:>3}%  {:>6.1}s  {}{}",

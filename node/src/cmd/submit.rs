@@ -47,10 +47,22 @@ fn input_path(p: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn transcode(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
-    let codec: VideoCodec = a
-        .codec
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--codec: {e}"))?;
+    let codec: VideoCodec = match &a.encoder {
+        Some(name) => crate::engine::caps::codec_of_encoder(name).ok_or_else(|| {
+            let known: Vec<&str> = crate::engine::caps::HARDWARE_ENCODERS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            anyhow::anyhow!(
+                "--encoder: unknown encoder {name:?}; known hardware encoders: {}",
+                known.join(", ")
+            )
+        })?,
+        None => a
+            .codec
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--codec: {e}"))?,
+    };
     let input = input_path(&a.input)?;
     check_output(&a.output)?;
     let container = container_for(&a.output)?;
@@ -61,6 +73,7 @@ fn transcode(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
             codec,
             crf: a.crf,
             preset: a.preset.clone(),
+            encoder: a.encoder.clone(),
         },
         chunk_seconds: a.common.chunk_seconds,
     };
@@ -324,6 +337,12 @@ fn show(pb: &ProgressBar, s: &JobStatus) {
     ));
 }
 
+fn print_notes(status: &JobStatus) {
+    for n in &status.notes {
+        eprintln!("rendermesh: note: {n}");
+    }
+}
+
 fn write_report(path: &Option<PathBuf>, status: &JobStatus, mode: &str) -> anyhow::Result<()> {
     let Some(path) = path else { return Ok(()) };
     let (decoded, encoded) = crate::engine::executor::process_counters();
@@ -375,6 +394,7 @@ fn execute_remote(
     };
     pb.finish_and_clear();
     write_report(&common.report, &status, "node")?;
+    print_notes(&status);
     if let Some(e) = &status.error {
         anyhow::bail!("{e}");
     }
@@ -407,6 +427,7 @@ fn execute_local(
         anyhow::Ok((handle.status(), result, runtime.cache.clone()))
     })?;
     write_report(&common.report, &status, "local")?;
+    print_notes(&status);
     let result = result.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((
         status,

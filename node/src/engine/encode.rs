@@ -27,9 +27,41 @@ pub fn available_codecs() -> Vec<&'static str> {
         .collect()
 }
 
+/// Encoder options from the job's settings. Quality maps onto each family's own knob
+/// (documented in docs/architecture.md): software `crf`; NVENC `cq` (VBR, preset p4);
+/// Quick Sync `global_quality` (ICQ); VAAPI and AMF constant `qp`; V4L2 M2M and
+/// VideoToolbox have no quality scale and keep their default rate control.
 fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictionary<'static> {
     let mut d = ff::Dictionary::new();
-    d.set("crf", &o.crf.to_string());
+    let q = o.crf.to_string();
+    let name = o.encoder_name();
+    let family = name.rsplit('_').next().unwrap_or(name);
+    match (o.encoder.is_some() && name.contains('_'), family) {
+        (true, "nvenc") => {
+            d.set("rc", "vbr");
+            d.set("cq", &q);
+            d.set("preset", o.preset.as_deref().unwrap_or("p4"));
+            return d;
+        }
+        (true, "qsv") => {
+            d.set("global_quality", &q);
+            return d;
+        }
+        (true, "vaapi") => {
+            d.set("rc_mode", "CQP");
+            d.set("qp", &q);
+            return d;
+        }
+        (true, "amf") => {
+            d.set("rc", "cqp");
+            d.set("qp_i", &q);
+            d.set("qp_p", &q);
+            return d;
+        }
+        (true, _) => return d,
+        _ => {}
+    }
+    d.set("crf", &q);
     match o.codec {
         VideoCodec::H264 => {
             d.set("preset", o.preset.as_deref().unwrap_or("medium"));
@@ -72,7 +104,7 @@ pub fn encode_chunk(
     progress: &dyn Fn(u64),
 ) -> Result<u64, MediaError> {
     super::init();
-    let name = options.codec.encoder_name();
+    let name = options.encoder_name();
     let codec = ff::encoder::find_by_name(name).ok_or_else(|| MediaError::Encoder {
         encoder: name.into(),
         cause: "not available in this FFmpeg build".into(),
@@ -154,7 +186,7 @@ fn open_encoder(
     out: &Path,
     threads: usize,
 ) -> Result<Open, MediaError> {
-    let name = options.codec.encoder_name();
+    let name = options.encoder_name();
     let enc_err = |e: ff::Error| MediaError::Encoder {
         encoder: name.into(),
         cause: e.to_string(),

@@ -7,10 +7,12 @@
 //! - [`concat`]: join encoded segments and mux the source audio once ([`audio`]: copy or encode).
 //! - [`scenes`]: per-frame scene scores and the detectors that turn them into cuts.
 //! - [`export`]: scene lists as CSV, JSON and EDL.
+//! - [`caps`]: encoders proven by a test encode, calibrated speeds.
 //! - [`executor`]: the [`ShardExecutor`](rendermesh_mesh::ShardExecutor) the workers run.
 //! - [`transcode`]: the transcode job driver (plan into chunks, assemble the output).
 
 pub mod audio;
+pub mod caps;
 pub mod chunk;
 pub mod concat;
 pub mod decode;

@@ -49,6 +49,10 @@ pub struct Probe {
     pub bytes: u64,
 }
 
+impl rendermesh_cache::CacheValue for Probe {
+    const KIND: rendermesh_protocol::CacheKind = rendermesh_protocol::CacheKind::Probe;
+}
+
 impl Probe {
     pub fn duration_s(&self) -> f64 {
         (self.end_pts - self.start_pts) as f64 * self.time_base.as_f64()

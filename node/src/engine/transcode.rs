@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 
-use rendermesh_cache::Cache;
+use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{JobDriver, JobError, Plan};
 use rendermesh_protocol::{
     ContentId, CostHint, EncodeOptions, JobId, JobResult, ShardOutput, ShardResult, ShardSpec,
     ShardTask, WorkStats,
 };
 
+use super::caps::verify_encoder;
 use super::chunk::{plan_chunks, write_chunks};
 use super::concat::concat;
 use super::encode::{available_codecs, encoder_available};
@@ -24,7 +25,8 @@ pub struct TranscodeDriver {
     container: String,
     chunk_seconds: f64,
     probe: Option<Probe>,
-    chunks: Vec<ContentId>,
+    /// This job's chunk blobs, pinned so a blob-store quota cannot evict them mid-job.
+    chunks: Vec<PinGuard>,
 }
 
 impl TranscodeDriver {
@@ -46,8 +48,9 @@ impl TranscodeDriver {
         }
     }
 
-    fn cleanup(&self, segments: &[ContentId]) {
-        for id in self.chunks.iter().chain(segments) {
+    fn cleanup(&mut self, segments: &[ContentId]) {
+        let chunks: Vec<ContentId> = self.chunks.drain(..).map(|pin| *pin.id()).collect();
+        for id in chunks.iter().chain(segments) {
             let _ = self.cache.blobs.remove(id);
         }
     }
@@ -55,7 +58,22 @@ impl TranscodeDriver {
 
 impl JobDriver for TranscodeDriver {
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
-        if !encoder_available(self.options.codec) {
+        let mut notes = Vec::new();
+        if let Some(name) = self.options.encoder.clone() {
+            // a requested (hardware) encoder must prove itself here, or the job falls back
+            let dir = self.cache.blobs.temp_path("verify");
+            let dir = dir.parent().unwrap_or(std::path::Path::new("."));
+            if let Err(reason) = verify_encoder(&name, dir) {
+                let note = format!(
+                    "encoder {name} cannot be used on this node ({reason}); falling back to {}",
+                    self.options.codec.encoder_name()
+                );
+                tracing::warn!("{note}");
+                notes.push(note);
+                self.options.encoder = None;
+            }
+        }
+        if self.options.encoder.is_none() && !encoder_available(self.options.codec) {
             return Err(JobError(format!(
                 "encoder {} for --codec {} is not in this FFmpeg build (available: {})",
                 self.options.codec.encoder_name(),
@@ -79,7 +97,7 @@ impl JobDriver for TranscodeDriver {
                     plan.index
                 )));
             };
-            self.chunks.push(chunk);
+            self.chunks.push(self.cache.blobs.pin(&chunk));
             shards.push(ShardSpec {
                 job,
                 index: plan.index,
@@ -113,13 +131,14 @@ impl JobDriver for TranscodeDriver {
                 hashed_bytes: ident.hashed_bytes,
                 ..Default::default()
             },
+            notes,
         })
     }
 
     fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError> {
         let probe = self
             .probe
-            .as_ref()
+            .take()
             .ok_or_else(|| JobError("finish before plan".into()))?;
         let mut ids = Vec::with_capacity(results.len());
         for r in &results {
@@ -133,9 +152,11 @@ impl JobDriver for TranscodeDriver {
                 }
             }
         }
+        let pins: Vec<PinGuard> = ids.iter().map(|id| self.cache.blobs.pin(id)).collect();
         let paths: Vec<PathBuf> = ids.iter().map(|id| self.cache.blobs.path(id)).collect();
         let tmp = self.cache.blobs.temp_path("output");
-        let result = concat(&paths, &self.input, probe, &tmp, &self.container);
+        let result = concat(&paths, &self.input, &probe, &tmp, &self.container);
+        drop(pins);
         self.cleanup(&ids);
         let frames = match result {
             Ok(f) => f,

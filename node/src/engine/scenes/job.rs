@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use rendermesh_cache::Cache;
+use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{JobDriver, JobError, Plan};
 use rendermesh_protocol::{
     codec, CacheKey, CacheKind, ContentId, CostHint, FrameRange, JobId, JobResult, SceneDetector,
@@ -42,7 +42,8 @@ pub struct ScenesDriver {
     chunk_seconds: f64,
     peer: String,
     files: Vec<FileWork>,
-    chunks: Vec<ContentId>,
+    /// This job's chunk blobs, pinned so a blob-store quota cannot evict them mid-job.
+    chunks: Vec<PinGuard>,
 }
 
 impl ScenesDriver {
@@ -140,7 +141,7 @@ impl JobDriver for ScenesDriver {
                 write_chunks(&path, &probe, &plans, &want, &self.cache.blobs).map_err(err)?;
             for ((plan, w), (index, _)) in plans.iter().zip(written).zip(&keyed) {
                 let Some((chunk, bytes)) = w else { continue };
-                self.chunks.push(chunk);
+                self.chunks.push(self.cache.blobs.pin(&chunk));
                 shards.push(ShardSpec {
                     job,
                     index: *index,
@@ -178,12 +179,15 @@ impl JobDriver for ScenesDriver {
             done,
             frames_total,
             stats,
+            notes: Vec::new(),
         })
     }
 
     fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError> {
-        for id in &self.chunks {
-            let _ = self.cache.blobs.remove(id);
+        for pin in self.chunks.drain(..) {
+            let id = *pin.id();
+            drop(pin);
+            let _ = self.cache.blobs.remove(&id);
         }
         let mut by_index: std::collections::HashMap<u32, SceneScores> =
             std::collections::HashMap::new();

@@ -1,0 +1,386 @@
+//! Encoders this node can really use, and how fast it is.
+//!
+//! Every encoder is proven by a test encode through [`encode_chunk`] — the function shards
+//! run — on a tiny generated clip: an encoder that is compiled into FFmpeg but has no device,
+//! driver or licence fails here, not in a job. Calibration times the same path (decode +
+//! encode, one shard's threads) and scene scoring at 720p and 1080p. Results are cached in the
+//! data dir per hardware/binary fingerprint.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ffmpeg_next as ff;
+use rendermesh_protocol::{
+    Capabilities, EncodeOptions, EncoderCap, FrameRange, Rational, ScoreParams, VideoCodec,
+    CAPS_VERSION,
+};
+
+use super::encode::encode_chunk;
+use super::scenes::analyze::score_chunk;
+use super::MediaError;
+use crate::host::Host;
+
+/// Hardware encoders worth trying: (FFmpeg name, codec).
+pub const HARDWARE_ENCODERS: [(&str, VideoCodec); 16] = [
+    ("h264_nvenc", VideoCodec::H264),
+    ("hevc_nvenc", VideoCodec::H265),
+    ("av1_nvenc", VideoCodec::Av1),
+    ("h264_vaapi", VideoCodec::H264),
+    ("hevc_vaapi", VideoCodec::H265),
+    ("av1_vaapi", VideoCodec::Av1),
+    ("h264_qsv", VideoCodec::H264),
+    ("hevc_qsv", VideoCodec::H265),
+    ("av1_qsv", VideoCodec::Av1),
+    ("h264_amf", VideoCodec::H264),
+    ("hevc_amf", VideoCodec::H265),
+    ("av1_amf", VideoCodec::Av1),
+    ("h264_v4l2m2m", VideoCodec::H264),
+    ("hevc_v4l2m2m", VideoCodec::H265),
+    ("h264_videotoolbox", VideoCodec::H264),
+    ("hevc_videotoolbox", VideoCodec::H265),
+];
+
+/// The codec an encoder name produces, for software and hardware encoders alike.
+pub fn codec_of_encoder(name: &str) -> Option<VideoCodec> {
+    VideoCodec::all()
+        .into_iter()
+        .find(|c| c.encoder_name() == name)
+        .or_else(|| {
+            HARDWARE_ENCODERS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, c)| *c)
+        })
+}
+
+/// A small generated clip (moving gradient and blocks), H.264 in NUT, and the range of all
+/// its frames.
+pub fn test_clip(
+    dir: &Path,
+    width: u32,
+    height: u32,
+    frames: u32,
+) -> Result<(PathBuf, FrameRange), MediaError> {
+    super::init();
+    let path = dir.join(format!(
+        "rendermesh-testclip-{width}x{height}-{frames}-{}.nut",
+        std::process::id()
+    ));
+    let werr = |e: ff::Error| MediaError::write(&path, e);
+    let codec = ff::encoder::find_by_name("libx264").ok_or_else(|| MediaError::Encoder {
+        encoder: "libx264".into(),
+        cause: "not in this FFmpeg build".into(),
+    })?;
+    let mut octx = ff::format::output_as(&path, "nut").map_err(werr)?;
+    let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+    ctx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    let mut enc = ctx.encoder().video().map_err(werr)?;
+    let tb = ff::Rational::new(1, 25);
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(ff::format::Pixel::YUV420P);
+    enc.set_time_base(tb);
+    enc.set_frame_rate(Some(ff::Rational::new(25, 1)));
+    let mut opts = ff::Dictionary::new();
+    opts.set("preset", "ultrafast");
+    opts.set("crf", "18");
+    let mut encoder = enc.open_as_with(codec, opts).map_err(werr)?;
+    {
+        let mut ost = octx.add_stream(codec).map_err(werr)?;
+        ost.set_parameters(&encoder);
+        ost.set_time_base(tb);
+    }
+    octx.write_header().map_err(werr)?;
+    let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(tb);
+    let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, width, height);
+    let mut pkt = ff::Packet::empty();
+    let mut drain = |encoder: &mut ff::encoder::Video,
+                     octx: &mut ff::format::context::Output|
+     -> Result<(), MediaError> {
+        while encoder.receive_packet(&mut pkt).is_ok() {
+            pkt.set_stream(0);
+            pkt.rescale_ts(tb, out_tb);
+            pkt.write(octx).map_err(werr)?;
+        }
+        Ok(())
+    };
+    for i in 0..frames {
+        paint(&mut frame, i);
+        frame.set_pts(Some(i as i64));
+        encoder.send_frame(&frame).map_err(werr)?;
+        drain(&mut encoder, &mut octx)?;
+    }
+    encoder.send_eof().map_err(werr)?;
+    drain(&mut encoder, &mut octx)?;
+    octx.write_trailer().map_err(werr)?;
+    let range = FrameRange {
+        start_pts: 0,
+        end_pts: None,
+        time_base: Rational::new(1, 25),
+        first_frame: 0,
+        frames: frames as u64,
+        fps: Rational::new(25, 1),
+        ts_offset: 0,
+    };
+    Ok((path, range))
+}
+
+/// Deterministic moving content: a diagonal gradient that scrolls and a bright block.
+fn paint(f: &mut ff::frame::Video, i: u32) {
+    let (w, h) = (f.width() as usize, f.height() as usize);
+    let stride = f.stride(0);
+    let y = f.data_mut(0);
+    for r in 0..h {
+        for c in 0..w {
+            let in_block = (c / 32 + i as usize) % 7 == 0 && (r / 32) % 3 == 1;
+            y[r * stride + c] = if in_block {
+                235
+            } else {
+                ((r + c + 4 * i as usize) % 220 + 16) as u8
+            };
+        }
+    }
+    for p in 1..3 {
+        let stride = f.stride(p);
+        let plane = f.data_mut(p);
+        for r in 0..h / 2 {
+            for c in 0..w / 2 {
+                plane[r * stride + c] = ((r * p + c + i as usize) % 200 + 28) as u8;
+            }
+        }
+    }
+}
+
+/// Can `encoder` encode here? Runs a real test encode of a few frames.
+pub fn verify_encoder(name: &str, dir: &Path) -> Result<(), String> {
+    super::init();
+    let codec = codec_of_encoder(name)
+        .ok_or_else(|| format!("{name} is not an encoder rendermesh knows"))?;
+    if ff::encoder::find_by_name(name).is_none() {
+        return Err("not in this FFmpeg build".into());
+    }
+    let (clip, range) = test_clip(dir, 320, 240, 8).map_err(|e| e.to_string())?;
+    let out = dir.join(format!(
+        "rendermesh-verify-{name}-{}.nut",
+        std::process::id()
+    ));
+    let opts = EncodeOptions {
+        codec,
+        crf: 28,
+        preset: None,
+        encoder: Some(name.to_string()),
+    };
+    let result = encode_chunk(&clip, &range, &opts, &out, 1, &|_| {});
+    let _ = std::fs::remove_file(&clip);
+    let _ = std::fs::remove_file(&out);
+    result.map(|_| ()).map_err(|e| {
+        let cause = match e {
+            MediaError::Encoder { cause, .. } => cause,
+            other => other.to_string(),
+        };
+        match missing_device(name) {
+            Some(hint) => format!("{hint}; test encode: {cause}"),
+            None => format!("test encode: {cause}"),
+        }
+    })
+}
+
+/// Why a hardware encoder family cannot work here, when its device is plainly absent.
+fn missing_device(name: &str) -> Option<&'static str> {
+    let any = |pattern: &str| {
+        std::fs::read_dir("/dev")
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(pattern))
+            })
+            .unwrap_or(false)
+    };
+    let render = std::fs::read_dir("/dev/dri")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+        })
+        .unwrap_or(false);
+    match name.rsplit('_').next()? {
+        "nvenc" if !any("nvidia") => Some("no NVIDIA device"),
+        "vaapi" | "qsv" | "amf" if !render => Some("no DRM render node (/dev/dri/renderD*)"),
+        "v4l2m2m" if !any("video") => Some("no V4L2 memory-to-memory device"),
+        "videotoolbox" if !cfg!(target_os = "macos") => Some("VideoToolbox exists only on macOS"),
+        _ => None,
+    }
+}
+
+fn time_encode(
+    name: &str,
+    codec: VideoCodec,
+    clip: &Path,
+    range: &FrameRange,
+    dir: &Path,
+    threads: usize,
+) -> f32 {
+    let out = dir.join(format!(
+        "rendermesh-calib-{name}-{}.nut",
+        std::process::id()
+    ));
+    let opts = EncodeOptions {
+        codec,
+        crf: 23,
+        preset: None,
+        encoder: Some(name.to_string()),
+    };
+    let t = Instant::now();
+    let ok = encode_chunk(clip, range, &opts, &out, threads, &|_| {}).is_ok();
+    let _ = std::fs::remove_file(&out);
+    if ok {
+        range.frames as f32 / t.elapsed().as_secs_f32().max(1e-6)
+    } else {
+        0.0
+    }
+}
+
+fn time_scenes(clip: &Path, range: &FrameRange, threads: usize) -> f32 {
+    let t = Instant::now();
+    match score_chunk(clip, range, &ScoreParams::default(), threads, &|_| {}) {
+        Ok(_) => range.frames as f32 / t.elapsed().as_secs_f32().max(1e-6),
+        Err(_) => 0.0,
+    }
+}
+
+/// Fingerprint of what a calibration depends on.
+pub fn fingerprint(host: &Host, force_cpu: bool) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [
+        host.arch.as_str(),
+        host.cpu_model.as_str(),
+        &host.threads.to_string(),
+        &(host.ram_total_bytes >> 30).to_string(),
+        env!("CARGO_PKG_VERSION"),
+        &super::ENGINE_VERSION.to_string(),
+        &format!("{}", ff::format::version()),
+        &force_cpu.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    for g in &host.gpus {
+        h.update(g.device.as_bytes());
+        h.update(g.vendor.as_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// Probe every encoder and calibrate; `frames` per measurement (more = steadier, slower).
+#[tracing::instrument(skip_all)]
+pub fn probe(
+    host: &Host,
+    force_cpu: bool,
+    threads: usize,
+    frames: u32,
+    dir: &Path,
+) -> Result<Capabilities, MediaError> {
+    let (c720, r720) = test_clip(dir, 1280, 720, frames)?;
+    let (c1080, r1080) = test_clip(dir, 1920, 1080, frames)?;
+    let mut encoders = Vec::new();
+    let software = VideoCodec::all()
+        .into_iter()
+        .map(|c| (c.encoder_name(), c, false));
+    let hardware = HARDWARE_ENCODERS.iter().map(|(n, c)| (*n, *c, true));
+    for (name, codec, hw) in software.chain(hardware) {
+        let present = ff::encoder::find_by_name(name).is_some();
+        if !present && hw {
+            continue; // not compiled in: nothing to report
+        }
+        let (verified, reason) = if hw && force_cpu {
+            (false, Some("hidden by force_cpu".to_string()))
+        } else {
+            match verify_encoder(name, dir) {
+                Ok(()) => (true, None),
+                Err(r) => (false, Some(r)),
+            }
+        };
+        if let Some(r) = &reason {
+            tracing::info!(encoder = name, reason = %r, "encoder not usable");
+        }
+        let (fps_720p, fps_1080p) = if verified {
+            (
+                time_encode(name, codec, &c720, &r720, dir, threads),
+                time_encode(name, codec, &c1080, &r1080, dir, threads),
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        encoders.push(EncoderCap {
+            name: name.into(),
+            codec: codec.name().into(),
+            hardware: hw,
+            verified,
+            reason,
+            fps_720p,
+            fps_1080p,
+        });
+    }
+    let scene_fps_720p = time_scenes(&c720, &r720, threads);
+    let scene_fps_1080p = time_scenes(&c1080, &r1080, threads);
+    let _ = std::fs::remove_file(&c720);
+    let _ = std::fs::remove_file(&c1080);
+    Ok(Capabilities {
+        version: CAPS_VERSION,
+        hostname: host.hostname.clone(),
+        arch: host.arch.clone(),
+        os: host.os.clone(),
+        cpu_model: host.cpu_model.clone(),
+        cores: host.cores,
+        threads: host.threads,
+        ram_total_bytes: host.ram_total_bytes,
+        ram_available_bytes: host.ram_available_bytes,
+        gpus: host.gpus.clone(),
+        encoders,
+        scene_fps_720p,
+        scene_fps_1080p,
+        force_cpu,
+        binary_version: env!("CARGO_PKG_VERSION").into(),
+        fingerprint: fingerprint(host, force_cpu),
+        calibrated_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    })
+}
+
+/// Capabilities from `<data_dir>/caps.json` when its fingerprint still matches (available
+/// RAM refreshed), else probed and written there. `RENDERMESH_CALIBRATION_FRAMES` (default
+/// 12) sets the frames per measurement.
+pub fn load_or_probe(
+    data_dir: &Path,
+    force_cpu: bool,
+    threads: usize,
+    recalibrate: bool,
+) -> Result<(Capabilities, bool), MediaError> {
+    let host = crate::host::probe(force_cpu);
+    let file = data_dir.join("caps.json");
+    let fp = fingerprint(&host, force_cpu);
+    if !recalibrate {
+        if let Some(mut c) = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Capabilities>(&b).ok())
+        {
+            if c.fingerprint == fp && c.version == CAPS_VERSION {
+                c.ram_available_bytes = host.ram_available_bytes;
+                return Ok((c, true));
+            }
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| MediaError::write(data_dir, e))?;
+    let frames = std::env::var("RENDERMESH_CALIBRATION_FRAMES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| (2..=1000).contains(n))
+        .unwrap_or(12);
+    let caps = probe(&host, force_cpu, threads, frames, data_dir)?;
+    let tmp = data_dir.join("caps.json.tmp");
+    let text = serde_json::to_vec_pretty(&caps).map_err(|e| MediaError::write(&file, e))?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &file))
+        .map_err(|e| MediaError::write(&file, e))?;
+    Ok((caps, false))
+}

@@ -1,0 +1,130 @@
+//! What a node can do: host facts, encoders proven by a test encode, calibrated speeds.
+//! Gossiped to peers; shown by `rendermesh caps` (and later `rendermesh peers`).
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the capabilities record; bump on incompatible change.
+pub const CAPS_VERSION: u16 = 1;
+
+/// A graphics device found on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    /// "nvidia", "intel", "amd", or the PCI vendor id in hex.
+    pub vendor: String,
+    /// Device node, e.g. /dev/dri/renderD128 or /dev/nvidia0.
+    pub device: String,
+    pub name: String,
+}
+
+/// One encoder of the linked FFmpeg and what it proved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncoderCap {
+    /// FFmpeg encoder name, e.g. "libx264", "h264_nvenc".
+    pub name: String,
+    /// Codec it produces: "h264", "h265", "av1", "vp9".
+    pub codec: String,
+    pub hardware: bool,
+    /// It opened and encoded test frames on this host.
+    pub verified: bool,
+    /// Why it is not usable, when it is not.
+    pub reason: Option<String>,
+    /// Measured encode speed (frames/s, decode of the source included) at 720p and 1080p,
+    /// with one shard's threads. 0 when not measured.
+    pub fps_720p: f32,
+    pub fps_1080p: f32,
+}
+
+/// Everything a node tells its peers about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub version: u16,
+    pub hostname: String,
+    pub arch: String,
+    pub os: String,
+    pub cpu_model: String,
+    pub cores: u32,
+    pub threads: u32,
+    pub ram_total_bytes: u64,
+    pub ram_available_bytes: u64,
+    pub gpus: Vec<Gpu>,
+    pub encoders: Vec<EncoderCap>,
+    /// Scene-analysis speed (frames/s per shard) at 720p and 1080p.
+    pub scene_fps_720p: f32,
+    pub scene_fps_1080p: f32,
+    /// GPUs hidden by `force_cpu` / `RENDERMESH_FORCE_CPU=1`.
+    pub force_cpu: bool,
+    pub binary_version: String,
+    /// What the calibration is valid for: blake3 of the hardware facts and the binary version.
+    pub fingerprint: String,
+    pub calibrated_unix_ms: u64,
+}
+
+impl Capabilities {
+    /// Encoders that proved themselves, best (hardware, fastest) first, for `codec`.
+    pub fn usable_encoders(&self, codec: &str) -> Vec<&EncoderCap> {
+        let mut v: Vec<&EncoderCap> = self
+            .encoders
+            .iter()
+            .filter(|e| e.verified && e.codec == codec)
+            .collect();
+        v.sort_by(|a, b| {
+            b.hardware
+                .cmp(&a.hardware)
+                .then(b.fps_1080p.total_cmp(&a.fps_1080p))
+        });
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(name: &str, codec: &str, hw: bool, ok: bool, fps: f32) -> EncoderCap {
+        EncoderCap {
+            name: name.into(),
+            codec: codec.into(),
+            hardware: hw,
+            verified: ok,
+            reason: None,
+            fps_720p: fps,
+            fps_1080p: fps,
+        }
+    }
+
+    #[test]
+    fn usable_encoders_prefers_verified_hardware_then_speed() {
+        let caps = Capabilities {
+            version: CAPS_VERSION,
+            hostname: "h".into(),
+            arch: "x86_64".into(),
+            os: "linux".into(),
+            cpu_model: "cpu".into(),
+            cores: 2,
+            threads: 2,
+            ram_total_bytes: 1,
+            ram_available_bytes: 1,
+            gpus: vec![],
+            encoders: vec![
+                enc("libx264", "h264", false, true, 20.0),
+                enc("h264_nvenc", "h264", true, false, 0.0),
+                enc("h264_qsv", "h264", true, true, 90.0),
+                enc("libx265", "h265", false, true, 5.0),
+            ],
+            scene_fps_720p: 1.0,
+            scene_fps_1080p: 1.0,
+            force_cpu: false,
+            binary_version: "0".into(),
+            fingerprint: "f".into(),
+            calibrated_unix_ms: 0,
+        };
+        let names: Vec<&str> = caps
+            .usable_encoders("h264")
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["h264_qsv", "libx264"]);
+        let bytes = crate::codec::encode(&caps).unwrap();
+        assert_eq!(crate::codec::decode::<Capabilities>(&bytes).unwrap(), caps);
+    }
+}

@@ -1,0 +1,365 @@
+//! The cache on disk through the real binary: `rendermesh cache stat|ls|get|verify|gc`, a
+//! scenes job SIGKILLed at several points leaving a cache that verifies clean and still gives
+//! the right answer, and the commands refusing while a node holds the data dir.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::*;
+use rendermesh_cache::BlobStore;
+
+fn ok(o: &std::process::Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}): {}{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+fn cuts_of_json(path: &Path) -> Vec<u64> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect()
+}
+
+fn assert_known_cuts(found: &[u64]) {
+    assert_eq!(found.len(), SCENE_CUTS.len(), "found {found:?}");
+    for (f, t) in found.iter().zip(SCENE_CUTS) {
+        assert!(f.abs_diff(t) <= 1, "cut {f} is not {t} (found {found:?})");
+    }
+}
+
+fn scenes(data: &Path, src: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "submit",
+        "scenes",
+        src.to_str().unwrap(),
+        "--local",
+        "--chunk-seconds",
+        "2",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    rendermesh(data, &args)
+}
+
+#[test]
+fn stat_ls_get_verify_gc_after_one_submit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = scenes_clip(tmp.path());
+    let data = tmp.path().join("data");
+
+    // before anything was cached: empty, not an error
+    let o = rendermesh(&data, &["cache", "verify"]);
+    assert!(ok(&o, "verify of no cache").contains("0 checked"));
+
+    let json = tmp.path().join("cuts.json");
+    ok(
+        &scenes(&data, &src, &["--json", json.to_str().unwrap()]),
+        "scenes",
+    );
+    assert_known_cuts(&cuts_of_json(&json));
+
+    // stat: entries by kind (a probe, 8 shards of scores, one scene list), blobs, quota
+    let cfg = tmp.path().join("node.toml");
+    std::fs::write(&cfg, "blob_quota_bytes = 5000000\n").unwrap();
+    let o = rendermesh(
+        &data,
+        &["--config", cfg.to_str().unwrap(), "cache", "stat", "--json"],
+    );
+    let st: serde_json::Value = serde_json::from_str(&ok(&o, "stat")).unwrap();
+    assert_eq!(st["entries"]["count"], 10, "{st}");
+    assert_eq!(st["entries"]["by_kind"]["probe"], 1, "{st}");
+    assert_eq!(st["entries"]["by_kind"]["scene-shard"], 8, "{st}");
+    assert_eq!(st["entries"]["by_kind"]["scene-list"], 1, "{st}");
+    assert_eq!(st["blob_quota_bytes"], 5_000_000, "{st}");
+    let text = ok(&rendermesh(&data, &["cache", "stat"]), "stat");
+    assert!(text.contains("scene-list 1"), "{text}");
+    assert!(text.contains("quota    unbounded"), "{text}");
+
+    // ls: one hex key per line
+    let keys = ok(&rendermesh(&data, &["cache", "ls"]), "ls");
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), 10, "{keys:?}");
+    assert!(keys
+        .iter()
+        .all(|k| k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit())));
+    let list_keys = ok(
+        &rendermesh(&data, &["cache", "ls", "--kind", "scene-list"]),
+        "ls --kind",
+    );
+    let list_keys: Vec<&str> = list_keys.lines().collect();
+    assert_eq!(list_keys.len(), 1, "{list_keys:?}");
+    assert!(keys.contains(&list_keys[0]));
+
+    // get: the scene list as JSON, with the cut list
+    let o = rendermesh(&data, &["cache", "get", list_keys[0]]);
+    let doc: serde_json::Value = serde_json::from_str(&ok(&o, "get")).unwrap();
+    assert_eq!(doc["kind"], "scene-list");
+    assert_eq!(doc["format"], 2);
+    assert_eq!(doc["value"]["frames"], SCENE_FRAMES);
+    let cuts: Vec<u64> = doc["value"]["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_known_cuts(&cuts);
+    // the other kinds decode too
+    for k in &keys {
+        let o = rendermesh(&data, &["cache", "get", k]);
+        let doc: serde_json::Value = serde_json::from_str(&ok(&o, "get")).unwrap();
+        assert!(doc["value"].is_object(), "{k}: {doc}");
+    }
+    let o = rendermesh(&data, &["cache", "get", &"0".repeat(64)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no entry"), "{}", stderr(&o));
+    let o = rendermesh(&data, &["cache", "get", "xyz"]);
+    assert!(!o.status.success());
+
+    // verify: all intact
+    let text = ok(&rendermesh(&data, &["cache", "verify"]), "verify");
+    assert!(text.contains("entries  10 checked, 0 bad"), "{text}");
+
+    // blobs: the job removed its chunks; plant two, flip one, verify names it and exits 2
+    let blobs = BlobStore::open(&data.join("cache/blobs")).unwrap();
+    let good = blobs.put_bytes(&[7u8; 3000]).unwrap();
+    let bad = blobs.put_bytes(&[9u8; 500]).unwrap();
+    let mut bytes = std::fs::read(blobs.path(&bad)).unwrap();
+    bytes[100] ^= 0x10;
+    std::fs::write(blobs.path(&bad), &bytes).unwrap();
+    let ls = ok(
+        &rendermesh(&data, &["cache", "ls", "--blobs"]),
+        "ls --blobs",
+    );
+    assert!(ls.contains(&format!("{good}  3000")), "{ls}");
+    let o = rendermesh(&data, &["cache", "verify"]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("removed blob {bad}")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("blobs    2 checked"), "{}", stdout(&o));
+    assert!(!blobs.contains(&bad) && blobs.contains(&good));
+
+    // gc: frees the unpinned blob, says how many bytes
+    let text = ok(&rendermesh(&data, &["cache", "gc"]), "gc");
+    assert!(text.starts_with("freed 3000 bytes"), "{text}");
+    assert!(!blobs.contains(&good));
+    let text = ok(&rendermesh(&data, &["cache", "gc"]), "gc");
+    assert!(text.starts_with("freed 0 bytes"), "{text}");
+
+    // entries survive gc: a resubmit is answered from the cache
+    let o = scenes(&data, &src, &[]);
+    assert!(ok(&o, "resubmit").contains("answered from cache"));
+}
+
+/// When to SIGKILL a round's `submit scenes`.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// This fraction of a whole run's time after the start.
+    Time(f64),
+    /// As soon as sled has written this many value files (large values — the shard scores —
+    /// go to files of their own under `db/blobs`): in the middle of the write burst.
+    SledFiles(usize),
+    /// As soon as sled's log file changes after all 8 shards' value files exist: during the
+    /// flush at the end of the job.
+    Flush,
+}
+
+/// Files under sled's `db/blobs`, and the size and mtime of its log (sled 0.34's layout; if
+/// it changes, the event kills below fall back to their deadline and still kill).
+fn sled_files(data: &Path) -> (usize, (u64, Option<std::time::SystemTime>)) {
+    let db = data.join("cache/db");
+    let files = std::fs::read_dir(db.join("blobs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let log = std::fs::metadata(db.join("db"))
+        .map(|m| (m.len(), m.modified().ok()))
+        .unwrap_or((0, None));
+    (files, log)
+}
+
+#[test]
+fn scenes_killed_at_any_point_leave_a_cache_that_verifies_and_answers_right() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = scenes_clip(tmp.path());
+    let data = tmp.path().join("data");
+    // How long a whole run takes here (on a throwaway data dir, at the widest analysis width
+    // of the rounds below), so the timed kills can be spread over a run.
+    let started = Instant::now();
+    ok(
+        &scenes(
+            &tmp.path().join("calibrate"),
+            &src,
+            &["--analysis-width", "320"],
+        ),
+        "calibration run",
+    );
+    let whole = started.elapsed();
+    eprintln!("a whole run takes {:.2}s", whole.as_secs_f64());
+    // Each round analyses at another width, so it has fresh work (its shard scores have new
+    // keys) for the kill to interrupt; round 0 uses the defaults the final run uses.
+    let rounds = [
+        (KillAt::Time(0.1), "0"),
+        (KillAt::Time(0.3), "112"),
+        (KillAt::Time(0.5), "128"),
+        (KillAt::Time(0.7), "144"),
+        (KillAt::Time(0.85), "160"),
+        (KillAt::Time(1.0), "176"),
+        (KillAt::SledFiles(1), "192"),
+        (KillAt::SledFiles(4), "208"),
+        (KillAt::SledFiles(8), "224"),
+        (KillAt::Flush, "240"),
+        (KillAt::SledFiles(1), "0"),
+        (KillAt::Flush, "256"),
+        (KillAt::Flush, "272"),
+    ];
+    let (mut interrupted, mut mid_write) = (0, 0);
+    for (at, width) in rounds {
+        let before = sled_files(&data);
+        let mut child = Command::new(bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["submit", "scenes"])
+            .arg(&src)
+            .args([
+                "--local",
+                "--chunk-seconds",
+                "2",
+                "--analysis-width",
+                width,
+                "-q",
+            ])
+            .env("RENDERMESH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let mut fired = false;
+        match at {
+            // the kill point itself is the variable under test
+            KillAt::Time(f) => std::thread::sleep(whole.mul_f64(f)),
+            KillAt::SledFiles(_) | KillAt::Flush => {
+                let deadline = t0 + whole * 3 + std::time::Duration::from_secs(5);
+                let mut log_at_burst = None;
+                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                    let (files, log) = sled_files(&data);
+                    fired = match at {
+                        KillAt::SledFiles(n) => files >= before.0 + n,
+                        _ => match log_at_burst {
+                            None => {
+                                if files >= before.0 + 8 {
+                                    log_at_burst = Some(log);
+                                }
+                                false
+                            }
+                            Some(l) => log != l,
+                        },
+                    };
+                    if fired {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            }
+        }
+        let running = matches!(child.try_wait(), Ok(None));
+        let killed = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let hit = running && killed.success();
+        interrupted += hit as usize;
+        mid_write += (hit && fired) as usize;
+        eprintln!(
+            "kill {at:?} after {:.3}s (width {width}): running = {running}, event = {fired}, exit {status:?}",
+            t0.elapsed().as_secs_f64()
+        );
+
+        // the lock died with the process; every entry left behind is intact
+        let o = rendermesh(&data, &["cache", "verify"]);
+        assert!(
+            o.status.success(),
+            "verify after kill {at:?} ({:?}): {}{}",
+            o.status.code(),
+            stdout(&o),
+            stderr(&o)
+        );
+        let st = ok(&rendermesh(&data, &["cache", "stat", "--json"]), "stat");
+        let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+        eprintln!("  entries now {}, blobs {}", st["entries"], st["blobs"]);
+        // (verify decoded every entry of a known kind; a finished list is served whole)
+        let lists = ok(
+            &rendermesh(&data, &["cache", "ls", "--kind", "scene-list"]),
+            "ls",
+        );
+        for key in lists.lines() {
+            let o = rendermesh(&data, &["cache", "get", key]);
+            let doc: serde_json::Value = serde_json::from_str(&ok(&o, "get")).unwrap();
+            assert_eq!(doc["value"]["frames"], SCENE_FRAMES, "{key}: {doc}");
+        }
+    }
+    // how many timed kills land mid-run depends on the machine's load; the early ones do
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of {} kills hit a running job",
+        rounds.len()
+    );
+    assert!(mid_write >= 1, "no kill landed while sled was writing");
+
+    // temp files of the killed writers go with gc; then a full run gives the known cuts
+    ok(&rendermesh(&data, &["cache", "gc"]), "gc");
+    let tmp_dir = data.join("cache/blobs/tmp");
+    let left = std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        left, 0,
+        "temp files of killed processes left in {tmp_dir:?}"
+    );
+    let json = tmp.path().join("cuts.json");
+    let started = Instant::now();
+    ok(
+        &scenes(&data, &src, &["--json", json.to_str().unwrap()]),
+        "scenes after the kills",
+    );
+    eprintln!("final run: {:.1}s", started.elapsed().as_secs_f64());
+    assert_known_cuts(&cuts_of_json(&json));
+    let o = rendermesh(&data, &["cache", "verify"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn cache_commands_refuse_while_a_node_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut node = Daemon::start(&data);
+    for args in [
+        &["cache", "stat"][..],
+        &["cache", "verify"],
+        &["cache", "gc"],
+    ] {
+        let o = rendermesh(&data, args);
+        assert!(!o.status.success(), "{args:?} succeeded beside a node");
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("a node is running") && err.contains("stop it or use its API"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(node.alive(), "the node died: {}", node.log());
+}
