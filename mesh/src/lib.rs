@@ -9,11 +9,13 @@
 //! - [`executor`]: the [`ShardExecutor`] and [`JobDriver`] traits the media engine implements.
 //! - [`worker`]: the [`Worker`] actor: runs shards, at most `slots` at a time.
 //! - [`coordinator`]: the [`Coordinator`] actor: plans a job, hands out shards, retries, finishes.
+//! - [`auction`]: the contract-net auction as pure logic (lots, bids, awards), simulated at scale.
 //! - [`board`]: the [`JobBoard`]: the jobs of this node, their status and results.
 //!
 //! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
 //! workers join the same path.
 
+pub mod auction;
 pub mod board;
 pub mod coordinator;
 pub mod executor;

@@ -1,0 +1,244 @@
+//! The contract-net auction, as pure logic: no actors, no sockets, no clock of its own.
+//!
+//! The coordinator holds the lots (shards not yet awarded, largest first). A bidder's bid for a
+//! lot is its estimated finish: now (or when its first slot frees, if busy) + the transfer time
+//! of input it lacks + work ÷ its calibrated speed; a bidder that cannot meet the lot's
+//! requirements declines. Each round, every bidder with a free slot, fastest first, takes:
+//! 1. the largest lot it accepts, if no other bidder — busy ones included — would finish that
+//!    lot sooner (earliest finish wins; this keeps the big lots on the fast boxes, early);
+//! 2. else the largest lot it can finish by the *balance horizon* — now + all remaining work ÷
+//!    the mesh's total speed — so slower boxes share the work in proportion without becoming
+//!    the tail;
+//! 3. else nothing: the work waits for a faster box.
+//!
+//! A bidder never holds more awards than slots. Speeds are corrected from observed runs, so
+//! the estimates converge on the truth as shards finish.
+
+/// What a shard needs and how big it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lot {
+    pub shard: u32,
+    /// Work in the bidders' speed unit (e.g. frames × megapixels).
+    pub work: f64,
+    /// Input bytes a bidder must fetch unless it already holds them.
+    pub input_bytes: u64,
+    /// Minimum free memory a bidder needs.
+    pub min_mem: u64,
+}
+
+/// A bidder as the auction sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bidder {
+    pub id: usize,
+    pub slots: u32,
+    /// Estimated finish times of the awards it holds now.
+    pub running: Vec<f64>,
+    /// Calibrated speed (work per second per slot), corrected by observation.
+    pub speed: f64,
+    pub free_mem: u64,
+    /// Link speed for fetching input, bytes per second (0 = input is always local).
+    pub bytes_per_s: f64,
+}
+
+impl Bidder {
+    pub fn free_slots(&self) -> u32 {
+        self.slots.saturating_sub(self.running.len() as u32)
+    }
+
+    /// Estimated finish of `lot` on this bidder; `None` = declines.
+    pub fn bid(&self, now: f64, lot: &Lot) -> Option<f64> {
+        if self.free_mem < lot.min_mem || self.speed <= 0.0 || self.slots == 0 {
+            return None;
+        }
+        let start = if self.free_slots() > 0 {
+            now
+        } else {
+            self.running.iter().copied().fold(f64::INFINITY, f64::min).max(now)
+        };
+        let transfer = if self.bytes_per_s > 0.0 { lot.input_bytes as f64 / self.bytes_per_s } else { 0.0 };
+        Some(start + transfer + lot.work / self.speed)
+    }
+
+    /// Fold an observed run into the speed estimate (exponential moving average).
+    pub fn observe(&mut self, work: f64, seconds: f64) {
+        if seconds > 0.0 && work > 0.0 {
+            self.speed = 0.7 * self.speed + 0.3 * (work / seconds);
+        }
+    }
+}
+
+/// One award.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Award {
+    pub shard: u32,
+    pub bidder: usize,
+    pub est_finish: f64,
+}
+
+/// The lots of one job, waiting to be awarded.
+#[derive(Debug, Default)]
+pub struct Auction {
+    /// Largest first.
+    lots: Vec<Lot>,
+    /// Sum of the lots' work.
+    pending_work: f64,
+}
+
+impl Auction {
+    pub fn new(mut lots: Vec<Lot>) -> Self {
+        lots.sort_by(|a, b| b.work.total_cmp(&a.work).then(a.shard.cmp(&b.shard)));
+        let pending_work = lots.iter().map(|l| l.work).sum();
+        Self { lots, pending_work }
+    }
+
+    /// Shards waiting, in the order they are offered.
+    pub fn pending_shards(&self) -> Vec<u32> {
+        self.lots.iter().map(|l| l.shard).collect()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.lots.len()
+    }
+
+    /// Put a lost shard back (its bidder died or its lease ran out).
+    pub fn requeue(&mut self, lot: Lot) {
+        let at = self.lots.partition_point(|l| l.work >= lot.work);
+        self.pending_work += lot.work;
+        self.lots.insert(at, lot);
+    }
+
+    /// Lots no bidder can ever take (every bidder declines them).
+    pub fn unplaceable(&self, bidders: &[Bidder]) -> Vec<u32> {
+        self.lots
+            .iter()
+            .filter(|l| bidders.iter().all(|b| b.free_mem < l.min_mem || b.slots == 0))
+            .map(|l| l.shard)
+            .collect()
+    }
+
+    /// One round at time `now`: award what should start now and record the awards in the
+    /// bidders' `running`. Costs O(awards × (bidders + log lots)).
+    pub fn round(&mut self, now: f64, bidders: &mut [Bidder]) -> Vec<Award> {
+        let mut awards = Vec::new();
+        let capacity: f64 = bidders.iter().map(|b| b.speed.max(0.0) * b.slots as f64).sum();
+        if capacity <= 0.0 {
+            return awards;
+        }
+        let running_left: f64 = bidders
+            .iter()
+            .map(|b| b.running.iter().map(|&e| (e - now).max(0.0)).sum::<f64>() * b.speed.max(0.0))
+            .sum();
+        let horizon = now + (self.pending_work + running_left) / capacity;
+        let mut order: Vec<usize> = (0..bidders.len()).filter(|&k| bidders[k].free_slots() > 0).collect();
+        order.sort_by(|&a, &b| bidders[b].speed.total_cmp(&bidders[a].speed));
+        for k in order {
+            while bidders[k].free_slots() > 0 && !self.lots.is_empty() {
+                let Some(i) = self.pick(now, horizon, k, bidders) else { break };
+                let lot = self.lots.remove(i);
+                self.pending_work -= lot.work;
+                let Some(t) = bidders[k].bid(now, &lot) else { break };
+                bidders[k].running.push(t);
+                awards.push(Award { shard: lot.shard, bidder: bidders[k].id, est_finish: t });
+            }
+        }
+        awards
+    }
+
+    /// Which lot bidder `k` should start now, if any.
+    fn pick(&self, now: f64, horizon: f64, k: usize, bidders: &[Bidder]) -> Option<usize> {
+        let me = &bidders[k];
+        // 1. the largest lot it accepts, if it would finish it first
+        let first = self.lots.iter().position(|l| me.bid(now, l).is_some())?;
+        let mine = me.bid(now, &self.lots[first])?;
+        let best_other = bidders
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .filter_map(|(_, o)| o.bid(now, &self.lots[first]))
+            .fold(f64::INFINITY, f64::min);
+        if mine <= best_other {
+            return Some(first);
+        }
+        // 2. the largest lot it can finish by the balance horizon
+        let budget = (horizon - now) * me.speed;
+        let from = self.lots.partition_point(|l| l.work > budget);
+        (from..self.lots.len()).find(|&i| me.bid(now, &self.lots[i]).is_some_and(|t| t <= horizon))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bidder(id: usize, slots: u32, speed: f64) -> Bidder {
+        Bidder { id, slots, running: vec![], speed, free_mem: 8 << 30, bytes_per_s: 0.0 }
+    }
+
+    fn lot(shard: u32, work: f64) -> Lot {
+        Lot { shard, work, input_bytes: 0, min_mem: 0 }
+    }
+
+    #[test]
+    fn fastest_free_bidder_wins_and_slots_are_respected() {
+        let mut b = vec![bidder(0, 1, 1.0), bidder(1, 2, 4.0)];
+        let mut a = Auction::new((0..5).map(|i| lot(i, 10.0)).collect());
+        let awards = a.round(0.0, &mut b);
+        assert_eq!(awards.iter().filter(|w| w.bidder == 1).count(), 2, "fast bidder fills its slots");
+        assert!(b.iter().all(|x| x.free_slots() == 0 || x.id == 0));
+        assert!(b.iter().all(|x| x.running.len() as u32 <= x.slots));
+    }
+
+    #[test]
+    fn a_slow_free_bidder_does_not_take_what_a_busy_fast_one_finishes_sooner() {
+        // fast bidder busy until t=1, slow one free: work 10 → slow finishes at 10, fast at 2
+        let mut b = vec![bidder(0, 1, 1.0), Bidder { running: vec![1.0], ..bidder(1, 1, 10.0) }];
+        let mut a = Auction::new(vec![lot(7, 10.0)]);
+        assert!(a.round(0.0, &mut b).is_empty());
+        assert_eq!(a.pending(), 1);
+        b[1].running.clear();
+        let w = a.round(1.0, &mut b);
+        assert_eq!(w, vec![Award { shard: 7, bidder: 1, est_finish: 2.0 }]);
+    }
+
+    #[test]
+    fn a_slow_box_shares_work_it_can_finish_by_the_horizon_but_not_more() {
+        // 100 small lots: the slow box takes some; one huge lot: only the fast box
+        let mut a = Auction::new((0..100).map(|i| lot(i, 1.0)).collect());
+        let mut bs = vec![bidder(0, 1, 10.0), bidder(1, 1, 1.0)];
+        let w = a.round(0.0, &mut bs);
+        assert_eq!(w.len(), 2, "both boxes start a lot: {w:?}");
+        let mut a = Auction::new(vec![lot(0, 100.0)]);
+        let mut bs = vec![Bidder { running: vec![1.0], ..bidder(0, 1, 10.0) }, bidder(1, 1, 1.0)];
+        assert!(a.round(0.0, &mut bs).is_empty(), "the slow box must not take the huge lot");
+    }
+
+    #[test]
+    fn declines_and_transfer_time_count() {
+        let small = Bidder { free_mem: 1 << 30, ..bidder(0, 4, 100.0) };
+        let big = bidder(1, 1, 1.0);
+        let needy = Lot { min_mem: 4 << 30, ..lot(1, 5.0) };
+        let mut a = Auction::new(vec![needy.clone()]);
+        let mut bs = vec![small.clone(), big.clone()];
+        assert_eq!(a.round(0.0, &mut bs)[0].bidder, 1, "the small box declines");
+        assert_eq!(Auction::new(vec![needy]).unplaceable(&[small.clone()]), vec![1]);
+        // a fast peer far away loses to a local one when the input is large
+        let far = Bidder { bytes_per_s: 1e6, ..bidder(2, 1, 10.0) };
+        let near = bidder(3, 1, 5.0);
+        let heavy = Lot { input_bytes: 100_000_000, ..lot(2, 10.0) };
+        let mut bs = vec![far, near];
+        assert_eq!(Auction::new(vec![heavy]).round(0.0, &mut bs)[0].bidder, 3);
+    }
+
+    #[test]
+    fn observed_speed_corrects_the_estimate_and_requeue_keeps_order() {
+        let mut b = bidder(0, 1, 10.0);
+        b.observe(10.0, 10.0); // really 1 unit/s
+        assert!((b.speed - 7.3).abs() < 1e-9);
+        let mut a = Auction::new(vec![lot(1, 5.0), lot(2, 1.0)]);
+        a.requeue(lot(3, 3.0));
+        assert_eq!(a.pending_shards(), vec![1, 3, 2]);
+        let mut bs = vec![bidder(0, 3, 1.0)];
+        let order: Vec<u32> = a.round(0.0, &mut bs).iter().map(|w| w.shard).collect();
+        assert_eq!(order, vec![1, 3, 2], "a lone bidder takes the largest first");
+    }
+}
