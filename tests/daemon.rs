@@ -136,3 +136,41 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn under_systemd_the_node_reports_ready_pings_the_watchdog_and_says_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let tmp = tempfile::tempdir().unwrap();
+    let sock_path = tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut node = Daemon::start_with_env(
+        &tmp.path().join("data"),
+        "listen = \"/ip4/127.0.0.1/tcp/0\"\n",
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(seen.contains(&"READY=1".to_string())
+        && seen.iter().filter(|s| *s == "WATCHDOG=1").count() >= 2)
+    {
+        let n = sock
+            .recv(&mut buf)
+            .expect("no notification from the node within 20 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(seen[0], "READY=1", "READY must come first: {seen:?}");
+    assert!(node.terminate(15).expect("stops on SIGTERM").success());
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if &buf[..n] == b"STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1 after SIGTERM");
+}

@@ -53,9 +53,17 @@ impl Bidder {
         let start = if self.free_slots() > 0 {
             now
         } else {
-            self.running.iter().copied().fold(f64::INFINITY, f64::min).max(now)
+            self.running
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .max(now)
         };
-        let transfer = if self.bytes_per_s > 0.0 { lot.input_bytes as f64 / self.bytes_per_s } else { 0.0 };
+        let transfer = if self.bytes_per_s > 0.0 {
+            lot.input_bytes as f64 / self.bytes_per_s
+        } else {
+            0.0
+        };
         Some(start + transfer + lot.work / self.speed)
     }
 
@@ -111,7 +119,11 @@ impl Auction {
     pub fn unplaceable(&self, bidders: &[Bidder]) -> Vec<u32> {
         self.lots
             .iter()
-            .filter(|l| bidders.iter().all(|b| b.free_mem < l.min_mem || b.slots == 0))
+            .filter(|l| {
+                bidders
+                    .iter()
+                    .all(|b| b.free_mem < l.min_mem || b.slots == 0)
+            })
             .map(|l| l.shard)
             .collect()
     }
@@ -120,7 +132,10 @@ impl Auction {
     /// bidders' `running`. Costs O(awards × (bidders + log lots)).
     pub fn round(&mut self, now: f64, bidders: &mut [Bidder]) -> Vec<Award> {
         let mut awards = Vec::new();
-        let capacity: f64 = bidders.iter().map(|b| b.speed.max(0.0) * b.slots as f64).sum();
+        let capacity: f64 = bidders
+            .iter()
+            .map(|b| b.speed.max(0.0) * b.slots as f64)
+            .sum();
         if capacity <= 0.0 {
             return awards;
         }
@@ -129,16 +144,26 @@ impl Auction {
             .map(|b| b.running.iter().map(|&e| (e - now).max(0.0)).sum::<f64>() * b.speed.max(0.0))
             .sum();
         let horizon = now + (self.pending_work + running_left) / capacity;
-        let mut order: Vec<usize> = (0..bidders.len()).filter(|&k| bidders[k].free_slots() > 0).collect();
+        let mut order: Vec<usize> = (0..bidders.len())
+            .filter(|&k| bidders[k].free_slots() > 0)
+            .collect();
         order.sort_by(|&a, &b| bidders[b].speed.total_cmp(&bidders[a].speed));
         for k in order {
             while bidders[k].free_slots() > 0 && !self.lots.is_empty() {
-                let Some(i) = self.pick(now, horizon, k, bidders) else { break };
+                let Some(i) = self.pick(now, horizon, k, bidders) else {
+                    break;
+                };
                 let lot = self.lots.remove(i);
                 self.pending_work -= lot.work;
-                let Some(t) = bidders[k].bid(now, &lot) else { break };
+                let Some(t) = bidders[k].bid(now, &lot) else {
+                    break;
+                };
                 bidders[k].running.push(t);
-                awards.push(Award { shard: lot.shard, bidder: bidders[k].id, est_finish: t });
+                awards.push(Award {
+                    shard: lot.shard,
+                    bidder: bidders[k].id,
+                    est_finish: t,
+                });
             }
         }
         awards
@@ -171,11 +196,23 @@ mod tests {
     use super::*;
 
     fn bidder(id: usize, slots: u32, speed: f64) -> Bidder {
-        Bidder { id, slots, running: vec![], speed, free_mem: 8 << 30, bytes_per_s: 0.0 }
+        Bidder {
+            id,
+            slots,
+            running: vec![],
+            speed,
+            free_mem: 8 << 30,
+            bytes_per_s: 0.0,
+        }
     }
 
     fn lot(shard: u32, work: f64) -> Lot {
-        Lot { shard, work, input_bytes: 0, min_mem: 0 }
+        Lot {
+            shard,
+            work,
+            input_bytes: 0,
+            min_mem: 0,
+        }
     }
 
     #[test]
@@ -183,7 +220,11 @@ mod tests {
         let mut b = vec![bidder(0, 1, 1.0), bidder(1, 2, 4.0)];
         let mut a = Auction::new((0..5).map(|i| lot(i, 10.0)).collect());
         let awards = a.round(0.0, &mut b);
-        assert_eq!(awards.iter().filter(|w| w.bidder == 1).count(), 2, "fast bidder fills its slots");
+        assert_eq!(
+            awards.iter().filter(|w| w.bidder == 1).count(),
+            2,
+            "fast bidder fills its slots"
+        );
         assert!(b.iter().all(|x| x.free_slots() == 0 || x.id == 0));
         assert!(b.iter().all(|x| x.running.len() as u32 <= x.slots));
     }
@@ -191,13 +232,26 @@ mod tests {
     #[test]
     fn a_slow_free_bidder_does_not_take_what_a_busy_fast_one_finishes_sooner() {
         // fast bidder busy until t=1, slow one free: work 10 → slow finishes at 10, fast at 2
-        let mut b = vec![bidder(0, 1, 1.0), Bidder { running: vec![1.0], ..bidder(1, 1, 10.0) }];
+        let mut b = vec![
+            bidder(0, 1, 1.0),
+            Bidder {
+                running: vec![1.0],
+                ..bidder(1, 1, 10.0)
+            },
+        ];
         let mut a = Auction::new(vec![lot(7, 10.0)]);
         assert!(a.round(0.0, &mut b).is_empty());
         assert_eq!(a.pending(), 1);
         b[1].running.clear();
         let w = a.round(1.0, &mut b);
-        assert_eq!(w, vec![Award { shard: 7, bidder: 1, est_finish: 2.0 }]);
+        assert_eq!(
+            w,
+            vec![Award {
+                shard: 7,
+                bidder: 1,
+                est_finish: 2.0
+            }]
+        );
     }
 
     #[test]
@@ -208,23 +262,47 @@ mod tests {
         let w = a.round(0.0, &mut bs);
         assert_eq!(w.len(), 2, "both boxes start a lot: {w:?}");
         let mut a = Auction::new(vec![lot(0, 100.0)]);
-        let mut bs = vec![Bidder { running: vec![1.0], ..bidder(0, 1, 10.0) }, bidder(1, 1, 1.0)];
-        assert!(a.round(0.0, &mut bs).is_empty(), "the slow box must not take the huge lot");
+        let mut bs = vec![
+            Bidder {
+                running: vec![1.0],
+                ..bidder(0, 1, 10.0)
+            },
+            bidder(1, 1, 1.0),
+        ];
+        assert!(
+            a.round(0.0, &mut bs).is_empty(),
+            "the slow box must not take the huge lot"
+        );
     }
 
     #[test]
     fn declines_and_transfer_time_count() {
-        let small = Bidder { free_mem: 1 << 30, ..bidder(0, 4, 100.0) };
+        let small = Bidder {
+            free_mem: 1 << 30,
+            ..bidder(0, 4, 100.0)
+        };
         let big = bidder(1, 1, 1.0);
-        let needy = Lot { min_mem: 4 << 30, ..lot(1, 5.0) };
+        let needy = Lot {
+            min_mem: 4 << 30,
+            ..lot(1, 5.0)
+        };
         let mut a = Auction::new(vec![needy.clone()]);
         let mut bs = vec![small.clone(), big.clone()];
         assert_eq!(a.round(0.0, &mut bs)[0].bidder, 1, "the small box declines");
-        assert_eq!(Auction::new(vec![needy]).unplaceable(&[small.clone()]), vec![1]);
+        assert_eq!(
+            Auction::new(vec![needy]).unplaceable(&[small.clone()]),
+            vec![1]
+        );
         // a fast peer far away loses to a local one when the input is large
-        let far = Bidder { bytes_per_s: 1e6, ..bidder(2, 1, 10.0) };
+        let far = Bidder {
+            bytes_per_s: 1e6,
+            ..bidder(2, 1, 10.0)
+        };
         let near = bidder(3, 1, 5.0);
-        let heavy = Lot { input_bytes: 100_000_000, ..lot(2, 10.0) };
+        let heavy = Lot {
+            input_bytes: 100_000_000,
+            ..lot(2, 10.0)
+        };
         let mut bs = vec![far, near];
         assert_eq!(Auction::new(vec![heavy]).round(0.0, &mut bs)[0].bidder, 3);
     }
@@ -239,6 +317,10 @@ mod tests {
         assert_eq!(a.pending_shards(), vec![1, 3, 2]);
         let mut bs = vec![bidder(0, 3, 1.0)];
         let order: Vec<u32> = a.round(0.0, &mut bs).iter().map(|w| w.shard).collect();
-        assert_eq!(order, vec![1, 3, 2], "a lone bidder takes the largest first");
+        assert_eq!(
+            order,
+            vec![1, 3, 2],
+            "a lone bidder takes the largest first"
+        );
     }
 }

@@ -12,6 +12,18 @@
 //! - [`auction`]: the contract-net auction as pure logic (lots, bids, awards), simulated at scale.
 //! - [`board`]: the [`JobBoard`]: the jobs of this node, their status and results.
 //!
+//! The mesh itself:
+//!
+//! ```text
+//!   EventLoop (tokio task, owns the libp2p Swarm) ──NetEvent──▶ Peers (actor: peer table)
+//!          ▲                                                      │
+//!          └──────────── NetworkHandle (publish, shutdown) ◀──────┘
+//! ```
+//!
+//! - [`key`]: the pre-shared mesh key (pnet), its public [`MeshId`], this node's identity.
+//! - [`network`]: the swarm: TCP + pnet + noise + yamux, identify, ping, gossipsub.
+//! - [`peers`]: the [`Peers`] actor: capability gossip, heartbeats, the peer table.
+//!
 //! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
 //! workers join the same path.
 
@@ -19,9 +31,16 @@ pub mod auction;
 pub mod board;
 pub mod coordinator;
 pub mod executor;
+pub mod key;
+pub mod network;
+pub mod peers;
 pub mod worker;
 
 pub use board::{JobBoard, JobHandle};
 pub use coordinator::Coordinator;
 pub use executor::{JobDriver, JobError, Plan, ShardError, ShardExecutor};
+pub use key::{KeyError, MeshId, SwarmKey};
+pub use libp2p::{Multiaddr, PeerId};
+pub use network::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
+pub use peers::{PeerEntry, PeerView, Peers, SetCaps};
 pub use worker::{RunShard, Worker};

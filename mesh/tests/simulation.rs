@@ -50,9 +50,20 @@ fn simulate(peers: usize, shards: u32, seed: u64) -> Outcome {
     for id in 0..peers {
         let believed = speeds[(rng.next() * 5.0) as usize % 5] * (0.8 + 0.4 * rng.next());
         let slots = [1, 2, 4, 8][(rng.next() * 4.0) as usize % 4];
-        let free_mem = if rng.next() < 0.25 { 2u64 << 30 } else { 16u64 << 30 };
+        let free_mem = if rng.next() < 0.25 {
+            2u64 << 30
+        } else {
+            16u64 << 30
+        };
         true_speed.push(believed * (0.85 + 0.3 * rng.next()));
-        bidders.push(Bidder { id, slots, running: vec![], speed: believed, free_mem, bytes_per_s: 0.0 });
+        bidders.push(Bidder {
+            id,
+            slots,
+            running: vec![],
+            speed: believed,
+            free_mem,
+            bytes_per_s: 0.0,
+        });
     }
     let lots: Vec<Lot> = (0..shards)
         .map(|shard| Lot {
@@ -65,8 +76,13 @@ fn simulate(peers: usize, shards: u32, seed: u64) -> Outcome {
     let work_of: Vec<f64> = lots.iter().map(|l| l.work).collect();
     let needs: Vec<u64> = lots.iter().map(|l| l.min_mem).collect();
     let total: f64 = work_of.iter().sum();
-    let capacity: f64 = bidders.iter().zip(&true_speed).map(|(b, s)| s * b.slots as f64).sum();
-    let longest = work_of.iter().copied().fold(0.0, f64::max) / true_speed.iter().copied().fold(0.0, f64::max);
+    let capacity: f64 = bidders
+        .iter()
+        .zip(&true_speed)
+        .map(|(b, s)| s * b.slots as f64)
+        .sum();
+    let longest = work_of.iter().copied().fold(0.0, f64::max)
+        / true_speed.iter().copied().fold(0.0, f64::max);
     let lower_bound = (total / capacity).max(longest);
 
     let mut auction = Auction::new(lots);
@@ -81,12 +97,22 @@ fn simulate(peers: usize, shards: u32, seed: u64) -> Outcome {
         decide += t.elapsed();
         for a in awards {
             let b = &bidders[a.bidder];
-            assert!(b.running.len() as u32 <= b.slots, "peer {} holds more awards than slots", b.id);
-            assert!(b.free_mem >= needs[a.shard as usize], "shard {} went to a peer that should decline", a.shard);
+            assert!(
+                b.running.len() as u32 <= b.slots,
+                "peer {} holds more awards than slots",
+                b.id
+            );
+            assert!(
+                b.free_mem >= needs[a.shard as usize],
+                "shard {} went to a peer that should decline",
+                a.shard
+            );
             let real = now + work_of[a.shard as usize] / true_speed[a.bidder];
             events.push(Done(real, a.bidder, a.shard, a.est_finish, now));
         }
-        let Some(Done(t, bidder, shard, est, started)) = events.pop() else { break };
+        let Some(Done(t, bidder, shard, est, started)) = events.pop() else {
+            break;
+        };
         now = t;
         let b = &mut bidders[bidder];
         if let Some(k) = b.running.iter().position(|&e| e == est) {
@@ -99,7 +125,13 @@ fn simulate(peers: usize, shards: u32, seed: u64) -> Outcome {
     }
     assert_eq!(auction.pending(), 0);
     assert!(done.iter().all(|d| *d), "some shard never ran");
-    Outcome { makespan: now, lower_bound, decide, per_peer, true_speed }
+    Outcome {
+        makespan: now,
+        lower_bound,
+        decide,
+        per_peer,
+        true_speed,
+    }
 }
 
 #[test]
@@ -112,13 +144,19 @@ fn two_hundred_peers_ten_thousand_shards_near_the_lower_bound() {
         o.makespan, o.lower_bound, per_shard
     );
     assert!(ratio <= 1.1, "makespan {ratio:.3}× the lower bound");
-    assert!(per_shard <= Duration::from_millis(1), "{per_shard:?} per shard");
+    assert!(
+        per_shard <= Duration::from_millis(1),
+        "{per_shard:?} per shard"
+    );
     // faster boxes took more: the fastest 20 % of peers ran more shards per slot-equivalent
     let mut order: Vec<usize> = (0..200).collect();
     order.sort_by(|a, b| o.true_speed[*b].total_cmp(&o.true_speed[*a]));
     let fast: u32 = order[..40].iter().map(|&i| o.per_peer[i]).sum();
     let slow: u32 = order[160..].iter().map(|&i| o.per_peer[i]).sum();
-    assert!(fast > 3 * slow, "fast peers {fast} shards, slow peers {slow}");
+    assert!(
+        fast > 3 * slow,
+        "fast peers {fast} shards, slow peers {slow}"
+    );
 }
 
 #[test]
@@ -126,6 +164,9 @@ fn other_seeds_and_sizes_hold_too() {
     for (peers, shards, seed) in [(3, 60, 1u64), (20, 500, 7), (200, 2_000, 99)] {
         let o = simulate(peers, shards, seed);
         let ratio = o.makespan / o.lower_bound;
-        assert!(ratio <= 1.25, "{peers} peers, {shards} shards: {ratio:.3}× the lower bound");
+        assert!(
+            ratio <= 1.25,
+            "{peers} peers, {shards} shards: {ratio:.3}× the lower bound"
+        );
     }
 }

@@ -35,6 +35,10 @@ pub enum Command {
     Cache(CacheCmd),
     /// What this box can do: CPU, memory, GPUs, encoders verified by a test encode, speeds.
     Caps(CapsArgs),
+    /// Who is in the mesh and what each can do (asks the local node).
+    Peers(PeersArgs),
+    /// Print a new pre-shared mesh key: `rendermesh keygen > /etc/rendermesh/swarm.key`.
+    Keygen,
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +149,13 @@ pub struct ScenesArgs {
 pub struct StatusArgs {
     /// A job id; without it, every job.
     pub job: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PeersArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

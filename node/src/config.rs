@@ -31,6 +31,15 @@ pub struct NodeConfig {
     pub blob_quota_bytes: u64,
     /// Hide GPUs: use and advertise software encoders only (also `RENDERMESH_FORCE_CPU=1`).
     pub force_cpu: bool,
+    /// Mesh transport address (TCP multiaddr). Tests and single boxes may use
+    /// "/ip4/127.0.0.1/tcp/0" (port 0 picks a free port).
+    pub listen: String,
+    /// Static peers, dialled at start and again whenever not connected, e.g.
+    /// `["/ip4/192.168.1.20/tcp/7879"]`.
+    pub peers: Vec<String>,
+    /// The mesh's pre-shared key (`rendermesh keygen`); must exist when set. Empty =
+    /// `<data_dir>/swarm.key`, created on first start when missing (a lone box is a mesh of one).
+    pub key_file: PathBuf,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -67,6 +76,9 @@ impl Default for NodeConfig {
             chunk_seconds: 10.0,
             blob_quota_bytes: 0,
             force_cpu: false,
+            listen: "/ip4/0.0.0.0/tcp/7879".into(),
+            peers: Vec::new(),
+            key_file: PathBuf::new(),
         }
     }
 }
@@ -118,10 +130,25 @@ impl NodeConfig {
                 self.chunk_seconds
             );
         }
+        rendermesh_mesh::network::parse_tcp_addr(&self.listen)
+            .map_err(|e| anyhow::anyhow!("listen: {e}"))?;
+        for p in &self.peers {
+            rendermesh_mesh::network::parse_tcp_addr(p)
+                .map_err(|e| anyhow::anyhow!("peers: {e}"))?;
+        }
         if self.slots > 1024 {
             anyhow::bail!("slots = {} is not sensible", self.slots);
         }
         Ok(())
+    }
+
+    /// The key file: `key_file`, else `<data_dir>/swarm.key`.
+    pub fn effective_key_file(&self) -> PathBuf {
+        if self.key_file.as_os_str().is_empty() {
+            self.data_dir.join("swarm.key")
+        } else {
+            self.key_file.clone()
+        }
     }
 
     pub fn cores() -> usize {
@@ -200,5 +227,15 @@ mod tests {
             .to_string()
             .contains("chunk_seconds"));
         assert!(toml::from_str::<NodeConfig>("bogus = 1").is_err());
+        let c = NodeConfig {
+            listen: "/ip4/127.0.0.1/udp/1/quic-v1".into(),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("TCP"));
+        let c = NodeConfig {
+            peers: vec!["nonsense".into()],
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("peers"));
     }
 }

@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod engine;
 mod host;
+mod notify;
 mod runtime;
 
 use clap::Parser;
@@ -51,5 +52,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         cli::Command::Status(args) => cmd::status::run(cfg, args),
         cli::Command::Cache(sub) => cmd::cache::run(cfg, sub),
         cli::Command::Caps(args) => cmd::caps::run(cfg, args),
+        cli::Command::Peers(args) => cmd::peers::run(cfg, args),
+        cli::Command::Keygen => cmd::keygen::run(),
     }
 }

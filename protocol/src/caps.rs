@@ -76,6 +76,21 @@ impl Capabilities {
     }
 }
 
+/// What a node gossips about itself at start, on change, and as a heartbeat (~1 s).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerAnnounce {
+    /// Node name (config `name`, else the host name).
+    pub name: String,
+    /// Addresses its mesh transport listens on, as multiaddr text.
+    pub listen: Vec<String>,
+    /// Capabilities; until the encoder probe finishes, host facts only (no encoders).
+    pub caps: Capabilities,
+    /// Shard slots of this node.
+    pub slots: u32,
+    /// Sender's clock when sent (ms since the Unix epoch); informational only.
+    pub sent_unix_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub mod codec;
 pub mod id;
 pub mod job;
 
-pub use caps::{Capabilities, EncoderCap, Gpu, CAPS_VERSION};
+pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;

@@ -331,39 +331,133 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(data_dir: &Path) -> Daemon {
+        Self::start_with(data_dir, "listen = \"/ip4/127.0.0.1/tcp/0\"\n")
+    }
+
+    /// Start with `config` (TOML) written to `<data_dir>/node.toml` and passed by --config.
+    /// Returns once the control API and the mesh transport are listening.
+    pub fn start_with(data_dir: &Path, config: &str) -> Daemon {
+        Self::start_with_env(data_dir, config, &[])
+    }
+
+    /// [`Daemon::start_with`], with extra environment variables for the node.
+    pub fn start_with_env(data_dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
         let _ = std::fs::remove_file(data_dir.join("control.json"));
+        let _ = std::fs::remove_file(data_dir.join("mesh.json"));
         std::fs::create_dir_all(data_dir).expect("data dir");
-        let log = std::fs::File::create(data_dir.join("node.log")).expect("node log");
+        let cfg = data_dir.join("node.toml");
+        std::fs::write(&cfg, config).expect("write node.toml");
+        // append: a restarted node keeps the log of its earlier life
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("node.log"))
+            .expect("node log");
         let child = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["node", "--control-listen", "127.0.0.1:0"])
             .env("RENDERMESH_LOG", "info")
+            .env("RENDERMESH_CALIBRATION_FRAMES", "2")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start node");
+        // owned by a Daemon at once: killed and reaped on drop, even if we panic below
+        let mut daemon = Daemon {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            addr: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         let info = data_dir.join("control.json");
         loop {
             if let Ok(text) = std::fs::read_to_string(&info) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    if v["pid"].as_u64() == Some(child.id() as u64) {
-                        let addr = v["addr"].as_str().unwrap_or_default().to_string();
-                        return Daemon {
-                            child,
-                            data_dir: data_dir.to_path_buf(),
-                            addr,
-                        };
+                    if v["pid"].as_u64() == Some(daemon.child.id() as u64) {
+                        daemon.addr = v["addr"].as_str().unwrap_or_default().to_string();
+                        return daemon;
                     }
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "node did not write control.json within 20 s"
+                "node did not write control.json within 20 s: {}",
+                std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `mesh.json` of this node (peer id, mesh id, listen addresses), waiting up to 10 s.
+    pub fn mesh_info(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(self.data_dir.join("mesh.json")) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    if v["pid"].as_u64() == Some(self.child.id() as u64)
+                        && v["listen"].as_array().is_some_and(|a| !a.is_empty())
+                    {
+                        return v;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not write mesh.json: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The first mesh listen address (multiaddr text).
+    pub fn mesh_addr(&self) -> String {
+        self.mesh_info()["listen"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn peer_id(&self) -> String {
+        self.mesh_info()["peer_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// GET a control API path with the token; None when the node does not answer.
+    pub fn api_get(&self, path: &str) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let token = std::fs::read_to_string(self.data_dir.join("control.token")).ok()?;
+        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nAuthorization: Bearer {}\r\n\r\n",
+            token.trim()
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let (head, body) = buf.split_once("\r\n\r\n")?;
+        if !head.lines().next()?.contains(" 200") {
+            return None;
+        }
+        serde_json::from_str(body).ok()
+    }
+
+    /// Peer ids in this node's peer table (empty when it does not answer).
+    pub fn peer_ids(&self) -> Vec<String> {
+        self.api_get("/v1/peers")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p["peer_id"].as_str().map(str::to_string))
+            .collect()
     }
 
     pub fn log(&self) -> String {
@@ -394,5 +488,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Poll `cond` every 100 ms until it holds or `timeout` passes; returns the time it took.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -75,6 +75,10 @@ impl Client {
         Ok(self.get("/v1/jobs")?.into_json()?)
     }
 
+    pub fn peers(&self) -> anyhow::Result<Vec<rendermesh_mesh::PeerEntry>> {
+        Ok(self.get("/v1/peers")?.into_json()?)
+    }
+
     pub fn result(&self, id: JobId) -> anyhow::Result<JobResult> {
         Ok(self.get(&format!("/v1/jobs/{id}/result"))?.into_json()?)
     }

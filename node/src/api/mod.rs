@@ -10,9 +10,11 @@
 //! | GET | `/v1/jobs/{id}/result` | the [`JobResult`](rendermesh_protocol::JobResult) (409 while running) |
 //! | GET | `/v1/jobs/{id}/output` | the bytes of a transcode's output |
 //! | DELETE | `/v1/jobs/{id}/output` | drop the output from the node's store |
+//! | GET | `/v1/peers` | the peer table: every [`PeerEntry`](rendermesh_mesh::PeerEntry) |
 //!
 //! The daemon writes `control.json` (address, pid) and `control.token` into its data dir; the
-//! CLI reads both to find it.
+//! CLI reads both to find it. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and
+//! the mesh transport's actual listen addresses.
 
 pub mod client;
 pub mod server;
@@ -29,6 +31,16 @@ pub struct ControlInfo {
     pub name: String,
 }
 
+/// Contents of `mesh.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MeshInfo {
+    pub pid: u32,
+    pub peer_id: String,
+    pub mesh_id: String,
+    pub listen: Vec<String>,
+}
+
+pub const MESH_FILE: &str = "mesh.json";
 pub const INFO_FILE: &str = "control.json";
 pub const TOKEN_FILE: &str = "control.token";
 

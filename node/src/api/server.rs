@@ -14,6 +14,8 @@ use crate::runtime::{Runtime, SubmitRequest};
 pub struct ApiState {
     pub runtime: Arc<Runtime>,
     pub token: String,
+    /// The mesh's peer table.
+    pub peers: rendermesh_mesh::PeerView,
 }
 
 /// Create a fresh random token and write it (mode 0640) into the data dir.
@@ -93,6 +95,11 @@ async fn submit(
 async fn list(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
     guard!(req, st);
     HttpResponse::Ok().json(st.runtime.board.list())
+}
+
+async fn peers(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
+    guard!(req, st);
+    HttpResponse::Ok().json(st.peers.rows())
 }
 
 fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, HttpResponse> {
@@ -196,6 +203,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/health", web::get().to(health))
         .route("/v1/jobs", web::post().to(submit))
         .route("/v1/jobs", web::get().to(list))
+        .route("/v1/peers", web::get().to(peers))
         .route("/v1/jobs/{id}", web::get().to(status))
         .route("/v1/jobs/{id}/result", web::get().to(result))
         .route("/v1/jobs/{id}/output", web::get().to(output))

@@ -2,6 +2,8 @@
 
 pub mod cache;
 pub mod caps;
+pub mod keygen;
 pub mod node;
+pub mod peers;
 pub mod status;
 pub mod submit;

@@ -1,15 +1,27 @@
-//! `rendermesh node`: the daemon. Starts the runtime and the control API; stops on SIGTERM or
-//! SIGINT (the HTTP server finishes its requests, then the process exits).
+//! `rendermesh node`: the daemon. Starts the runtime, the mesh (network task + peers actor)
+//! and the control API; stops on SIGTERM or SIGINT (the HTTP server finishes its requests,
+//! then the process exits).
+//!
+//! Under systemd (`Type=notify`) it reports READY once the control API and the mesh listen,
+//! pings the watchdog from its event loop, and reports STOPPING on shutdown.
+//!
+//! The mesh listens at once and announces host facts only; the encoder probe runs on the
+//! blocking pool and its full capabilities are announced when it finishes.
 
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 
 use crate::api::server::{routes, write_info, write_token, ApiState};
-use crate::api::{ControlInfo, INFO_FILE};
+use crate::api::{ControlInfo, MeshInfo, INFO_FILE, MESH_FILE};
 use crate::cli::NodeArgs;
 use crate::config::NodeConfig;
+use crate::engine::caps::{host_caps, load_or_probe};
 use crate::runtime::Runtime;
+use actix::Actor;
+use rendermesh_mesh::key::load_or_create_identity;
+use rendermesh_mesh::network::{self, parse_tcp_addr};
+use rendermesh_mesh::{NetworkConfig, PeerView, Peers, SetCaps, SwarmKey};
 
 pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     if let Some(addr) = args.control_listen {
@@ -20,6 +32,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     let sys = actix::System::new();
     let result = sys.block_on(async move {
         let runtime = Arc::new(Runtime::start(cfg)?);
+        let peers = start_mesh(&runtime.cfg, &runtime.name)?;
         let token = write_token(&runtime.cfg.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "{}: cannot write the control token: {e}",
@@ -29,6 +42,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         let state = web::Data::new(ApiState {
             runtime: runtime.clone(),
             token,
+            peers,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .workers(1)
@@ -49,7 +63,19 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
             },
         )?;
         tracing::info!(%addr, data_dir = %runtime.cfg.data_dir.display(), "control API listening");
+        // systemd (Type=notify): ready now; watchdog pings from the event loop, so a hung
+        // loop stops them and systemd restarts the node
+        crate::notify::notify("READY=1");
+        if let Some(every) = crate::notify::watchdog_interval() {
+            actix::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    crate::notify::notify("WATCHDOG=1");
+                }
+            });
+        }
         server.run().await?;
+        crate::notify::notify("STOPPING=1");
         tracing::info!("node stopping");
         if let Err(e) = runtime.cache.entries.flush() {
             tracing::warn!(error = %e, "cache flush failed");
@@ -57,5 +83,113 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         anyhow::Ok(())
     });
     let _ = std::fs::remove_file(data_dir.join(INFO_FILE));
+    let _ = std::fs::remove_file(data_dir.join(MESH_FILE));
     result.map(|_| 0)
+}
+
+/// Start the network task and the peers actor; call inside the actix system.
+fn start_mesh(cfg: &NodeConfig, name: &str) -> anyhow::Result<PeerView> {
+    let key_file = cfg.effective_key_file();
+    // a configured key file must exist; only the default one is created on first start
+    let (key, created) = if cfg.key_file.as_os_str().is_empty() {
+        SwarmKey::load_or_create(&key_file).map_err(|e| anyhow::anyhow!("mesh key: {e}"))?
+    } else {
+        let key = SwarmKey::load(&key_file).map_err(|e| {
+            anyhow::anyhow!("mesh key: {e} (make one with `rendermesh keygen > FILE`)")
+        })?;
+        (key, false)
+    };
+    if created {
+        tracing::info!(file = %key_file.display(), "created a new mesh key (a mesh of one until peers share it)");
+    }
+    let identity = load_or_create_identity(&cfg.data_dir.join("peer.key"))
+        .map_err(|e| anyhow::anyhow!("node identity: {e}"))?;
+    let listen = parse_tcp_addr(&cfg.listen)?;
+    let static_peers = cfg
+        .peers
+        .iter()
+        .map(|p| parse_tcp_addr(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (network, event_loop) = network::build(
+        NetworkConfig {
+            listen,
+            static_peers,
+        },
+        identity,
+        &key,
+    )?;
+    let mesh_id = key.mesh_id().to_string();
+    tracing::info!(mesh_id = %mesh_id, peer_id = %network.peer_id(), static_peers = cfg.peers.len(), "mesh starting");
+
+    let force_cpu = cfg.effective_force_cpu();
+    let host = crate::host::probe(force_cpu);
+    let peers = Peers::new(
+        network.clone(),
+        name.to_string(),
+        host_caps(&host, force_cpu),
+        cfg.effective_slots() as u32,
+    );
+    let view = peers.view();
+    let peers = peers.start();
+    actix::spawn(event_loop.run(peers.clone().recipient()));
+
+    // mesh.json follows the actual listen addresses
+    let mut listen_rx = network.watch_listen();
+    let data_dir = cfg.data_dir.clone();
+    let peer_id = network.peer_id().to_string();
+    actix::spawn(async move {
+        loop {
+            let info = MeshInfo {
+                pid: std::process::id(),
+                peer_id: peer_id.clone(),
+                mesh_id: mesh_id.clone(),
+                listen: listen_rx
+                    .borrow_and_update()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+            };
+            if !info.listen.is_empty() {
+                if let Err(e) = write_mesh_info(&data_dir, &info) {
+                    tracing::warn!(error = %e, "cannot write {MESH_FILE}");
+                }
+            }
+            if listen_rx.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    // the full capabilities when the probe (maybe a calibration) finishes
+    let data_dir = cfg.data_dir.clone();
+    let threads = cfg.effective_threads();
+    actix::spawn(async move {
+        let probe = tokio::task::spawn_blocking(move || {
+            load_or_probe(&data_dir, force_cpu, threads, false)
+        })
+        .await;
+        match probe {
+            Ok(Ok((caps, cached))) => {
+                tracing::info!(
+                    cached,
+                    encoders = caps.encoders.iter().filter(|e| e.verified).count(),
+                    "capabilities ready"
+                );
+                peers.do_send(SetCaps(caps));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "encoder probe failed; announcing host facts only")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "encoder probe crashed; announcing host facts only")
+            }
+        }
+    });
+    Ok(view)
+}
+
+fn write_mesh_info(data_dir: &std::path::Path, info: &MeshInfo) -> std::io::Result<()> {
+    let tmp = data_dir.join(format!("{MESH_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info).unwrap_or_default())?;
+    std::fs::rename(tmp, data_dir.join(MESH_FILE))
 }

@@ -269,6 +269,29 @@ pub fn fingerprint(host: &Host, force_cpu: bool) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
+/// Host facts only, no encoders: what a node announces before its probe finishes.
+pub fn host_caps(host: &Host, force_cpu: bool) -> Capabilities {
+    Capabilities {
+        version: CAPS_VERSION,
+        hostname: host.hostname.clone(),
+        arch: host.arch.clone(),
+        os: host.os.clone(),
+        cpu_model: host.cpu_model.clone(),
+        cores: host.cores,
+        threads: host.threads,
+        ram_total_bytes: host.ram_total_bytes,
+        ram_available_bytes: host.ram_available_bytes,
+        gpus: host.gpus.clone(),
+        encoders: Vec::new(),
+        scene_fps_720p: 0.0,
+        scene_fps_1080p: 0.0,
+        force_cpu,
+        binary_version: env!("CARGO_PKG_VERSION").into(),
+        fingerprint: String::new(),
+        calibrated_unix_ms: 0,
+    }
+}
+
 /// Probe every encoder and calibrate; `frames` per measurement (more = steadier, slower).
 #[tracing::instrument(skip_all)]
 pub fn probe(
@@ -324,26 +347,15 @@ pub fn probe(
     let _ = std::fs::remove_file(&c720);
     let _ = std::fs::remove_file(&c1080);
     Ok(Capabilities {
-        version: CAPS_VERSION,
-        hostname: host.hostname.clone(),
-        arch: host.arch.clone(),
-        os: host.os.clone(),
-        cpu_model: host.cpu_model.clone(),
-        cores: host.cores,
-        threads: host.threads,
-        ram_total_bytes: host.ram_total_bytes,
-        ram_available_bytes: host.ram_available_bytes,
-        gpus: host.gpus.clone(),
         encoders,
         scene_fps_720p,
         scene_fps_1080p,
-        force_cpu,
-        binary_version: env!("CARGO_PKG_VERSION").into(),
         fingerprint: fingerprint(host, force_cpu),
         calibrated_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
+        ..host_caps(host, force_cpu)
     })
 }
 

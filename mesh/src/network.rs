@@ -1,0 +1,567 @@
+//! The network task: the only owner of the libp2p [`Swarm`].
+//!
+//! ```text
+//!   NetworkHandle ──Command (mpsc)──▶ EventLoop (tokio task, owns the Swarm)
+//!                                        │ TCP + pnet(key) + noise + yamux
+//!                                        │ identify "/rendermesh/1", ping, gossipsub
+//!   Peers actor ◀──────── NetEvent ──────┘
+//! ```
+//!
+//! The event loop turns swarm events into [`NetEvent`]s and carries out [`Command`]s; the
+//! only decisions it makes itself are transport-level: dialling static peers again (with
+//! backoff) and disconnecting a peer that speaks another protocol version.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::transport::upgrade::Version;
+use libp2p::core::ConnectedPoint;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::Transport;
+use libp2p::{gossipsub, identify, identity, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, watch};
+
+use crate::key::SwarmKey;
+
+/// Protocol version announced by identify; a peer announcing another one is disconnected.
+pub const PROTOCOL_VERSION: &str = "/rendermesh/1";
+/// Gossipsub topic of capability announcements and heartbeats.
+pub const CAPS_TOPIC: &str = "rendermesh/caps/1";
+/// Largest gossip message accepted or sent.
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+/// A connection (TCP + pnet + noise + yamux) must be up within this time.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+const REDIAL_MIN: Duration = Duration::from_millis(300);
+const REDIAL_MAX: Duration = Duration::from_secs(5);
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("listen address {addr:?}: {reason}")]
+    BadAddress { addr: String, reason: String },
+    #[error("cannot build the libp2p swarm: {0}")]
+    Build(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+/// Parse a TCP multiaddr (`/ip4/…/tcp/N` or `/ip6/…/tcp/N`); pnet protects TCP only.
+pub fn parse_tcp_addr(text: &str) -> Result<Multiaddr, NetworkError> {
+    use libp2p::multiaddr::Protocol;
+    let bad = |reason: &str| NetworkError::BadAddress {
+        addr: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let addr: Multiaddr = text.parse().map_err(|e| bad(&format!("{e}")))?;
+    let mut it = addr.iter();
+    match it.next() {
+        Some(Protocol::Ip4(_))
+        | Some(Protocol::Ip6(_))
+        | Some(Protocol::Dns(_))
+        | Some(Protocol::Dns4(_))
+        | Some(Protocol::Dns6(_)) => {}
+        _ => return Err(bad("must start with /ip4, /ip6 or /dns")),
+    }
+    match it.next() {
+        Some(Protocol::Tcp(_)) => {}
+        _ => {
+            return Err(bad(
+                "must be a TCP address (…/tcp/PORT); other transports bypass the mesh key",
+            ))
+        }
+    }
+    match it.next() {
+        None | Some(Protocol::P2p(_)) => Ok(addr),
+        Some(_) => Err(bad("nothing may follow /tcp/PORT except /p2p/PEER")),
+    }
+}
+
+/// How the network starts.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    pub listen: Multiaddr,
+    /// Dialled at start and again (with backoff) whenever not connected.
+    pub static_peers: Vec<Multiaddr>,
+}
+
+/// What the network tells the peers actor.
+#[derive(actix::Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum NetEvent {
+    /// First connection to `peer` is up.
+    Connected { peer: PeerId, addr: Multiaddr },
+    /// Last connection to `peer` closed.
+    Disconnected { peer: PeerId },
+    /// `peer` subscribed to the caps topic: a good moment to announce ourselves.
+    Subscribed { peer: PeerId },
+    /// A gossip message on the caps topic, authored (and signed) by `author`.
+    Gossip { author: PeerId, data: Vec<u8> },
+    /// Our listen addresses changed.
+    Listening { addrs: Vec<Multiaddr> },
+}
+
+/// Orders for the network task.
+#[derive(Debug)]
+pub enum Command {
+    /// Publish on the caps topic.
+    Publish(Vec<u8>),
+    /// Stop the event loop.
+    Shutdown,
+}
+
+/// A cheap, cloneable handle to the network task.
+#[derive(Clone)]
+pub struct NetworkHandle {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    listen: watch::Receiver<Vec<Multiaddr>>,
+}
+
+impl NetworkHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Current listen addresses.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen.borrow().clone()
+    }
+
+    /// Watch the listen addresses.
+    pub fn watch_listen(&self) -> watch::Receiver<Vec<Multiaddr>> {
+        self.listen.clone()
+    }
+
+    /// Queue a publish; dropped (with a debug line) when the network is busy or gone.
+    pub fn publish(&self, data: Vec<u8>) {
+        if let Err(e) = self.tx.try_send(Command::Publish(data)) {
+            tracing::debug!(error = %e, "gossip publish dropped");
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+}
+
+struct StaticPeer {
+    addr: Multiaddr,
+    connected: Option<PeerId>,
+    dialing: Option<ConnectionId>,
+    next_try: Instant,
+    backoff: Duration,
+    /// A failure was logged at warn level since the last success.
+    warned: bool,
+}
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    rx: mpsc::Receiver<Command>,
+    listen_tx: watch::Sender<Vec<Multiaddr>>,
+    topic: gossipsub::IdentTopic,
+    statics: Vec<StaticPeer>,
+    version: String,
+}
+
+/// Build the swarm, start listening and subscribe to the caps topic; call inside a tokio
+/// runtime. Then spawn [`EventLoop::run`].
+pub fn build(
+    cfg: NetworkConfig,
+    identity: identity::Keypair,
+    key: &SwarmKey,
+) -> Result<(NetworkHandle, EventLoop), NetworkError> {
+    build_versioned(cfg, identity, key, PROTOCOL_VERSION)
+}
+
+/// [`build`] speaking another protocol version (tests of the version check).
+pub(crate) fn build_versioned(
+    cfg: NetworkConfig,
+    identity: identity::Keypair,
+    key: &SwarmKey,
+    version: &str,
+) -> Result<(NetworkHandle, EventLoop), NetworkError> {
+    let psk = PreSharedKey::new(key.bytes());
+    let build_err = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
+        .with_tokio()
+        .with_other_transport(|keypair| {
+            let noise = noise::Config::new(keypair)?;
+            let transport = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .timeout(CONNECT_TIMEOUT);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(transport)
+        })
+        .map_err(|e| build_err(&e))?
+        .with_behaviour(|keypair| {
+            let gossip_cfg = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(MAX_GOSSIP_BYTES)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+                gossip_cfg,
+            )
+            .map_err(|e| e.to_string())?;
+            let identify = identify::Behaviour::new(identify::Config::new(
+                version.to_string(),
+                keypair.public(),
+            ));
+            let ping = ping::Behaviour::new(ping::Config::new());
+            Ok(Behaviour {
+                identify,
+                ping,
+                gossipsub,
+            })
+        })
+        .map_err(|e| build_err(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let mut swarm = swarm;
+    swarm
+        .listen_on(cfg.listen.clone())
+        .map_err(|e| NetworkError::Listen {
+            addr: cfg.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+    let topic = gossipsub::IdentTopic::new(CAPS_TOPIC);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|e| NetworkError::Build(format!("gossipsub subscribe: {e}")))?;
+    let peer_id = *swarm.local_peer_id();
+    let (tx, rx) = mpsc::channel(256);
+    let (listen_tx, listen_rx) = watch::channel(Vec::new());
+    let now = Instant::now();
+    let statics = cfg
+        .static_peers
+        .into_iter()
+        .map(|addr| StaticPeer {
+            addr,
+            connected: None,
+            dialing: None,
+            next_try: now,
+            backoff: REDIAL_MIN,
+            warned: false,
+        })
+        .collect();
+    Ok((
+        NetworkHandle {
+            tx,
+            peer_id,
+            listen: listen_rx,
+        },
+        EventLoop {
+            swarm,
+            rx,
+            listen_tx,
+            topic,
+            statics,
+            version: version.to_string(),
+        },
+    ))
+}
+
+impl EventLoop {
+    /// Run until [`Command::Shutdown`] or every handle is dropped. Events go to `events`.
+    pub async fn run(mut self, events: actix::Recipient<NetEvent>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev, &events),
+                cmd = self.rx.recv() => match cmd {
+                    Some(Command::Publish(data)) => self.publish(data),
+                    Some(Command::Shutdown) | None => break,
+                },
+                _ = tick.tick() => self.redial(),
+            }
+        }
+        tracing::info!("network stopped");
+    }
+
+    fn publish(&mut self, data: Vec<u8>) {
+        let topic = self.topic.clone();
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+            Ok(_) => {}
+            // alone in the mesh, or peers not subscribed yet: nothing to do
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => tracing::debug!(error = %e, "gossip publish failed"),
+        }
+    }
+
+    fn redial(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.statics.len() {
+            let sp = &self.statics[i];
+            if sp.connected.is_some() || sp.dialing.is_some() || sp.next_try > now {
+                continue;
+            }
+            let opts = DialOpts::unknown_peer_id().address(sp.addr.clone()).build();
+            let id = opts.connection_id();
+            let addr = sp.addr.clone();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    tracing::debug!(%addr, "dialling static peer");
+                    self.statics[i].dialing = Some(id);
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "dial refused");
+                    self.backoff(i, now);
+                }
+            }
+        }
+    }
+
+    fn backoff(&mut self, i: usize, now: Instant) {
+        let sp = &mut self.statics[i];
+        sp.dialing = None;
+        sp.next_try = now + sp.backoff;
+        sp.backoff = (sp.backoff * 2).min(REDIAL_MAX);
+    }
+
+    fn on_swarm_event(
+        &mut self,
+        ev: SwarmEvent<BehaviourEvent>,
+        events: &actix::Recipient<NetEvent>,
+    ) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "mesh listening");
+                self.listen_tx.send_modify(|v| v.push(address));
+                events.do_send(NetEvent::Listening {
+                    addrs: self.listen_tx.borrow().clone(),
+                });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_tx.send_modify(|v| v.retain(|a| a != &address));
+                events.do_send(NetEvent::Listening {
+                    addrs: self.listen_tx.borrow().clone(),
+                });
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let Some(sp) = self
+                    .statics
+                    .iter_mut()
+                    .find(|s| s.dialing == Some(connection_id))
+                {
+                    sp.dialing = None;
+                    sp.connected = Some(peer_id);
+                    sp.backoff = REDIAL_MIN;
+                    sp.warned = false;
+                }
+                if num_established.get() == 1 {
+                    let addr = match endpoint {
+                        ConnectedPoint::Dialer { address, .. } => address,
+                        ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                    };
+                    tracing::info!(peer = %peer_id, %addr, "peer connected");
+                    events.do_send(NetEvent::Connected {
+                        peer: peer_id,
+                        addr,
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                if num_established == 0 {
+                    let now = Instant::now();
+                    for sp in self
+                        .statics
+                        .iter_mut()
+                        .filter(|s| s.connected == Some(peer_id))
+                    {
+                        sp.connected = None;
+                        sp.next_try = now + REDIAL_MIN;
+                    }
+                    tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
+                    events.do_send(NetEvent::Disconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some(i) = self
+                    .statics
+                    .iter()
+                    .position(|s| s.dialing == Some(connection_id))
+                {
+                    let sp = &mut self.statics[i];
+                    if sp.warned {
+                        tracing::debug!(addr = %sp.addr, %error, "static peer unreachable");
+                    } else {
+                        sp.warned = true;
+                        tracing::warn!(addr = %sp.addr, %error,
+                            "static peer unreachable (down, or holding another mesh key?); retrying with backoff");
+                    }
+                    self.backoff(i, Instant::now());
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::warn!(from = %send_back_addr, %error,
+                    "refusing incoming connection: handshake failed (wrong mesh key, or not a rendermesh node?)");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if info.protocol_version != self.version {
+                    tracing::warn!(
+                        "refusing peer {peer_id}: protocol version {:?}, this node speaks {:?}",
+                        info.protocol_version,
+                        self.version
+                    );
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+            })) => {
+                if topic == self.topic.hash() {
+                    events.do_send(NetEvent::Subscribed { peer: peer_id });
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                ..
+            })) => match message.source {
+                Some(author) if message.topic == self.topic.hash() => {
+                    events.do_send(NetEvent::Gossip {
+                        author,
+                        data: message.data,
+                    });
+                }
+                _ => tracing::debug!("gossip without author or on another topic dropped"),
+            },
+            other => tracing::trace!(event = ?other, "swarm event"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use actix::prelude::*;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Collector(Arc<Mutex<Vec<NetEvent>>>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<NetEvent> for Collector {
+        type Result = ();
+        fn handle(&mut self, ev: NetEvent, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(ev);
+        }
+    }
+
+    type Events = Arc<Mutex<Vec<NetEvent>>>;
+
+    async fn node(version: &str, peers: Vec<Multiaddr>) -> (NetworkHandle, Events) {
+        let cfg = NetworkConfig {
+            listen: parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
+            static_peers: peers,
+        };
+        let key = SwarmKey::from_bytes([7; 32]);
+        let (handle, event_loop) =
+            build_versioned(cfg, identity::Keypair::generate_ed25519(), &key, version).unwrap();
+        let events = Events::default();
+        let collector = Collector(events.clone()).start();
+        actix::spawn(event_loop.run(collector.recipient()));
+        let mut rx = handle.watch_listen();
+        let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|a| !a.is_empty())).await;
+        (handle, events)
+    }
+
+    async fn wait(events: &Events, mut f: impl FnMut(&[NetEvent]) -> bool) -> bool {
+        for _ in 0..100 {
+            if f(&events.lock().unwrap()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[test]
+    fn parse_tcp_addr_accepts_tcp_only() {
+        assert!(parse_tcp_addr("/ip4/127.0.0.1/tcp/7879").is_ok());
+        assert!(parse_tcp_addr("/ip6/::1/tcp/0").is_ok());
+        assert!(parse_tcp_addr("/ip4/127.0.0.1/udp/1/quic-v1").is_err());
+        assert!(parse_tcp_addr("/ip4/127.0.0.1").is_err());
+        assert!(parse_tcp_addr("127.0.0.1:7879").is_err());
+    }
+
+    #[actix_rt::test]
+    async fn same_version_peers_connect_and_gossip() {
+        let (x, x_events) = node(PROTOCOL_VERSION, vec![]).await;
+        let (y, _y_events) = node(PROTOCOL_VERSION, x.listen_addrs()).await;
+        let yid = y.peer_id();
+        assert!(
+            wait(&x_events, |ev| ev.iter().any(
+                |e| matches!(e, NetEvent::Subscribed { peer } if *peer == yid)
+            ))
+            .await
+        );
+        y.publish(b"hello".to_vec());
+        assert!(
+            wait(&x_events, |ev| ev.iter().any(
+                |e| matches!(e, NetEvent::Gossip { author, data } if *author == yid && data == b"hello")
+            ))
+            .await
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_peer_with_another_protocol_version_is_disconnected() {
+        let (x, x_events) = node(PROTOCOL_VERSION, vec![]).await;
+        let (y, _) = node("/rendermesh/999", x.listen_addrs()).await;
+        let yid = y.peer_id();
+        assert!(
+            wait(&x_events, |ev| ev.iter().any(
+                |e| matches!(e, NetEvent::Disconnected { peer } if *peer == yid)
+            ))
+            .await,
+            "the other version was not disconnected"
+        );
+    }
+}
