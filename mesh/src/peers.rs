@@ -239,6 +239,13 @@ impl Handler<SetCaps> for Peers {
 
     fn handle(&mut self, msg: SetCaps, _ctx: &mut Context<Self>) {
         self.me.caps = msg.0;
+        if let Ok(bytes) = codec::encode(&self.me) {
+            tracing::info!(
+                bytes = bytes.len(),
+                encoders = self.me.caps.encoders.len(),
+                "capabilities changed; announcing"
+            );
+        }
         self.announce();
     }
 }
