@@ -21,7 +21,10 @@ if [ ! -f "$SAMPLE" ]; then
         -map "[v]" -map 5:a -c:v libx264 -preset veryfast -bf 3 -g 60 -c:a aac "$SAMPLE"
 fi
 
-"$BIN" --data-dir "$DEMO/data" node --control-listen 127.0.0.1:0 2>"$DEMO/node.log" &
+# the demo node stays on loopback: control API and mesh port both on 127.0.0.1
+mkdir -p "$DEMO/data"
+printf 'listen = "/ip4/127.0.0.1/tcp/0"\n' > "$DEMO/node.toml"
+"$BIN" --config "$DEMO/node.toml" --data-dir "$DEMO/data" node --control-listen 127.0.0.1:0 2>"$DEMO/node.log" &
 NODE=$!
 trap 'kill -TERM $NODE 2>/dev/null; wait $NODE 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -f "$DEMO/data/control.json" ] && break; sleep 0.1; done
@@ -32,4 +35,5 @@ echo "demo: node $(cat "$DEMO/data/control.json" | tr -d '\n ')" >&2
 echo "demo: again, answered from the cache:" >&2
 "$BIN" --data-dir "$DEMO/data" submit scenes "$SAMPLE" --json "$DEMO/scenes.json"
 "$BIN" --data-dir "$DEMO/data" status
+"$BIN" --data-dir "$DEMO/data" peers
 echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json)" >&2
