@@ -4,21 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use rendermesh_protocol::Gpu;
-
-/// Host facts, before encoders are probed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Host {
-    pub hostname: String,
-    pub arch: String,
-    pub os: String,
-    pub cpu_model: String,
-    pub cores: u32,
-    pub threads: u32,
-    pub ram_total_bytes: u64,
-    pub ram_available_bytes: u64,
-    pub gpus: Vec<Gpu>,
-}
+use rendermesh_protocol::{Capabilities, Gpu, CAPS_VERSION};
 
 fn read(path: impl AsRef<Path>) -> Option<String> {
     std::fs::read_to_string(path).ok()
@@ -120,8 +106,9 @@ fn gpus() -> Vec<Gpu> {
     out
 }
 
-/// Read this host's facts. `force_cpu` hides every GPU.
-pub fn probe(force_cpu: bool) -> Host {
+/// This host's facts as a capabilities record with no encoders measured yet (what a node
+/// announces before its encoder probe finishes). `force_cpu` hides every GPU.
+pub fn probe(force_cpu: bool) -> Capabilities {
     let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
     let meminfo = read("/proc/meminfo").unwrap_or_default();
     let threads = std::thread::available_parallelism()
@@ -145,7 +132,8 @@ pub fn probe(force_cpu: bool) -> Host {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into());
-    Host {
+    Capabilities {
+        version: CAPS_VERSION,
         hostname,
         arch: std::env::consts::ARCH.to_string(),
         os,
@@ -155,6 +143,13 @@ pub fn probe(force_cpu: bool) -> Host {
         ram_total_bytes: meminfo_bytes(&meminfo, "MemTotal"),
         ram_available_bytes: meminfo_bytes(&meminfo, "MemAvailable"),
         gpus: if force_cpu { Vec::new() } else { gpus() },
+        encoders: Vec::new(),
+        scene_fps_720p: 0.0,
+        scene_fps_1080p: 0.0,
+        force_cpu,
+        binary_version: env!("CARGO_PKG_VERSION").into(),
+        fingerprint: String::new(),
+        calibrated_unix_ms: 0,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::api::server::{routes, write_info, write_token, ApiState};
 use crate::api::{ControlInfo, MeshInfo, INFO_FILE, MESH_FILE};
 use crate::cli::NodeArgs;
 use crate::config::NodeConfig;
-use crate::engine::caps::{host_caps, load_or_probe};
+use crate::engine::caps::load_or_probe;
 use crate::runtime::Runtime;
 use actix::Actor;
 use rendermesh_mesh::key::load_or_create_identity;
@@ -122,11 +122,10 @@ fn start_mesh(cfg: &NodeConfig, name: &str) -> anyhow::Result<PeerView> {
     tracing::info!(mesh_id = %mesh_id, peer_id = %network.peer_id(), static_peers = cfg.peers.len(), "mesh starting");
 
     let force_cpu = cfg.effective_force_cpu();
-    let host = crate::host::probe(force_cpu);
     let peers = Peers::new(
         network.clone(),
         name.to_string(),
-        host_caps(&host, force_cpu),
+        crate::host::probe(force_cpu),
         cfg.effective_slots() as u32,
     );
     let view = peers.view();

@@ -18,7 +18,6 @@ use rendermesh_protocol::{
 use super::encode::encode_chunk;
 use super::scenes::analyze::score_chunk;
 use super::MediaError;
-use crate::host::Host;
 
 /// Hardware encoders worth trying: (FFmpeg name, codec).
 pub const HARDWARE_ENCODERS: [(&str, VideoCodec); 16] = [
@@ -247,7 +246,8 @@ fn time_scenes(clip: &Path, range: &FrameRange, threads: usize) -> f32 {
 }
 
 /// Fingerprint of what a calibration depends on.
-pub fn fingerprint(host: &Host, force_cpu: bool) -> String {
+/// `host` is the host-only record from [`crate::host::probe`].
+pub fn fingerprint(host: &Capabilities) -> String {
     let mut h = blake3::Hasher::new();
     for part in [
         host.arch.as_str(),
@@ -257,7 +257,7 @@ pub fn fingerprint(host: &Host, force_cpu: bool) -> String {
         env!("CARGO_PKG_VERSION"),
         &super::ENGINE_VERSION.to_string(),
         &format!("{}", ff::format::version()),
-        &force_cpu.to_string(),
+        &host.force_cpu.to_string(),
     ] {
         h.update(part.as_bytes());
         h.update(b"\0");
@@ -269,38 +269,16 @@ pub fn fingerprint(host: &Host, force_cpu: bool) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
-/// Host facts only, no encoders: what a node announces before its probe finishes.
-pub fn host_caps(host: &Host, force_cpu: bool) -> Capabilities {
-    Capabilities {
-        version: CAPS_VERSION,
-        hostname: host.hostname.clone(),
-        arch: host.arch.clone(),
-        os: host.os.clone(),
-        cpu_model: host.cpu_model.clone(),
-        cores: host.cores,
-        threads: host.threads,
-        ram_total_bytes: host.ram_total_bytes,
-        ram_available_bytes: host.ram_available_bytes,
-        gpus: host.gpus.clone(),
-        encoders: Vec::new(),
-        scene_fps_720p: 0.0,
-        scene_fps_1080p: 0.0,
-        force_cpu,
-        binary_version: env!("CARGO_PKG_VERSION").into(),
-        fingerprint: String::new(),
-        calibrated_unix_ms: 0,
-    }
-}
-
-/// Probe every encoder and calibrate; `frames` per measurement (more = steadier, slower).
+/// Probe every encoder and calibrate on top of the host-only record `host`; `frames` per
+/// measurement (more = steadier, slower).
 #[tracing::instrument(skip_all)]
 pub fn probe(
-    host: &Host,
-    force_cpu: bool,
+    host: &Capabilities,
     threads: usize,
     frames: u32,
     dir: &Path,
 ) -> Result<Capabilities, MediaError> {
+    let force_cpu = host.force_cpu;
     let (c720, r720) = test_clip(dir, 1280, 720, frames)?;
     let (c1080, r1080) = test_clip(dir, 1920, 1080, frames)?;
     let mut encoders = Vec::new();
@@ -350,12 +328,12 @@ pub fn probe(
         encoders,
         scene_fps_720p,
         scene_fps_1080p,
-        fingerprint: fingerprint(host, force_cpu),
+        fingerprint: fingerprint(host),
         calibrated_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
-        ..host_caps(host, force_cpu)
+        ..host.clone()
     })
 }
 
@@ -370,7 +348,7 @@ pub fn load_or_probe(
 ) -> Result<(Capabilities, bool), MediaError> {
     let host = crate::host::probe(force_cpu);
     let file = data_dir.join("caps.json");
-    let fp = fingerprint(&host, force_cpu);
+    let fp = fingerprint(&host);
     if !recalibrate {
         if let Some(mut c) = std::fs::read(&file)
             .ok()
@@ -388,7 +366,7 @@ pub fn load_or_probe(
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|n| (2..=1000).contains(n))
         .unwrap_or(12);
-    let caps = probe(&host, force_cpu, threads, frames, data_dir)?;
+    let caps = probe(&host, threads, frames, data_dir)?;
     let tmp = data_dir.join("caps.json.tmp");
     let text = serde_json::to_vec_pretty(&caps).map_err(|e| MediaError::write(&file, e))?;
     std::fs::write(&tmp, text)
