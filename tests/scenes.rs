@@ -241,3 +241,26 @@ fn several_files_give_one_list_each() {
     assert_eq!(ca.lines().count(), 3, "one scene for the plain clip: {ca}");
     assert_eq!(cb.lines().count(), 2 + SCENE_CUTS.len() + 1);
 }
+
+/// The cut-list assertions rely on the clip being the same every time it is generated.
+#[test]
+fn the_scenes_clip_is_reproducible() {
+    let decoded_md5 = |dir: &std::path::Path| {
+        let clip = scenes_clip(dir);
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(&clip)
+            .args(["-map", "0:v", "-f", "md5", "-"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = decoded_md5(a.path());
+    assert!(first.starts_with("MD5="), "{first}");
+    assert_eq!(
+        first,
+        decoded_md5(b.path()),
+        "two generations of the scenes clip differ"
+    );
+}

@@ -236,7 +236,7 @@ pub fn scenes_clip(dir: &Path) -> PathBuf {
         "testsrc",
         "color=c=0x801010",
         "pal100bars",
-        "gradients=seed=3:speed=0.01",
+        "color=c=0xc000c0",
         "color=c=0x10a040",
         "smptebars",
     ];
