@@ -34,6 +34,7 @@ pub mod executor;
 pub mod key;
 pub mod network;
 pub mod peers;
+pub mod rpc;
 pub mod worker;
 
 pub use board::{JobBoard, JobHandle};

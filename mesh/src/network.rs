@@ -3,8 +3,10 @@
 //! ```text
 //!   NetworkHandle ──Command (mpsc)──▶ EventLoop (tokio task, owns the Swarm)
 //!                                        │ TCP + pnet(key) + noise + yamux
-//!                                        │ identify "/rendermesh/1", ping, gossipsub
-//!   Peers actor ◀──────── NetEvent ──────┘
+//!                                        │ identify "/rendermesh/1", ping, gossipsub,
+//!                                        │ request-response "/rendermesh/req/1"
+//!   Peers actor ◀──────── NetEvent ──────┤
+//!   request handler ◀──── Inbound ───────┘ (answers through a oneshot)
 //! ```
 //!
 //! The event loop turns swarm events into [`NetEvent`]s and carries out [`Command`]s; the
@@ -20,10 +22,13 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::Transport;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::{gossipsub, identify, identity, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
-use tokio::sync::{mpsc, watch};
+use rendermesh_protocol::{Request, Response};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::key::SwarmKey;
+use crate::rpc::MeshCodec;
 
 /// Protocol version announced by identify; a peer announcing another one is disconnected.
 pub const PROTOCOL_VERSION: &str = "/rendermesh/1";
@@ -33,6 +38,9 @@ pub const CAPS_TOPIC: &str = "rendermesh/caps/1";
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 /// A connection (TCP + pnet + noise + yamux) must be up within this time.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A request without an answer within this time fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 const REDIAL_MIN: Duration = Duration::from_millis(300);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
@@ -103,11 +111,36 @@ pub enum NetEvent {
     Listening { addrs: Vec<Multiaddr> },
 }
 
+/// A request from a peer; answer it through `reply` (dropping it answers with an error).
+#[derive(Debug)]
+pub struct Inbound {
+    pub peer: PeerId,
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Why a request to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("network stopped")]
+    Stopped,
+    #[error("request to {peer} failed: {reason}")]
+    Failed { peer: PeerId, reason: String },
+}
+
 /// Orders for the network task.
 #[derive(Debug)]
 pub enum Command {
     /// Publish on the caps topic.
     Publish(Vec<u8>),
+    /// Dial a discovered peer at these addresses (no-op when already connected).
+    Dial { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// Send a request; the answer (or the failure) comes back on `reply`.
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
+    },
     /// Stop the event loop.
     Shutdown,
 }
@@ -142,6 +175,27 @@ impl NetworkHandle {
         }
     }
 
+    /// Dial a peer found by discovery; nothing happens when it is already connected.
+    pub fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if let Err(e) = self.tx.try_send(Command::Dial { peer, addrs }) {
+            tracing::debug!(error = %e, "dial dropped");
+        }
+    }
+
+    /// Send `request` to `peer` and wait for its answer (at most [`REQUEST_TIMEOUT`]).
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Request {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| RequestError::Stopped)?;
+        rx.await.map_err(|_| RequestError::Stopped)?
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
     }
@@ -152,7 +206,12 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
+    rpc: request_response::Behaviour<MeshCodec>,
 }
+
+type Pending = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (ResponseChannel<Response>, Response)> + Send>,
+>;
 
 struct StaticPeer {
     addr: Multiaddr,
@@ -172,6 +231,12 @@ pub struct EventLoop {
     topic: gossipsub::IdentTopic,
     statics: Vec<StaticPeer>,
     version: String,
+    outbound: std::collections::HashMap<
+        OutboundRequestId,
+        (PeerId, oneshot::Sender<Result<Response, RequestError>>),
+    >,
+    /// Inbound requests waiting for the handler's answer.
+    answering: futures::stream::FuturesUnordered<Pending>,
 }
 
 /// Build the swarm, start listening and subscribe to the caps topic; call inside a tokio
@@ -223,10 +288,16 @@ pub(crate) fn build_versioned(
                 keypair.public(),
             ));
             let ping = ping::Behaviour::new(ping::Config::new());
+            let rpc = request_response::Behaviour::with_codec(
+                MeshCodec,
+                [(crate::rpc::protocol(), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+            );
             Ok(Behaviour {
                 identify,
                 ping,
                 gossipsub,
+                rpc,
             })
         })
         .map_err(|e| build_err(&e))?
@@ -274,26 +345,112 @@ pub(crate) fn build_versioned(
             topic,
             statics,
             version: version.to_string(),
+            outbound: Default::default(),
+            answering: Default::default(),
         },
     ))
 }
 
 impl EventLoop {
-    /// Run until [`Command::Shutdown`] or every handle is dropped. Events go to `events`.
-    pub async fn run(mut self, events: actix::Recipient<NetEvent>) {
+    /// Run until [`Command::Shutdown`] or every handle is dropped. Events go to `events`;
+    /// requests from peers go to `inbound` (a full or closed handler answers "busy").
+    pub async fn run(mut self, events: actix::Recipient<NetEvent>, inbound: mpsc::Sender<Inbound>) {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                ev = self.swarm.select_next_some() => self.on_swarm_event(ev, &events),
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev, &events, &inbound),
+                Some((channel, response)) = self.answering.next(), if !self.answering.is_empty() => {
+                    if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
+                        tracing::debug!("response dropped: the requester went away");
+                    }
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Publish(data)) => self.publish(data),
+                    Some(Command::Dial { peer, addrs }) => self.dial(peer, addrs),
+                    Some(Command::Request { peer, request, reply }) => {
+                        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                        self.outbound.insert(id, (peer, reply));
+                    }
                     Some(Command::Shutdown) | None => break,
                 },
                 _ = tick.tick() => self.redial(),
             }
         }
         tracing::info!("network stopped");
+    }
+
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, error = %e, "dial refused");
+        }
+    }
+
+    fn on_rpc_event(
+        &mut self,
+        ev: request_response::Event<Request, Response>,
+        inbound: &mpsc::Sender<Inbound>,
+    ) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let (reply, rx) = oneshot::channel();
+                let answer: Pending = match inbound.try_send(Inbound {
+                    peer,
+                    request,
+                    reply,
+                }) {
+                    Ok(()) => Box::pin(async move {
+                        let r = rx
+                            .await
+                            .unwrap_or_else(|_| Response::Error("request dropped".into()));
+                        (channel, r)
+                    }),
+                    Err(_) => Box::pin(async move { (channel, Response::Error("busy".into())) }),
+                };
+                self.answering.push(answer);
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((_, reply)) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Err(RequestError::Failed {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::warn!(%peer, %error, "bad request from peer dropped");
+            }
+            Event::ResponseSent { .. } => {}
+        }
     }
 
     fn publish(&mut self, data: Vec<u8>) {
@@ -340,8 +497,10 @@ impl EventLoop {
         &mut self,
         ev: SwarmEvent<BehaviourEvent>,
         events: &actix::Recipient<NetEvent>,
+        inbound: &mpsc::Sender<Inbound>,
     ) {
         match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc_event(ev, inbound),
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "mesh listening");
                 self.listen_tx.send_modify(|v| v.push(address));
@@ -476,7 +635,8 @@ impl EventLoop {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use actix::prelude::*;
+    use actix::prelude::{Actor, Context, Handler};
+    use rendermesh_protocol::{Request, Response};
 
     use super::*;
 
@@ -506,7 +666,14 @@ mod tests {
             build_versioned(cfg, identity::Keypair::generate_ed25519(), &key, version).unwrap();
         let events = Events::default();
         let collector = Collector(events.clone()).start();
-        actix::spawn(event_loop.run(collector.recipient()));
+        // answers every request with the debug text of what it asked
+        let (tx, mut rx) = mpsc::channel::<Inbound>(8);
+        actix::spawn(async move {
+            while let Some(inb) = rx.recv().await {
+                let _ = inb.reply.send(Response::Error(format!("{:?}", inb.request)));
+            }
+        });
+        actix::spawn(event_loop.run(collector.recipient(), tx));
         let mut rx = handle.watch_listen();
         let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|a| !a.is_empty())).await;
         (handle, events)
@@ -549,6 +716,25 @@ mod tests {
             ))
             .await
         );
+    }
+
+    #[actix_rt::test]
+    async fn requests_reach_the_handler_and_answers_come_back() {
+        let (x, x_events) = node(PROTOCOL_VERSION, vec![]).await;
+        let (y, _) = node(PROTOCOL_VERSION, x.listen_addrs()).await;
+        let yid = y.peer_id();
+        assert!(
+            wait(&x_events, |ev| ev.iter().any(
+                |e| matches!(e, NetEvent::Connected { peer, .. } if *peer == yid)
+            ))
+            .await
+        );
+        let answer = x.request(yid, Request::BucketKeys { bucket: 9 }).await.unwrap();
+        assert_eq!(answer, Response::Error("BucketKeys { bucket: 9 }".into()));
+        // a peer we are not connected to: a clear failure, not a hang
+        let stranger = PeerId::random();
+        let err = x.request(stranger, Request::Digest).await.unwrap_err();
+        assert!(matches!(err, RequestError::Failed { peer, .. } if peer == stranger), "{err}");
     }
 
     #[actix_rt::test]

@@ -4,6 +4,7 @@
 //! - [`job`]: what a user submits ([`JobSpec`]), the shards a coordinator plans ([`ShardSpec`]),
 //!   what a worker returns ([`ShardResult`]) and the progress a job reports ([`JobStatus`]).
 //! - [`caps`]: what a node can do ([`Capabilities`]): host facts, verified encoders, speeds.
+//! - [`wire`]: point-to-point requests between nodes (cache replication, blob pieces).
 //! - [`codec`]: the versioned binary codec with a hard size limit; the only user of bincode.
 //!
 //! This crate does no I/O and depends on no other rendermesh crate.
@@ -12,8 +13,10 @@ pub mod caps;
 pub mod codec;
 pub mod id;
 pub mod job;
+pub mod wire;
 
 pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;
+pub use wire::{EntryRecord, Request, Response};

@@ -1,0 +1,71 @@
+//! Point-to-point messages between nodes: one [`Request`], one [`Response`].
+//!
+//! They travel over the mesh's request-response protocol ([`REQUEST_PROTOCOL`]), each framed
+//! as `length (u32 LE) ‖ codec message`; a frame longer than [`MAX_REQUEST_BYTES`] or
+//! [`MAX_RESPONSE_BYTES`] is refused before it is read.
+//!
+//! Cache records travel as the bytes stored on disk: each carries its own blake3 hash, and a
+//! receiver stores nothing it has not verified. Blobs travel in pieces of at most
+//! [`MAX_BLOB_PIECE`] bytes; a fetcher hashes the whole blob before it uses it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CacheKey, ContentId};
+
+/// Protocol name negotiated on each request stream.
+pub const REQUEST_PROTOCOL: &str = "/rendermesh/req/1";
+/// Largest request frame (a batch of pushed records).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+/// Largest response frame (a blob piece or a batch of records).
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest blob piece a node serves.
+pub const MAX_BLOB_PIECE: u32 = 4 * 1024 * 1024;
+/// Number of buckets in a cache digest (by the first byte of the key).
+pub const DIGEST_BUCKETS: usize = 256;
+
+/// A cache record as stored: key and the self-verifying record bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub key: CacheKey,
+    #[serde(with = "serde_bytes")]
+    pub record: Vec<u8>,
+}
+
+/// A request to a peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// The peer's cache digest: one hash per bucket of keys.
+    Digest,
+    /// Every key the peer holds in `bucket`.
+    BucketKeys { bucket: u8 },
+    /// Records the peer holds among `keys` (missing ones are left out).
+    GetEntries { keys: Vec<CacheKey> },
+    /// Store these records (replication push); each is verified first.
+    PutEntries { records: Vec<EntryRecord> },
+    /// Up to `len` bytes of blob `id` from `offset`.
+    GetBlob { id: ContentId, offset: u64, len: u32 },
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Digest {
+        entries: u64,
+        /// [`DIGEST_BUCKETS`] hashes; an empty bucket hashes to all zeros.
+        buckets: Vec<[u8; 32]>,
+    },
+    Keys(Vec<CacheKey>),
+    Entries(Vec<EntryRecord>),
+    /// Result of a [`Request::PutEntries`].
+    Stored { accepted: u32, rejected: u32 },
+    /// A piece of a blob and the blob's total size.
+    BlobPiece {
+        total: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The peer does not have that blob.
+    NoBlob,
+    /// The request was understood but failed; the text says why.
+    Error(String),
+}
