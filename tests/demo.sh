@@ -21,9 +21,9 @@ if [ ! -f "$SAMPLE" ]; then
         -map "[v]" -map 5:a -c:v libx264 -preset veryfast -bf 3 -g 60 -c:a aac "$SAMPLE"
 fi
 
-# the demo node stays on loopback: control API and mesh port both on 127.0.0.1
+# the demo node stays on loopback: control API and mesh port both on 127.0.0.1, no mDNS
 mkdir -p "$DEMO/data"
-printf 'listen = "/ip4/127.0.0.1/tcp/0"\n' > "$DEMO/node.toml"
+printf 'listen = "/ip4/127.0.0.1/tcp/0"\nmdns = false\n' > "$DEMO/node.toml"
 "$BIN" --config "$DEMO/node.toml" --data-dir "$DEMO/data" node --control-listen 127.0.0.1:0 2>"$DEMO/node.log" &
 NODE=$!
 trap 'kill -TERM $NODE 2>/dev/null; wait $NODE 2>/dev/null || true' EXIT

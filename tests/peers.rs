@@ -31,7 +31,7 @@ fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
 fn config(name: &str, key: &Path, listen: &str, peers: &[String]) -> String {
     let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
     format!(
-        "name = {name:?}\nlisten = {listen:?}\npeers = [{}]\nkey_file = {:?}\nslots = 1\n",
+        "name = {name:?}\nlisten = {listen:?}\npeers = [{}]\nkey_file = {:?}\nslots = 1\nmdns = false\n",
         peers.join(", "),
         key.display().to_string()
     )

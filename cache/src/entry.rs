@@ -13,7 +13,7 @@
 //! What type a kind holds is declared by [`CacheValue`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores};
 use serde::de::DeserializeOwned;
@@ -127,30 +127,146 @@ pub struct EntryCheck {
     pub bad: Vec<BadEntry>,
 }
 
+/// The rest of the mesh, as the entry table sees it (the replicator implements it).
+pub trait Remote: Send + Sync {
+    /// A new record was stored under `key` by this node (not by replication).
+    fn stored(&self, key: &CacheKey);
+    /// A local miss: the verified record of `key` from a peer that holds it, if any. Called on
+    /// blocking threads; it may wait for the network (briefly).
+    fn fetch(&self, key: &CacheKey) -> Option<Vec<u8>>;
+}
+
+/// A record received from elsewhere was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("record failed verification: {0}")]
+    Invalid(String),
+}
+
+/// Number of digest buckets (entries are bucketed by the first byte of their key).
+pub const BUCKETS: usize = 256;
+
 /// The analysis-entry table.
 #[derive(Clone)]
 pub struct Entries {
     store: Arc<dyn Store>,
+    remote: Arc<RwLock<Option<Arc<dyn Remote>>>>,
 }
 
 impl Entries {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            remote: Arc::default(),
+        }
+    }
+
+    /// Connect the table to the mesh: new records are reported, misses asked for.
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        *self.remote.write().unwrap_or_else(|p| p.into_inner()) = Some(remote);
+    }
+
+    fn remote(&self) -> Option<Arc<dyn Remote>> {
+        self.remote.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Store `value` under `key`, marked with its kind.
     pub fn put<T: CacheValue>(&self, key: &CacheKey, value: &T) -> Result<(), EntryError> {
         let payload = codec::encode(value)?;
         let rec = record(T::KIND, &payload);
+        let old = self.store.get(Tree::Entries, key.as_bytes())?;
         self.store.put(Tree::Entries, key.as_bytes(), &rec)?;
+        if old.as_deref() != Some(rec.as_slice()) {
+            if let Some(r) = self.remote() {
+                r.stored(key);
+            }
+        }
         Ok(())
+    }
+
+    /// The stored record of `key` (for sending to a peer), verified; a corrupt one is dropped
+    /// and reported as a miss. Never asks the mesh.
+    pub fn record(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? else {
+            return Ok(None);
+        };
+        match parse(&rec) {
+            Ok(_) => Ok(Some(rec)),
+            Err(why) => self.drop_bad(key, &why).map(|_| None),
+        }
+    }
+
+    /// Store a record received from a peer, after verifying it. Returns whether it was new.
+    /// Not reported to the [`Remote`] (it came from there).
+    pub fn put_record(&self, key: &CacheKey, rec: &[u8]) -> Result<bool, RecordError> {
+        parse(rec).map_err(RecordError::Invalid)?;
+        let old = self.store.get(Tree::Entries, key.as_bytes())?;
+        if old.as_deref() == Some(rec) {
+            return Ok(false);
+        }
+        self.store.put(Tree::Entries, key.as_bytes(), rec)?;
+        Ok(true)
+    }
+
+    /// Check a record received from a peer without storing it.
+    pub fn check_record(rec: &[u8]) -> Result<(), String> {
+        parse(rec).map(|_| ())
+    }
+
+    pub fn remove(&self, key: &CacheKey) -> Result<(), StoreError> {
+        self.store.remove(Tree::Entries, key.as_bytes())
+    }
+
+    /// The local record of `key`, or a peer's (verified) on a local miss.
+    fn lookup(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? {
+            if parse(&rec).is_ok() {
+                return Ok(Some(rec));
+            }
+            self.drop_bad(key, &parse(&rec).err().unwrap_or_default())?;
+        }
+        Ok(self
+            .remote()
+            .and_then(|r| r.fetch(key))
+            .filter(|rec| parse(rec).is_ok()))
+    }
+
+    /// A compact summary of the table: the number of entries and, per bucket (first key
+    /// byte), the XOR of blake3(key ‖ record) over its entries (zeros when empty). Two tables
+    /// with equal buckets hold the same records.
+    pub fn digest(&self) -> Result<(u64, Vec<[u8; 32]>), StoreError> {
+        let mut buckets = vec![[0u8; 32]; BUCKETS];
+        let mut n = 0;
+        for (k, rec) in self.store.entries(Tree::Entries)? {
+            let Some(&first) = k.first() else { continue };
+            let mut h = blake3::Hasher::new();
+            h.update(&k);
+            h.update(&rec);
+            let b = &mut buckets[first as usize];
+            for (x, y) in b.iter_mut().zip(h.finalize().as_bytes()) {
+                *x ^= y;
+            }
+            n += 1;
+        }
+        Ok((n, buckets))
+    }
+
+    /// Keys whose first byte is `bucket`.
+    pub fn bucket_keys(&self, bucket: u8) -> Result<Vec<CacheKey>, StoreError> {
+        Ok(self
+            .keys()?
+            .into_iter()
+            .filter(|k| k.as_bytes()[0] == bucket)
+            .collect())
     }
 
     /// The value under `key`, verified. A corrupt or undecodable record is dropped and
     /// reported as a miss (with a warning), never returned. A record of another kind is a miss
     /// too (and kept: it is intact, just not this type).
     pub fn get<T: CacheValue>(&self, key: &CacheKey) -> Result<Option<T>, StoreError> {
-        let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? else {
+        let Some(rec) = self.lookup(key)? else {
             return Ok(None);
         };
         let parsed = match parse(&rec) {
@@ -179,7 +295,7 @@ impl Entries {
     /// The record under `key`, verified but not decoded. A corrupt record is dropped and
     /// reported as a miss.
     pub fn get_raw(&self, key: &CacheKey) -> Result<Option<RawEntry>, StoreError> {
-        let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? else {
+        let Some(rec) = self.lookup(key)? else {
             return Ok(None);
         };
         match parse(&rec) {
@@ -354,6 +470,8 @@ mod tests {
     use crate::store::tests::stores;
     use rendermesh_protocol::{ContentId, Rational};
     use serde::Deserialize;
+    use crate::store::MemStore;
+    use std::sync::Mutex;
 
     /// A test value cached as a probe.
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -371,6 +489,99 @@ mod tests {
 
     fn key(n: u8) -> CacheKey {
         CacheKey::derive(CacheKind::Probe, 1, &[n], &ContentId::of(b"input"))
+    }
+
+    fn list(cuts: Vec<u64>) -> SceneList {
+        SceneList {
+            input: ContentId::of(b"input"),
+            fps: Rational { num: 25, den: 1 },
+            frames: 100,
+            cuts,
+        }
+    }
+
+    struct FakeRemote {
+        stored: Mutex<Vec<CacheKey>>,
+        answer: Option<Vec<u8>>,
+        asked: Mutex<u32>,
+    }
+
+    impl Remote for FakeRemote {
+        fn stored(&self, key: &CacheKey) {
+            self.stored.lock().unwrap().push(*key);
+        }
+        fn fetch(&self, _: &CacheKey) -> Option<Vec<u8>> {
+            *self.asked.lock().unwrap() += 1;
+            self.answer.clone()
+        }
+    }
+
+    #[test]
+    fn replication_hooks_and_digests_on_both() {
+        for (name, store, _dir) in stores() {
+            let a = Entries::new(store);
+            let b = Entries::new(Arc::new(MemStore::default()));
+            let remote = Arc::new(FakeRemote {
+                stored: Mutex::default(),
+                answer: None,
+                asked: Mutex::default(),
+            });
+            a.set_remote(remote.clone());
+            a.put(&key(1), &list(vec![1])).unwrap();
+            a.put(&key(1), &list(vec![1])).unwrap(); // same record: not reported again
+            a.put(&key(2), &list(vec![2])).unwrap();
+            assert_eq!(*remote.stored.lock().unwrap(), vec![key(1), key(2)], "{name}");
+            // a miss asks the mesh
+            assert!(a.get::<SceneList>(&key(3)).unwrap().is_none());
+            assert_eq!(*remote.asked.lock().unwrap(), 1, "{name}");
+
+            // copy a's records to b: the digests become equal
+            assert_ne!(a.digest().unwrap(), b.digest().unwrap(), "{name}");
+            for k in a.keys().unwrap() {
+                let rec = a.record(&k).unwrap().unwrap();
+                assert!(b.put_record(&k, &rec).unwrap());
+                assert!(!b.put_record(&k, &rec).unwrap(), "{name}: same record twice");
+            }
+            let (n, buckets) = a.digest().unwrap();
+            assert_eq!(n, 2);
+            assert_eq!(a.digest().unwrap(), b.digest().unwrap(), "{name}");
+            assert_eq!(buckets.iter().filter(|b| **b != [0; 32]).count(), {
+                let mut firsts: Vec<u8> = a.keys().unwrap().iter().map(|k| k.as_bytes()[0]).collect();
+                firsts.dedup();
+                firsts.len()
+            });
+            let k1 = key(1);
+            assert_eq!(b.bucket_keys(k1.as_bytes()[0]).unwrap(), vec![k1]);
+            // replicated records are not reported back to the mesh
+            assert_eq!(remote.stored.lock().unwrap().len(), 2);
+
+            // a record with a flipped byte is refused and not stored
+            let mut bad = a.record(&key(2)).unwrap().unwrap();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            let fresh = Entries::new(Arc::new(MemStore::default()));
+            assert!(matches!(fresh.put_record(&key(2), &bad), Err(RecordError::Invalid(_))));
+            assert!(!fresh.contains(&key(2)).unwrap());
+            assert!(Entries::check_record(&bad).is_err());
+        }
+    }
+
+    #[test]
+    fn a_miss_is_answered_by_a_verified_remote_record_only() {
+        let src = Entries::new(Arc::new(MemStore::default()));
+        src.put(&key(5), &list(vec![5])).unwrap();
+        let good = src.record(&key(5)).unwrap().unwrap();
+        let mut bad = good.clone();
+        bad[40] ^= 0x10;
+        for (rec, want) in [(good, Some(list(vec![5]))), (bad, None)] {
+            let e = Entries::new(Arc::new(MemStore::default()));
+            e.set_remote(Arc::new(FakeRemote {
+                stored: Mutex::default(),
+                answer: Some(rec),
+                asked: Mutex::default(),
+            }));
+            assert_eq!(e.get::<SceneList>(&key(5)).unwrap(), want);
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 pub use blobs::{BlobCheck, BlobError, BlobStats, BlobStore, GcReport, PinGuard};
 pub use entry::{
-    BadEntry, CacheValue, Entries, EntryCheck, EntryError, EntryInfo, RawEntry, StoredKind,
+    BadEntry, CacheValue, Entries, EntryCheck, EntryError, EntryInfo, RawEntry, RecordError,
+    Remote, StoredKind, BUCKETS,
 };
 pub use files::{FileIdentity, Identified};
 pub use store::{MemStore, SledStore, Store, StoreError, Tree};

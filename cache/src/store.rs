@@ -42,6 +42,8 @@ pub trait Store: Send + Sync {
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
     /// All keys of a tree, in key order.
     fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// All (key, value) pairs of a tree, in key order.
+    fn entries(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
 }
 
@@ -101,6 +103,13 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn entries(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.tree(tree)?
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(backend)?;
         Ok(())
@@ -143,6 +152,15 @@ impl Store for MemStore {
             .keys()
             .filter(|(t, _)| *t == tree)
             .map(|(_, k)| k.clone())
+            .collect())
+    }
+
+    fn entries(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|((t, _), _)| *t == tree)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect())
     }
 

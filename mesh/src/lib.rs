@@ -23,6 +23,8 @@
 //! - [`key`]: the pre-shared mesh key (pnet), its public [`MeshId`], this node's identity.
 //! - [`network`]: the swarm: TCP + pnet + noise + yamux, identify, ping, gossipsub.
 //! - [`peers`]: the [`Peers`] actor: capability gossip, heartbeats, the peer table.
+//! - [`transfer`]: blobs by [`ContentId`](rendermesh_protocol::ContentId) between nodes: serve pieces, fetch pipelined, resume, verify.
+//! - [`discovery`]: mDNS on the local network: announces this node, dials the nodes of its mesh.
 //!
 //! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
 //! workers join the same path.
@@ -30,11 +32,15 @@
 pub mod auction;
 pub mod board;
 pub mod coordinator;
+pub mod discovery;
 pub mod executor;
 pub mod key;
 pub mod network;
 pub mod peers;
+pub mod replica;
 pub mod rpc;
+pub mod service;
+pub mod transfer;
 pub mod worker;
 
 pub use board::{JobBoard, JobHandle};
@@ -43,5 +49,6 @@ pub use executor::{JobDriver, JobError, Plan, ShardError, ShardExecutor};
 pub use key::{KeyError, MeshId, SwarmKey};
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
-pub use peers::{PeerEntry, PeerView, Peers, SetCaps};
-pub use worker::{RunShard, Worker};
+pub use peers::{PeerChange, PeerEntry, PeerView, Peers, SetCaps};
+pub use replica::ReplicaConfig;
+pub use worker::{Load, RunShard, Worker};

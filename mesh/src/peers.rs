@@ -22,6 +22,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::board::now_ms;
 use crate::network::{NetEvent, NetworkHandle, MAX_GOSSIP_BYTES};
+use crate::worker::Load;
+
+/// A peer entered or left the table (for the replicator and the scheduler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerChange {
+    Joined(PeerId),
+    Left(PeerId),
+}
 
 /// How often we announce ourselves.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -38,6 +46,9 @@ pub struct PeerEntry {
     pub listen: Vec<String>,
     pub caps: Capabilities,
     pub slots: u32,
+    /// Shards running at its last heartbeat.
+    #[serde(default)]
+    pub running: u32,
     pub last_seen_unix_ms: u64,
 }
 
@@ -52,6 +63,10 @@ pub struct PeerTable {
 impl PeerTable {
     pub fn connected(&mut self, peer: PeerId, addr: String) {
         self.connected.insert(peer, addr);
+    }
+
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.connected.contains_key(peer)
     }
 
     /// The last connection closed: the peer leaves the table. Returns whether it was listed.
@@ -75,6 +90,7 @@ impl PeerTable {
             listen: a.listen,
             caps: a.caps,
             slots: a.slots,
+            running: a.running,
             last_seen_unix_ms: now_ms,
         };
         self.peers.insert(peer, entry).is_none()
@@ -134,6 +150,8 @@ pub struct Peers {
     table: PeerTable,
     view: PeerView,
     me: PeerAnnounce,
+    load: Load,
+    changes: Vec<tokio::sync::mpsc::UnboundedSender<PeerChange>>,
 }
 
 impl Peers {
@@ -152,9 +170,28 @@ impl Peers {
                 listen,
                 caps,
                 slots,
+                running: 0,
                 sent_unix_ms: 0,
             },
+            load: Load::default(),
+            changes: Vec::new(),
         }
+    }
+
+    /// Announce this gauge's running shards in every heartbeat.
+    pub fn with_load(mut self, load: Load) -> Self {
+        self.load = load;
+        self
+    }
+
+    /// Tell `tx` whenever a peer joins or leaves.
+    pub fn notify_changes(mut self, tx: tokio::sync::mpsc::UnboundedSender<PeerChange>) -> Self {
+        self.changes.push(tx);
+        self
+    }
+
+    fn changed(&mut self, c: PeerChange) {
+        self.changes.retain(|tx| tx.send(c).is_ok());
     }
 
     pub fn view(&self) -> PeerView {
@@ -163,6 +200,7 @@ impl Peers {
 
     fn announce(&mut self) {
         self.me.sent_unix_ms = now_ms();
+        self.me.running = self.load.running();
         match codec::encode(&self.me) {
             Ok(bytes) if bytes.len() <= MAX_GOSSIP_BYTES => self.network.publish(bytes),
             Ok(bytes) => tracing::warn!(
@@ -188,8 +226,17 @@ impl Peers {
         match codec::decode::<PeerAnnounce>(data) {
             Ok(a) => {
                 let name = a.name.clone();
+                // a peer we hear of through others: connect to it directly
+                if !self.table.is_connected(&author) {
+                    let addrs: Vec<libp2p::Multiaddr> =
+                        a.listen.iter().filter_map(|l| l.parse().ok()).collect();
+                    if !addrs.is_empty() {
+                        self.network.dial(author, addrs);
+                    }
+                }
                 if self.table.announced(author, a, now_ms()) {
                     tracing::info!(peer = %author, %name, "peer joined");
+                    self.changed(PeerChange::Joined(author));
                 }
                 self.publish_view();
             }
@@ -207,6 +254,7 @@ impl Actor for Peers {
             act.announce();
             for p in act.table.expire(now_ms(), EXPIRY.as_millis() as u64) {
                 tracing::info!(peer = %p, "peer expired (no heartbeat)");
+                act.changed(PeerChange::Left(p));
             }
             act.publish_view();
         });
@@ -222,6 +270,7 @@ impl Handler<NetEvent> for Peers {
             NetEvent::Disconnected { peer } => {
                 if self.table.disconnected(&peer) {
                     tracing::info!(%peer, "peer left");
+                    self.changed(PeerChange::Left(peer));
                 }
                 self.publish_view();
             }
@@ -283,6 +332,7 @@ mod tests {
             listen: vec!["/ip4/127.0.0.1/tcp/1".into()],
             caps: caps(name),
             slots: 2,
+            running: 1,
             sent_unix_ms: 0,
         }
     }

@@ -1,6 +1,7 @@
 //! The worker actor: accepts [`RunShard`] and runs it through the [`ShardExecutor`] on the
 //! blocking pool, at most `slots` shards at a time (the rest wait in order).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,12 +26,36 @@ pub struct RunShard {
     pub observer: Arc<dyn ShardObserver>,
 }
 
+/// How many shards a worker is running now; shared with the peers actor's heartbeat.
+#[derive(Clone, Debug, Default)]
+pub struct Load(Arc<AtomicU32>);
+
+impl Load {
+    pub fn running(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> LoadGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        LoadGuard(self.clone())
+    }
+}
+
+struct LoadGuard(Load);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Runs shards of any job on this node.
 pub struct Worker {
     name: String,
     executor: Arc<dyn ShardExecutor>,
     slots: Arc<Semaphore>,
     slot_count: usize,
+    load: Load,
 }
 
 impl Worker {
@@ -41,7 +66,13 @@ impl Worker {
             executor,
             slots: Arc::new(Semaphore::new(slot_count)),
             slot_count,
+            load: Load::default(),
         }
+    }
+
+    /// The running-shard gauge of this worker.
+    pub fn load(&self) -> Load {
+        self.load.clone()
     }
 
     pub fn slots(&self) -> usize {
@@ -60,6 +91,7 @@ impl Handler<RunShard> for Worker {
         let slots = self.slots.clone();
         let executor = self.executor.clone();
         let peer = self.name.clone();
+        let load = self.load.clone();
         let span = tracing::info_span!("shard", job = %msg.shard.job, shard = msg.shard.index, peer = %peer);
         Box::pin(
             async move {
@@ -67,6 +99,7 @@ impl Handler<RunShard> for Worker {
                     .acquire_owned()
                     .await
                     .map_err(|_| ShardError::retryable("worker is shutting down"))?;
+                let _running = load.enter();
                 let RunShard { shard, observer } = msg;
                 observer.started(shard.index, &peer);
                 let started = Instant::now();

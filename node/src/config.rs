@@ -29,6 +29,10 @@ pub struct NodeConfig {
     /// least recently used blobs no running job has pinned are deleted. Analysis entries are
     /// small and not counted.
     pub blob_quota_bytes: u64,
+    /// Copies of each analysis entry (scene scores, scene lists, probes) in the mesh: 0 =
+    /// every node holds every entry; k = the k nodes chosen by rendezvous hashing hold it
+    /// and the others ask them.
+    pub cache_replicas: usize,
     /// Hide GPUs: use and advertise software encoders only (also `RENDERMESH_FORCE_CPU=1`).
     pub force_cpu: bool,
     /// Mesh transport address (TCP multiaddr). Tests and single boxes may use
@@ -37,6 +41,13 @@ pub struct NodeConfig {
     /// Static peers, dialled at start and again whenever not connected, e.g.
     /// `["/ip4/192.168.1.20/tcp/7879"]`.
     pub peers: Vec<String>,
+    /// Find the nodes of this mesh on the local network by mDNS (UDP 5353 multicast,
+    /// `_rendermesh._tcp.local.`, IPv4) and dial them; only records of the same mesh id and
+    /// protocol version are dialled. Static `peers` work either way.
+    pub mdns: bool,
+    /// Interfaces mDNS uses, by name (e.g. `["eth0"]`); empty = every non-loopback interface
+    /// that is up. Loopback is used only when named (`["lo"]`).
+    pub mdns_interfaces: Vec<String>,
     /// The mesh's pre-shared key (`rendermesh keygen`); must exist when set. Empty =
     /// `<data_dir>/swarm.key`, created on first start when missing (a lone box is a mesh of one).
     pub key_file: PathBuf,
@@ -75,9 +86,12 @@ impl Default for NodeConfig {
             shard_threads: 0,
             chunk_seconds: 10.0,
             blob_quota_bytes: 0,
+            cache_replicas: 0,
             force_cpu: false,
             listen: "/ip4/0.0.0.0/tcp/7879".into(),
             peers: Vec::new(),
+            mdns: true,
+            mdns_interfaces: Vec::new(),
             key_file: PathBuf::new(),
         }
     }
@@ -135,6 +149,16 @@ impl NodeConfig {
         for p in &self.peers {
             rendermesh_mesh::network::parse_tcp_addr(p)
                 .map_err(|e| anyhow::anyhow!("peers: {e}"))?;
+        }
+        for name in &self.mdns_interfaces {
+            if name.is_empty()
+                || name.len() > 15
+                || name.contains(|c: char| c == '/' || c.is_whitespace())
+            {
+                anyhow::bail!(
+                    "mdns_interfaces: {name:?} is not an interface name (1-15 characters, no '/' or spaces)"
+                );
+            }
         }
         if self.slots > 1024 {
             anyhow::bail!("slots = {} is not sensible", self.slots);
@@ -208,6 +232,8 @@ mod tests {
         let c: NodeConfig = toml::from_str(include_str!("../../configs/single-box.toml")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/rendermesh"));
+        // the shipped file states the defaults
+        assert!(c.mdns && c.mdns_interfaces.is_empty());
     }
 
     #[test]
@@ -237,5 +263,14 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("peers"));
+        let c = NodeConfig {
+            mdns_interfaces: vec!["eth 0".into()],
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("mdns_interfaces"));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::Actor;
 use rendermesh_cache::Cache;
-use rendermesh_mesh::{JobBoard, JobHandle, Worker};
+use rendermesh_mesh::{JobBoard, JobHandle, Load, Worker};
 use rendermesh_protocol::{EncodeOptions, SceneOptions};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,8 @@ pub struct Runtime {
     pub name: String,
     pub cache: Cache,
     pub board: Arc<JobBoard>,
+    /// Shards running on this node's worker.
+    pub load: Load,
 }
 
 impl Runtime {
@@ -59,7 +61,9 @@ impl Runtime {
             cache.blobs.clone(),
             cfg.effective_threads(),
         ));
-        let worker = Worker::new(name.clone(), executor, cfg.effective_slots()).start();
+        let worker = Worker::new(name.clone(), executor, cfg.effective_slots());
+        let load = worker.load();
+        let worker = worker.start();
         let board = Arc::new(JobBoard::new(vec![worker]));
         tracing::info!(node = %name, slots = cfg.effective_slots(), threads = cfg.effective_threads(), "node ready");
         Ok(Self {
@@ -67,6 +71,7 @@ impl Runtime {
             name,
             cache,
             board,
+            load,
         })
     }
 

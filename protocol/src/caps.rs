@@ -87,6 +87,8 @@ pub struct PeerAnnounce {
     pub caps: Capabilities,
     /// Shard slots of this node.
     pub slots: u32,
+    /// Shards running on it now (its free slots are `slots - running`).
+    pub running: u32,
     /// Sender's clock when sent (ms since the Unix epoch); informational only.
     pub sent_unix_ms: u64,
 }

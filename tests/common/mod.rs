@@ -322,6 +322,20 @@ pub fn report(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report is JSON")
 }
 
+/// `config` with `mdns = false` first, unless it sets `mdns` itself (top-level keys only).
+pub fn no_mdns_unless_asked(config: &str) -> String {
+    let sets_mdns = config.lines().any(|l| {
+        let l = l.trim_start();
+        l.strip_prefix("mdns")
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    if sets_mdns {
+        config.to_string()
+    } else {
+        format!("mdns = false\n{config}")
+    }
+}
+
 /// A `rendermesh node` on 127.0.0.1 (port 0) with its own data dir; killed on drop.
 pub struct Daemon {
     pub child: Child,
@@ -331,11 +345,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(data_dir: &Path) -> Daemon {
-        Self::start_with(data_dir, "listen = \"/ip4/127.0.0.1/tcp/0\"\n")
+        Self::start_with(data_dir, "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\n")
     }
 
     /// Start with `config` (TOML) written to `<data_dir>/node.toml` and passed by --config.
-    /// Returns once the control API and the mesh transport are listening.
+    /// Returns once the control API and the mesh transport are listening. A config that does
+    /// not mention `mdns` gets `mdns = false`: tests never multicast on the host's network.
     pub fn start_with(data_dir: &Path, config: &str) -> Daemon {
         Self::start_with_env(data_dir, config, &[])
     }
@@ -346,7 +361,7 @@ impl Daemon {
         let _ = std::fs::remove_file(data_dir.join("mesh.json"));
         std::fs::create_dir_all(data_dir).expect("data dir");
         let cfg = data_dir.join("node.toml");
-        std::fs::write(&cfg, config).expect("write node.toml");
+        std::fs::write(&cfg, no_mdns_unless_asked(config)).expect("write node.toml");
         // append: a restarted node keeps the log of its earlier life
         let log = std::fs::OpenOptions::new()
             .create(true)

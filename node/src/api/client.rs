@@ -79,6 +79,10 @@ impl Client {
         Ok(self.get("/v1/peers")?.into_json()?)
     }
 
+    pub fn cache_entries(&self) -> anyhow::Result<Vec<super::CacheRow>> {
+        Ok(self.get("/v1/cache/entries")?.into_json()?)
+    }
+
     pub fn result(&self, id: JobId) -> anyhow::Result<JobResult> {
         Ok(self.get(&format!("/v1/jobs/{id}/result"))?.into_json()?)
     }

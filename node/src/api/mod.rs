@@ -31,6 +31,15 @@ pub struct ControlInfo {
     pub name: String,
 }
 
+/// One cache entry as the control API lists it (`GET /v1/cache/entries`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRow {
+    pub key: String,
+    pub kind: String,
+    /// Size of the stored record.
+    pub bytes: usize,
+}
+
 /// Contents of `mesh.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MeshInfo {

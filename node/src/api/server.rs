@@ -102,6 +102,24 @@ async fn peers(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().json(st.peers.rows())
 }
 
+async fn cache_entries(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
+    guard!(req, st);
+    let entries = st.runtime.cache.entries.clone();
+    match web::block(move || entries.list()).await {
+        Ok(Ok(list)) => HttpResponse::Ok().json(
+            list.into_iter()
+                .map(|e| super::CacheRow {
+                    key: e.key.to_string(),
+                    kind: e.kind.to_string(),
+                    bytes: e.bytes,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Ok(Err(e)) => error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, HttpResponse> {
     let id: JobId = path.parse().map_err(|e| {
         error(
@@ -204,6 +222,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/jobs", web::post().to(submit))
         .route("/v1/jobs", web::get().to(list))
         .route("/v1/peers", web::get().to(peers))
+        .route("/v1/cache/entries", web::get().to(cache_entries))
         .route("/v1/jobs/{id}", web::get().to(status))
         .route("/v1/jobs/{id}/result", web::get().to(result))
         .route("/v1/jobs/{id}/output", web::get().to(output))

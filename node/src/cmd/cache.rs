@@ -12,6 +12,7 @@ use anyhow::Context;
 use rendermesh_cache::{Cache, RawEntry, StoreError, StoredKind};
 use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores};
 
+use crate::api::client::Client;
 use crate::api::read_control;
 use crate::cli::{CacheCmd, CacheGcArgs, CacheGetArgs, CacheLsArgs, CacheStatArgs};
 use crate::config::NodeConfig;
@@ -21,7 +22,15 @@ use crate::engine::probe::Probe;
 const EXIT_BAD: i32 = 2;
 
 pub fn run(cfg: NodeConfig, sub: CacheCmd) -> anyhow::Result<i32> {
-    let cache = open(&cfg.data_dir)?;
+    let cache = match (open(&cfg.data_dir), &sub) {
+        (Ok(c), _) => c,
+        // a running node lists its entries through its API
+        (Err(e), CacheCmd::Ls(a)) if !a.blobs => match read_control(&cfg.data_dir) {
+            Some((info, token)) => return ls_remote(&Client::new(&info, token), a),
+            None => return Err(e),
+        },
+        (Err(e), _) => return Err(e),
+    };
     match sub {
         CacheCmd::Stat(a) => stat(&cfg, cache.as_ref(), a),
         CacheCmd::Ls(a) => ls(cache.as_ref(), a),
@@ -165,6 +174,20 @@ fn ls(cache: Option<&Cache>, a: CacheLsArgs) -> anyhow::Result<i32> {
         }
         if a.long {
             println!("{}  {:<11}  {}", e.key, kind, e.bytes);
+        } else {
+            println!("{}", e.key);
+        }
+    }
+    Ok(0)
+}
+
+fn ls_remote(client: &Client, a: &CacheLsArgs) -> anyhow::Result<i32> {
+    for e in client.cache_entries()? {
+        if a.kind.as_deref().is_some_and(|k| k != e.kind) {
+            continue;
+        }
+        if a.long {
+            println!("{}  {:<11}  {}", e.key, e.kind, e.bytes);
         } else {
             println!("{}", e.key);
         }

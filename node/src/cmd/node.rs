@@ -21,6 +21,7 @@ use crate::runtime::Runtime;
 use actix::Actor;
 use rendermesh_mesh::key::load_or_create_identity;
 use rendermesh_mesh::network::{self, parse_tcp_addr};
+use rendermesh_mesh::{replica, service, ReplicaConfig};
 use rendermesh_mesh::{NetworkConfig, PeerView, Peers, SetCaps, SwarmKey};
 
 pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
@@ -32,7 +33,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     let sys = actix::System::new();
     let result = sys.block_on(async move {
         let runtime = Arc::new(Runtime::start(cfg)?);
-        let peers = start_mesh(&runtime.cfg, &runtime.name)?;
+        let peers = start_mesh(&runtime)?;
         let token = write_token(&runtime.cfg.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "{}: cannot write the control token: {e}",
@@ -88,7 +89,8 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
 }
 
 /// Start the network task and the peers actor; call inside the actix system.
-fn start_mesh(cfg: &NodeConfig, name: &str) -> anyhow::Result<PeerView> {
+fn start_mesh(runtime: &Runtime) -> anyhow::Result<PeerView> {
+    let (cfg, name) = (&runtime.cfg, runtime.name.as_str());
     let key_file = cfg.effective_key_file();
     // a configured key file must exist; only the default one is created on first start
     let (key, created) = if cfg.key_file.as_os_str().is_empty() {
@@ -120,6 +122,14 @@ fn start_mesh(cfg: &NodeConfig, name: &str) -> anyhow::Result<PeerView> {
     )?;
     let mesh_id = key.mesh_id().to_string();
     tracing::info!(mesh_id = %mesh_id, peer_id = %network.peer_id(), static_peers = cfg.peers.len(), "mesh starting");
+    if cfg.mdns {
+        let mdns = rendermesh_mesh::discovery::DiscoveryConfig {
+            interfaces: cfg.mdns_interfaces.clone(),
+        };
+        if let Err(e) = rendermesh_mesh::discovery::start(mdns, network.clone(), key.mesh_id()) {
+            tracing::warn!(error = %e, "mDNS discovery is off; static peers only");
+        }
+    }
 
     let force_cpu = cfg.effective_force_cpu();
     let peers = Peers::new(
@@ -127,10 +137,24 @@ fn start_mesh(cfg: &NodeConfig, name: &str) -> anyhow::Result<PeerView> {
         name.to_string(),
         crate::host::probe(force_cpu),
         cfg.effective_slots() as u32,
-    );
+    )
+    .with_load(runtime.load.clone());
+    // the replicator follows who is in the mesh
+    let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let peers = peers.notify_changes(changes_tx);
     let view = peers.view();
     let peers = peers.start();
-    actix::spawn(event_loop.run(peers.clone().recipient()));
+    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(service::QUEUE);
+    service::serve(inbound_rx, runtime.cache.clone());
+    replica::start(
+        runtime.cache.entries.clone(),
+        network.clone(),
+        ReplicaConfig {
+            replicas: cfg.cache_replicas,
+        },
+        changes_rx,
+    );
+    actix::spawn(event_loop.run(peers.clone().recipient(), inbound_tx));
 
     // mesh.json follows the actual listen addresses
     let mut listen_rx = network.watch_listen();

@@ -24,8 +24,8 @@ pub fn run(cfg: NodeConfig, args: PeersArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<16} {:<26} {:<8} {:>5} {:>8} {:<10} {:>9} {:>9}  encoders",
-        "name", "address", "arch", "cores", "RAM GiB", "GPU", "x264 fps", "seen ago"
+        "{:<16} {:<26} {:<8} {:>5} {:>8} {:<10} {:>9} {:>9} {:>9}  encoders",
+        "name", "address", "arch", "cores", "RAM GiB", "GPU", "x264 fps", "busy/free", "seen ago"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -66,7 +66,7 @@ fn print_row(p: &PeerEntry, now_ms: u64) {
         verified.join(",")
     };
     println!(
-        "{:<16} {:<26} {:<8} {:>5} {:>8.1} {:<10} {:>9} {:>8.1}s  {}",
+        "{:<16} {:<26} {:<8} {:>5} {:>8.1} {:<10} {:>9} {:>9} {:>8.1}s  {}",
         p.name,
         p.address,
         c.arch,
@@ -74,6 +74,7 @@ fn print_row(p: &PeerEntry, now_ms: u64) {
         c.ram_total_bytes as f64 / (1u64 << 30) as f64,
         gpu,
         x264,
+        format!("{}/{}", p.running, p.slots.saturating_sub(p.running)),
         now_ms.saturating_sub(p.last_seen_unix_ms) as f64 / 1000.0,
         encoders
     );

@@ -1,0 +1,422 @@
+//! Blob transfer between real in-process nodes over 127.0.0.1 (TCP + pnet + noise + yamux).
+//!
+//! Each node has its own blob store in a temp dir and answers `GetBlob` with
+//! `transfer::serve_piece`, unless its [`Mode`] makes it misbehave. The fetcher dials the
+//! nodes it needs and waits for the connections before it fetches.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::{Actor, Context, Handler};
+use libp2p::identity;
+use rendermesh_cache::BlobStore;
+use rendermesh_mesh::network::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
+use rendermesh_mesh::transfer::{self, FetchError, FetchOptions, Fetched};
+use rendermesh_mesh::{PeerId, SwarmKey};
+use rendermesh_protocol::{ContentId, Request, Response};
+use tokio::sync::mpsc;
+
+const MB20: usize = 20 * 1000 * 1000 + 12_345;
+
+/// How a node answers blob requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Honest,
+    /// Shut the node's network down instead of answering the data piece after the n-th.
+    StopAfter(u64),
+    /// Answer data requests with another message.
+    WrongVariant,
+    /// One byte more than asked.
+    TooLong,
+    /// The size grows by one from the second data piece on.
+    TotalChanges,
+    /// Pieces without bytes.
+    Empty,
+    /// Every data request fails with an error text.
+    ErrorText,
+}
+
+#[derive(Default)]
+struct Collector(Arc<Mutex<Vec<NetEvent>>>);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl Handler<NetEvent> for Collector {
+    type Result = ();
+    fn handle(&mut self, ev: NetEvent, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(ev);
+    }
+}
+
+struct Node {
+    net: NetworkHandle,
+    blobs: BlobStore,
+    /// Bytes asked for in `GetBlob` requests.
+    requested: Arc<AtomicU64>,
+    events: Arc<Mutex<Vec<NetEvent>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn id(&self) -> PeerId {
+        self.net.peer_id()
+    }
+
+    fn requested(&self) -> u64 {
+        self.requested.load(Ordering::SeqCst)
+    }
+}
+
+async fn node(mode: Mode) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = BlobStore::open(&dir.path().join("blobs")).unwrap();
+    let cfg = NetworkConfig {
+        listen: network::parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
+        static_peers: vec![],
+    };
+    let key = SwarmKey::from_bytes([42; 32]);
+    let (net, event_loop) =
+        network::build(cfg, identity::Keypair::generate_ed25519(), &key).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector(events.clone()).start();
+    let (tx, mut rx) = mpsc::channel::<Inbound>(64);
+    let requested = Arc::new(AtomicU64::new(0));
+    let pieces = Arc::new(AtomicU64::new(0));
+    {
+        let (blobs, net, requested) = (blobs.clone(), net.clone(), requested.clone());
+        actix::spawn(async move {
+            while let Some(Inbound { request, reply, .. }) = rx.recv().await {
+                let Request::GetBlob { id, offset, len } = request else {
+                    let _ = reply.send(Response::Error("unsupported".into()));
+                    continue;
+                };
+                requested.fetch_add(u64::from(len), Ordering::SeqCst);
+                let (blobs, net, pieces) = (blobs.clone(), net.clone(), pieces.clone());
+                actix::spawn(async move {
+                    let mut r = tokio::task::spawn_blocking(move || {
+                        transfer::serve_piece(&blobs, &id, offset, len)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Response::Error(e.to_string()));
+                    if len > 0 {
+                        let n = pieces.fetch_add(1, Ordering::SeqCst) + 1;
+                        if let Response::BlobPiece { total, data } = &mut r {
+                            match mode {
+                                Mode::Honest => {}
+                                Mode::StopAfter(k) => {
+                                    if n > k {
+                                        net.shutdown().await;
+                                        return;
+                                    }
+                                }
+                                Mode::WrongVariant => r = Response::Keys(vec![]),
+                                Mode::TooLong => data.push(0),
+                                Mode::TotalChanges => {
+                                    if n >= 2 {
+                                        *total += 1
+                                    }
+                                }
+                                Mode::Empty => data.clear(),
+                                Mode::ErrorText => r = Response::Error("disk on fire".into()),
+                            }
+                        }
+                    }
+                    let _ = reply.send(r);
+                });
+            }
+        });
+    }
+    actix::spawn(event_loop.run(collector.recipient(), tx));
+    let mut listen = net.watch_listen();
+    tokio::time::timeout(Duration::from_secs(5), listen.wait_for(|a| !a.is_empty()))
+        .await
+        .expect("node did not start listening")
+        .unwrap();
+    Node {
+        net,
+        blobs,
+        requested,
+        events,
+        _dir: dir,
+    }
+}
+
+/// Connect `from` to each of `to`, waiting (at most 10 s) until every connection is up.
+async fn connect(from: &Node, to: &[&Node]) {
+    for n in to {
+        from.net.dial(n.id(), n.net.listen_addrs());
+    }
+    for _ in 0..500 {
+        let up = {
+            let ev = from.events.lock().unwrap();
+            to.iter().all(|n| {
+                ev.iter()
+                    .any(|e| matches!(e, NetEvent::Connected { peer, .. } if *peer == n.id()))
+            })
+        };
+        if up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("peers did not connect");
+}
+
+/// Deterministic, incompressible test bytes.
+fn random_bytes(seed: u8, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    blake3::Hasher::new()
+        .update(&[seed])
+        .finalize_xof()
+        .fill(&mut v);
+    v
+}
+
+async fn fetch(
+    from: &Node,
+    peers: &[&Node],
+    id: ContentId,
+    opts: FetchOptions,
+) -> Result<Fetched, FetchError> {
+    let peers: Vec<PeerId> = peers.iter().map(|n| n.id()).collect();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        transfer::fetch(&from.net, &peers, id, &from.blobs, opts),
+    )
+    .await
+    .expect("fetch hung")
+}
+
+fn small_pieces() -> FetchOptions {
+    FetchOptions {
+        piece_size: 256 * 1024,
+        depth: 4,
+        retries: 2,
+        backoff: Duration::from_millis(50),
+    }
+}
+
+fn part_len(n: &Node, id: &ContentId) -> Option<u64> {
+    fs::metadata(transfer::partial_path(&n.blobs, id))
+        .ok()
+        .map(|m| m.len())
+}
+
+#[actix_rt::test]
+async fn fetches_a_20_mb_blob_verified_and_pinned() {
+    let a = node(Mode::Honest).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(1, MB20);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&a]).await;
+
+    let got = fetch(&f, &[&a], id, FetchOptions::default()).await.unwrap();
+    assert_eq!((got.id, got.size, got.received, got.resumed), (id, MB20 as u64, MB20 as u64, 0));
+    assert_eq!(got.pin.id(), &id);
+    assert!(f.blobs.is_pinned(&id));
+    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes, "bytes differ");
+    assert_eq!(f.blobs.stats().bytes, MB20 as u64);
+    assert_eq!(part_len(&f, &id), None, "partial file left behind");
+    assert_eq!(a.requested(), MB20 as u64, "bytes asked for more than once");
+
+    // already here: pinned again, nothing asked
+    drop(got);
+    assert!(!f.blobs.is_pinned(&id));
+    let again = fetch(&f, &[&a], id, FetchOptions::default()).await.unwrap();
+    assert_eq!((again.size, again.received), (MB20 as u64, 0));
+    assert!(f.blobs.is_pinned(&id));
+    assert_eq!(a.requested(), MB20 as u64);
+}
+
+#[actix_rt::test]
+async fn resumes_from_a_second_peer_after_the_first_stops() {
+    let a = node(Mode::StopAfter(30)).await;
+    let b = node(Mode::Honest).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(2, MB20);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    assert_eq!(b.blobs.put_bytes(&bytes).unwrap(), id);
+    connect(&f, &[&a, &b]).await;
+
+    let got = fetch(&f, &[&a, &b], id, small_pieces()).await.unwrap();
+    assert_eq!((got.size, got.received), (MB20 as u64, MB20 as u64));
+    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes, "bytes differ");
+    let (from_a, from_b) = (a.requested(), b.requested());
+    eprintln!("asked a for {from_a} bytes, then b for {from_b} of {MB20}");
+    // a served 30 pieces of 256 KiB before it stopped; b was asked only for the rest
+    assert!(from_b < MB20 as u64, "b was asked for the whole blob again");
+    assert!(from_b <= MB20 as u64 - 20 * 256 * 1024, "too little was kept from a: {from_b}");
+    assert!(from_a + from_b >= MB20 as u64);
+}
+
+#[actix_rt::test]
+async fn a_later_fetch_resumes_the_partial_file() {
+    let a = node(Mode::StopAfter(30)).await;
+    let b = node(Mode::Honest).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(3, MB20);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    b.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&a, &b]).await;
+
+    let err = fetch(&f, &[&a], id, small_pieces()).await.unwrap_err();
+    match &err {
+        FetchError::Unavailable { failures, .. } => {
+            assert_eq!(failures.len(), 1);
+            assert_eq!(failures[0].peer, a.id());
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains(&a.id().to_string()), "{err}");
+    let kept = part_len(&f, &id).expect("no partial file kept");
+    assert!(kept > 0 && kept < MB20 as u64, "{kept}");
+    assert!(!f.blobs.contains(&id));
+
+    let got = fetch(&f, &[&b], id, small_pieces()).await.unwrap();
+    assert_eq!((got.size, got.resumed, got.received), (MB20 as u64, kept, MB20 as u64 - kept));
+    assert_eq!(b.requested(), MB20 as u64 - kept, "b was asked for bytes we had");
+    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes, "bytes differ");
+    assert_eq!(part_len(&f, &id), None);
+}
+
+/// Keeps the text of warnings logged on this thread.
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+struct Text(String);
+
+impl tracing::field::Visit for Text {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        *meta.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[actix_rt::test]
+async fn a_lying_peer_is_caught_and_nothing_is_kept() {
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let _log = tracing::subscriber::set_default(Warnings(warnings.clone()));
+    let liar = node(Mode::Honest).await;
+    let f = node(Mode::Honest).await;
+    let good = random_bytes(4, 3_000_000);
+    let id = liar.blobs.put_bytes(&good).unwrap();
+    // same size, other bytes, filed under the good id
+    fs::write(liar.blobs.path(&id), random_bytes(5, good.len())).unwrap();
+    connect(&f, &[&liar]).await;
+
+    let err = fetch(&f, &[&liar], id, FetchOptions::default()).await.unwrap_err();
+    match &err {
+        FetchError::Corrupt { id: bad, peers, resumed } => {
+            assert_eq!((bad, peers.as_slice(), *resumed), (&id, &[liar.id()][..], 0));
+        }
+        other => panic!("{other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("failed verification") && text.contains(&liar.id().to_string()), "{text}");
+    assert_eq!(part_len(&f, &id), None, "partial file kept");
+    assert!(!f.blobs.contains(&id));
+    assert_eq!(f.blobs.stats().blobs, 0, "something was adopted");
+    let logged = warnings.lock().unwrap();
+    assert!(
+        logged.iter().any(|w| w.contains("failed verification") && w.contains(&liar.id().to_string())),
+        "no warning naming the peer: {logged:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_blob_nobody_has_is_a_clear_error() {
+    let a = node(Mode::Honest).await;
+    let b = node(Mode::Honest).await;
+    let f = node(Mode::Honest).await;
+    connect(&f, &[&a, &b]).await;
+    let id = ContentId::of(b"nobody has this");
+    let err = fetch(&f, &[&a, &b], id, FetchOptions::default()).await.unwrap_err();
+    match &err {
+        FetchError::NotFound { asked, .. } => assert_eq!(asked, &vec![a.id(), b.id()]),
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().starts_with("no peer has blob"), "{err}");
+    assert_eq!(part_len(&f, &id), None);
+    // and nobody to ask at all
+    let err = fetch(&f, &[], id, FetchOptions::default()).await.unwrap_err();
+    assert!(matches!(err, FetchError::NoPeers { .. }), "{err}");
+}
+
+#[actix_rt::test]
+async fn garbled_answers_are_errors_not_panics() {
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(6, 2_000_000);
+    let cases = [
+        (Mode::WrongVariant, "answered a blob request with Keys"),
+        (Mode::TooLong, "when asked for"),
+        (Mode::TotalChanges, "changed the blob size"),
+        (Mode::Empty, "empty piece"),
+        (Mode::ErrorText, "disk on fire"),
+    ];
+    for (mode, expect) in cases {
+        let g = node(mode).await;
+        let id = g.blobs.put_bytes(&bytes).unwrap();
+        connect(&f, &[&g]).await;
+        let err = fetch(&f, &[&g], id, small_pieces()).await.unwrap_err();
+        let text = err.to_string();
+        match &err {
+            FetchError::Unavailable { failures, .. } => {
+                assert_eq!(failures.len(), 1, "{mode:?}: {text}");
+                assert_eq!(failures[0].peer, g.id());
+                assert!(failures[0].reason.contains(expect), "{mode:?}: {text}");
+            }
+            other => panic!("{mode:?}: {other}"),
+        }
+        assert!(text.contains(&g.id().to_string()), "{mode:?}: {text}");
+        assert!(!f.blobs.contains(&id));
+    }
+
+    // a garbling peer is skipped; an honest one behind it completes the blob
+    let g = node(Mode::TooLong).await;
+    let h = node(Mode::Honest).await;
+    let id = g.blobs.put_bytes(&bytes).unwrap();
+    h.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&g, &h]).await;
+    let got = fetch(&f, &[&g, &h], id, small_pieces()).await.unwrap();
+    assert_eq!(got.size, bytes.len() as u64);
+    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes);
+}
+
+#[actix_rt::test]
+async fn concurrent_fetches_of_one_blob_transfer_it_once() {
+    let a = node(Mode::Honest).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(7, 5_000_000);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&a]).await;
+    let peers = [&a];
+    let (x, y) = futures::join!(
+        fetch(&f, &peers, id, small_pieces()),
+        fetch(&f, &peers, id, small_pieces())
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.received + y.received, bytes.len() as u64);
+    assert_eq!(a.requested(), bytes.len() as u64);
+    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes);
+}

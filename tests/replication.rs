@@ -1,0 +1,257 @@
+//! One cache for the lab: real `rendermesh node` processes on loopback replicate analysis
+//! entries. A file analysed on one node is answered from cache on another (no decode
+//! anywhere); a node that joins later receives every entry; with `cache_replicas = 2` each
+//! entry lives on exactly its two rendezvous owners, survives the death of one, and is copied
+//! to a new owner.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rendermesh_mesh::PeerId;
+
+/// These tests start several nodes each: one at a time on 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn keygen(dir: &Path) -> std::path::PathBuf {
+    let o = rendermesh(dir, &["keygen"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = dir.join("swarm.key");
+    std::fs::write(&path, stdout(&o)).unwrap();
+    path
+}
+
+fn start(dir: &Path, name: &str, key: &Path, peers: &[String], replicas: usize) -> Daemon {
+    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
+    Daemon::start_with(
+        &dir.join(name),
+        &format!(
+            "mdns = false\nname = {name:?}\nlisten = \"/ip4/127.0.0.1/tcp/0\"\npeers = [{}]\nkey_file = {:?}\nslots = 2\ncache_replicas = {replicas}\n",
+            peers.join(", "),
+            key.display().to_string()
+        ),
+    )
+}
+
+/// Keys of a running node's cache entries.
+fn keys(node: &Daemon) -> BTreeSet<String> {
+    node.api_get("/v1/cache/entries")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["key"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Submit a scenes job on `node`; returns the job's status (from the node's API).
+fn scenes(node: &Daemon, clip: &Path, out: &Path) -> serde_json::Value {
+    let o = rendermesh(
+        &node.data_dir,
+        &[
+            "submit",
+            "scenes",
+            clip.to_str().unwrap(),
+            "--chunk-seconds",
+            "4",
+            "--json",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), node.log());
+    let jobs = node.api_get("/v1/jobs").unwrap();
+    jobs.as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|j| j["started_unix_ms"].as_u64())
+        .unwrap()
+        .clone()
+}
+
+fn cuts(json: &Path) -> Vec<u64> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    v["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect()
+}
+
+fn job_count(node: &Daemon) -> usize {
+    node.api_get("/v1/jobs")
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+fn no_panic(nodes: &[&Daemon]) {
+    for n in nodes {
+        assert!(!n.log().contains("panicked"), "{}", n.log());
+    }
+}
+
+#[test]
+fn a_file_analysed_once_is_answered_everywhere_and_a_late_node_gets_every_entry() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    let a = start(tmp.path(), "a", &key, &[], 0);
+    let b = start(tmp.path(), "b", &key, &[a.mesh_addr()], 0);
+    wait_for(Duration::from_secs(10), || b.peer_ids().len() == 1).expect("a and b meet");
+
+    // A analyses the clip
+    let clip = scenes_clip(tmp.path());
+    let job_a = scenes(&a, &clip, &tmp.path().join("a.json"));
+    assert_eq!(job_a["from_cache"], false);
+    assert!(job_a["stats"]["decoded_frames"].as_u64().unwrap() > 0);
+    assert_eq!(cuts(&tmp.path().join("a.json")), SCENE_CUTS);
+    let on_a = keys(&a);
+    // probe, one entry per shard, the scene list
+    assert!(on_a.len() >= 3, "{on_a:?}");
+    wait_for(Duration::from_secs(5), || keys(&b) == on_a)
+        .unwrap_or_else(|| panic!("b did not receive a's entries: {:?} vs {on_a:?}", keys(&b)));
+
+    // B submits its own copy of the file: answered from its replica, nothing decoded anywhere
+    let copy_dir = tmp.path().join("b-media");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let copy = copy_dir.join("same-video.mp4");
+    std::fs::copy(&clip, &copy).unwrap();
+    let jobs_on_a = job_count(&a);
+    let job_b = scenes(&b, &copy, &tmp.path().join("b.json"));
+    assert_eq!(job_b["from_cache"], true, "{job_b}");
+    assert_eq!(job_b["stats"]["decoded_frames"], 0, "{job_b}");
+    assert!(job_b["shards"].as_array().unwrap().is_empty(), "{job_b}");
+    assert_eq!(cuts(&tmp.path().join("b.json")), SCENE_CUTS);
+    assert_eq!(job_count(&a), jobs_on_a, "a ran something for b");
+
+    // C joins afterwards and holds every entry within 5 s
+    let t0 = Instant::now();
+    let c = start(tmp.path(), "c", &key, &[b.mesh_addr()], 0);
+    let took = wait_for(Duration::from_secs(10), || keys(&c) == on_a)
+        .unwrap_or_else(|| panic!("c did not receive the entries: {:?}", keys(&c)));
+    let since_start = t0.elapsed();
+    eprintln!(
+        "late node holds all {} entries {} ms after its start ({} ms after it answered)",
+        on_a.len(),
+        since_start.as_millis(),
+        took.as_millis()
+    );
+    assert!(since_start < Duration::from_secs(5), "{since_start:?}");
+    assert!(c.log().contains("cache entries pulled from peer"), "{}", c.log());
+    no_panic(&[&a, &b, &c]);
+}
+
+/// Rendezvous owners of `key` (hex) among `peers` (peer id text), computed here from the
+/// definition: the `k` highest blake3(key ‖ peer id bytes).
+fn owners(key: &str, peers: &[String], k: usize) -> BTreeSet<String> {
+    let key: Vec<u8> = (0..key.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&key[i..i + 2], 16).unwrap())
+        .collect();
+    let mut scored: Vec<([u8; 32], String)> = peers
+        .iter()
+        .map(|p| {
+            let id: PeerId = p.parse().unwrap();
+            let mut h = blake3::Hasher::new();
+            h.update(&key);
+            h.update(&id.to_bytes());
+            (*h.finalize().as_bytes(), p.clone())
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.into_iter().take(k).map(|(_, p)| p).collect()
+}
+
+/// Which nodes hold each key.
+fn holders(nodes: &[&Daemon], ids: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (n, id) in nodes.iter().zip(ids) {
+        for k in keys(n) {
+            m.entry(k).or_default().insert(id.clone());
+        }
+    }
+    m
+}
+
+fn placed_on_owners(nodes: &[&Daemon], ids: &[String], want_keys: usize) -> bool {
+    let h = holders(nodes, ids);
+    h.len() == want_keys && h.iter().all(|(k, held)| *held == owners(k, ids, 2))
+}
+
+#[test]
+fn with_two_replicas_each_entry_lives_on_its_two_owners_and_survives_one() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    let a = start(tmp.path(), "a", &key, &[], 2);
+    let addr = a.mesh_addr();
+    let mut nodes = vec![a];
+    for name in ["b", "c", "d"] {
+        nodes.push(start(tmp.path(), name, &key, &[addr.clone()], 2));
+    }
+    let ids: Vec<String> = nodes.iter().map(Daemon::peer_id).collect();
+    wait_for(Duration::from_secs(10), || {
+        nodes.iter().all(|n| n.peer_ids().len() == 3)
+    })
+    .expect("4 nodes meet");
+
+    let clip = scenes_clip(tmp.path());
+    let job = scenes(&nodes[0], &clip, &tmp.path().join("a.json"));
+    assert_eq!(job["from_cache"], false);
+    assert_eq!(cuts(&tmp.path().join("a.json")), SCENE_CUTS);
+    let refs: Vec<&Daemon> = nodes.iter().collect();
+    let n_keys = holders(&refs, &ids).len();
+    assert!(n_keys >= 3);
+    wait_for(Duration::from_secs(10), || placed_on_owners(&refs, &ids, n_keys)).unwrap_or_else(
+        || panic!("entries not on exactly their 2 owners: {:?}", holders(&refs, &ids)),
+    );
+    drop(refs);
+
+    // kill an owner of the scene list; a node that does not hold it looks it up
+    let list_key = nodes
+        .iter()
+        .flat_map(|n| {
+            n.api_get("/v1/cache/entries")
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+        })
+        .find(|e| e["kind"] == "scene-list")
+        .and_then(|e| e["key"].as_str().map(str::to_string))
+        .expect("a scene list entry");
+    let list_owners = owners(&list_key, &ids, 2);
+    let victim = ids.iter().position(|i| list_owners.contains(i)).unwrap();
+    let asker = ids.iter().position(|i| !list_owners.contains(i)).unwrap();
+    let _ = nodes[victim].child.kill();
+    let _ = nodes[victim].child.wait();
+    let dead = ids[victim].clone();
+
+    let copy = tmp.path().join("copy.mp4");
+    std::fs::copy(&clip, &copy).unwrap();
+    let job = scenes(&nodes[asker], &copy, &tmp.path().join("b.json"));
+    assert_eq!(job["from_cache"], true, "{job}\n{}", nodes[asker].log());
+    assert_eq!(job["stats"]["decoded_frames"], 0, "{job}");
+    assert_eq!(cuts(&tmp.path().join("b.json")), SCENE_CUTS);
+
+    // the survivors place every entry on its owners among the three live nodes
+    let live: Vec<&Daemon> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
+        .collect();
+    let live_ids: Vec<String> = ids.iter().filter(|i| **i != dead).cloned().collect();
+    wait_for(Duration::from_secs(10), || {
+        placed_on_owners(&live, &live_ids, n_keys)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not re-replicated after an owner died: {:?}",
+            holders(&live, &live_ids)
+        )
+    });
+    no_panic(&live);
+}
