@@ -361,5 +361,9 @@ fn cache_commands_refuse_while_a_node_runs() {
             "{args:?}: {err}"
         );
     }
+    // listing goes through the running node's API instead
+    let o = rendermesh(&data, &["cache", "ls", "-l"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     assert!(node.alive(), "the node died: {}", node.log());
 }

@@ -255,3 +255,114 @@ fn with_two_replicas_each_entry_lives_on_its_two_owners_and_survives_one() {
     });
     no_panic(&live);
 }
+
+/// Swallows network events (the rogue peer below only sends requests).
+struct Ignore;
+
+impl actix::Actor for Ignore {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<rendermesh_mesh::NetEvent> for Ignore {
+    type Result = ();
+    fn handle(&mut self, _: rendermesh_mesh::NetEvent, _: &mut actix::Context<Self>) {}
+}
+
+#[test]
+fn a_peer_pushing_a_corrupt_entry_is_refused_and_logged() {
+    use actix::Actor;
+    use rendermesh_cache::{Entries, MemStore};
+    use rendermesh_mesh::network::{self, parse_tcp_addr};
+    use rendermesh_mesh::{NetworkConfig, SwarmKey};
+    use rendermesh_protocol::{
+        CacheKey, CacheKind, ContentId, EntryRecord, Rational, Request, Response, SceneList,
+    };
+
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = keygen(tmp.path());
+    let node = start(tmp.path(), "a", &key_file, &[], 0);
+    let target: PeerId = node.peer_id().parse().unwrap();
+
+    // two records made the way a node makes them; one gets a flipped payload byte
+    let scratch = Entries::new(std::sync::Arc::new(MemStore::default()));
+    let list = SceneList {
+        input: ContentId::of(b"rogue"),
+        fps: Rational { num: 30, den: 1 },
+        frames: 10,
+        cuts: vec![5],
+    };
+    let good_key = CacheKey::derive(CacheKind::SceneList, 1, b"good", &ContentId::of(b"x"));
+    let bad_key = CacheKey::derive(CacheKind::SceneList, 1, b"bad", &ContentId::of(b"x"));
+    scratch.put(&good_key, &list).unwrap();
+    let good = scratch.record(&good_key).unwrap().unwrap();
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+
+    let rogue_key = tmp.path().join("rogue.key");
+    let sys = actix::System::new();
+    let answer = sys.block_on(async move {
+        let swarm_key = SwarmKey::load(&key_file).unwrap();
+        let identity =
+            rendermesh_mesh::key::load_or_create_identity(&rogue_key).unwrap();
+        let (net, event_loop) = network::build(
+            NetworkConfig {
+                listen: parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
+                static_peers: vec![parse_tcp_addr(&node.mesh_addr()).unwrap()],
+            },
+            identity,
+            &swarm_key,
+        )
+        .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        actix::spawn(event_loop.run(Ignore.start().recipient(), tx));
+        // wait until connected (a digest request answers)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(
+            net.request(target, Request::Digest).await,
+            Ok(Response::Digest { .. })
+        ) {
+            assert!(Instant::now() < deadline, "rogue peer never connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let answer = net
+            .request(
+                target,
+                Request::PutEntries {
+                    records: vec![
+                        EntryRecord {
+                            key: bad_key,
+                            record: bad,
+                        },
+                        EntryRecord {
+                            key: good_key,
+                            record: good,
+                        },
+                    ],
+                },
+            )
+            .await
+            .unwrap();
+        (answer, net.peer_id(), node)
+    });
+    let (answer, rogue, node) = answer;
+    assert_eq!(
+        answer,
+        Response::Stored {
+            accepted: 1,
+            rejected: 1
+        }
+    );
+    let held = keys(&node);
+    assert!(held.contains(&good_key.to_string()), "{held:?}");
+    assert!(!held.contains(&bad_key.to_string()), "a corrupt record was stored");
+    let log = node.log();
+    assert!(
+        log.lines().any(|l| l.contains("cache record from peer refused")
+            && l.contains(&rogue.to_string())
+            && l.contains(&bad_key.to_string())),
+        "{log}"
+    );
+    no_panic(&[&node]);
+}

@@ -668,6 +668,28 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_entry_is_never_served_and_is_refetched_from_a_peer() {
+        for (name, s, _d) in stores() {
+            let e = Entries::new(s.clone());
+            e.put(&key(2), &list(vec![7])).unwrap();
+            let good = e.record(&key(2)).unwrap().unwrap();
+            let mut rec = good.clone();
+            let last = rec.len() - 1;
+            rec[last] ^= 0x40;
+            s.put(Tree::Entries, key(2).as_bytes(), &rec).unwrap();
+            let remote = Arc::new(FakeRemote {
+                stored: Mutex::default(),
+                answer: Some(good.clone()),
+                asked: Mutex::default(),
+            });
+            e.set_remote(remote.clone());
+            // the bad bytes are never served: the peer's verified copy is
+            assert_eq!(e.get::<SceneList>(&key(2)).unwrap(), Some(list(vec![7])), "{name}");
+            assert_eq!(*remote.asked.lock().unwrap(), 1, "{name}");
+        }
+    }
+
+    #[test]
     fn corrupt_entry_is_dropped_not_served() {
         for (name, s, _d) in stores() {
             let e = Entries::new(s.clone());
