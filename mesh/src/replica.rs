@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::stream::{self, StreamExt};
 use libp2p::PeerId;
 use rendermesh_cache::{Entries, Remote, BUCKETS};
 use rendermesh_protocol::{CacheKey, EntryRecord, Request, Response};
@@ -41,6 +42,8 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 const BATCH_KEYS: usize = 512;
 /// Record bytes sent in one request or answer (below the frame limits).
 pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Requests in flight to one peer while syncing.
+const PARALLEL: usize = 16;
 /// New entries are gathered this long before they are pushed.
 const PUSH_DELAY: Duration = Duration::from_millis(50);
 
@@ -434,6 +437,33 @@ impl Replicator {
         }
     }
 
+    /// Fetch `keys` from `peer` and store the verified records; returns how many were stored.
+    async fn pull(&self, peer: PeerId, keys: Vec<CacheKey>) -> u32 {
+        let mut rest: BTreeSet<CacheKey> = keys.into_iter().collect();
+        let mut got = 0;
+        // an answer may stop short of the batch (size cap): ask again for the rest
+        while !rest.is_empty() {
+            let req = Request::GetEntries {
+                keys: rest.iter().copied().collect(),
+            };
+            let recs = match self.net.request(peer, req).await {
+                Ok(Response::Entries(r)) => r,
+                _ => break,
+            };
+            let recs: Vec<EntryRecord> = recs.into_iter().filter(|r| rest.remove(&r.key)).collect();
+            if recs.is_empty() {
+                break;
+            }
+            let entries = self.entries.clone();
+            let (a, _) =
+                tokio::task::spawn_blocking(move || store_records(&entries, &peer, recs, |_| true))
+                    .await
+                    .unwrap_or((0, 0));
+            got += a;
+        }
+        got
+    }
+
     /// Pull from `peer` the records we should hold and lack.
     async fn sync(&self, peer: PeerId) {
         let theirs = match self.net.request(peer, Request::Digest).await {
@@ -453,75 +483,46 @@ impl Replicator {
         };
         let me = self.me();
         let cands = self.candidates();
-        let mut want = Vec::new();
-        for b in 0..BUCKETS {
-            if ours[b] == theirs[b] || theirs[b] == [0; 32] {
-                continue;
-            }
-            let keys = match self
-                .net
-                .request(peer, Request::BucketKeys { bucket: b as u8 })
-                .await
-            {
-                Ok(Response::Keys(k)) => k,
-                _ => continue,
-            };
-            let entries = self.entries.clone();
-            let k = self.cfg.replicas;
-            let cands = cands.clone();
-            let missing: Vec<CacheKey> = tokio::task::spawn_blocking(move || {
-                keys.into_iter()
-                    .filter(|key| key.as_bytes()[0] == b as u8)
-                    .filter(|key| k == 0 || owners(key, &cands, k).contains(&me))
-                    .filter(|key| !entries.contains(key).unwrap_or(true))
-                    .collect()
+        let differing: Vec<u8> = (0..BUCKETS)
+            .filter(|&b| ours[b] != theirs[b] && theirs[b] != [0; 32])
+            .map(|b| b as u8)
+            .collect();
+        // ask for the keys of differing buckets, several requests in flight
+        let lists: Vec<(u8, Vec<CacheKey>)> = stream::iter(differing)
+            .map(|bucket| async move {
+                match self.net.request(peer, Request::BucketKeys { bucket }).await {
+                    Ok(Response::Keys(k)) => (bucket, k),
+                    _ => (bucket, Vec::new()),
+                }
             })
-            .await
-            .unwrap_or_default();
-            want.extend(missing);
-        }
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let entries = self.entries.clone();
+        let k = self.cfg.replicas;
+        let want: Vec<CacheKey> = tokio::task::spawn_blocking(move || {
+            lists
+                .into_iter()
+                .flat_map(|(b, keys)| keys.into_iter().filter(move |key| key.as_bytes()[0] == b))
+                .filter(|key| k == 0 || owners(key, &cands, k).contains(&me))
+                .filter(|key| !entries.contains(key).unwrap_or(true))
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
         if want.is_empty() {
             return;
         }
         let total = want.len();
-        let mut got = 0u32;
-        for chunk in want.chunks(BATCH_KEYS) {
-            let req = Request::GetEntries {
-                keys: chunk.to_vec(),
-            };
-            let mut rest: BTreeSet<CacheKey> = chunk.iter().copied().collect();
-            // an answer may stop short of the batch (size cap): ask again for the rest
-            while !rest.is_empty() {
-                let recs = match self.net.request(peer, req_for(&rest, &req)).await {
-                    Ok(Response::Entries(r)) if !r.is_empty() => r,
-                    _ => break,
-                };
-                let recs: Vec<EntryRecord> =
-                    recs.into_iter().filter(|r| rest.remove(&r.key)).collect();
-                if recs.is_empty() {
-                    break;
-                }
-                let entries = self.entries.clone();
-                let (a, _) = tokio::task::spawn_blocking(move || {
-                    store_records(&entries, &peer, recs, |_| true)
-                })
-                .await
-                .unwrap_or((0, 0));
-                got += a;
-            }
-        }
+        let got: u32 = stream::iter(want.chunks(BATCH_KEYS).map(<[CacheKey]>::to_vec))
+            .map(|chunk| self.pull(peer, chunk))
+            .buffer_unordered(PARALLEL / 4)
+            .fold(0, |acc, n| async move { acc + n })
+            .await;
         tracing::info!(%peer, wanted = total, received = got, "cache entries pulled from peer");
     }
 }
 
-fn req_for(rest: &BTreeSet<CacheKey>, first: &Request) -> Request {
-    match first {
-        Request::GetEntries { keys } if keys.len() == rest.len() => first.clone(),
-        _ => Request::GetEntries {
-            keys: rest.iter().copied().collect(),
-        },
-    }
-}
 
 #[cfg(test)]
 mod tests {
