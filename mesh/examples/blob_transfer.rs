@@ -127,7 +127,9 @@ async fn start_node(blobs: BlobStore) -> Result<(NetworkHandle, Arc<Mutex<Vec<Ne
 fn make_blob(blobs: &BlobStore, size: u64) -> Result<ContentId, Error> {
     let tmp = blobs.temp_path("bench");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    let mut xof = blake3::Hasher::new().update(b"blob_transfer").finalize_xof();
+    let mut xof = blake3::Hasher::new()
+        .update(b"blob_transfer")
+        .finalize_xof();
     let mut buf = vec![0u8; 4 << 20];
     let mut left = size;
     while left > 0 {
@@ -180,7 +182,8 @@ fn run(args: Args) -> Result<(), Error> {
     let id = make_blob(&server_blobs, size)?;
 
     // the serving node, on its own thread and actix system
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(PeerId, Vec<Multiaddr>), String>>();
+    let (ready_tx, ready_rx) =
+        std::sync::mpsc::channel::<Result<(PeerId, Vec<Multiaddr>), String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         actix::System::new().block_on(async move {
@@ -207,9 +210,12 @@ fn run(args: Args) -> Result<(), Error> {
         let (net, events) = start_node(client_blobs.clone()).await?;
         net.dial(server_id, server_addrs);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !events.lock().map_err(|_| "poisoned")?.iter().any(
-            |e| matches!(e, NetEvent::Connected { peer, .. } if *peer == server_id),
-        ) {
+        while !events
+            .lock()
+            .map_err(|_| "poisoned")?
+            .iter()
+            .any(|e| matches!(e, NetEvent::Connected { peer, .. } if *peer == server_id))
+        {
             if Instant::now() > deadline {
                 return Err::<_, Error>("the nodes did not connect".into());
             }

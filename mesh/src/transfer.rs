@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -54,6 +54,8 @@ pub const PARTIAL_SUFFIX: &str = ".part";
 
 /// Pieces queued between the network and the writer thread.
 const WRITE_QUEUE: usize = 8;
+/// The writer flushes the partial file to disk after this many bytes (in the background).
+const SYNC_EVERY: u64 = 32 * 1024 * 1024;
 /// Longest wait between two attempts on one peer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest text of a peer's error kept in our messages.
@@ -182,8 +184,7 @@ pub fn serve_piece(blobs: &BlobStore, id: &ContentId, offset: u64, len: u32) -> 
 
 /// `Ok(None)`: the file vanished (evicted between the check and the open).
 fn read_piece(path: &Path, offset: u64, len: u32) -> io::Result<Option<Response>> {
-    use std::os::unix::fs::FileExt;
-    let file = match File::open(path) {
+    let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -194,10 +195,17 @@ fn read_piece(path: &Path, offset: u64, len: u32) -> io::Result<Option<Response>
             "offset {offset} is beyond the end of the blob ({total} bytes)"
         ))));
     }
-    // bounded by MAX_BLOB_PIECE, so it fits in usize
-    let n = (total - offset).min(u64::from(len)) as usize;
-    let mut data = vec![0u8; n];
-    file.read_exact_at(&mut data, offset)?;
+    // at most MAX_BLOB_PIECE; read into spare capacity (no zeroing first)
+    let n = (total - offset).min(u64::from(len));
+    let mut data = Vec::with_capacity(n as usize);
+    file.seek(SeekFrom::Start(offset))?;
+    file.take(n).read_to_end(&mut data)?;
+    if data.len() as u64 != n {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "blob file shorter than its size",
+        ));
+    }
     Ok(Some(Response::BlobPiece { total, data }))
 }
 
@@ -396,8 +404,7 @@ fn already_here(blobs: &BlobStore, id: &ContentId) -> Option<Fetched> {
 type FetchLock = Arc<tokio::sync::Mutex<()>>;
 
 fn fetch_lock(path: &Path) -> FetchLock {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>> =
-        OnceLock::new();
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>> = OnceLock::new();
     let mut map = LOCKS
         .get_or_init(Default::default)
         .lock()
@@ -539,15 +546,19 @@ async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mu
     let id = st.id;
     // the size first: a piece of length 0 at offset 0
     let total = match net
-        .request(peer, Request::GetBlob { id, offset: 0, len: 0 })
+        .request(
+            peer,
+            Request::GetBlob {
+                id,
+                offset: 0,
+                len: 0,
+            },
+        )
         .await
     {
         Ok(Response::BlobPiece { total, data }) if data.is_empty() => total,
         Ok(Response::BlobPiece { data, .. }) => {
-            return End::Misbehaved(format!(
-                "sent {} bytes when asked for 0",
-                data.len()
-            ))
+            return End::Misbehaved(format!("sent {} bytes when asked for 0", data.len()))
         }
         Ok(other) => return unexpected(other),
         Err(e) => return failed(e),
@@ -643,10 +654,7 @@ fn unexpected(answer: Response) -> End {
     match answer {
         Response::NoBlob => End::NoBlob,
         Response::Error(text) => End::Failed(format!("peer says: {}", clip(&text))),
-        other => End::Misbehaved(format!(
-            "answered a blob request with {}",
-            variant(&other)
-        )),
+        other => End::Misbehaved(format!("answered a blob request with {}", variant(&other))),
     }
 }
 
@@ -737,7 +745,9 @@ impl Sink {
 }
 
 /// Hash the first `prefix` bytes already in `file`, then append and hash every piece received
-/// until the channel closes.
+/// until the channel closes; then make the file durable. Every [`SYNC_EVERY`] bytes a helper
+/// thread flushes what was written so far, so the disk writes while pieces still arrive and
+/// the last flush is short.
 fn write_loop(
     mut file: File,
     prefix: u64,
@@ -760,12 +770,31 @@ fn write_loop(
             left -= n as u64;
         }
     }
+    let mut unsynced = 0u64;
+    let mut syncing: Option<std::thread::JoinHandle<io::Result<()>>> = None;
     while let Some(data) = rx.blocking_recv() {
         file.write_all(&data)?;
         hasher.update(&data);
+        unsynced += data.len() as u64;
+        if unsynced >= SYNC_EVERY && !matches!(&syncing, Some(h) if !h.is_finished()) {
+            if let Some(h) = syncing.take() {
+                join_sync(h)?;
+            }
+            let clone = file.try_clone()?;
+            syncing = Some(std::thread::spawn(move || clone.sync_data()));
+            unsynced = 0;
+        }
+    }
+    if let Some(h) = syncing {
+        join_sync(h)?;
     }
     file.sync_data()?;
     Ok((ContentId::from_hasher(&hasher), hasher.count()))
+}
+
+fn join_sync(h: std::thread::JoinHandle<io::Result<()>>) -> io::Result<()> {
+    h.join()
+        .map_err(|_| io::Error::other("flushing thread panicked"))?
 }
 
 #[cfg(test)]
@@ -805,8 +834,14 @@ mod tests {
                 data: vec![]
             }
         );
-        assert!(matches!(serve_piece(&s, &id, 10_001, 1), Response::Error(_)));
-        assert!(matches!(serve_piece(&s, &id, u64::MAX, u32::MAX), Response::Error(_)));
+        assert!(matches!(
+            serve_piece(&s, &id, 10_001, 1),
+            Response::Error(_)
+        ));
+        assert!(matches!(
+            serve_piece(&s, &id, u64::MAX, u32::MAX),
+            Response::Error(_)
+        ));
         assert_eq!(
             serve_piece(&s, &ContentId::of(b"absent"), 0, 10),
             Response::NoBlob
@@ -833,9 +868,16 @@ mod tests {
         let id = ContentId::of(b"x");
         let p = partial_path(&s, &id);
         assert_eq!(p.parent(), s.temp_path("t").parent());
-        assert!(p.file_name().unwrap().to_string_lossy().contains(&id.to_string()));
+        assert!(p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .contains(&id.to_string()));
         fs::write(&p, b"abc").unwrap();
-        assert_eq!(remove_stale_partials(&s, Duration::from_secs(60)).unwrap(), (0, 0));
+        assert_eq!(
+            remove_stale_partials(&s, Duration::from_secs(60)).unwrap(),
+            (0, 0)
+        );
         assert_eq!(remove_stale_partials(&s, Duration::ZERO).unwrap(), (1, 3));
         assert!(!p.exists());
         // gc of the store leaves partial files to us
@@ -867,13 +909,16 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (net, _loop) = crate::network::build(
-                cfg,
-                libp2p::identity::Keypair::generate_ed25519(),
-                &key,
-            )
-            .unwrap();
-            send(fetch(&net, &[], ContentId::of(b"y"), &s, FetchOptions::default()));
+            let (net, _loop) =
+                crate::network::build(cfg, libp2p::identity::Keypair::generate_ed25519(), &key)
+                    .unwrap();
+            send(fetch(
+                &net,
+                &[],
+                ContentId::of(b"y"),
+                &s,
+                FetchOptions::default(),
+            ));
         });
     }
 }

@@ -216,10 +216,16 @@ async fn fetches_a_20_mb_blob_verified_and_pinned() {
     connect(&f, &[&a]).await;
 
     let got = fetch(&f, &[&a], id, FetchOptions::default()).await.unwrap();
-    assert_eq!((got.id, got.size, got.received, got.resumed), (id, MB20 as u64, MB20 as u64, 0));
+    assert_eq!(
+        (got.id, got.size, got.received, got.resumed),
+        (id, MB20 as u64, MB20 as u64, 0)
+    );
     assert_eq!(got.pin.id(), &id);
     assert!(f.blobs.is_pinned(&id));
-    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes, "bytes differ");
+    assert!(
+        fs::read(f.blobs.path(&id)).unwrap() == bytes,
+        "bytes differ"
+    );
     assert_eq!(f.blobs.stats().bytes, MB20 as u64);
     assert_eq!(part_len(&f, &id), None, "partial file left behind");
     assert_eq!(a.requested(), MB20 as u64, "bytes asked for more than once");
@@ -245,12 +251,18 @@ async fn resumes_from_a_second_peer_after_the_first_stops() {
 
     let got = fetch(&f, &[&a, &b], id, small_pieces()).await.unwrap();
     assert_eq!((got.size, got.received), (MB20 as u64, MB20 as u64));
-    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes, "bytes differ");
+    assert!(
+        fs::read(f.blobs.path(&id)).unwrap() == bytes,
+        "bytes differ"
+    );
     let (from_a, from_b) = (a.requested(), b.requested());
     eprintln!("asked a for {from_a} bytes, then b for {from_b} of {MB20}");
     // a served 30 pieces of 256 KiB before it stopped; b was asked only for the rest
     assert!(from_b < MB20 as u64, "b was asked for the whole blob again");
-    assert!(from_b <= MB20 as u64 - 20 * 256 * 1024, "too little was kept from a: {from_b}");
+    assert!(
+        from_b <= MB20 as u64 - 20 * 256 * 1024,
+        "too little was kept from a: {from_b}"
+    );
     assert!(from_a + from_b >= MB20 as u64);
 }
 
@@ -278,9 +290,19 @@ async fn a_later_fetch_resumes_the_partial_file() {
     assert!(!f.blobs.contains(&id));
 
     let got = fetch(&f, &[&b], id, small_pieces()).await.unwrap();
-    assert_eq!((got.size, got.resumed, got.received), (MB20 as u64, kept, MB20 as u64 - kept));
-    assert_eq!(b.requested(), MB20 as u64 - kept, "b was asked for bytes we had");
-    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes, "bytes differ");
+    assert_eq!(
+        (got.size, got.resumed, got.received),
+        (MB20 as u64, kept, MB20 as u64 - kept)
+    );
+    assert_eq!(
+        b.requested(),
+        MB20 as u64 - kept,
+        "b was asked for bytes we had"
+    );
+    assert!(
+        fs::read(f.blobs.path(&id)).unwrap() == bytes,
+        "bytes differ"
+    );
     assert_eq!(part_len(&f, &id), None);
 }
 
@@ -325,21 +347,35 @@ async fn a_lying_peer_is_caught_and_nothing_is_kept() {
     fs::write(liar.blobs.path(&id), random_bytes(5, good.len())).unwrap();
     connect(&f, &[&liar]).await;
 
-    let err = fetch(&f, &[&liar], id, FetchOptions::default()).await.unwrap_err();
+    let err = fetch(&f, &[&liar], id, FetchOptions::default())
+        .await
+        .unwrap_err();
     match &err {
-        FetchError::Corrupt { id: bad, peers, resumed } => {
-            assert_eq!((bad, peers.as_slice(), *resumed), (&id, &[liar.id()][..], 0));
+        FetchError::Corrupt {
+            id: bad,
+            peers,
+            resumed,
+        } => {
+            assert_eq!(
+                (bad, peers.as_slice(), *resumed),
+                (&id, &[liar.id()][..], 0)
+            );
         }
         other => panic!("{other}"),
     }
     let text = err.to_string();
-    assert!(text.contains("failed verification") && text.contains(&liar.id().to_string()), "{text}");
+    assert!(
+        text.contains("failed verification") && text.contains(&liar.id().to_string()),
+        "{text}"
+    );
     assert_eq!(part_len(&f, &id), None, "partial file kept");
     assert!(!f.blobs.contains(&id));
     assert_eq!(f.blobs.stats().blobs, 0, "something was adopted");
     let logged = warnings.lock().unwrap();
     assert!(
-        logged.iter().any(|w| w.contains("failed verification") && w.contains(&liar.id().to_string())),
+        logged
+            .iter()
+            .any(|w| w.contains("failed verification") && w.contains(&liar.id().to_string())),
         "no warning naming the peer: {logged:?}"
     );
 }
@@ -351,7 +387,9 @@ async fn a_blob_nobody_has_is_a_clear_error() {
     let f = node(Mode::Honest).await;
     connect(&f, &[&a, &b]).await;
     let id = ContentId::of(b"nobody has this");
-    let err = fetch(&f, &[&a, &b], id, FetchOptions::default()).await.unwrap_err();
+    let err = fetch(&f, &[&a, &b], id, FetchOptions::default())
+        .await
+        .unwrap_err();
     match &err {
         FetchError::NotFound { asked, .. } => assert_eq!(asked, &vec![a.id(), b.id()]),
         other => panic!("{other}"),
@@ -359,7 +397,9 @@ async fn a_blob_nobody_has_is_a_clear_error() {
     assert!(err.to_string().starts_with("no peer has blob"), "{err}");
     assert_eq!(part_len(&f, &id), None);
     // and nobody to ask at all
-    let err = fetch(&f, &[], id, FetchOptions::default()).await.unwrap_err();
+    let err = fetch(&f, &[], id, FetchOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::NoPeers { .. }), "{err}");
 }
 
