@@ -266,21 +266,26 @@ fn nodes_of_one_mesh_find_each_other_by_mdns_and_ignore_another_mesh() {
                 node.name,
                 node.log()
             );
-            if found[i].is_none() && (0..3).filter(|j| *j != i).all(|j| listed.contains(&ids[j]))
-            {
+            if found[i].is_none() && (0..3).filter(|j| *j != i).all(|j| listed.contains(&ids[j])) {
                 found[i] = Some(asked);
             }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let Some(took) = found.iter().copied().collect::<Option<Vec<_>>>().map(|f| {
-        f.into_iter().max().unwrap_or_default()
-    }) else {
+    let Some(took) = found
+        .iter()
+        .copied()
+        .collect::<Option<Vec<_>>>()
+        .map(|f| f.into_iter().max().unwrap_or_default())
+    else {
         let logs: Vec<String> = nodes
             .iter()
             .map(|n| format!("--- {} ---\n{}", n.name, n.log()))
             .collect();
-        panic!("the 3 nodes did not find each other by mDNS:\n{}", logs.join("\n"));
+        panic!(
+            "the 3 nodes did not find each other by mDNS:\n{}",
+            logs.join("\n")
+        );
     };
     eprintln!(
         "MEASURED mDNS discovery: 3 nodes (separate network namespaces, no static peers) list \
@@ -318,7 +323,11 @@ fn nodes_of_one_mesh_find_each_other_by_mdns_and_ignore_another_mesh() {
         if node.name == "other" {
             assert!(listed.is_empty(), "the other mesh's node lists {listed:?}");
         } else {
-            assert!(!listed.contains(other_id), "{} lists the other mesh", node.name);
+            assert!(
+                !listed.contains(other_id),
+                "{} lists the other mesh",
+                node.name
+            );
         }
         let log = node.log();
         assert!(!log.contains("panicked"), "{} panicked: {log}", node.name);
@@ -330,7 +339,6 @@ fn nodes_of_one_mesh_find_each_other_by_mdns_and_ignore_another_mesh() {
         assert!(log.contains("mDNS discovery on"), "{}: {log}", node.name);
     }
 
-    if std::env::var_os("MDNS_TEST_DUMP").is_some() { for n in &nodes { eprintln!("--- {} ---\n{}", n.name, n.log()); } }
     // a clean stop: SIGTERM, the node (and its mDNS daemon) exits promptly
     for (node, child) in nodes.iter().zip(lab.nodes.iter_mut()) {
         let _ = Command::new("kill")

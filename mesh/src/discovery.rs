@@ -168,9 +168,7 @@ pub fn dial_addrs(ips: impl IntoIterator<Item = IpAddr>, port: u16) -> Vec<Multi
     let mut v4: Vec<Ipv4Addr> = ips
         .into_iter()
         .filter_map(|ip| match ip {
-            IpAddr::V4(a)
-                if !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()) =>
-            {
+            IpAddr::V4(a) if !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()) => {
                 Some(a)
             }
             _ => None,
@@ -216,10 +214,10 @@ pub fn start(
 ) -> Result<(), DiscoveryError> {
     let daemon = ServiceDaemon::new().map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
     // the daemon owns its thread from here: Discovery's Drop shuts it down on every path
-    let mut d = Discovery {
+    let d = Discovery {
         daemon,
+        me_text: network.peer_id().to_string(),
         network,
-        me_text: String::new(),
         mesh,
         mesh_text: mesh.to_string(),
         registered_port: None,
@@ -228,7 +226,6 @@ pub fn start(
         other_version: HashSet::new(),
         bad_records: HashSet::new(),
     };
-    d.me_text = d.network.peer_id().to_string();
     for name in &cfg.interfaces {
         if !std::path::Path::new("/sys/class/net").join(name).exists() {
             tracing::warn!(interface = %name, "mDNS interface does not exist (yet); discovery waits for it");
@@ -383,7 +380,12 @@ impl Discovery {
             }
         };
         let peer = advert.peer;
-        match decide(&advert, &self.network.peer_id(), &self.mesh_text, PROTOCOL_VERSION) {
+        match decide(
+            &advert,
+            &self.network.peer_id(),
+            &self.mesh_text,
+            PROTOCOL_VERSION,
+        ) {
             Decision::Ourselves => {}
             Decision::OtherMesh => {
                 if first_time(&mut self.other_mesh, peer) {
@@ -536,7 +538,10 @@ mod tests {
             Decision::OtherMesh
         );
         // another mesh is ignored whatever version it speaks
-        assert_eq!(d(&advert(other, &theirs, "/rendermesh/9")), Decision::OtherMesh);
+        assert_eq!(
+            d(&advert(other, &theirs, "/rendermesh/9")),
+            Decision::OtherMesh
+        );
         assert_eq!(
             d(&advert(other, &m, "/rendermesh/9")),
             Decision::OtherVersion
@@ -558,8 +563,14 @@ mod tests {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-        let addrs: Vec<String> = dial_addrs(ips, 7879).iter().map(|a| a.to_string()).collect();
-        assert_eq!(addrs, ["/ip4/10.0.0.2/tcp/7879", "/ip4/192.168.1.20/tcp/7879"]);
+        let addrs: Vec<String> = dial_addrs(ips, 7879)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            addrs,
+            ["/ip4/10.0.0.2/tcp/7879", "/ip4/192.168.1.20/tcp/7879"]
+        );
     }
 
     #[test]
@@ -575,7 +586,7 @@ mod tests {
     fn listen_port_skips_port_zero() {
         let a: Multiaddr = "/ip4/0.0.0.0/tcp/0".parse().unwrap();
         let b: Multiaddr = "/ip4/10.0.0.2/tcp/40123".parse().unwrap();
-        assert_eq!(listen_port(&[a.clone()]), None);
+        assert_eq!(listen_port(std::slice::from_ref(&a)), None);
         assert_eq!(listen_port(&[a, b]), Some(40123));
         assert_eq!(listen_port(&[]), None);
     }

@@ -345,7 +345,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(data_dir: &Path) -> Daemon {
-        Self::start_with(data_dir, "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\n")
+        Self::start_with(
+            data_dir,
+            "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\n",
+        )
     }
 
     /// Start with `config` (TOML) written to `<data_dir>/node.toml` and passed by --config.
