@@ -341,7 +341,14 @@ impl Discovery {
         let host = format!("{}.local.", self.me_text);
         let info = match ServiceInfo::new(SERVICE_TYPE, &self.me_text, &host, (), port, &props[..])
         {
-            Ok(info) => info.enable_addr_auto(),
+            Ok(info) => {
+                let mut info = info.enable_addr_auto();
+                // Probing guards against two hosts claiming one name (~0.8 s of silence at
+                // start). Our instance and host names are peer ids, unique by construction, so
+                // we announce at once.
+                info.set_requires_probe(false);
+                info
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot build this node's mDNS record; not announced");
                 return;
