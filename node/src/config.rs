@@ -234,6 +234,20 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/rendermesh"));
         // the shipped file states the defaults
         assert!(c.mdns && c.mdns_interfaces.is_empty());
+        assert_eq!(
+            c,
+            NodeConfig {
+                data_dir: c.data_dir.clone(),
+                ..NodeConfig::default()
+            }
+        );
+        let lab: NodeConfig = toml::from_str(include_str!("../../configs/home-lab.toml")).unwrap();
+        lab.validate().unwrap();
+        assert_eq!(lab.peers.len(), 2);
+        assert_eq!(lab.mdns_interfaces, vec!["eth0".to_string()]);
+        let gpu: NodeConfig = toml::from_str(include_str!("../../configs/gpu-box.toml")).unwrap();
+        gpu.validate().unwrap();
+        assert_eq!((gpu.slots, gpu.shard_threads), (4, 2));
     }
 
     #[test]
