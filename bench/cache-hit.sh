@@ -10,7 +10,7 @@ BENCH_DIR=${BENCH_DIR:-$REPO/target/bench}
 RUNS=${RUNS:-3}
 BIN=${RENDERMESH:-$REPO/target/release/rendermesh}
 mkdir -p "$BENCH_DIR"
-[[ -x $BIN ]] || cargo build --release -q -p rendermesh-node
+[[ -n ${RENDERMESH:-} ]] || cargo build --release -q -p rendermesh-node
 
 CLIP=$BENCH_DIR/cachehit-1080p30-120s.mp4
 if [[ ! -s $CLIP ]]; then
