@@ -47,3 +47,19 @@ fn stable_submit_forms_parse() {
         assert!(text.contains(opt), "scenes --help lacks {opt}");
     }
 }
+
+#[test]
+fn a_listing_piped_into_a_reader_that_quits_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    // keygen prints three lines; the reader closes before reading any
+    let mut child = std::process::Command::new(common::bin())
+        .args(["--data-dir", tmp.path().to_str().unwrap(), "keygen"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -19,6 +19,9 @@ fn main() {
     }
     let cli = cli::Cli::parse();
     let daemon = matches!(cli.command, cli::Command::Node(_));
+    if !matches!(cli.command, cli::Command::Node(_) | cli::Command::Submit(_)) {
+        quiet_broken_pipe();
+    }
     let level = match (cli.verbose, daemon) {
         (0, false) => "warn",
         (0, true) | (1, _) => "info",
@@ -39,6 +42,21 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Table and listing commands end quietly when their reader goes away (`rendermesh peers |
+/// head`), as command-line tools do, instead of failing on a closed stdout. The daemon and
+/// submits keep ignoring the signal: they write to sockets and report errors themselves.
+fn quiet_broken_pipe() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<i32> {
