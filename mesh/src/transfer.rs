@@ -73,6 +73,8 @@ pub struct FetchOptions {
     pub retries: u32,
     /// Wait before the first retry; doubled on each further one (at most 5 s).
     pub backoff: Duration,
+    /// Refuse a blob a peer says is larger than this (a peer could otherwise fill the disk).
+    pub max_size: u64,
 }
 
 impl Default for FetchOptions {
@@ -82,6 +84,7 @@ impl Default for FetchOptions {
             depth: DEFAULT_DEPTH,
             retries: 3,
             backoff: Duration::from_millis(200),
+            max_size: u64::MAX,
         }
     }
 }
@@ -563,6 +566,12 @@ async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mu
         Ok(other) => return unexpected(other),
         Err(e) => return failed(e),
     };
+    if total > opts.max_size {
+        return End::Misbehaved(format!(
+            "says the blob has {total} bytes, more than the {} allowed",
+            opts.max_size
+        ));
+    }
     match st.total {
         Some(t) if t != total => {
             return End::Misbehaved(format!(
@@ -681,6 +690,8 @@ fn variant(r: &Response) -> &'static str {
         Response::Stored { .. } => "Stored",
         Response::BlobPiece { .. } => "BlobPiece",
         Response::NoBlob => "NoBlob",
+        Response::ShardDone(_) => "ShardDone",
+        Response::ShardFailed { .. } => "ShardFailed",
         Response::Error(_) => "Error",
     }
 }

@@ -198,6 +198,7 @@ fn small_pieces() -> FetchOptions {
         depth: 4,
         retries: 2,
         backoff: Duration::from_millis(50),
+        ..FetchOptions::default()
     }
 }
 
@@ -441,6 +442,22 @@ async fn garbled_answers_are_errors_not_panics() {
     let got = fetch(&f, &[&g, &h], id, small_pieces()).await.unwrap();
     assert_eq!(got.size, bytes.len() as u64);
     assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes);
+
+    // a blob larger than the caller allows is refused before a byte is asked for
+    let big = random_bytes(8, 1_000_000);
+    let id = h.blobs.put_bytes(&big).unwrap();
+    let before = h.requested();
+    let opts = FetchOptions {
+        max_size: 999_999,
+        ..small_pieces()
+    };
+    let err = fetch(&f, &[&h], id, opts).await.unwrap_err();
+    assert!(
+        err.to_string().contains("more than the 999999 allowed"),
+        "{err}"
+    );
+    assert_eq!(h.requested(), before);
+    assert_eq!(part_len(&f, &id), None);
 }
 
 #[actix_rt::test]
