@@ -35,6 +35,9 @@ pub enum StoreError {
     Locked { path: std::path::PathBuf },
 }
 
+/// (key, value) pairs of a tree.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The operations the cache needs from a key-value engine.
 pub trait Store: Send + Sync {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
@@ -43,7 +46,7 @@ pub trait Store: Send + Sync {
     /// All keys of a tree, in key order.
     fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError>;
     /// All (key, value) pairs of a tree, in key order.
-    fn entries(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn entries(&self, tree: Tree) -> Result<Pairs, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
 }
 
@@ -103,7 +106,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn entries(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn entries(&self, tree: Tree) -> Result<Pairs, StoreError> {
         self.tree(tree)?
             .iter()
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
@@ -155,7 +158,7 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn entries(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn entries(&self, tree: Tree) -> Result<Pairs, StoreError> {
         Ok(self
             .lock()
             .iter()

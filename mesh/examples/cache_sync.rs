@@ -61,7 +61,7 @@ async fn node(
     )
     .expect("network");
     let (in_tx, in_rx) = tokio::sync::mpsc::channel(service::QUEUE);
-    service::serve(in_rx, cache.clone());
+    service::serve(in_rx, cache.clone(), None);
     let (ch_tx, ch_rx) = tokio::sync::mpsc::unbounded_channel();
     replica::start(cache.entries.clone(), net.clone(), ReplicaConfig { replicas: 0 }, ch_rx);
     actix::spawn(event_loop.run(Ignore.start().recipient(), in_tx));

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::coordinator::Coordinator;
 use crate::executor::JobDriver;
+use crate::remote::MeshLink;
 use crate::worker::Worker;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,15 +117,23 @@ fn new_job_id() -> JobId {
 /// The jobs of this node.
 pub struct JobBoard {
     jobs: Mutex<HashMap<JobId, JobHandle>>,
-    workers: Vec<Addr<Worker>>,
+    workers: Vec<(Addr<Worker>, usize)>,
+    link: Mutex<Option<MeshLink>>,
 }
 
 impl JobBoard {
-    pub fn new(workers: Vec<Addr<Worker>>) -> Self {
+    /// `workers`: this node's workers and the slots of each.
+    pub fn new(workers: Vec<(Addr<Worker>, usize)>) -> Self {
         Self {
             jobs: Mutex::new(HashMap::new()),
             workers,
+            link: Mutex::new(None),
         }
+    }
+
+    /// Jobs started from now on also auction their shards to the mesh's peers.
+    pub fn set_mesh(&self, link: MeshLink) {
+        *lock(&self.link) = Some(link);
     }
 
     /// Start a job; must be called inside a running actix system.
@@ -146,7 +155,8 @@ impl JobBoard {
             elapsed_ms: 0,
         });
         lock(&self.jobs).insert(id, handle.clone());
-        Coordinator::new(id, driver, self.workers.clone(), handle.clone()).start();
+        let link = lock(&self.link).clone();
+        Coordinator::new(id, driver, self.workers.clone(), link, handle.clone()).start();
         handle
     }
 

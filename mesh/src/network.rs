@@ -39,8 +39,10 @@ pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 /// A connection (TCP + pnet + noise + yamux) must be up within this time.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A request without an answer within this time fails.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request without an answer within this time fails. Long, because a shard award is a
+/// request answered when the shard is done; a peer that dies closes its connection and fails
+/// its requests at once.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 const REDIAL_MIN: Duration = Duration::from_millis(300);
 const REDIAL_MAX: Duration = Duration::from_secs(5);

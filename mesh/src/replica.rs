@@ -62,7 +62,7 @@ pub fn owners(key: &CacheKey, candidates: &BTreeSet<PeerId>, k: usize) -> Vec<Pe
             (*h.finalize().as_bytes(), *p)
         })
         .collect();
-    scored.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_unstable_by_key(|(score, _)| std::cmp::Reverse(*score));
     scored.into_iter().take(k).map(|(_, p)| p).collect()
 }
 

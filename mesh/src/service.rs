@@ -1,5 +1,5 @@
-//! Answers requests from peers: cache replication ([`crate::replica`]) and blob pieces
-//! ([`crate::transfer`]). Each request runs on the blocking pool (store and file reads); the
+//! Answers requests from peers: cache replication ([`crate::replica`]), blob pieces
+//! ([`crate::transfer`]) and shard awards ([`crate::remote`]). Each request runs on the blocking pool (store and file reads); the
 //! network task sends the answer back.
 
 use rendermesh_cache::Cache;
@@ -7,12 +7,14 @@ use rendermesh_protocol::{Request, Response};
 use tokio::sync::mpsc;
 
 use crate::network::Inbound;
+use crate::remote::ShardHost;
 
 /// Requests waiting for an answer before new ones are refused as busy.
 pub const QUEUE: usize = 256;
 
-/// Serve requests arriving on `rx` until it closes; call inside the runtime.
-pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache) {
+/// Serve requests arriving on `rx` until it closes; call inside the runtime. Without a
+/// `host`, shard awards are declined.
+pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHost>) {
     tokio::spawn(async move {
         while let Some(Inbound {
             peer,
@@ -21,6 +23,20 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache) {
         }) = rx.recv().await
         {
             let cache = cache.clone();
+            if let Request::RunShard { shard } = request {
+                let host = host.clone();
+                tokio::spawn(async move {
+                    let answer = match host {
+                        Some(h) => h.run(peer, shard).await,
+                        None => Response::ShardFailed {
+                            retryable: true,
+                            reason: "this node runs no shards for peers".into(),
+                        },
+                    };
+                    let _ = reply.send(answer);
+                });
+                continue;
+            }
             tokio::spawn(async move {
                 let answer = tokio::task::spawn_blocking(move || match request {
                     Request::GetBlob { id, offset, len } => {

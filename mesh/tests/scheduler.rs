@@ -152,7 +152,7 @@ impl JobDriver for FakeDriver {
 
 fn board(exec: Arc<FakeExec>, slots: usize) -> JobBoard {
     let worker = Worker::new("w1", exec, slots).start();
-    JobBoard::new(vec![worker])
+    JobBoard::new(vec![(worker, slots)])
 }
 
 fn driver(shards: u32) -> (FakeDriver, Arc<Mutex<Vec<u32>>>) {

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub board: Arc<JobBoard>,
     /// Shards running on this node's worker.
     pub load: Load,
+    /// This node's worker (it also runs shards awarded by peers).
+    pub worker: actix::Addr<Worker>,
 }
 
 impl Runtime {
@@ -63,8 +65,9 @@ impl Runtime {
         ));
         let worker = Worker::new(name.clone(), executor, cfg.effective_slots());
         let load = worker.load();
+        let slots = worker.slots();
         let worker = worker.start();
-        let board = Arc::new(JobBoard::new(vec![worker]));
+        let board = Arc::new(JobBoard::new(vec![(worker.clone(), slots)]));
         tracing::info!(node = %name, slots = cfg.effective_slots(), threads = cfg.effective_threads(), "node ready");
         Ok(Self {
             cfg,
@@ -72,6 +75,7 @@ impl Runtime {
             cache,
             board,
             load,
+            worker,
         })
     }
 

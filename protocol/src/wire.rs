@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CacheKey, ContentId};
+use crate::{CacheKey, ContentId, ShardResult, ShardSpec};
 
 /// Protocol name negotiated on each request stream.
 pub const REQUEST_PROTOCOL: &str = "/rendermesh/req/1";
@@ -44,6 +44,9 @@ pub enum Request {
     PutEntries { records: Vec<EntryRecord> },
     /// Up to `len` bytes of blob `id` from `offset`.
     GetBlob { id: ContentId, offset: u64, len: u32 },
+    /// Run this shard (an award): fetch its input blob from the sender, run it, answer with
+    /// the result; an output blob stays with the runner until the sender fetches it.
+    RunShard { shard: ShardSpec },
 }
 
 /// The answer to a [`Request`].
@@ -66,6 +69,10 @@ pub enum Response {
     },
     /// The peer does not have that blob.
     NoBlob,
+    /// A shard ran; its output blob (if any) can be fetched from the runner.
+    ShardDone(ShardResult),
+    /// A shard could not run; `retryable` = another node (or a later try) may succeed.
+    ShardFailed { retryable: bool, reason: String },
     /// The request was understood but failed; the text says why.
     Error(String),
 }

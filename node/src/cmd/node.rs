@@ -21,7 +21,7 @@ use crate::runtime::Runtime;
 use actix::Actor;
 use rendermesh_mesh::key::load_or_create_identity;
 use rendermesh_mesh::network::{self, parse_tcp_addr};
-use rendermesh_mesh::{replica, service, ReplicaConfig};
+use rendermesh_mesh::{replica, service, MeshLink, ReplicaConfig, ShardHost};
 use rendermesh_mesh::{NetworkConfig, PeerView, Peers, SetCaps, SwarmKey};
 
 pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
@@ -145,7 +145,20 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<PeerView> {
     let view = peers.view();
     let peers = peers.start();
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(service::QUEUE);
-    service::serve(inbound_rx, runtime.cache.clone());
+    service::serve(
+        inbound_rx,
+        runtime.cache.clone(),
+        Some(ShardHost {
+            net: network.clone(),
+            blobs: runtime.cache.blobs.clone(),
+            worker: runtime.worker.clone(),
+        }),
+    );
+    runtime.board.set_mesh(MeshLink {
+        net: network.clone(),
+        peers: view.clone(),
+        blobs: runtime.cache.blobs.clone(),
+    });
     replica::start(
         runtime.cache.entries.clone(),
         network.clone(),

@@ -1,0 +1,202 @@
+//! Shards across the mesh: three real `rendermesh node` processes on loopback (static peers,
+//! mDNS off). A job submitted on node A runs shards on all three nodes and its output is the
+//! same as on one box; a worker killed mid-shard costs a re-award, not the job.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::*;
+
+/// These tests start three nodes each: one at a time on 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn keygen(dir: &Path) -> std::path::PathBuf {
+    let o = rendermesh(dir, &["keygen"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = dir.join("swarm.key");
+    std::fs::write(&path, stdout(&o)).unwrap();
+    path
+}
+
+fn start(dir: &Path, name: &str, key: &Path, peers: &[String]) -> Daemon {
+    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
+    Daemon::start_with(
+        &dir.join(name),
+        &format!(
+            "mdns = false\nname = {name:?}\nlisten = \"/ip4/127.0.0.1/tcp/0\"\npeers = [{}]\nkey_file = {:?}\nslots = 1\n",
+            peers.join(", "),
+            key.display().to_string()
+        ),
+    )
+}
+
+/// A, then B and C dialling A; returns once each lists the other two.
+fn three(dir: &Path) -> Vec<Daemon> {
+    let key = keygen(dir);
+    let a = start(dir, "a", &key, &[]);
+    let addr = a.mesh_addr();
+    let b = start(dir, "b", &key, std::slice::from_ref(&addr));
+    let c = start(dir, "c", &key, &[addr]);
+    let nodes = vec![a, b, c];
+    wait_for(Duration::from_secs(10), || {
+        nodes.iter().all(|n| n.peer_ids().len() == 2)
+    })
+    .expect("three nodes meet");
+    nodes
+}
+
+/// The newest job on `node` (from its API).
+fn last_job(node: &Daemon) -> serde_json::Value {
+    node.api_get("/v1/jobs")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .max_by_key(|j| j["started_unix_ms"].as_u64())
+        .expect("a job")
+}
+
+fn peers_of(job: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    job["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["peer"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn no_panic(nodes: &[Daemon]) {
+    for n in nodes {
+        assert!(!n.log().contains("panicked"), "{}", n.log());
+    }
+}
+
+#[test]
+fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = three(tmp.path());
+    let a = &nodes[0];
+
+    // transcode: 12 one-second chunks over three one-slot nodes
+    let src = clip_720p_open_gop(tmp.path(), 12);
+    let out = tmp.path().join("out.mp4");
+    let o = rendermesh(
+        &a.data_dir,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-seconds",
+            "1",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), a.log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    assert_eq!(frame_pts(&out), frame_pts(&src), "timestamps differ");
+    let psnr = min_psnr(&out, &src);
+    assert!(psnr > 30.0, "lowest per-frame PSNR {psnr:.1} dB: a frame is not its source frame");
+    let job = last_job(a);
+    assert_eq!(job["state"], "Done");
+    let ran_on = peers_of(&job);
+    assert_eq!(
+        ran_on,
+        ["a", "b", "c"].iter().map(|s| s.to_string()).collect(),
+        "{job}"
+    );
+
+    // scenes: same cut list as the known truth (and as one box, see tests/scenes.rs)
+    let clip = scenes_clip(tmp.path());
+    let json = tmp.path().join("s.json");
+    let o = rendermesh(
+        &a.data_dir,
+        &[
+            "submit",
+            "scenes",
+            clip.to_str().unwrap(),
+            "--chunk-seconds",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cuts: Vec<u64> = v["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(cuts, SCENE_CUTS);
+    let job = last_job(a);
+    assert_eq!(peers_of(&job).len(), 3, "{job}");
+    // the peers ran shards for a, but no job of their own
+    for n in &nodes[1..] {
+        assert_eq!(n.api_get("/v1/jobs").unwrap().as_array().unwrap().len(), 0);
+        assert!(n.log().contains("running a shard for a peer"), "{}", n.log());
+    }
+    no_panic(&nodes);
+}
+
+#[test]
+fn a_worker_killed_mid_shard_costs_a_reaward_not_the_job() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = three(tmp.path());
+    let src = clip_720p_open_gop(tmp.path(), 16);
+    let out = tmp.path().join("out.mp4");
+    let data = nodes[0].data_dir.clone();
+    let args: Vec<String> = [
+        "submit",
+        "transcode",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--chunk-seconds",
+        "1",
+        "-q",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let submit = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        rendermesh(&data, &args)
+    });
+    // kill b as soon as it runs a shard
+    let running_on_b = |n: &Daemon| {
+        n.api_get("/v1/jobs")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|j| j["shards"].as_array().cloned().unwrap_or_default())
+            .any(|s| s["peer"] == "b" && s["state"] == "Running")
+    };
+    wait_for(Duration::from_secs(60), || running_on_b(&nodes[0])).expect("b never got a shard");
+    let _ = nodes[1].child.kill();
+    let _ = nodes[1].child.wait();
+
+    let o = submit.join().unwrap();
+    assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    let job = last_job(&nodes[0]);
+    let shards = job["shards"].as_array().unwrap();
+    let retried: Vec<&serde_json::Value> =
+        shards.iter().filter(|s| s["retries"].as_u64() > Some(0)).collect();
+    assert!(!retried.is_empty(), "no re-award in the shard table: {job}");
+    // the re-awarded shard finished on a live node
+    for s in &retried {
+        assert_ne!(s["peer"], "b", "{job}");
+        assert_eq!(s["state"], "Done");
+    }
+    assert!(nodes[0].log().contains("peer lost a shard"), "{}", nodes[0].log());
+    nodes.remove(1);
+    no_panic(&nodes);
+}
