@@ -22,14 +22,19 @@ fn keygen(dir: &Path) -> std::path::PathBuf {
 }
 
 fn start(dir: &Path, name: &str, key: &Path, peers: &[String]) -> Daemon {
+    start_env(dir, name, key, peers, &[])
+}
+
+fn start_env(dir: &Path, name: &str, key: &Path, peers: &[String], env: &[(&str, &str)]) -> Daemon {
     let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
-    Daemon::start_with(
+    Daemon::start_with_env(
         &dir.join(name),
         &format!(
             "mdns = false\nname = {name:?}\nlisten = \"/ip4/127.0.0.1/tcp/0\"\npeers = [{}]\nkey_file = {:?}\nslots = 1\n",
             peers.join(", "),
             key.display().to_string()
         ),
+        env,
     )
 }
 
@@ -198,5 +203,56 @@ fn a_worker_killed_mid_shard_costs_a_reaward_not_the_job() {
     }
     assert!(nodes[0].log().contains("peer lost a shard"), "{}", nodes[0].log());
     nodes.remove(1);
+    no_panic(&nodes);
+}
+
+#[test]
+fn a_peer_returning_a_wrong_segment_is_caught_and_the_shard_runs_elsewhere() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    let a = start(tmp.path(), "a", &key, &[]);
+    let addr = a.mesh_addr();
+    // b serves corrupted blobs: every segment it returns fails verification
+    let b = start_env(
+        tmp.path(),
+        "b",
+        &key,
+        std::slice::from_ref(&addr),
+        &[("RENDERMESH_FAULT", "corrupt-blobs")],
+    );
+    let c = start(tmp.path(), "c", &key, &[addr]);
+    let nodes = vec![a, b, c];
+    wait_for(Duration::from_secs(10), || {
+        nodes.iter().all(|n| n.peer_ids().len() == 2)
+    })
+    .expect("three nodes meet");
+    let src = clip_720p_open_gop(tmp.path(), 8);
+    let out = tmp.path().join("out.mp4");
+    let o = rendermesh(
+        &nodes[0].data_dir,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-seconds",
+            "1",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    let psnr = min_psnr(&out, &src);
+    assert!(psnr > 30.0, "lowest per-frame PSNR {psnr:.1} dB");
+    let job = last_job(&nodes[0]);
+    let shards = job["shards"].as_array().unwrap();
+    // b's result was refused: its shard was run again, and nothing of b's was used
+    assert!(shards.iter().any(|s| s["retries"].as_u64() > Some(0)), "{job}");
+    assert!(shards.iter().all(|s| s["peer"] != "b"), "{job}");
+    let log = nodes[0].log();
+    assert!(log.contains("failed verification"), "{log}");
+    assert!(log.contains("peer lost a shard"), "{log}");
     no_panic(&nodes);
 }

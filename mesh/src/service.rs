@@ -12,9 +12,17 @@ use crate::remote::ShardHost;
 /// Requests waiting for an answer before new ones are refused as busy.
 pub const QUEUE: usize = 256;
 
+/// Environment switch for fault-injection tests: `RENDERMESH_FAULT=corrupt-blobs` makes this
+/// node flip a byte in every blob piece it serves (a lying peer).
+pub const FAULT_ENV: &str = "RENDERMESH_FAULT";
+
 /// Serve requests arriving on `rx` until it closes; call inside the runtime. Without a
 /// `host`, shard awards are declined.
 pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHost>) {
+    let corrupt = std::env::var(FAULT_ENV).is_ok_and(|v| v.split(',').any(|f| f == "corrupt-blobs"));
+    if corrupt {
+        tracing::warn!("fault injection: every blob piece this node serves is corrupted");
+    }
     tokio::spawn(async move {
         while let Some(Inbound {
             peer,
@@ -40,7 +48,13 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
             tokio::spawn(async move {
                 let answer = tokio::task::spawn_blocking(move || match request {
                     Request::GetBlob { id, offset, len } => {
-                        crate::transfer::serve_piece(&cache.blobs, &id, offset, len)
+                        let mut piece = crate::transfer::serve_piece(&cache.blobs, &id, offset, len);
+                        if let (true, Response::BlobPiece { data, .. }) = (corrupt, &mut piece) {
+                            if let Some(b) = data.first_mut() {
+                                *b ^= 0xff;
+                            }
+                        }
+                        piece
                     }
                     other => crate::replica::answer(&cache.entries, &peer, other),
                 })
