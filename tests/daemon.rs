@@ -174,3 +174,26 @@ fn under_systemd_the_node_reports_ready_pings_the_watchdog_and_says_stopping() {
     }
     assert!(stopping, "no STOPPING=1 after SIGTERM");
 }
+
+#[test]
+fn rendermesh_drain_stops_the_node_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Daemon::start(&tmp.path().join("data"));
+    let o = rendermesh(&node.data_dir, &["drain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("draining"), "{}", stdout(&o));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let st = loop {
+        if let Ok(Some(st)) = node.child.try_wait() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "node still running after drain");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(st.success(), "{st:?}");
+    assert!(node.log().contains("drained"), "{}", node.log());
+    // with no node left, drain says so
+    let o = rendermesh(&node.data_dir, &["drain"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no node is running"), "{}", stderr(&o));
+}

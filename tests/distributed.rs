@@ -256,3 +256,85 @@ fn a_peer_returning_a_wrong_segment_is_caught_and_the_shard_runs_elsewhere() {
     assert!(log.contains("peer lost a shard"), "{log}");
     no_panic(&nodes);
 }
+
+#[test]
+fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = three(tmp.path());
+    let src = clip_720p_open_gop(tmp.path(), 16);
+    let out = tmp.path().join("out.mp4");
+    let data = nodes[0].data_dir.clone();
+    let (src2, out2) = (src.clone(), out.clone());
+    let submit = std::thread::spawn(move || {
+        rendermesh(
+            &data,
+            &[
+                "submit",
+                "transcode",
+                src2.to_str().unwrap(),
+                "-o",
+                out2.to_str().unwrap(),
+                "--chunk-seconds",
+                "1",
+                "-q",
+            ],
+        )
+    });
+    let shards_on_b = |n: &Daemon, state: &str| -> Vec<u64> {
+        last_job_opt(n)
+            .map(|j| {
+                j["shards"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|s| s["peer"] == "b" && (state.is_empty() || s["state"] == state))
+                    .filter_map(|s| s["index"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(60), || {
+        !shards_on_b(&nodes[0], "Running").is_empty()
+    })
+    .expect("b never got a shard");
+    let running = shards_on_b(&nodes[0], "Running");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &nodes[1].child.id().to_string()])
+        .status();
+    wait_for(Duration::from_secs(10), || nodes[1].log().contains("node draining"))
+        .expect("b did not start draining");
+    // from here on b takes nothing new
+    let before = shards_on_b(&nodes[0], "");
+
+    let o = submit.join().unwrap();
+    assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    let job = last_job(&nodes[0]);
+    let rows = job["shards"].as_array().unwrap();
+    for i in &running {
+        let row = rows.iter().find(|r| r["index"].as_u64() == Some(*i)).unwrap();
+        assert_eq!(row["peer"], "b", "b's running shard was taken away: {job}");
+        assert_eq!(row["state"], "Done");
+        assert_eq!(row["retries"], 0, "{job}");
+    }
+    let after = shards_on_b(&nodes[0], "");
+    assert!(
+        after.iter().all(|i| before.contains(i)),
+        "b took a shard after it began draining: before {before:?}, after {after:?}"
+    );
+    // b exits by itself, cleanly
+    let st = nodes[1].terminate(30).expect("b did not exit after draining");
+    assert!(st.success(), "{st:?}");
+    assert!(nodes[1].log().contains("drained"), "{}", nodes[1].log());
+    no_panic(&nodes);
+}
+
+fn last_job_opt(node: &Daemon) -> Option<serde_json::Value> {
+    node.api_get("/v1/jobs")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .max_by_key(|j| j["started_unix_ms"].as_u64())
+}

@@ -50,7 +50,7 @@ pub use executor::{JobDriver, JobError, Plan, ShardError, ShardExecutor};
 pub use key::{KeyError, MeshId, SwarmKey};
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
-pub use peers::{PeerChange, PeerEntry, PeerView, Peers, SetCaps};
+pub use peers::{Draining, PeerChange, PeerEntry, PeerView, Peers, SetCaps};
 pub use remote::{MeshLink, ShardHost};
 pub use replica::ReplicaConfig;
 pub use worker::{Load, RunShard, Worker};

@@ -144,6 +144,11 @@ impl PeerView {
 #[rtype(result = "()")]
 pub struct SetCaps(pub Capabilities);
 
+/// This node is shutting down: announce no free slots from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Draining;
+
 /// The peers actor.
 pub struct Peers {
     network: NetworkHandle,
@@ -280,6 +285,15 @@ impl Handler<NetEvent> for Peers {
                 self.me.listen = addrs.iter().map(|a| a.to_string()).collect();
             }
         }
+    }
+}
+
+impl Handler<Draining> for Peers {
+    type Result = ();
+
+    fn handle(&mut self, _: Draining, _ctx: &mut Context<Self>) {
+        self.me.slots = 0;
+        self.announce();
     }
 }
 

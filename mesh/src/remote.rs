@@ -11,7 +11,10 @@
 //! coordinator puts the shard back up for auction. A result whose blob does not verify is
 //! refused the same way.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use libp2p::PeerId;
@@ -83,6 +86,25 @@ pub struct ShardHost {
     pub net: NetworkHandle,
     pub blobs: BlobStore,
     pub worker: Addr<Worker>,
+    drain: Arc<DrainState>,
+}
+
+#[derive(Default)]
+struct DrainState {
+    draining: AtomicBool,
+    /// Awards being run now.
+    running: AtomicU32,
+    /// Output blobs of finished awards their coordinators have not fetched yet.
+    unfetched: Mutex<HashSet<rendermesh_protocol::ContentId>>,
+}
+
+/// Counts an award as running while alive.
+struct Running(Arc<DrainState>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct Quiet;
@@ -93,8 +115,66 @@ impl ShardObserver for Quiet {
 }
 
 impl ShardHost {
+    pub fn new(net: NetworkHandle, blobs: BlobStore, worker: Addr<Worker>) -> Self {
+        Self {
+            net,
+            blobs,
+            worker,
+            drain: Arc::default(),
+        }
+    }
+
+    /// Stop taking awards: every later one is handed back (retryable) at once.
+    pub fn start_draining(&self) {
+        self.drain.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.drain.draining.load(Ordering::SeqCst)
+    }
+
+    /// A coordinator read the last piece of `id`.
+    pub fn fetched(&self, id: &rendermesh_protocol::ContentId) {
+        self.drain
+            .unfetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Wait (at most `limit`) until every award taken has finished and its output has been
+    /// fetched. Returns whether that happened in time.
+    pub async fn drained(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let running = self.drain.running.load(Ordering::SeqCst);
+            let unfetched = self
+                .drain
+                .unfetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
+            if running == 0 && unfetched == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(running, unfetched, "drain deadline reached; leaving");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Run `shard` for `from`: fetch its input from `from`, run it, answer.
     pub async fn run(&self, from: PeerId, shard: ShardSpec) -> Response {
+        self.drain.running.fetch_add(1, Ordering::SeqCst);
+        let _running = Running(self.drain.clone());
+        if self.is_draining() {
+            return Response::ShardFailed {
+                retryable: true,
+                reason: "the node is draining (shutting down)".into(),
+            };
+        }
         let input = input_of(&shard);
         let (job, index) = (shard.job, shard.index);
         let pin = match transfer::fetch(&self.net, &[from], input, &self.blobs, FetchOptions::default()).await {
@@ -120,7 +200,16 @@ impl ShardHost {
             let _ = self.blobs.remove(&input);
         }
         match res {
-            Ok(Ok(r)) => Response::ShardDone(r),
+            Ok(Ok(r)) => {
+                if let ShardOutput::Blob { id, .. } = &r.output {
+                    self.drain
+                        .unfetched
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(*id);
+                }
+                Response::ShardDone(r)
+            }
             Ok(Err(e)) => Response::ShardFailed {
                 retryable: e.retryable,
                 reason: e.message,

@@ -31,6 +31,7 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
         }) = rx.recv().await
         {
             let cache = cache.clone();
+            let host2 = host.clone();
             if let Request::RunShard { shard } = request {
                 let host = host.clone();
                 tokio::spawn(async move {
@@ -49,6 +50,11 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
                 let answer = tokio::task::spawn_blocking(move || match request {
                     Request::GetBlob { id, offset, len } => {
                         let mut piece = crate::transfer::serve_piece(&cache.blobs, &id, offset, len);
+                        if let (Some(h), Response::BlobPiece { total, data }) = (&host2, &piece) {
+                            if offset + data.len() as u64 >= *total {
+                                h.fetched(&id);
+                            }
+                        }
                         if let (true, Response::BlobPiece { data, .. }) = (corrupt, &mut piece) {
                             if let Some(b) = data.first_mut() {
                                 *b ^= 0xff;

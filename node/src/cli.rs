@@ -39,6 +39,9 @@ pub enum Command {
     Peers(PeersArgs),
     /// Print a new pre-shared mesh key: `rendermesh keygen > /etc/rendermesh/swarm.key`.
     Keygen,
+    /// Stop the local node gently: it takes no new shards, finishes those it runs for peers,
+    /// then exits (what SIGTERM does too).
+    Drain,
 }
 
 #[derive(Args, Debug)]

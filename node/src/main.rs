@@ -72,5 +72,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         cli::Command::Caps(args) => cmd::caps::run(cfg, args),
         cli::Command::Peers(args) => cmd::peers::run(cfg, args),
         cli::Command::Keygen => cmd::keygen::run(),
+        cli::Command::Drain => cmd::drain::run(cfg),
     }
 }

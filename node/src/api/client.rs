@@ -92,6 +92,16 @@ impl Client {
         Ok(self.get(&format!("/v1/jobs/{id}/output"))?.into_reader())
     }
 
+    /// Ask the node to drain (finish its shards, take no new ones) and exit.
+    pub fn drain(&self) -> anyhow::Result<()> {
+        self.agent
+            .post(&format!("{}/v1/drain", self.base))
+            .set("Authorization", &self.auth())
+            .call()
+            .map_err(api_err)?;
+        Ok(())
+    }
+
     pub fn drop_output(&self, id: JobId) -> anyhow::Result<()> {
         self.agent
             .delete(&format!("{}/v1/jobs/{id}/output", self.base))

@@ -16,6 +16,8 @@ pub struct ApiState {
     pub token: String,
     /// The mesh's peer table.
     pub peers: rendermesh_mesh::PeerView,
+    /// Notified by `POST /v1/drain`: the node drains and exits.
+    pub drain: Arc<tokio::sync::Notify>,
 }
 
 /// Create a fresh random token and write it (mode 0640) into the data dir.
@@ -90,6 +92,12 @@ async fn submit(
     guard!(req, st);
     let handle = st.runtime.submit(body.into_inner());
     HttpResponse::Accepted().json(serde_json::json!({ "id": handle.id().to_string() }))
+}
+
+async fn drain(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
+    guard!(req, st);
+    st.drain.notify_one();
+    HttpResponse::Accepted().json(serde_json::json!({ "draining": true }))
 }
 
 async fn list(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
@@ -222,6 +230,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/jobs", web::post().to(submit))
         .route("/v1/jobs", web::get().to(list))
         .route("/v1/peers", web::get().to(peers))
+        .route("/v1/drain", web::post().to(drain))
         .route("/v1/cache/entries", web::get().to(cache_entries))
         .route("/v1/jobs/{id}", web::get().to(status))
         .route("/v1/jobs/{id}/result", web::get().to(result))

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod caps;
+pub mod drain;
 pub mod keygen;
 pub mod node;
 pub mod peers;

@@ -21,7 +21,7 @@ use crate::runtime::Runtime;
 use actix::Actor;
 use rendermesh_mesh::key::load_or_create_identity;
 use rendermesh_mesh::network::{self, parse_tcp_addr};
-use rendermesh_mesh::{replica, service, MeshLink, ReplicaConfig, ShardHost};
+use rendermesh_mesh::{replica, service, Draining, MeshLink, ReplicaConfig, ShardHost};
 use rendermesh_mesh::{NetworkConfig, PeerView, Peers, SetCaps, SwarmKey};
 
 pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
@@ -33,7 +33,8 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     let sys = actix::System::new();
     let result = sys.block_on(async move {
         let runtime = Arc::new(Runtime::start(cfg)?);
-        let peers = start_mesh(&runtime)?;
+        let mesh = start_mesh(&runtime)?;
+        let drain = Arc::new(tokio::sync::Notify::new());
         let token = write_token(&runtime.cfg.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "{}: cannot write the control token: {e}",
@@ -43,7 +44,8 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         let state = web::Data::new(ApiState {
             runtime: runtime.clone(),
             token,
-            peers,
+            peers: mesh.view.clone(),
+            drain: drain.clone(),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .workers(1)
@@ -75,8 +77,22 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
                 }
             });
         }
-        server.run().await?;
+        let server = server.run();
+        // `rendermesh drain` stops the server the way SIGTERM does
+        let handle = server.handle();
+        actix::spawn(async move {
+            drain.notified().await;
+            handle.stop(true).await;
+        });
+        server.await?;
         crate::notify::notify("STOPPING=1");
+        // drain: no new shards; finish those we run for peers and let them fetch the outputs
+        tracing::info!("node draining");
+        mesh.host.start_draining();
+        mesh.peers.do_send(Draining);
+        if mesh.host.drained(DRAIN_LIMIT).await {
+            tracing::info!("drained");
+        }
         tracing::info!("node stopping");
         if let Err(e) = runtime.cache.entries.flush() {
             tracing::warn!(error = %e, "cache flush failed");
@@ -88,8 +104,18 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     result.map(|_| 0)
 }
 
+/// How long a stopping node waits for the shards it runs for peers (systemd allows 30 s).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// The running mesh parts the daemon needs again when it stops.
+struct Mesh {
+    view: PeerView,
+    host: ShardHost,
+    peers: actix::Addr<Peers>,
+}
+
 /// Start the network task and the peers actor; call inside the actix system.
-fn start_mesh(runtime: &Runtime) -> anyhow::Result<PeerView> {
+fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
     let (cfg, name) = (&runtime.cfg, runtime.name.as_str());
     let key_file = cfg.effective_key_file();
     // a configured key file must exist; only the default one is created on first start
@@ -145,15 +171,12 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<PeerView> {
     let view = peers.view();
     let peers = peers.start();
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(service::QUEUE);
-    service::serve(
-        inbound_rx,
-        runtime.cache.clone(),
-        Some(ShardHost {
-            net: network.clone(),
-            blobs: runtime.cache.blobs.clone(),
-            worker: runtime.worker.clone(),
-        }),
+    let host = ShardHost::new(
+        network.clone(),
+        runtime.cache.blobs.clone(),
+        runtime.worker.clone(),
     );
+    service::serve(inbound_rx, runtime.cache.clone(), Some(host.clone()));
     runtime.board.set_mesh(MeshLink {
         net: network.clone(),
         peers: view.clone(),
@@ -199,6 +222,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<PeerView> {
     // the full capabilities when the probe (maybe a calibration) finishes
     let data_dir = cfg.data_dir.clone();
     let threads = cfg.effective_threads();
+    let peers_addr = peers.clone();
     actix::spawn(async move {
         let probe = tokio::task::spawn_blocking(move || {
             load_or_probe(&data_dir, force_cpu, threads, false)
@@ -221,7 +245,11 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<PeerView> {
             }
         }
     });
-    Ok(view)
+    Ok(Mesh {
+        view,
+        host,
+        peers: peers_addr,
+    })
 }
 
 fn write_mesh_info(data_dir: &std::path::Path, info: &MeshInfo) -> std::io::Result<()> {
