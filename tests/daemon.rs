@@ -197,3 +197,21 @@ fn rendermesh_drain_stops_the_node_cleanly() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no node is running"), "{}", stderr(&o));
 }
+
+#[test]
+fn sigterm_does_not_wait_for_a_long_calibration() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a fresh data dir calibrates its encoders on the blocking pool; make that take long
+    let mut node = Daemon::start_with_env(
+        &tmp.path().join("data"),
+        "listen = \"/ip4/127.0.0.1/tcp/0\"\n",
+        &[("RENDERMESH_CALIBRATION_FRAMES", "400")],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let st = node
+        .terminate(10)
+        .expect("node did not stop within 10 s of SIGTERM while calibrating");
+    assert!(st.success(), "{st:?}");
+    eprintln!("stopped {} ms after SIGTERM", t.elapsed().as_millis());
+}

@@ -99,6 +99,10 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         }
         anyhow::Ok(())
     });
+    // Dropping the runtime would wait for every blocking task (an encoder calibration, a shard
+    // of a job this node coordinated) however long it runs; the process is about to exit, and
+    // the cache is flushed, so leave them to the exit.
+    std::mem::forget(sys);
     let _ = std::fs::remove_file(data_dir.join(INFO_FILE));
     let _ = std::fs::remove_file(data_dir.join(MESH_FILE));
     result.map(|_| 0)
