@@ -338,3 +338,68 @@ fn last_job_opt(node: &Daemon) -> Option<serde_json::Value> {
         .into_iter()
         .max_by_key(|j| j["started_unix_ms"].as_u64())
 }
+
+#[test]
+fn a_coordinator_killed_mid_job_resumes_with_only_the_missing_shards() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = three(tmp.path());
+    let key = tmp.path().join("swarm.key");
+    let src = clip_720p_open_gop(tmp.path(), 16);
+    let out = tmp.path().join("out.mp4");
+    let args = [
+        "submit",
+        "transcode",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--chunk-seconds",
+        "1",
+        "-q",
+    ];
+    let data = nodes[0].data_dir.clone();
+    let owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let submit = std::thread::spawn(move || {
+        let a: Vec<&str> = owned.iter().map(String::as_str).collect();
+        rendermesh(&data, &a)
+    });
+    let done = |n: &Daemon| -> usize {
+        last_job_opt(n)
+            .map(|j| {
+                j["shards"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|s| s["state"] == "Done")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(60), || done(&nodes[0]) >= 5).expect("shards never finished");
+    let finished_before = done(&nodes[0]);
+    let _ = nodes[0].child.kill();
+    let _ = nodes[0].child.wait();
+    let o = submit.join().unwrap();
+    assert!(!o.status.success(), "the submit outlived its node");
+
+    // restart the coordinator on the same data dir and submit again
+    let a = start(tmp.path(), "a", &key, &[]);
+    let o = rendermesh(&a.data_dir, &args);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), a.log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    let psnr = min_psnr(&out, &src);
+    assert!(psnr > 30.0, "lowest per-frame PSNR {psnr:.1} dB");
+    let job = last_job(&a);
+    let rows = job["shards"].as_array().unwrap();
+    let reused = rows.iter().filter(|s| s["state"] == "Cached").count();
+    let ran = rows.iter().filter(|s| s["state"] == "Done").count();
+    assert_eq!(reused + ran, rows.len(), "{job}");
+    assert!(
+        reused >= finished_before,
+        "{finished_before} segments had arrived before the kill, {reused} reused"
+    );
+    assert!(ran >= 1, "nothing was left to run? {job}");
+    nodes[0] = a;
+    no_panic(&nodes);
+}

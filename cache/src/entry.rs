@@ -15,7 +15,7 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores};
+use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores, ShardOutput};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,16 +27,17 @@ const HASH: usize = 32;
 
 /// Every kind, for reading tags back. [`kind_is_listed`] fails to compile when a kind is added
 /// to the protocol and not here.
-const KINDS: [CacheKind; 3] = [
+const KINDS: [CacheKind; 4] = [
     CacheKind::Probe,
     CacheKind::SceneShard,
     CacheKind::SceneList,
+    CacheKind::Segment,
 ];
 
 #[allow(dead_code)]
 fn kind_is_listed(k: CacheKind) {
     match k {
-        CacheKind::Probe | CacheKind::SceneShard | CacheKind::SceneList => {}
+        CacheKind::Probe | CacheKind::SceneShard | CacheKind::SceneList | CacheKind::Segment => {}
     }
 }
 
@@ -52,6 +53,11 @@ impl CacheValue for SceneScores {
 
 impl CacheValue for SceneList {
     const KIND: CacheKind = CacheKind::SceneList;
+}
+
+/// An encode shard's output: its segment blob.
+impl CacheValue for ShardOutput {
+    const KIND: CacheKind = CacheKind::Segment;
 }
 
 /// Why an entry could not be stored.

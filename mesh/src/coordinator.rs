@@ -279,6 +279,9 @@ impl Coordinator {
                     }
                     s.frames_done = s.shards.iter().map(|x| x.frames_done).sum();
                 });
+                if let Some(d) = self.driver.as_mut() {
+                    d.shard_done(&r);
+                }
                 self.results.insert(r.index, r);
                 self.schedule(ctx);
                 self.maybe_finish(ctx);

@@ -65,4 +65,6 @@ pub trait JobDriver: Send + 'static {
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError>;
     /// Assemble the results, ordered by shard index, into the job's result.
     fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError>;
+    /// A shard's result arrived (e.g. to remember it for a resumed job). Must be quick.
+    fn shard_done(&mut self, _result: &ShardResult) {}
 }

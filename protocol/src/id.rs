@@ -135,6 +135,9 @@ pub enum CacheKind {
     SceneShard,
     /// The whole scene list of one file.
     SceneList,
+    /// The encoded segment of one transcode shard (a blob id), so a re-submitted job reuses
+    /// the segments this node still holds.
+    Segment,
 }
 
 impl CacheKind {
@@ -144,6 +147,7 @@ impl CacheKind {
             CacheKind::Probe => "probe",
             CacheKind::SceneShard => "scene-shard",
             CacheKind::SceneList => "scene-list",
+            CacheKind::Segment => "segment",
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use rendermesh_cache::{Cache, RawEntry, StoreError, StoredKind};
-use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores};
+use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores, ShardOutput};
 
 use crate::api::client::Client;
 use crate::api::read_control;
@@ -77,6 +77,7 @@ fn decode_json(raw: &RawEntry) -> Option<Result<serde_json::Value, String>> {
         StoredKind::Known(CacheKind::Probe) => Some(json::<Probe>(&raw.payload)),
         StoredKind::Known(CacheKind::SceneShard) => Some(json::<SceneScores>(&raw.payload)),
         StoredKind::Known(CacheKind::SceneList) => Some(json::<SceneList>(&raw.payload)),
+        StoredKind::Known(CacheKind::Segment) => Some(json::<ShardOutput>(&raw.payload)),
         StoredKind::Other(_) | StoredKind::Unmarked => None,
     }
 }
@@ -92,6 +93,7 @@ fn decodes(raw: &RawEntry) -> Result<(), String> {
         StoredKind::Known(CacheKind::Probe) => check::<Probe>(&raw.payload),
         StoredKind::Known(CacheKind::SceneShard) => check::<SceneScores>(&raw.payload),
         StoredKind::Known(CacheKind::SceneList) => check::<SceneList>(&raw.payload),
+        StoredKind::Known(CacheKind::Segment) => check::<ShardOutput>(&raw.payload),
         StoredKind::Other(_) | StoredKind::Unmarked => Ok(()),
     }
 }

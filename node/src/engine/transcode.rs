@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{JobDriver, JobError, Plan};
 use rendermesh_protocol::{
-    ContentId, CostHint, EncodeOptions, JobId, JobResult, ShardOutput, ShardResult, ShardSpec,
-    ShardTask, WorkStats,
+    codec, CacheKey, CacheKind, ContentId, CostHint, EncodeOptions, FrameRange, JobId, JobResult,
+    ShardOutput, ShardResult, ShardSpec, ShardTask, WorkStats,
 };
 
 use super::caps::verify_encoder;
@@ -27,6 +27,10 @@ pub struct TranscodeDriver {
     probe: Option<Probe>,
     /// This job's chunk blobs, pinned so a blob-store quota cannot evict them mid-job.
     chunks: Vec<PinGuard>,
+    /// Segment cache key of each shard, by index.
+    segment_keys: Vec<CacheKey>,
+    /// Segments reused from an interrupted run, pinned until the join.
+    reused: Vec<PinGuard>,
 }
 
 impl TranscodeDriver {
@@ -45,6 +49,27 @@ impl TranscodeDriver {
             chunk_seconds,
             probe: None,
             chunks: Vec::new(),
+            segment_keys: Vec::new(),
+            reused: Vec::new(),
+        }
+    }
+
+    /// Key of the segment of the shard encoding `range` of input `id` with our options.
+    fn segment_key(&self, id: &ContentId, range: &FrameRange) -> CacheKey {
+        let params = codec::canonical(&(
+            &self.options,
+            range.start_pts,
+            range.end_pts,
+            range.time_base,
+        ));
+        CacheKey::derive(CacheKind::Segment, super::ENGINE_VERSION, &params, id)
+    }
+
+    /// A segment an earlier (interrupted) run of this job left here.
+    fn reusable(&self, key: &CacheKey) -> Option<(ContentId, u64)> {
+        match self.cache.entries.get::<ShardOutput>(key).ok().flatten()? {
+            ShardOutput::Blob { id, bytes } if self.cache.blobs.contains(&id) => Some((id, bytes)),
+            _ => None,
         }
     }
 
@@ -85,11 +110,36 @@ impl JobDriver for TranscodeDriver {
         let ident = identify(&self.cache, &self.input).map_err(err)?;
         let (probe, _) = probe_cached(&self.cache, &self.input, &ident.id).map_err(err)?;
         let plans = plan_chunks(&probe, self.chunk_seconds);
-        let want = vec![true; plans.len()];
+        self.segment_keys = plans
+            .iter()
+            .map(|p| self.segment_key(&ident.id, &p.range))
+            .collect();
+        // segments of an interrupted run of the same job: only the missing shards run
+        let mut done = Vec::new();
+        let mut want = Vec::with_capacity(plans.len());
+        for (plan, key) in plans.iter().zip(&self.segment_keys) {
+            match self.reusable(key) {
+                Some((id, bytes)) => {
+                    self.reused.push(self.cache.blobs.pin(&id));
+                    done.push(ShardResult {
+                        job,
+                        index: plan.index,
+                        peer: "(resumed)".into(),
+                        output: ShardOutput::Blob { id, bytes },
+                        stats: WorkStats::default(),
+                    });
+                    want.push(false);
+                }
+                None => want.push(true),
+            }
+        }
         let written =
             write_chunks(&self.input, &probe, &plans, &want, &self.cache.blobs).map_err(err)?;
         let mut shards = Vec::with_capacity(plans.len());
-        for (plan, w) in plans.iter().zip(written) {
+        for ((plan, w), wanted) in plans.iter().zip(written).zip(&want) {
+            if !wanted {
+                continue;
+            }
             let Some((chunk, bytes)) = w else {
                 return Err(JobError(format!(
                     "{}: chunk {} was not cut",
@@ -118,14 +168,15 @@ impl JobDriver for TranscodeDriver {
             file = %self.input.display(),
             frames = probe.frames,
             seconds = probe.duration_s(),
-            chunks = shards.len(),
+            chunks = shards.len() + done.len(),
+            resumed = done.len(),
             "transcode planned"
         );
         let frames_total = probe.frames;
         self.probe = Some(probe);
         Ok(Plan::Shards {
             shards,
-            done: Vec::new(),
+            done,
             frames_total,
             stats: WorkStats {
                 hashed_bytes: ident.hashed_bytes,
@@ -157,7 +208,11 @@ impl JobDriver for TranscodeDriver {
         let tmp = self.cache.blobs.temp_path("output");
         let result = concat(&paths, &self.input, &probe, &tmp, &self.container);
         drop(pins);
+        self.reused.clear();
         self.cleanup(&ids);
+        for key in std::mem::take(&mut self.segment_keys) {
+            let _ = self.cache.entries.remove(&key);
+        }
         let frames = match result {
             Ok(f) => f,
             Err(e) => {
@@ -186,5 +241,15 @@ impl JobDriver for TranscodeDriver {
             },
             WorkStats::default(),
         ))
+    }
+
+    fn shard_done(&mut self, result: &ShardResult) {
+        if let (Some(key), ShardOutput::Blob { .. }) =
+            (self.segment_keys.get(result.index as usize), &result.output)
+        {
+            if let Err(e) = self.cache.entries.put(key, &result.output) {
+                tracing::debug!(error = %e, "cannot remember a segment");
+            }
+        }
     }
 }
