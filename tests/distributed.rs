@@ -403,3 +403,60 @@ fn a_coordinator_killed_mid_job_resumes_with_only_the_missing_shards() {
     nodes[0] = a;
     no_panic(&nodes);
 }
+
+#[test]
+fn a_peer_whose_memory_limit_is_too_small_never_receives_the_shards() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    let a = start(tmp.path(), "a", &key, &[]);
+    let addr = a.mesh_addr();
+    let b = start(tmp.path(), "b", &key, std::slice::from_ref(&addr));
+    // c allows 80 MB per shard; a 720p shard needs about 152 MB
+    let c = Daemon::start_with(
+        &tmp.path().join("c"),
+        &format!(
+            "mdns = false\nname = \"c\"\nlisten = \"/ip4/127.0.0.1/tcp/0\"\npeers = [{addr:?}]\nkey_file = {:?}\nslots = 1\nshard_ram_limit_bytes = 80000000\n",
+            key.display().to_string()
+        ),
+    );
+    let nodes = vec![a, b, c];
+    wait_for(Duration::from_secs(10), || {
+        nodes.iter().all(|n| n.peer_ids().len() == 2)
+    })
+    .expect("three nodes meet");
+    // a sees c's limit
+    let peers = nodes[0].api_get("/v1/peers").unwrap();
+    let c_row = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "c")
+        .unwrap()
+        .clone();
+    assert_eq!(c_row["shard_ram_bytes"], 80_000_000u64, "{c_row}");
+
+    let src = clip_720p_open_gop(tmp.path(), 8);
+    let out = tmp.path().join("out.mp4");
+    let o = rendermesh(
+        &nodes[0].data_dir,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-seconds",
+            "1",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    let job = last_job(&nodes[0]);
+    let ran_on = peers_of(&job);
+    assert!(ran_on.contains("b"), "{job}");
+    assert!(!ran_on.contains("c"), "c received a shard it cannot hold: {job}");
+    assert!(!nodes[2].log().contains("running a shard for a peer"), "{}", nodes[2].log());
+    no_panic(&nodes);
+}

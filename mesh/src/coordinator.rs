@@ -119,7 +119,10 @@ impl Coordinator {
                 slots: p.slots,
                 running: Vec::new(),
                 speed: START_SPEED,
-                free_mem: p.caps.ram_available_bytes,
+                free_mem: match p.shard_ram_bytes {
+                    0 => p.caps.ram_available_bytes,
+                    limit => limit.min(p.caps.ram_available_bytes),
+                },
                 bytes_per_s: LINK_BYTES_PER_S,
             });
             self.targets.push(Target::Remote {
@@ -369,7 +372,7 @@ fn lot_of(s: &ShardSpec) -> Lot {
         shard: s.index,
         work: (s.cost.frames.max(1) as f64 * mpix).max(1e-3),
         input_bytes: s.cost.bytes,
-        min_mem: 0,
+        min_mem: s.cost.ram_estimate(),
     }
 }
 

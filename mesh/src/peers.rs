@@ -49,6 +49,9 @@ pub struct PeerEntry {
     /// Shards running at its last heartbeat.
     #[serde(default)]
     pub running: u32,
+    /// Most memory one shard may use there; 0 = its free RAM.
+    #[serde(default)]
+    pub shard_ram_bytes: u64,
     pub last_seen_unix_ms: u64,
 }
 
@@ -91,6 +94,7 @@ impl PeerTable {
             caps: a.caps,
             slots: a.slots,
             running: a.running,
+            shard_ram_bytes: a.shard_ram_bytes,
             last_seen_unix_ms: now_ms,
         };
         self.peers.insert(peer, entry).is_none()
@@ -176,6 +180,7 @@ impl Peers {
                 caps,
                 slots,
                 running: 0,
+                shard_ram_bytes: 0,
                 sent_unix_ms: 0,
             },
             load: Load::default(),
@@ -186,6 +191,12 @@ impl Peers {
     /// Announce this gauge's running shards in every heartbeat.
     pub fn with_load(mut self, load: Load) -> Self {
         self.load = load;
+        self
+    }
+
+    /// Announce that one shard may use at most `bytes` of memory here (0 = no limit).
+    pub fn with_shard_ram_limit(mut self, bytes: u64) -> Self {
+        self.me.shard_ram_bytes = bytes;
         self
     }
 
@@ -347,6 +358,7 @@ mod tests {
             caps: caps(name),
             slots: 2,
             running: 1,
+            shard_ram_bytes: 0,
             sent_unix_ms: 0,
         }
     }

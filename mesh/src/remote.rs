@@ -87,6 +87,8 @@ pub struct ShardHost {
     pub blobs: BlobStore,
     pub worker: Addr<Worker>,
     drain: Arc<DrainState>,
+    /// Shards needing more memory than this are declined (0 = no limit).
+    ram_limit: u64,
 }
 
 #[derive(Default)]
@@ -121,7 +123,14 @@ impl ShardHost {
             blobs,
             worker,
             drain: Arc::default(),
+            ram_limit: 0,
         }
+    }
+
+    /// Decline shards whose memory estimate exceeds `bytes` (0 = no limit).
+    pub fn with_ram_limit(mut self, bytes: u64) -> Self {
+        self.ram_limit = bytes;
+        self
     }
 
     /// Stop taking awards: every later one is handed back (retryable) at once.
@@ -173,6 +182,17 @@ impl ShardHost {
             return Response::ShardFailed {
                 retryable: true,
                 reason: "the node is draining (shutting down)".into(),
+            };
+        }
+        let need = shard.cost.ram_estimate();
+        if self.ram_limit > 0 && need > self.ram_limit {
+            tracing::info!(shard = shard.index, need, limit = self.ram_limit, "declining a shard: it needs more memory than this node allows");
+            return Response::ShardFailed {
+                retryable: true,
+                reason: format!(
+                    "shard needs about {need} bytes of memory; this node allows {}",
+                    self.ram_limit
+                ),
             };
         }
         let input = input_of(&shard);

@@ -33,6 +33,10 @@ pub struct NodeConfig {
     /// every node holds every entry; k = the k nodes chosen by rendezvous hashing hold it
     /// and the others ask them.
     pub cache_replicas: usize,
+    /// Most memory one shard may use on this box, in bytes; 0 = no limit beyond free RAM.
+    /// Shards estimated to need more (high resolutions) are left to other boxes: set it on a
+    /// small box (a Jetson, a laptop) so it takes only what it can hold.
+    pub shard_ram_limit_bytes: u64,
     /// Hide GPUs: use and advertise software encoders only (also `RENDERMESH_FORCE_CPU=1`).
     pub force_cpu: bool,
     /// Mesh transport address (TCP multiaddr). Tests and single boxes may use
@@ -87,6 +91,7 @@ impl Default for NodeConfig {
             chunk_seconds: 10.0,
             blob_quota_bytes: 0,
             cache_replicas: 0,
+            shard_ram_limit_bytes: 0,
             force_cpu: false,
             listen: "/ip4/0.0.0.0/tcp/7879".into(),
             peers: Vec::new(),

@@ -89,6 +89,9 @@ pub struct PeerAnnounce {
     pub slots: u32,
     /// Shards running on it now (its free slots are `slots - running`).
     pub running: u32,
+    /// Most memory one shard may use on it (config `shard_ram_limit_bytes`); 0 = no limit
+    /// beyond its free RAM.
+    pub shard_ram_bytes: u64,
     /// Sender's clock when sent (ms since the Unix epoch); informational only.
     pub sent_unix_ms: u64,
 }

@@ -227,6 +227,16 @@ pub struct CostHint {
     pub bytes: u64,
 }
 
+impl CostHint {
+    /// Memory a node needs to run the shard: decoder and encoder frame queues (about 64 frames
+    /// of 8-bit 4:2:0 at the shard's resolution, lookahead included) plus 64 MiB for the codec
+    /// and the process. A node whose limit is below it declines the shard.
+    pub fn ram_estimate(&self) -> u64 {
+        let frame = self.width as u64 * self.height as u64 * 3 / 2;
+        64 * frame + (64 << 20)
+    }
+}
+
 /// The work of one shard. Only these built-in tasks exist; nothing runs commands from the wire.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ShardTask {

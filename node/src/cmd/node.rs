@@ -168,7 +168,8 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         crate::host::probe(force_cpu),
         cfg.effective_slots() as u32,
     )
-    .with_load(runtime.load.clone());
+    .with_load(runtime.load.clone())
+    .with_shard_ram_limit(cfg.shard_ram_limit_bytes);
     // the replicator follows who is in the mesh
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let peers = peers.notify_changes(changes_tx);
@@ -179,7 +180,8 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         network.clone(),
         runtime.cache.blobs.clone(),
         runtime.worker.clone(),
-    );
+    )
+    .with_ram_limit(cfg.shard_ram_limit_bytes);
     service::serve(inbound_rx, runtime.cache.clone(), Some(host.clone()));
     runtime.board.set_mesh(MeshLink {
         net: network.clone(),
