@@ -273,6 +273,10 @@ impl Coordinator {
                     tracing::debug!(shard = r.index, "dropping duplicate result");
                     return;
                 }
+                // remembered before it shows as done, so nobody sees "done" that a crash loses
+                if let Some(d) = self.driver.as_mut() {
+                    d.shard_done(&r);
+                }
                 self.handle.update(|s| {
                     s.stats.add(&r.stats);
                     if let Some(row) = s.shards.iter_mut().find(|x| x.index == r.index) {
@@ -282,9 +286,6 @@ impl Coordinator {
                     }
                     s.frames_done = s.shards.iter().map(|x| x.frames_done).sum();
                 });
-                if let Some(d) = self.driver.as_mut() {
-                    d.shard_done(&r);
-                }
                 self.results.insert(r.index, r);
                 self.schedule(ctx);
                 self.maybe_finish(ctx);

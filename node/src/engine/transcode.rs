@@ -247,7 +247,15 @@ impl JobDriver for TranscodeDriver {
         if let (Some(key), ShardOutput::Blob { .. }) =
             (self.segment_keys.get(result.index as usize), &result.output)
         {
-            if let Err(e) = self.cache.entries.put(key, &result.output) {
+            // flushed at once: a coordinator killed right after must still find it (the store
+            // otherwise writes out every half second)
+            let stored = self
+                .cache
+                .entries
+                .put(key, &result.output)
+                .map_err(|e| e.to_string())
+                .and_then(|()| self.cache.entries.flush().map_err(|e| e.to_string()));
+            if let Err(e) = stored {
                 tracing::debug!(error = %e, "cannot remember a segment");
             }
         }
