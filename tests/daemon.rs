@@ -187,7 +187,10 @@ fn rendermesh_drain_stops_the_node_cleanly() {
         if let Ok(Some(st)) = node.child.try_wait() {
             break st;
         }
-        assert!(std::time::Instant::now() < deadline, "node still running after drain");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node still running after drain"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(st.success(), "{st:?}");

@@ -53,14 +53,36 @@ fn three(dir: &Path) -> Vec<Daemon> {
     nodes
 }
 
+/// `submit transcode SRC -o OUT` in one-second chunks, through the node of `data`.
+fn transcode(data: &Path, src: &Path, out: &Path) -> std::process::Output {
+    rendermesh(
+        data,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-seconds",
+            "1",
+            "-q",
+        ],
+    )
+}
+
+/// [`transcode`] on another thread, so the test can act on the nodes meanwhile.
+fn transcode_in_background(
+    data: &Path,
+    src: &Path,
+    out: &Path,
+) -> std::thread::JoinHandle<std::process::Output> {
+    let (data, src, out) = (data.to_path_buf(), src.to_path_buf(), out.to_path_buf());
+    std::thread::spawn(move || transcode(&data, &src, &out))
+}
+
 /// The newest job on `node` (from its API).
 fn last_job(node: &Daemon) -> serde_json::Value {
-    node.api_get("/v1/jobs")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .max_by_key(|j| j["started_unix_ms"].as_u64())
-        .expect("a job")
+    last_job_opt(node).expect("a job")
 }
 
 fn peers_of(job: &serde_json::Value) -> std::collections::BTreeSet<String> {
@@ -88,24 +110,15 @@ fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
     // transcode: 12 one-second chunks over three one-slot nodes
     let src = clip_720p_open_gop(tmp.path(), 12);
     let out = tmp.path().join("out.mp4");
-    let o = rendermesh(
-        &a.data_dir,
-        &[
-            "submit",
-            "transcode",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--chunk-seconds",
-            "1",
-            "-q",
-        ],
-    );
+    let o = transcode(&a.data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), a.log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     assert_eq!(frame_pts(&out), frame_pts(&src), "timestamps differ");
     let psnr = min_psnr(&out, &src);
-    assert!(psnr > 30.0, "lowest per-frame PSNR {psnr:.1} dB: a frame is not its source frame");
+    assert!(
+        psnr > 30.0,
+        "lowest per-frame PSNR {psnr:.1} dB: a frame is not its source frame"
+    );
     let job = last_job(a);
     assert_eq!(job["state"], "Done");
     let ran_on = peers_of(&job);
@@ -145,7 +158,11 @@ fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
     // the peers ran shards for a, but no job of their own
     for n in &nodes[1..] {
         assert_eq!(n.api_get("/v1/jobs").unwrap().as_array().unwrap().len(), 0);
-        assert!(n.log().contains("running a shard for a peer"), "{}", n.log());
+        assert!(
+            n.log().contains("running a shard for a peer"),
+            "{}",
+            n.log()
+        );
     }
     no_panic(&nodes);
 }
@@ -157,24 +174,7 @@ fn a_worker_killed_mid_shard_costs_a_reaward_not_the_job() {
     let mut nodes = three(tmp.path());
     let src = clip_720p_open_gop(tmp.path(), 16);
     let out = tmp.path().join("out.mp4");
-    let data = nodes[0].data_dir.clone();
-    let args: Vec<String> = [
-        "submit",
-        "transcode",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--chunk-seconds",
-        "1",
-        "-q",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let submit = std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        rendermesh(&data, &args)
-    });
+    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
     // kill b as soon as it runs a shard
     let running_on_b = |n: &Daemon| {
         n.api_get("/v1/jobs")
@@ -193,15 +193,21 @@ fn a_worker_killed_mid_shard_costs_a_reaward_not_the_job() {
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     let job = last_job(&nodes[0]);
     let shards = job["shards"].as_array().unwrap();
-    let retried: Vec<&serde_json::Value> =
-        shards.iter().filter(|s| s["retries"].as_u64() > Some(0)).collect();
+    let retried: Vec<&serde_json::Value> = shards
+        .iter()
+        .filter(|s| s["retries"].as_u64() > Some(0))
+        .collect();
     assert!(!retried.is_empty(), "no re-award in the shard table: {job}");
     // the re-awarded shard finished on a live node
     for s in &retried {
         assert_ne!(s["peer"], "b", "{job}");
         assert_eq!(s["state"], "Done");
     }
-    assert!(nodes[0].log().contains("peer lost a shard"), "{}", nodes[0].log());
+    assert!(
+        nodes[0].log().contains("peer lost a shard"),
+        "{}",
+        nodes[0].log()
+    );
     nodes.remove(1);
     no_panic(&nodes);
 }
@@ -229,19 +235,7 @@ fn a_peer_returning_a_wrong_segment_is_caught_and_the_shard_runs_elsewhere() {
     .expect("three nodes meet");
     let src = clip_720p_open_gop(tmp.path(), 8);
     let out = tmp.path().join("out.mp4");
-    let o = rendermesh(
-        &nodes[0].data_dir,
-        &[
-            "submit",
-            "transcode",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--chunk-seconds",
-            "1",
-            "-q",
-        ],
-    );
+    let o = transcode(&nodes[0].data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     let psnr = min_psnr(&out, &src);
@@ -249,7 +243,10 @@ fn a_peer_returning_a_wrong_segment_is_caught_and_the_shard_runs_elsewhere() {
     let job = last_job(&nodes[0]);
     let shards = job["shards"].as_array().unwrap();
     // b's result was refused: its shard was run again, and nothing of b's was used
-    assert!(shards.iter().any(|s| s["retries"].as_u64() > Some(0)), "{job}");
+    assert!(
+        shards.iter().any(|s| s["retries"].as_u64() > Some(0)),
+        "{job}"
+    );
     assert!(shards.iter().all(|s| s["peer"] != "b"), "{job}");
     let log = nodes[0].log();
     assert!(log.contains("failed verification"), "{log}");
@@ -264,23 +261,7 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
     let mut nodes = three(tmp.path());
     let src = clip_720p_open_gop(tmp.path(), 16);
     let out = tmp.path().join("out.mp4");
-    let data = nodes[0].data_dir.clone();
-    let (src2, out2) = (src.clone(), out.clone());
-    let submit = std::thread::spawn(move || {
-        rendermesh(
-            &data,
-            &[
-                "submit",
-                "transcode",
-                src2.to_str().unwrap(),
-                "-o",
-                out2.to_str().unwrap(),
-                "--chunk-seconds",
-                "1",
-                "-q",
-            ],
-        )
-    });
+    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
     let shards_on_b = |n: &Daemon, state: &str| -> Vec<u64> {
         last_job_opt(n)
             .map(|j| {
@@ -303,8 +284,10 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &nodes[1].child.id().to_string()])
         .status();
-    wait_for(Duration::from_secs(10), || nodes[1].log().contains("node draining"))
-        .expect("b did not start draining");
+    wait_for(Duration::from_secs(10), || {
+        nodes[1].log().contains("node draining")
+    })
+    .expect("b did not start draining");
     // from here on b takes nothing new
     let before = shards_on_b(&nodes[0], "");
 
@@ -314,7 +297,10 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
     let job = last_job(&nodes[0]);
     let rows = job["shards"].as_array().unwrap();
     for i in &running {
-        let row = rows.iter().find(|r| r["index"].as_u64() == Some(*i)).unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r["index"].as_u64() == Some(*i))
+            .unwrap();
         assert_eq!(row["peer"], "b", "b's running shard was taken away: {job}");
         assert_eq!(row["state"], "Done");
         assert_eq!(row["retries"], 0, "{job}");
@@ -325,7 +311,9 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
         "b took a shard after it began draining: before {before:?}, after {after:?}"
     );
     // b exits by itself, cleanly
-    let st = nodes[1].terminate(30).expect("b did not exit after draining");
+    let st = nodes[1]
+        .terminate(30)
+        .expect("b did not exit after draining");
     assert!(st.success(), "{st:?}");
     assert!(nodes[1].log().contains("drained"), "{}", nodes[1].log());
     no_panic(&nodes);
@@ -347,22 +335,7 @@ fn a_coordinator_killed_mid_job_resumes_with_only_the_missing_shards() {
     let key = tmp.path().join("swarm.key");
     let src = clip_720p_open_gop(tmp.path(), 16);
     let out = tmp.path().join("out.mp4");
-    let args = [
-        "submit",
-        "transcode",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--chunk-seconds",
-        "1",
-        "-q",
-    ];
-    let data = nodes[0].data_dir.clone();
-    let owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let submit = std::thread::spawn(move || {
-        let a: Vec<&str> = owned.iter().map(String::as_str).collect();
-        rendermesh(&data, &a)
-    });
+    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
     let done = |n: &Daemon| -> usize {
         last_job_opt(n)
             .map(|j| {
@@ -385,7 +358,7 @@ fn a_coordinator_killed_mid_job_resumes_with_only_the_missing_shards() {
 
     // restart the coordinator on the same data dir and submit again
     let a = start(tmp.path(), "a", &key, &[]);
-    let o = rendermesh(&a.data_dir, &args);
+    let o = transcode(&a.data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), a.log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     let psnr = min_psnr(&out, &src);
@@ -438,25 +411,20 @@ fn a_peer_whose_memory_limit_is_too_small_never_receives_the_shards() {
 
     let src = clip_720p_open_gop(tmp.path(), 8);
     let out = tmp.path().join("out.mp4");
-    let o = rendermesh(
-        &nodes[0].data_dir,
-        &[
-            "submit",
-            "transcode",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--chunk-seconds",
-            "1",
-            "-q",
-        ],
-    );
+    let o = transcode(&nodes[0].data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     let job = last_job(&nodes[0]);
     let ran_on = peers_of(&job);
     assert!(ran_on.contains("b"), "{job}");
-    assert!(!ran_on.contains("c"), "c received a shard it cannot hold: {job}");
-    assert!(!nodes[2].log().contains("running a shard for a peer"), "{}", nodes[2].log());
+    assert!(
+        !ran_on.contains("c"),
+        "c received a shard it cannot hold: {job}"
+    );
+    assert!(
+        !nodes[2].log().contains("running a shard for a peer"),
+        "{}",
+        nodes[2].log()
+    );
     no_panic(&nodes);
 }

@@ -141,7 +141,11 @@ fn a_file_analysed_once_is_answered_everywhere_and_a_late_node_gets_every_entry(
         took.as_millis()
     );
     assert!(since_start < Duration::from_secs(5), "{since_start:?}");
-    assert!(c.log().contains("cache entries pulled from peer"), "{}", c.log());
+    assert!(
+        c.log().contains("cache entries pulled from peer"),
+        "{}",
+        c.log()
+    );
     no_panic(&[&a, &b, &c]);
 }
 
@@ -206,9 +210,15 @@ fn with_two_replicas_each_entry_lives_on_its_two_owners_and_survives_one() {
     let refs: Vec<&Daemon> = nodes.iter().collect();
     let n_keys = holders(&refs, &ids).len();
     assert!(n_keys >= 3);
-    wait_for(Duration::from_secs(10), || placed_on_owners(&refs, &ids, n_keys)).unwrap_or_else(
-        || panic!("entries not on exactly their 2 owners: {:?}", holders(&refs, &ids)),
-    );
+    wait_for(Duration::from_secs(10), || {
+        placed_on_owners(&refs, &ids, n_keys)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "entries not on exactly their 2 owners: {:?}",
+            holders(&refs, &ids)
+        )
+    });
     drop(refs);
 
     // kill an owner of the scene list; a node that does not hold it looks it up
@@ -304,8 +314,7 @@ fn a_peer_pushing_a_corrupt_entry_is_refused_and_logged() {
     let sys = actix::System::new();
     let answer = sys.block_on(async move {
         let swarm_key = SwarmKey::load(&key_file).unwrap();
-        let identity =
-            rendermesh_mesh::key::load_or_create_identity(&rogue_key).unwrap();
+        let identity = rendermesh_mesh::key::load_or_create_identity(&rogue_key).unwrap();
         let (net, event_loop) = network::build(
             NetworkConfig {
                 listen: parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
@@ -356,12 +365,16 @@ fn a_peer_pushing_a_corrupt_entry_is_refused_and_logged() {
     );
     let held = keys(&node);
     assert!(held.contains(&good_key.to_string()), "{held:?}");
-    assert!(!held.contains(&bad_key.to_string()), "a corrupt record was stored");
+    assert!(
+        !held.contains(&bad_key.to_string()),
+        "a corrupt record was stored"
+    );
     let log = node.log();
     assert!(
-        log.lines().any(|l| l.contains("cache record from peer refused")
-            && l.contains(&rogue.to_string())
-            && l.contains(&bad_key.to_string())),
+        log.lines()
+            .any(|l| l.contains("cache record from peer refused")
+                && l.contains(&rogue.to_string())
+                && l.contains(&bad_key.to_string())),
         "{log}"
     );
     no_panic(&[&node]);

@@ -175,7 +175,10 @@ impl Entries {
     }
 
     fn remote(&self) -> Option<Arc<dyn Remote>> {
-        self.remote.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.remote
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Store `value` under `key`, marked with its kind.
@@ -474,9 +477,9 @@ fn parse(rec: &[u8]) -> Result<Parsed<'_>, String> {
 mod tests {
     use super::*;
     use crate::store::tests::stores;
+    use crate::store::MemStore;
     use rendermesh_protocol::{ContentId, Rational};
     use serde::Deserialize;
-    use crate::store::MemStore;
     use std::sync::Mutex;
 
     /// A test value cached as a probe.
@@ -536,7 +539,11 @@ mod tests {
             a.put(&key(1), &list(vec![1])).unwrap();
             a.put(&key(1), &list(vec![1])).unwrap(); // same record: not reported again
             a.put(&key(2), &list(vec![2])).unwrap();
-            assert_eq!(*remote.stored.lock().unwrap(), vec![key(1), key(2)], "{name}");
+            assert_eq!(
+                *remote.stored.lock().unwrap(),
+                vec![key(1), key(2)],
+                "{name}"
+            );
             // a miss asks the mesh
             assert!(a.get::<SceneList>(&key(3)).unwrap().is_none());
             assert_eq!(*remote.asked.lock().unwrap(), 1, "{name}");
@@ -546,13 +553,17 @@ mod tests {
             for k in a.keys().unwrap() {
                 let rec = a.record(&k).unwrap().unwrap();
                 assert!(b.put_record(&k, &rec).unwrap());
-                assert!(!b.put_record(&k, &rec).unwrap(), "{name}: same record twice");
+                assert!(
+                    !b.put_record(&k, &rec).unwrap(),
+                    "{name}: same record twice"
+                );
             }
             let (n, buckets) = a.digest().unwrap();
             assert_eq!(n, 2);
             assert_eq!(a.digest().unwrap(), b.digest().unwrap(), "{name}");
             assert_eq!(buckets.iter().filter(|b| **b != [0; 32]).count(), {
-                let mut firsts: Vec<u8> = a.keys().unwrap().iter().map(|k| k.as_bytes()[0]).collect();
+                let mut firsts: Vec<u8> =
+                    a.keys().unwrap().iter().map(|k| k.as_bytes()[0]).collect();
                 firsts.dedup();
                 firsts.len()
             });
@@ -566,7 +577,10 @@ mod tests {
             let last = bad.len() - 1;
             bad[last] ^= 1;
             let fresh = Entries::new(Arc::new(MemStore::default()));
-            assert!(matches!(fresh.put_record(&key(2), &bad), Err(RecordError::Invalid(_))));
+            assert!(matches!(
+                fresh.put_record(&key(2), &bad),
+                Err(RecordError::Invalid(_))
+            ));
             assert!(!fresh.contains(&key(2)).unwrap());
             assert!(Entries::check_record(&bad).is_err());
         }
@@ -690,7 +704,11 @@ mod tests {
             });
             e.set_remote(remote.clone());
             // the bad bytes are never served: the peer's verified copy is
-            assert_eq!(e.get::<SceneList>(&key(2)).unwrap(), Some(list(vec![7])), "{name}");
+            assert_eq!(
+                e.get::<SceneList>(&key(2)).unwrap(),
+                Some(list(vec![7])),
+                "{name}"
+            );
             assert_eq!(*remote.asked.lock().unwrap(), 1, "{name}");
         }
     }

@@ -49,7 +49,11 @@ async fn node(
     dir: &std::path::Path,
     key: &SwarmKey,
     peers: Vec<rendermesh_mesh::Multiaddr>,
-) -> (NetworkHandle, Cache, tokio::sync::mpsc::UnboundedSender<PeerChange>) {
+) -> (
+    NetworkHandle,
+    Cache,
+    tokio::sync::mpsc::UnboundedSender<PeerChange>,
+) {
     let cache = Cache::open(dir).expect("cache");
     let (net, event_loop) = network::build(
         NetworkConfig {
@@ -63,7 +67,12 @@ async fn node(
     let (in_tx, in_rx) = tokio::sync::mpsc::channel(service::QUEUE);
     service::serve(in_rx, cache.clone(), None);
     let (ch_tx, ch_rx) = tokio::sync::mpsc::unbounded_channel();
-    replica::start(cache.entries.clone(), net.clone(), ReplicaConfig { replicas: 0 }, ch_rx);
+    replica::start(
+        cache.entries.clone(),
+        net.clone(),
+        ReplicaConfig { replicas: 0 },
+        ch_rx,
+    );
     actix::spawn(event_loop.run(Ignore.start().recipient(), in_tx));
     let mut rx = net.watch_listen();
     let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|a| !a.is_empty())).await;
@@ -93,7 +102,12 @@ fn main() {
                 &ContentId::of(b"bench"),
             );
             a_cache.entries.put(&k, &scores(i)).expect("put");
-            bytes += a_cache.entries.record(&k).ok().flatten().map_or(0, |r| r.len());
+            bytes += a_cache
+                .entries
+                .record(&k)
+                .ok()
+                .flatten()
+                .map_or(0, |r| r.len());
         }
         let (want, _) = a_cache.entries.digest().expect("digest");
         println!(
@@ -104,12 +118,8 @@ fn main() {
         let mut best = f64::MAX;
         for run in 0..runs {
             let start = Instant::now();
-            let (b, b_cache, b_changes) = node(
-                &dir.path().join(format!("b{run}")),
-                &key,
-                a.listen_addrs(),
-            )
-            .await;
+            let (b, b_cache, b_changes) =
+                node(&dir.path().join(format!("b{run}")), &key, a.listen_addrs()).await;
             // the peers actor reports a join on the peer's first announcement, over a live
             // connection; here: once A answers
             while !matches!(
@@ -124,7 +134,10 @@ fn main() {
                 if b_cache.entries.keys().map(|k| k.len() as u64).unwrap_or(0) == want {
                     break;
                 }
-                assert!(start.elapsed() < Duration::from_secs(120), "sync did not finish");
+                assert!(
+                    start.elapsed() < Duration::from_secs(120),
+                    "sync did not finish"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let secs = start.elapsed().as_secs_f64();

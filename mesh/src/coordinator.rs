@@ -143,7 +143,8 @@ impl Coordinator {
             let Some(spec) = self.specs.get(&a.shard).cloned() else {
                 continue;
             };
-            self.running.insert(a.shard, (a.bidder, a.est_finish, Instant::now()));
+            self.running
+                .insert(a.shard, (a.bidder, a.est_finish, Instant::now()));
             self.dispatch(spec, a.bidder, ctx);
         }
         if self.running.is_empty() && self.auction.pending() > 0 {
@@ -153,7 +154,10 @@ impl Coordinator {
             } else {
                 format!("no node meets their requirements (shards {stuck:?})")
             };
-            self.fail(format!("{} shard(s) cannot run: {what}", self.auction.pending()), ctx);
+            self.fail(
+                format!("{} shard(s) cannot run: {what}", self.auction.pending()),
+                ctx,
+            );
         }
     }
 
@@ -221,8 +225,9 @@ impl Coordinator {
                     observer,
                 });
                 ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-                    let res = res
-                        .unwrap_or_else(|e| Err(ShardError::retryable(format!("worker gone: {e}"))));
+                    let res = res.unwrap_or_else(|e| {
+                        Err(ShardError::retryable(format!("worker gone: {e}")))
+                    });
                     act.on_result(shard, bidder, res, ctx)
                 }));
             }
@@ -234,9 +239,10 @@ impl Coordinator {
                 tracing::info!(job = %self.job, shard = shard.index, peer = %name, "shard awarded to a peer");
                 let spec = shard.clone();
                 let fut = async move { remote::run_on(&link, peer, spec).await };
-                ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-                    act.on_result(shard, bidder, res, ctx)
-                }));
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(move |res, act, ctx| act.on_result(shard, bidder, res, ctx)),
+                );
             }
         }
     }

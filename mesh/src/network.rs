@@ -19,10 +19,10 @@ use futures::StreamExt;
 use libp2p::core::transport::upgrade::Version;
 use libp2p::core::ConnectedPoint;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::Transport;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::{gossipsub, identify, identity, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
 use rendermesh_protocol::{Request, Response};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -672,7 +672,9 @@ mod tests {
         let (tx, mut rx) = mpsc::channel::<Inbound>(8);
         actix::spawn(async move {
             while let Some(inb) = rx.recv().await {
-                let _ = inb.reply.send(Response::Error(format!("{:?}", inb.request)));
+                let _ = inb
+                    .reply
+                    .send(Response::Error(format!("{:?}", inb.request)));
             }
         });
         actix::spawn(event_loop.run(collector.recipient(), tx));
@@ -731,12 +733,18 @@ mod tests {
             ))
             .await
         );
-        let answer = x.request(yid, Request::BucketKeys { bucket: 9 }).await.unwrap();
+        let answer = x
+            .request(yid, Request::BucketKeys { bucket: 9 })
+            .await
+            .unwrap();
         assert_eq!(answer, Response::Error("BucketKeys { bucket: 9 }".into()));
         // a peer we are not connected to: a clear failure, not a hang
         let stranger = PeerId::random();
         let err = x.request(stranger, Request::Digest).await.unwrap_err();
-        assert!(matches!(err, RequestError::Failed { peer, .. } if peer == stranger), "{err}");
+        assert!(
+            matches!(err, RequestError::Failed { peer, .. } if peer == stranger),
+            "{err}"
+        );
     }
 
     #[actix_rt::test]

@@ -42,7 +42,11 @@ fn input_of(shard: &ShardSpec) -> rendermesh_protocol::ContentId {
 }
 
 /// Run `shard` on `peer` and bring its output here.
-pub async fn run_on(link: &MeshLink, peer: PeerId, shard: ShardSpec) -> Result<ShardResult, ShardError> {
+pub async fn run_on(
+    link: &MeshLink,
+    peer: PeerId,
+    shard: ShardSpec,
+) -> Result<ShardResult, ShardError> {
     let index = shard.index;
     let answer = link
         .net
@@ -71,9 +75,15 @@ pub async fn run_on(link: &MeshLink, peer: PeerId, shard: ShardSpec) -> Result<S
     };
     if let ShardOutput::Blob { id, .. } = &result.output {
         // the segment comes back by hash; a blob that does not verify fails the attempt
-        let fetched = transfer::fetch(&link.net, &[peer], *id, &link.blobs, FetchOptions::default())
-            .await
-            .map_err(|e| ShardError::retryable(format!("result of shard {index} from {peer}: {e}")))?;
+        let fetched = transfer::fetch(
+            &link.net,
+            &[peer],
+            *id,
+            &link.blobs,
+            FetchOptions::default(),
+        )
+        .await
+        .map_err(|e| ShardError::retryable(format!("result of shard {index} from {peer}: {e}")))?;
         // the join reads it soon; the store's LRU order keeps a fresh blob last
         drop(fetched.pin);
     }
@@ -186,7 +196,12 @@ impl ShardHost {
         }
         let need = shard.cost.ram_estimate();
         if self.ram_limit > 0 && need > self.ram_limit {
-            tracing::info!(shard = shard.index, need, limit = self.ram_limit, "declining a shard: it needs more memory than this node allows");
+            tracing::info!(
+                shard = shard.index,
+                need,
+                limit = self.ram_limit,
+                "declining a shard: it needs more memory than this node allows"
+            );
             return Response::ShardFailed {
                 retryable: true,
                 reason: format!(
@@ -197,7 +212,15 @@ impl ShardHost {
         }
         let input = input_of(&shard);
         let (job, index) = (shard.job, shard.index);
-        let pin = match transfer::fetch(&self.net, &[from], input, &self.blobs, FetchOptions::default()).await {
+        let pin = match transfer::fetch(
+            &self.net,
+            &[from],
+            input,
+            &self.blobs,
+            FetchOptions::default(),
+        )
+        .await
+        {
             Ok(f) => f.pin,
             Err(e) => {
                 return Response::ShardFailed {

@@ -523,14 +523,18 @@ impl Replicator {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rendermesh_protocol::{CacheKind, ContentId};
 
     fn key(n: u32) -> CacheKey {
-        CacheKey::derive(CacheKind::SceneList, 1, &n.to_le_bytes(), &ContentId::of(b"f"))
+        CacheKey::derive(
+            CacheKind::SceneList,
+            1,
+            &n.to_le_bytes(),
+            &ContentId::of(b"f"),
+        )
     }
 
     #[test]

@@ -119,7 +119,10 @@ mod tests {
                 len: 9,
             };
             let mut buf = Cursor::new(Vec::new());
-            MeshCodec.write_request(&p, &mut buf, req.clone()).await.unwrap();
+            MeshCodec
+                .write_request(&p, &mut buf, req.clone())
+                .await
+                .unwrap();
             let mut rd = Cursor::new(buf.into_inner());
             assert_eq!(MeshCodec.read_request(&p, &mut rd).await.unwrap(), req);
 
@@ -135,11 +138,17 @@ mod tests {
             // garbage of a plausible length
             let mut junk = 12u32.to_le_bytes().to_vec();
             junk.extend_from_slice(b"RM\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff");
-            assert!(MeshCodec.read_request(&p, &mut Cursor::new(junk)).await.is_err());
+            assert!(MeshCodec
+                .read_request(&p, &mut Cursor::new(junk))
+                .await
+                .is_err());
             // truncated body
             let mut short = 100u32.to_le_bytes().to_vec();
             short.extend_from_slice(b"RM");
-            assert!(MeshCodec.read_request(&p, &mut Cursor::new(short)).await.is_err());
+            assert!(MeshCodec
+                .read_request(&p, &mut Cursor::new(short))
+                .await
+                .is_err());
         });
     }
 }

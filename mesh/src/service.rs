@@ -19,7 +19,8 @@ pub const FAULT_ENV: &str = "RENDERMESH_FAULT";
 /// Serve requests arriving on `rx` until it closes; call inside the runtime. Without a
 /// `host`, shard awards are declined.
 pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHost>) {
-    let corrupt = std::env::var(FAULT_ENV).is_ok_and(|v| v.split(',').any(|f| f == "corrupt-blobs"));
+    let corrupt =
+        std::env::var(FAULT_ENV).is_ok_and(|v| v.split(',').any(|f| f == "corrupt-blobs"));
     if corrupt {
         tracing::warn!("fault injection: every blob piece this node serves is corrupted");
     }
@@ -49,7 +50,8 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
             tokio::spawn(async move {
                 let answer = tokio::task::spawn_blocking(move || match request {
                     Request::GetBlob { id, offset, len } => {
-                        let mut piece = crate::transfer::serve_piece(&cache.blobs, &id, offset, len);
+                        let mut piece =
+                            crate::transfer::serve_piece(&cache.blobs, &id, offset, len);
                         if let (Some(h), Response::BlobPiece { total, data }) = (&host2, &piece) {
                             if offset + data.len() as u64 >= *total {
                                 h.fetched(&id);

@@ -43,7 +43,11 @@ pub enum Request {
     /// Store these records (replication push); each is verified first.
     PutEntries { records: Vec<EntryRecord> },
     /// Up to `len` bytes of blob `id` from `offset`.
-    GetBlob { id: ContentId, offset: u64, len: u32 },
+    GetBlob {
+        id: ContentId,
+        offset: u64,
+        len: u32,
+    },
     /// Run this shard (an award): fetch its input blob from the sender, run it, answer with
     /// the result; an output blob stays with the runner until the sender fetches it.
     RunShard { shard: ShardSpec },
@@ -60,7 +64,10 @@ pub enum Response {
     Keys(Vec<CacheKey>),
     Entries(Vec<EntryRecord>),
     /// Result of a [`Request::PutEntries`].
-    Stored { accepted: u32, rejected: u32 },
+    Stored {
+        accepted: u32,
+        rejected: u32,
+    },
     /// A piece of a blob and the blob's total size.
     BlobPiece {
         total: u64,
@@ -72,7 +79,10 @@ pub enum Response {
     /// A shard ran; its output blob (if any) can be fetched from the runner.
     ShardDone(ShardResult),
     /// A shard could not run; `retryable` = another node (or a later try) may succeed.
-    ShardFailed { retryable: bool, reason: String },
+    ShardFailed {
+        retryable: bool,
+        reason: String,
+    },
     /// The request was understood but failed; the text says why.
     Error(String),
 }

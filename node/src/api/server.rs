@@ -123,8 +123,14 @@ async fn cache_entries(req: HttpRequest, st: web::Data<ApiState>) -> HttpRespons
                 })
                 .collect::<Vec<_>>(),
         ),
-        Ok(Err(e)) => error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ),
+        Err(e) => error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ),
     }
 }
 
