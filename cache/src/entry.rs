@@ -231,10 +231,10 @@ impl Entries {
     /// The local record of `key`, or a peer's (verified) on a local miss.
     fn lookup(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(rec) = self.store.get(Tree::Entries, key.as_bytes())? {
-            if parse(&rec).is_ok() {
-                return Ok(Some(rec));
+            match parse(&rec) {
+                Ok(_) => return Ok(Some(rec)),
+                Err(why) => self.drop_bad(key, &why)?,
             }
-            self.drop_bad(key, &parse(&rec).err().unwrap_or_default())?;
         }
         Ok(self
             .remote()
