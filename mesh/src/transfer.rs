@@ -18,7 +18,8 @@
 //!   prefix (pieces are written in order), so its length is where a later fetch resumes: after
 //!   a failed peer in the same fetch, or in a later fetch of the same id. The prefix is hashed
 //!   again from disk when resumed; nothing else about it is stored.
-//! - A request that fails (connection dropped, timeout, the peer answering `Error`) is retried
+//! - A request that fails (connection dropped, no answer within
+//!   [`FetchOptions::piece_timeout`], the peer answering `Error`) is retried
 //!   on the same peer [`FetchOptions::retries`] times with doubling backoff; then the next peer
 //!   is asked. A peer that breaks the protocol (wrong answer, a piece longer than asked, an
 //!   empty piece, a size that changes) is not retried. A peer without the blob is skipped.
@@ -75,6 +76,9 @@ pub struct FetchOptions {
     pub backoff: Duration,
     /// Refuse a blob a peer says is larger than this (a peer could otherwise fill the disk).
     pub max_size: u64,
+    /// A piece not answered within this time counts as a failed request (the network's own
+    /// request timeout is long, for shard awards).
+    pub piece_timeout: Duration,
 }
 
 impl Default for FetchOptions {
@@ -85,6 +89,7 @@ impl Default for FetchOptions {
             retries: 3,
             backoff: Duration::from_millis(200),
             max_size: u64::MAX,
+            piece_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -548,17 +553,12 @@ impl Transfer {
 async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mut Transfer) -> End {
     let id = st.id;
     // the size first: a piece of length 0 at offset 0
-    let total = match net
-        .request(
-            peer,
-            Request::GetBlob {
-                id,
-                offset: 0,
-                len: 0,
-            },
-        )
-        .await
-    {
+    let probe = Request::GetBlob {
+        id,
+        offset: 0,
+        len: 0,
+    };
+    let total = match ask(net, peer, probe, opts.piece_timeout).await {
         Ok(Response::BlobPiece { total, data }) if data.is_empty() => total,
         Ok(Response::BlobPiece { data, .. }) => {
             return End::Misbehaved(format!("sent {} bytes when asked for 0", data.len()))
@@ -615,7 +615,11 @@ async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mu
                     offset,
                     len: len as u32,
                 };
-                (offset, len, net.request(peer, request).await)
+                (
+                    offset,
+                    len,
+                    ask(net, peer, request, opts.piece_timeout).await,
+                )
             });
         }
         if sink.written >= total {
@@ -659,6 +663,24 @@ async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mu
     }
 }
 
+/// Why a request got no answer.
+enum NoAnswer {
+    Network(RequestError),
+    Timeout(Duration),
+}
+
+async fn ask(
+    net: &NetworkHandle,
+    peer: PeerId,
+    request: Request,
+    timeout: Duration,
+) -> Result<Response, NoAnswer> {
+    match tokio::time::timeout(timeout, net.request(peer, request)).await {
+        Ok(r) => r.map_err(NoAnswer::Network),
+        Err(_) => Err(NoAnswer::Timeout(timeout)),
+    }
+}
+
 fn unexpected(answer: Response) -> End {
     match answer {
         Response::NoBlob => End::NoBlob,
@@ -667,10 +689,11 @@ fn unexpected(answer: Response) -> End {
     }
 }
 
-fn failed(e: RequestError) -> End {
+fn failed(e: NoAnswer) -> End {
     match e {
-        RequestError::Stopped => End::Stopped,
-        RequestError::Failed { reason, .. } => End::Failed(reason),
+        NoAnswer::Network(RequestError::Stopped) => End::Stopped,
+        NoAnswer::Network(RequestError::Failed { reason, .. }) => End::Failed(reason),
+        NoAnswer::Timeout(t) => End::Failed(format!("no answer within {t:?}")),
     }
 }
 

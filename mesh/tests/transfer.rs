@@ -37,6 +37,8 @@ enum Mode {
     Empty,
     /// Every data request fails with an error text.
     ErrorText,
+    /// Never answers (holds the reply for an hour).
+    Silent,
 }
 
 #[derive(Default)]
@@ -96,6 +98,13 @@ async fn node(mode: Mode) -> Node {
                     continue;
                 };
                 requested.fetch_add(u64::from(len), Ordering::SeqCst);
+                if mode == Mode::Silent {
+                    actix::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        drop(reply);
+                    });
+                    continue;
+                }
                 let (blobs, net, pieces) = (blobs.clone(), net.clone(), pieces.clone());
                 actix::spawn(async move {
                     let mut r = tokio::task::spawn_blocking(move || {
@@ -123,6 +132,7 @@ async fn node(mode: Mode) -> Node {
                                 }
                                 Mode::Empty => data.clear(),
                                 Mode::ErrorText => r = Response::Error("disk on fire".into()),
+                                Mode::Silent => {}
                             }
                         }
                     }
@@ -476,4 +486,28 @@ async fn concurrent_fetches_of_one_blob_transfer_it_once() {
     assert_eq!(x.received + y.received, bytes.len() as u64);
     assert_eq!(a.requested(), bytes.len() as u64);
     assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes);
+}
+
+#[actix_rt::test]
+async fn a_silent_peer_times_out_and_the_next_one_serves() {
+    let s = node(Mode::Silent).await;
+    let h = node(Mode::Honest).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(9, 1_500_000);
+    let id = s.blobs.put_bytes(&bytes).unwrap();
+    h.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&s, &h]).await;
+    let opts = FetchOptions {
+        piece_timeout: Duration::from_millis(300),
+        retries: 1,
+        ..small_pieces()
+    };
+    let t0 = std::time::Instant::now();
+    let got = fetch(&f, &[&s, &h], id, opts).await.unwrap();
+    assert_eq!(got.size, bytes.len() as u64);
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let err = fetch(&f, &[&s], ContentId::of(b"other"), opts)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no answer within 300ms"), "{err}");
 }
