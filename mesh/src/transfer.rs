@@ -715,6 +715,8 @@ fn variant(r: &Response) -> &'static str {
         Response::NoBlob => "NoBlob",
         Response::ShardDone(_) => "ShardDone",
         Response::ShardFailed { .. } => "ShardFailed",
+        Response::Bids(_) => "Bids",
+        Response::Lease { .. } => "Lease",
         Response::Error(_) => "Error",
     }
 }

@@ -19,4 +19,4 @@ pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;
-pub use wire::{EntryRecord, Request, Response};
+pub use wire::{Bid, BidSheet, EntryRecord, Request, Response};

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CacheKey, ContentId, ShardResult, ShardSpec};
+use crate::{CacheKey, ContentId, JobId, ShardResult, ShardSpec};
 
 /// Protocol name negotiated on each request stream.
 pub const REQUEST_PROTOCOL: &str = "/rendermesh/req/1";
@@ -51,6 +51,45 @@ pub enum Request {
     /// Run this shard (an award): fetch its input blob from the sender, run it, answer with
     /// the result; an output blob stays with the runner until the sender fetches it.
     RunShard { shard: ShardSpec },
+    /// A call for bids: how soon could the peer finish each of these shards? Answered with
+    /// [`Response::Bids`]. Only the specs travel, never the input.
+    CallForBids { shards: Vec<ShardSpec> },
+    /// Sent by the runner of an award to its coordinator while the shard runs: a progress
+    /// heartbeat that renews the award's lease. Answered with [`Response::Lease`].
+    ShardProgress {
+        job: JobId,
+        index: u32,
+        frames_done: u64,
+    },
+    /// Sent by a coordinator to a runner: stop running this shard (another copy won, or the
+    /// job ended). Answered with [`Response::Lease`] `{ keep: false }`.
+    CancelShard { job: JobId, index: u32 },
+}
+
+/// One bidder's answer to one shard of a [`Request::CallForBids`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Bid {
+    /// It would run the shard: `compute_s` seconds of work once started (from its calibrated
+    /// cost model, corrected by speeds it observed), `fetch_bytes` of input it lacks.
+    Offer {
+        shard: u32,
+        compute_s: f64,
+        fetch_bytes: u64,
+    },
+    /// It cannot meet the shard's requirements (memory, encoder, codec); `reason` says which.
+    Decline { shard: u32, reason: String },
+}
+
+/// A bidder's answer to a call for bids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BidSheet {
+    /// Shard slots of the bidder and how many are free now.
+    pub slots: u32,
+    pub free_slots: u32,
+    /// Seconds until its first busy slot is expected to free (0 when a slot is free).
+    pub queue_s: f64,
+    /// One bid per shard of the call, in the call's order.
+    pub bids: Vec<Bid>,
 }
 
 /// The answer to a [`Request`].
@@ -82,6 +121,13 @@ pub enum Response {
     ShardFailed {
         retryable: bool,
         reason: String,
+    },
+    /// Answer to a [`Request::CallForBids`].
+    Bids(BidSheet),
+    /// Answer to a [`Request::ShardProgress`] or [`Request::CancelShard`]: `keep` = the
+    /// coordinator still wants this run of the shard; `false` = stop it (lease revoked).
+    Lease {
+        keep: bool,
     },
     /// The request was understood but failed; the text says why.
     Error(String),
