@@ -10,21 +10,44 @@
 //! [`MAX_RETRIES`] times), and a peer that was lost takes no further shards of this job. When
 //! every shard is in, the driver assembles the result. The first non-retryable failure fails
 //! the job.
+//!
+//! Every start of a shard somewhere is a *run* (an award, or a speculative copy), kept in
+//! `running` under its own id; a result is used only while its run is still there, so the
+//! result of a run that was given up is dropped.
+//!
+//! - **Leases.** A run on a peer holds a lease of [`MeshLink::lease`] (default [`LEASE`]; see
+//!   [`Coordinator::with_lease`]). The runner's progress heartbeats ([`Heartbeat`], every 2 s)
+//!   renew it and move the shard's `frames_done`; a lease not renewed in time is lost like a
+//!   closed connection: the run is given up, the shard put up again, the peer takes no more of
+//!   the job. A heartbeat for a run that is no longer wanted is answered `false` (stop).
+//! - **Speculation.** When no shard waits for an award and a bidder has a free slot, the shard
+//!   in flight with the latest expected finish (from its progress rate) gets a copy on the idle
+//!   bidder that would finish it first, if that is clearly sooner; at most one copy per shard,
+//!   never on the bidder already running it. The first result wins; the other run is
+//!   cancelled (its token, or `CancelShard` to its peer), and its failure is nobody's fault.
+//!
+//! ```text
+//!   JobBoard ─start─▶ Coordinator ─RunShard{cancel token}─▶ local Worker
+//!                        │  ▲ ─run_on─▶ peer (remote.rs) ◀─ CancelShard
+//!                        │  └── Heartbeat (via Coordinators, from the ShardHost) ── lease
+//!                        └─ tick (500 ms): expired leases, speculative copies
+//! ```
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_protocol::{
-    JobId, JobResult, JobState, ShardResult, ShardRow, ShardSpec, ShardState, WorkStats,
+    JobId, JobResult, JobState, Request, ShardResult, ShardRow, ShardSpec, ShardState, WorkStats,
 };
 
 use crate::auction::{Auction, Bidder, Lot};
 use crate::board::JobHandle;
-use crate::executor::{JobDriver, JobError, Plan, ShardError};
-use crate::remote::{self, MeshLink};
+use crate::executor::{CancelToken, JobDriver, JobError, Plan, ShardError};
+use crate::remote::{self, Heartbeat, MeshLink};
 use crate::worker::{RunShard, ShardObserver, Worker};
 
 /// How often one shard is retried before the job fails.
@@ -33,12 +56,76 @@ pub const MAX_RETRIES: u32 = 2;
 const LINK_BYTES_PER_S: f64 = 100e6;
 /// Starting speed of every bidder (work units per second per slot); observed runs correct it.
 const START_SPEED: f64 = 10.0;
+/// Default lease of a run on a peer: lost when no heartbeat renewed it for this long.
+pub const LEASE: Duration = Duration::from_secs(15);
+/// How often leases are checked and speculative copies considered.
+const TICK: Duration = Duration::from_millis(500);
+/// A speculative copy must be expected to finish this many seconds sooner than the run it
+/// copies…
+const SPECULATE_GAIN_S: f64 = 2.0;
+/// …and sooner by this fraction of the copy's own estimated time.
+const SPECULATE_GAIN_SHARE: f64 = 0.25;
+/// A run is judged by its progress only once it has run this long (seconds).
+const SPECULATE_AFTER_S: f64 = 1.0;
+/// A `CancelShard` to a peer not answered within this time is given up (the runner also learns
+/// from its next heartbeat).
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a bidder runs shards.
 #[derive(Clone)]
 enum Target {
     Local(Addr<Worker>),
     Remote { peer: PeerId, name: String },
+}
+
+type RunId = u64;
+
+/// Frames a run has done and when it last said so.
+struct RunProgress {
+    since: Instant,
+    frames: AtomicU64,
+    at_ms: AtomicU64,
+}
+
+impl RunProgress {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            frames: AtomicU64::new(0),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, frames: u64) {
+        self.at_ms
+            .store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.frames.store(frames, Ordering::Relaxed);
+    }
+}
+
+/// One run of a shard: an award, or a speculative copy.
+struct Run {
+    shard: u32,
+    bidder: usize,
+    /// Its estimated finish, as entered in the bidder's `running`.
+    est: f64,
+    progress: Arc<RunProgress>,
+    cancel: CancelToken,
+    /// The node running it (a local run learns its worker's name when it starts).
+    name: Arc<OnceLock<String>>,
+    /// Last heartbeat of a run on a peer: its lease runs from here.
+    renewed: Instant,
+    copy: bool,
+    task: Option<SpawnHandle>,
+}
+
+impl Run {
+    fn name(&self) -> String {
+        self.name
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "this node".into())
+    }
 }
 
 /// Coordinates one job.
@@ -56,8 +143,12 @@ pub struct Coordinator {
     auction: Auction,
     lots: BTreeMap<u32, Lot>,
     specs: BTreeMap<u32, ShardSpec>,
-    /// Shard → (bidder, estimated finish, started).
-    running: BTreeMap<u32, (usize, f64, Instant)>,
+    /// Runs in flight, by run id (a shard may have two: an award and its copy).
+    running: BTreeMap<RunId, Run>,
+    next_run: RunId,
+    /// Shards that got a speculative copy (at most one each).
+    copied: BTreeSet<u32>,
+    lease: Duration,
     clock: Instant,
 }
 
@@ -74,7 +165,6 @@ impl Coordinator {
             job,
             driver: Some(driver),
             workers,
-            link,
             handle,
             results: BTreeMap::new(),
             expected: 0,
@@ -85,8 +175,18 @@ impl Coordinator {
             lots: BTreeMap::new(),
             specs: BTreeMap::new(),
             running: BTreeMap::new(),
+            next_run: 0,
+            copied: BTreeSet::new(),
+            lease: link.as_ref().map_or(LEASE, |l| l.lease),
+            link,
             clock: Instant::now(),
         }
+    }
+
+    /// Lose a run on a peer whose heartbeats stopped for `lease` (default: the link's).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     fn now(&self) -> f64 {
@@ -143,9 +243,7 @@ impl Coordinator {
             let Some(spec) = self.specs.get(&a.shard).cloned() else {
                 continue;
             };
-            self.running
-                .insert(a.shard, (a.bidder, a.est_finish, Instant::now()));
-            self.dispatch(spec, a.bidder, ctx);
+            self.start_run(spec, a.bidder, a.est_finish, false, ctx);
         }
         if self.running.is_empty() && self.auction.pending() > 0 {
             let stuck = self.auction.unplaceable(&self.bidders);
@@ -158,7 +256,9 @@ impl Coordinator {
                 format!("{} shard(s) cannot run: {what}", self.auction.pending()),
                 ctx,
             );
+            return;
         }
+        self.speculate(ctx);
     }
 
     fn on_plan(&mut self, plan: Result<Plan, JobError>, ctx: &mut Context<Self>) {
@@ -216,124 +316,359 @@ impl Coordinator {
         }
     }
 
-    fn dispatch(&mut self, shard: ShardSpec, bidder: usize, ctx: &mut Context<Self>) {
-        let observer: Arc<dyn ShardObserver> = Arc::new(Observer(self.handle.clone()));
-        match self.targets[bidder].clone() {
+    /// Start a run of `shard` on `bidder` (its slot is already taken, `est` entered).
+    fn start_run(
+        &mut self,
+        shard: ShardSpec,
+        bidder: usize,
+        est: f64,
+        copy: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = self.next_run;
+        self.next_run += 1;
+        let index = shard.index;
+        let progress = Arc::new(RunProgress::new());
+        let cancel = CancelToken::default();
+        let name = Arc::new(OnceLock::new());
+        let task = match self.targets[bidder].clone() {
             Target::Local(worker) => {
+                let observer = Arc::new(Observer {
+                    handle: self.handle.clone(),
+                    progress: progress.clone(),
+                    cancel: cancel.clone(),
+                    name: name.clone(),
+                    copy,
+                });
                 let fut = worker.send(RunShard {
-                    shard: shard.clone(),
+                    shard,
                     observer,
+                    cancel: cancel.clone(),
                 });
                 ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
                     let res = res.unwrap_or_else(|e| {
                         Err(ShardError::retryable(format!("worker gone: {e}")))
                     });
-                    act.on_result(shard, bidder, res, ctx)
-                }));
+                    act.on_result(id, res, ctx)
+                }))
             }
-            Target::Remote { peer, name } => {
+            Target::Remote {
+                peer,
+                name: peer_name,
+            } => {
                 let Some(link) = self.link.clone() else {
                     return;
                 };
-                observer.started(shard.index, &name);
-                tracing::info!(job = %self.job, shard = shard.index, peer = %name, "shard awarded to a peer");
-                let spec = shard.clone();
-                let fut = async move { remote::run_on(&link, peer, spec).await };
+                let _ = name.set(peer_name.clone());
+                if copy {
+                    tracing::info!(job = %self.job, shard = index, peer = %peer_name, "speculative copy sent to a peer");
+                    self.handle.update(|s| {
+                        if let Some(row) = s.shards.iter_mut().find(|x| x.index == index) {
+                            add_note(row, format!("copy on {peer_name}"));
+                        }
+                    });
+                } else {
+                    tracing::info!(job = %self.job, shard = index, peer = %peer_name, "shard awarded to a peer");
+                    self.handle.update(|s| {
+                        if let Some(row) = s.shards.iter_mut().find(|x| x.index == index) {
+                            row.state = ShardState::Running;
+                            row.peer = Some(peer_name.clone());
+                        }
+                    });
+                }
+                let fut = async move { remote::run_on(&link, peer, shard).await };
                 ctx.spawn(
                     fut.into_actor(self)
-                        .map(move |res, act, ctx| act.on_result(shard, bidder, res, ctx)),
-                );
+                        .map(move |res, act, ctx| act.on_result(id, res, ctx)),
+                )
+            }
+        };
+        self.running.insert(
+            id,
+            Run {
+                shard: index,
+                bidder,
+                est,
+                progress,
+                cancel,
+                name,
+                renewed: Instant::now(),
+                copy,
+                task: Some(task),
+            },
+        );
+    }
+
+    /// Give a run's slot back; learn its bidder's speed from a finished run (or the progress
+    /// of a stopped one).
+    fn free_slot(&mut self, run: &Run, finished: bool) {
+        let b = &mut self.bidders[run.bidder];
+        if let Some(i) = b.running.iter().position(|&e| e == run.est) {
+            b.running.remove(i);
+        }
+        let Some(l) = self.lots.get(&run.shard) else {
+            return;
+        };
+        let seconds = run.progress.since.elapsed().as_secs_f64();
+        if finished {
+            b.observe(l.work, seconds);
+        } else if seconds >= SPECULATE_AFTER_S {
+            let frames = self.specs.get(&run.shard).map_or(0, |s| s.cost.frames);
+            let done = run.progress.frames.load(Ordering::Relaxed).min(frames);
+            if done > 0 {
+                b.observe(l.work * done as f64 / frames as f64, seconds);
             }
         }
     }
 
-    /// A bidder finished (or lost) a shard: free its slot, learn its speed.
-    fn release(&mut self, shard: u32, ok: bool) -> Option<usize> {
-        let (bidder, est, started) = self.running.remove(&shard)?;
-        let b = &mut self.bidders[bidder];
-        if let Some(i) = b.running.iter().position(|&e| e == est) {
-            b.running.remove(i);
+    /// Give up run `id`: free its slot, stop it (its token; `CancelShard` to its peer) and
+    /// drop whatever it answers later.
+    fn stop_run(&mut self, id: RunId, ctx: &mut Context<Self>) -> Option<Run> {
+        let mut run = self.running.remove(&id)?;
+        self.free_slot(&run, false);
+        run.cancel.cancel();
+        if let Some(task) = run.task.take() {
+            ctx.cancel_future(task);
         }
-        if ok {
-            if let Some(l) = self.lots.get(&shard) {
-                b.observe(l.work, started.elapsed().as_secs_f64());
-            }
+        if let (Target::Remote { peer, .. }, Some(link)) =
+            (&self.targets[run.bidder], self.link.clone())
+        {
+            let (peer, job, index) = (*peer, self.job, run.shard);
+            ctx.spawn(
+                async move {
+                    let cancel = link.net.request(peer, Request::CancelShard { job, index });
+                    if let Err(e) = tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
+                        tracing::debug!(%job, shard = index, %peer, error = %e, "cancel unanswered");
+                    }
+                }
+                .into_actor(self),
+            );
         }
-        Some(bidder)
+        Some(run)
     }
 
     fn on_result(
         &mut self,
-        shard: ShardSpec,
-        bidder: usize,
+        id: RunId,
         res: Result<ShardResult, ShardError>,
         ctx: &mut Context<Self>,
     ) {
+        let Some(run) = self.running.remove(&id) else {
+            tracing::debug!(job = %self.job, run = id, "dropping the answer of a run given up");
+            return;
+        };
+        self.free_slot(&run, res.is_ok());
         if self.failed {
             return;
         }
-        self.release(shard.index, res.is_ok());
         match res {
-            Ok(r) => {
-                if self.results.contains_key(&r.index) {
-                    tracing::debug!(shard = r.index, "dropping duplicate result");
-                    return;
+            Ok(r) => self.shard_done(run, r, ctx),
+            Err(e) => self.run_failed(run, e, ctx),
+        }
+    }
+
+    fn shard_done(&mut self, run: Run, r: ShardResult, ctx: &mut Context<Self>) {
+        if self.results.contains_key(&run.shard) {
+            tracing::debug!(shard = run.shard, "dropping duplicate result");
+            return;
+        }
+        // the first result wins: the other copy, if any, is stopped
+        let others: Vec<RunId> = self
+            .running
+            .iter()
+            .filter(|(_, x)| x.shard == run.shard)
+            .map(|(&k, _)| k)
+            .collect();
+        let mut stopped = Vec::new();
+        for k in others {
+            if let Some(o) = self.stop_run(k, ctx) {
+                tracing::info!(job = %self.job, shard = run.shard, winner = %r.peer, cancelled = %o.name(), "the other run of the shard is cancelled");
+                stopped.push(o.name());
+            }
+        }
+        let note = match (run.copy, stopped.is_empty()) {
+            (true, false) => Some(format!("copy won; run on {} cancelled", stopped.join(", "))),
+            (true, true) => Some("copy won".to_string()),
+            (false, false) => Some(format!("copy on {} cancelled", stopped.join(", "))),
+            (false, true) => None,
+        };
+        // remembered before it shows as done, so nobody sees "done" that a crash loses
+        if let Some(d) = self.driver.as_mut() {
+            d.shard_done(&r);
+        }
+        self.handle.update(|s| {
+            s.stats.add(&r.stats);
+            if let Some(row) = s.shards.iter_mut().find(|x| x.index == r.index) {
+                row.state = ShardState::Done;
+                row.peer = Some(r.peer.clone());
+                row.frames_done = row.frames;
+                row.millis = r.stats.wall_ms;
+                if let Some(n) = note {
+                    add_note(row, n);
                 }
-                // remembered before it shows as done, so nobody sees "done" that a crash loses
-                if let Some(d) = self.driver.as_mut() {
-                    d.shard_done(&r);
+            }
+            s.frames_done = s.shards.iter().map(|x| x.frames_done).sum();
+        });
+        self.results.insert(r.index, r);
+        self.schedule(ctx);
+        self.maybe_finish(ctx);
+    }
+
+    fn run_failed(&mut self, run: Run, e: ShardError, ctx: &mut Context<Self>) {
+        let shard = run.shard;
+        // a run stopped by its runner while we still wanted it is worth another try
+        let retryable = e.retryable || e.is_cancelled();
+        if retryable {
+            if let Target::Remote { name, .. } = &self.targets[run.bidder] {
+                // a peer that lost a shard takes no more of this job's shards
+                tracing::warn!(job = %self.job, shard, peer = %name, error = %e.message, "peer lost a shard; putting it up again");
+                self.bidders[run.bidder].slots = 0;
+            }
+        }
+        if let Some(other) = self.running.values().find(|x| x.shard == shard) {
+            // the other copy goes on; this failure costs nothing
+            tracing::info!(job = %self.job, shard, failed = %run.name(), still_running = %other.name(), error = %e, "one run of the shard failed; its other run goes on");
+            let (failed, still) = (run.name(), other.name());
+            self.handle.update(|s| {
+                if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard) {
+                    row.state = ShardState::Running;
+                    row.peer = Some(still);
+                    add_note(row, format!("run on {failed} failed"));
                 }
-                self.handle.update(|s| {
-                    s.stats.add(&r.stats);
-                    if let Some(row) = s.shards.iter_mut().find(|x| x.index == r.index) {
-                        row.state = ShardState::Done;
-                        row.frames_done = row.frames;
-                        row.millis = r.stats.wall_ms;
-                    }
-                    s.frames_done = s.shards.iter().map(|x| x.frames_done).sum();
-                });
-                self.results.insert(r.index, r);
+            });
+            return;
+        }
+        let retries = self.handle.update(|s| {
+            s.shards.iter_mut().find(|x| x.index == shard).map(|row| {
+                row.retries += 1;
+                row.frames_done = 0;
+                row.state = ShardState::Pending;
+                row.retries
+            })
+        });
+        match retries {
+            Some(n) if retryable && n <= MAX_RETRIES => {
+                tracing::warn!(job = %self.job, shard, error = %e, "retrying shard");
+                if let Some(l) = self.lots.get(&shard) {
+                    self.auction.requeue(l.clone());
+                }
                 self.schedule(ctx);
-                self.maybe_finish(ctx);
             }
-            Err(e) => {
-                if e.retryable {
-                    if let Target::Remote { name, .. } = &self.targets[bidder] {
-                        // a peer that lost a shard takes no more of this job's shards
-                        tracing::warn!(job = %self.job, shard = shard.index, peer = %name, error = %e.message, "peer lost a shard; putting it up again");
-                        self.bidders[bidder].slots = 0;
+            _ => {
+                self.handle.update(|s| {
+                    if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard) {
+                        row.state = ShardState::Failed;
                     }
-                }
-                let retries = self.handle.update(|s| {
-                    s.shards
-                        .iter_mut()
-                        .find(|x| x.index == shard.index)
-                        .map(|row| {
-                            row.retries += 1;
-                            row.frames_done = 0;
-                            row.state = ShardState::Pending;
-                            row.retries
-                        })
                 });
-                match retries {
-                    Some(n) if e.retryable && n <= MAX_RETRIES => {
-                        tracing::warn!(job = %self.job, shard = shard.index, error = %e, "retrying shard");
-                        if let Some(l) = self.lots.get(&shard.index) {
-                            self.auction.requeue(l.clone());
-                        }
-                        self.schedule(ctx);
-                    }
-                    _ => {
-                        self.handle.update(|s| {
-                            if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard.index)
-                            {
-                                row.state = ShardState::Failed;
-                            }
-                        });
-                        self.fail(e.message, ctx);
-                    }
-                }
+                self.fail(e.message, ctx);
             }
+        }
+    }
+
+    /// Leases that ran out, then speculative copies.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.failed || self.driver.is_none() {
+            return;
+        }
+        let expired: Vec<RunId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| matches!(self.targets[r.bidder], Target::Remote { .. }))
+            .filter(|(_, r)| r.renewed.elapsed() > self.lease)
+            .map(|(&k, _)| k)
+            .collect();
+        for id in expired {
+            if self.failed {
+                return;
+            }
+            let Some(run) = self.stop_run(id, ctx) else {
+                continue;
+            };
+            let (name, shard, secs) = (run.name(), run.shard, self.lease.as_secs_f64());
+            tracing::warn!(job = %self.job, shard, peer = %name, lease_s = secs, "lease lost: no heartbeat from the peer in time; putting the shard up again");
+            self.handle.update(|s| {
+                if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard) {
+                    add_note(row, format!("lease lost on {name}"));
+                }
+            });
+            let e = ShardError::retryable(format!(
+                "lease lost: no heartbeat from {name} for {secs:.0} s"
+            ));
+            self.run_failed(run, e, ctx);
+        }
+        self.speculate(ctx);
+    }
+
+    /// When a run ends, in seconds of the job's clock: from its progress rate, else its bid.
+    fn expected_finish(&self, run: &Run, now: f64) -> f64 {
+        let frames = self.specs.get(&run.shard).map_or(0, |s| s.cost.frames);
+        let done = run.progress.frames.load(Ordering::Relaxed).min(frames);
+        let at = run.progress.at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let elapsed = run.progress.since.elapsed().as_secs_f64();
+        if done > 0 && at > 0.0 {
+            (now - elapsed + at * frames as f64 / done as f64).max(now)
+        } else {
+            // no progress yet: at least as long again as it has taken so far
+            run.est.max(now + elapsed)
+        }
+    }
+
+    /// Nothing waits for an award: give the slowest shard in flight a copy on an idle bidder
+    /// that would clearly finish it sooner.
+    fn speculate(&mut self, ctx: &mut Context<Self>) {
+        if self.failed || self.driver.is_none() || self.auction.pending() > 0 {
+            return;
+        }
+        if !self.bidders.iter().any(|b| b.free_slots() > 0) {
+            return;
+        }
+        let now = self.now();
+        let mut runs_of: BTreeMap<u32, Vec<&Run>> = BTreeMap::new();
+        for r in self.running.values() {
+            runs_of.entry(r.shard).or_default().push(r);
+        }
+        let mut slow: Vec<(f64, u32, usize)> = runs_of
+            .iter()
+            .filter(|(shard, runs)| runs.len() == 1 && !self.copied.contains(shard))
+            .filter(|(_, runs)| runs[0].progress.since.elapsed().as_secs_f64() >= SPECULATE_AFTER_S)
+            .map(|(&shard, runs)| (self.expected_finish(runs[0], now), shard, runs[0].bidder))
+            .collect();
+        slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (finish, shard, on) in slow {
+            let (Some(lot), Some(spec)) = (self.lots.get(&shard), self.specs.get(&shard)) else {
+                continue;
+            };
+            let best = self
+                .bidders
+                .iter()
+                .filter(|b| b.id != on && b.free_slots() > 0)
+                .filter_map(|b| b.bid(now, lot).map(|t| (t, b.id)))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            let Some((t, bidder)) = best else {
+                continue;
+            };
+            let gain = SPECULATE_GAIN_S.max(SPECULATE_GAIN_SHARE * (t - now));
+            if t + gain >= finish {
+                continue;
+            }
+            let spec = spec.clone();
+            tracing::info!(
+                job = %self.job,
+                shard,
+                expected_s = finish - now,
+                copy_s = t - now,
+                "starting a speculative copy of a slow shard"
+            );
+            self.copied.insert(shard);
+            self.bidders[bidder].running.push(t);
+            self.handle.update(|s| {
+                if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard) {
+                    row.copies += 1;
+                }
+            });
+            self.start_run(spec, bidder, t, true, ctx);
+            // one copy per call: the bidders' slots changed
+            return;
         }
     }
 
@@ -392,28 +727,86 @@ fn row(index: u32, state: ShardState, frames: u64) -> ShardRow {
         frames_done: 0,
         millis: 0,
         retries: 0,
+        copies: 0,
+        note: None,
     }
 }
 
-struct Observer(JobHandle);
+fn add_note(row: &mut ShardRow, text: String) {
+    row.note = Some(match row.note.take() {
+        Some(n) => format!("{n}; {text}"),
+        None => text,
+    });
+}
+
+/// Reports of a local run: into its progress and the shard table (unless it was given up).
+struct Observer {
+    handle: JobHandle,
+    progress: Arc<RunProgress>,
+    cancel: CancelToken,
+    name: Arc<OnceLock<String>>,
+    copy: bool,
+}
 
 impl ShardObserver for Observer {
     fn started(&self, index: u32, peer: &str) {
-        self.0.update(|s| {
+        let _ = self.name.set(peer.to_string());
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        self.handle.update(|s| {
             if let Some(row) = s.shards.iter_mut().find(|x| x.index == index) {
-                row.state = ShardState::Running;
-                row.peer = Some(peer.to_string());
+                if self.copy {
+                    add_note(row, format!("copy on {peer}"));
+                } else {
+                    row.state = ShardState::Running;
+                    row.peer = Some(peer.to_string());
+                }
             }
         });
     }
 
     fn progress(&self, index: u32, frames_done: u64) {
-        self.0.update(|s| {
-            if let Some(row) = s.shards.iter_mut().find(|x| x.index == index) {
-                row.frames_done = frames_done.min(row.frames);
-            }
-            s.frames_done = s.shards.iter().map(|x| x.frames_done).sum();
-        });
+        self.progress.set(frames_done);
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        self.handle.update(|s| show_progress(s, index, frames_done));
+    }
+}
+
+/// A run of shard `index` has done `frames_done` frames: the row shows the furthest run.
+fn show_progress(s: &mut rendermesh_protocol::JobStatus, index: u32, frames_done: u64) {
+    if let Some(row) = s.shards.iter_mut().find(|x| x.index == index) {
+        if row.state == ShardState::Running {
+            row.frames_done = row.frames_done.max(frames_done.min(row.frames));
+        }
+    }
+    s.frames_done = s.shards.iter().map(|x| x.frames_done).sum();
+}
+
+impl Handler<Heartbeat> for Coordinator {
+    type Result = bool;
+
+    /// A runner's heartbeat: renew the lease of its run and show its progress; `false` =
+    /// that run is no longer wanted.
+    fn handle(&mut self, beat: Heartbeat, _ctx: &mut Context<Self>) -> bool {
+        if self.failed {
+            return false;
+        }
+        let targets = &self.targets;
+        let Some(run) = self.running.values_mut().find(|r| {
+            r.shard == beat.index
+                && matches!(&targets[r.bidder], Target::Remote { peer, .. } if *peer == beat.peer)
+        }) else {
+            tracing::debug!(job = %self.job, shard = beat.index, peer = %beat.peer, "heartbeat for a run no longer wanted");
+            return false;
+        };
+        run.renewed = Instant::now();
+        run.progress.set(beat.frames_done);
+        self.handle
+            .update(|s| show_progress(s, beat.index, beat.frames_done));
+        true
     }
 }
 
@@ -421,6 +814,11 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(link) = &self.link {
+            link.coordinators
+                .register(self.job, ctx.address().recipient());
+        }
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
         let Some(mut driver) = self.driver.take() else {
             return;
         };
@@ -436,5 +834,16 @@ impl Actor for Coordinator {
             }
             Err(e) => act.fail(format!("planning crashed: {e}"), ctx),
         }));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // runs still going are not wanted any more: local ones stop at their next frame,
+        // peers learn it from the answer to their next heartbeat
+        if let Some(link) = &self.link {
+            link.coordinators.unregister(self.job);
+        }
+        for run in self.running.values() {
+            run.cancel.cancel();
+        }
     }
 }

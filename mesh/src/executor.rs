@@ -1,8 +1,15 @@
 //! The seams between the scheduler and the work: [`ShardExecutor`] runs one shard,
 //! [`JobDriver`] plans a job into shards and assembles the result.
-//! Both are called on the blocking pool, never on the async executor.
+//! Both are called on the blocking pool, never on the async executor. A running shard reports
+//! its progress and learns whether it is still wanted through its [`ShardCtl`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use rendermesh_protocol::{JobId, JobResult, ShardOutput, ShardResult, ShardSpec, WorkStats};
+
+/// The message of [`ShardError::cancelled`].
+pub const CANCELLED: &str = "shard cancelled";
 
 /// A shard failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,15 +34,79 @@ impl ShardError {
             retryable: true,
         }
     }
+
+    /// The run was stopped because nobody wants its result any more (another copy won, the
+    /// lease was revoked, the job ended). Not retryable: whoever cancelled it knows.
+    pub fn cancelled() -> Self {
+        Self::fatal(CANCELLED)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        !self.retryable && self.message == CANCELLED
+    }
+}
+
+/// A stop flag for one run of a shard, shared by whoever may cancel it (its coordinator, the
+/// node running it for a peer) and the run itself. Cancelling is sticky.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Both are the same token (clones of one another).
+    pub fn same(&self, other: &CancelToken) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// What a running shard reports to and checks: `progress(frames_done)` now and then, and
+/// [`ShardCtl::is_cancelled`] once per frame (a cancelled shard ends soon with
+/// [`ShardError::cancelled`] and leaves no files behind).
+pub struct ShardCtl<'a> {
+    progress: &'a (dyn Fn(u64) + 'a),
+    cancel: Option<&'a CancelToken>,
+}
+
+impl<'a> ShardCtl<'a> {
+    pub fn new(progress: &'a (dyn Fn(u64) + 'a), cancel: &'a CancelToken) -> Self {
+        Self {
+            progress,
+            cancel: Some(cancel),
+        }
+    }
+
+    /// Reports nowhere and is never cancelled (calibration runs, tests).
+    pub fn detached() -> ShardCtl<'static> {
+        ShardCtl {
+            progress: &|_| {},
+            cancel: None,
+        }
+    }
+
+    /// `frames_done` frames of the shard are done.
+    pub fn progress(&self, frames_done: u64) {
+        (self.progress)(frames_done)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_some_and(CancelToken::is_cancelled)
+    }
 }
 
 /// Runs a shard on the calling thread (which belongs to a blocking pool).
 pub trait ShardExecutor: Send + Sync + 'static {
-    /// Run `shard`; call `progress(frames_done)` now and then.
+    /// Run `shard`; report through `ctl` now and then and stop when it is cancelled.
     fn run(
         &self,
         shard: &ShardSpec,
-        progress: &dyn Fn(u64),
+        ctl: &ShardCtl<'_>,
     ) -> Result<(ShardOutput, WorkStats), ShardError>;
 }
 

@@ -39,10 +39,13 @@ pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 /// A connection (TCP + pnet + noise + yamux) must be up within this time.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A request without an answer within this time fails. Long, because a shard award is a
-/// request answered when the shard is done; a peer that dies closes its connection and fails
-/// its requests at once.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// A shard award (`RunShard`) without an answer within this time fails. Very long, because an
+/// award is a request answered when the shard is done, and a shard may run for hours: a
+/// runner that dies closes its connection (its requests fail at once), one that freezes stops
+/// its progress heartbeats and loses the award's lease (see `coordinator`).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Every other request without an answer within this time fails.
+pub const SHORT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 const REDIAL_MIN: Duration = Duration::from_millis(300);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
@@ -184,8 +187,13 @@ impl NetworkHandle {
         }
     }
 
-    /// Send `request` to `peer` and wait for its answer (at most [`REQUEST_TIMEOUT`]).
+    /// Send `request` to `peer` and wait for its answer: at most [`REQUEST_TIMEOUT`] for a
+    /// shard award, [`SHORT_REQUEST_TIMEOUT`] for anything else.
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, RequestError> {
+        let limit = match request {
+            Request::RunShard { .. } => REQUEST_TIMEOUT,
+            _ => SHORT_REQUEST_TIMEOUT,
+        };
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Request {
@@ -195,7 +203,13 @@ impl NetworkHandle {
             })
             .await
             .map_err(|_| RequestError::Stopped)?;
-        rx.await.map_err(|_| RequestError::Stopped)?
+        match tokio::time::timeout(limit, rx).await {
+            Ok(answer) => answer.map_err(|_| RequestError::Stopped)?,
+            Err(_) => Err(RequestError::Failed {
+                peer,
+                reason: format!("no answer within {} s", limit.as_secs()),
+            }),
+        }
     }
 
     pub async fn shutdown(&self) {

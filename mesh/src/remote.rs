@@ -1,38 +1,101 @@
 //! Shards on other nodes.
 //!
 //! ```text
-//!   coordinator ──RunShard{shard}──▶ peer: fetch the chunk blob from the coordinator (verified),
-//!        ▲                               run it on its Worker, keep any output blob
-//!        └──── ShardDone(result) ─────┘
-//!   coordinator: fetch the output blob from the peer (verified), then use the result
+//!   coordinator ──RunShard{shard}──────────▶ runner: fetch the chunk blob from the coordinator
+//!        │                                    (verified), run it on its Worker, keep any output
+//!        │ ◀── ShardProgress{frames_done} ──  every 2 s while the award lasts (a heartbeat)
+//!        │ ──── Lease{keep} ──────────────▶  keep = false: the runner stops the shard
+//!        │ ──── CancelShard ──────────────▶  the runner stops the shard (another copy won)
+//!        │ ◀── ShardDone(result) ──────────  (or ShardFailed)
+//!   coordinator: fetch the output blob from the runner (verified), then use the result
 //! ```
 //!
-//! A peer that dies mid-shard closes its connection: the request fails at once and the
-//! coordinator puts the shard back up for auction. A result whose blob does not verify is
-//! refused the same way.
+//! A runner that dies mid-shard closes its connection: the request fails at once and the
+//! coordinator puts the shard back up for auction. A runner that freezes (its connection stays
+//! up) stops sending heartbeats and loses the award when its lease runs out; a result whose
+//! blob does not verify is refused the same way.
+//!
+//! Both sides live here: [`run_on`] is the coordinator's half of an award, [`ShardHost`] the
+//! runner's (it also passes heartbeats addressed to this node's coordinators on to them,
+//! through [`Coordinators`]).
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_cache::BlobStore;
-use rendermesh_protocol::{Request, Response, ShardOutput, ShardResult, ShardSpec, ShardTask};
+use rendermesh_protocol::{
+    JobId, Request, Response, ShardOutput, ShardResult, ShardSpec, ShardTask,
+};
+use tokio::sync::Notify;
 
-use crate::executor::ShardError;
+use crate::executor::{CancelToken, ShardError, CANCELLED};
 use crate::network::NetworkHandle;
 use crate::peers::PeerView;
 use crate::transfer::{self, FetchOptions};
 use crate::worker::{RunShard, ShardObserver, Worker};
 
-/// What a coordinator needs to use the mesh: the network, who is in it, where blobs live.
+/// How often a runner reports progress to the coordinator of an award (and renews its lease).
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A heartbeat not answered within this time counts as unanswered.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A runner whose heartbeats found no coordinator for this long stops the shard: nobody can
+/// take its result.
+pub const ORPHAN_AFTER: Duration = Duration::from_secs(60);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a coordinator needs to use the mesh: the network, who is in it, where blobs live,
+/// where its heartbeats arrive and how long an award's lease lasts.
 #[derive(Clone)]
 pub struct MeshLink {
     pub net: NetworkHandle,
     pub peers: PeerView,
     pub blobs: BlobStore,
+    /// Coordinators register here for the heartbeats of their awards (the node's
+    /// [`ShardHost`] receives them and holds the same directory).
+    pub coordinators: Coordinators,
+    /// An award on a peer whose heartbeats stop for this long is lost and put up again.
+    pub lease: Duration,
+}
+
+/// A runner's progress heartbeat for one award, as its coordinator receives it; the answer
+/// is whether the coordinator still wants that run (`false` = stop it).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "bool")]
+pub struct Heartbeat {
+    pub peer: PeerId,
+    pub index: u32,
+    pub frames_done: u64,
+}
+
+/// The coordinators of this node, by job: where heartbeats from runners go.
+#[derive(Clone, Default)]
+pub struct Coordinators(Arc<Mutex<HashMap<JobId, Recipient<Heartbeat>>>>);
+
+impl Coordinators {
+    pub fn register(&self, job: JobId, to: Recipient<Heartbeat>) {
+        lock(&self.0).insert(job, to);
+    }
+
+    pub fn unregister(&self, job: JobId) {
+        lock(&self.0).remove(&job);
+    }
+
+    /// Hand `beat` to the coordinator of `job`; `false` when there is none (the job ended or
+    /// is not ours) or it no longer wants that run.
+    pub async fn heartbeat(&self, job: JobId, beat: Heartbeat) -> bool {
+        let to = lock(&self.0).get(&job).cloned();
+        match to {
+            Some(to) => to.send(beat).await.unwrap_or(false),
+            None => false,
+        }
+    }
 }
 
 fn input_of(shard: &ShardSpec) -> rendermesh_protocol::ContentId {
@@ -64,8 +127,9 @@ pub async fn run_on(
         Response::ShardFailed { retryable, reason } => {
             return Err(ShardError {
                 message: format!("on peer {peer}: {reason}"),
-                retryable,
-            })
+                // a run the coordinator still wanted, stopped by the runner: worth another try
+                retryable: retryable || reason == CANCELLED,
+            });
         }
         other => {
             return Err(ShardError::retryable(format!(
@@ -90,7 +154,12 @@ pub async fn run_on(
     Ok(result)
 }
 
-/// The node side: runs shards awarded by other nodes on the local worker.
+/// Awards running on this node for peers, by (coordinator, job, shard): their stop flags.
+type Awards = Arc<Mutex<HashMap<(PeerId, JobId, u32), CancelToken>>>;
+
+/// The node side: runs shards awarded by other nodes on the local worker, heartbeats their
+/// progress to the coordinators, stops those the coordinators no longer want; and passes
+/// heartbeats for this node's own jobs on to their coordinators.
 #[derive(Clone)]
 pub struct ShardHost {
     pub net: NetworkHandle,
@@ -99,6 +168,27 @@ pub struct ShardHost {
     drain: Arc<DrainState>,
     /// Shards needing more memory than this are declined (0 = no limit).
     ram_limit: u64,
+    /// Awards running now, by (coordinator, job, shard).
+    awards: Awards,
+    coordinators: Coordinators,
+    /// Fault injection (tests): extra time spent per frame of every award.
+    frame_delay: Duration,
+}
+
+/// Keeps an award in [`ShardHost::awards`] while alive.
+struct Award {
+    awards: Awards,
+    key: (PeerId, JobId, u32),
+    token: CancelToken,
+}
+
+impl Drop for Award {
+    fn drop(&mut self) {
+        let mut awards = lock(&self.awards);
+        if awards.get(&self.key).is_some_and(|t| t.same(&self.token)) {
+            awards.remove(&self.key);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -119,11 +209,36 @@ impl Drop for Running {
     }
 }
 
-struct Quiet;
+/// What a run for a peer reports: frames done (read by the heartbeat), the start (sends one
+/// heartbeat at once), and, under fault injection, a delay per frame.
+struct AwardObserver {
+    frames: Arc<AtomicU64>,
+    started: Arc<Notify>,
+    frame_delay: Duration,
+    cancel: CancelToken,
+}
 
-impl ShardObserver for Quiet {
-    fn started(&self, _: u32, _: &str) {}
-    fn progress(&self, _: u32, _: u64) {}
+impl ShardObserver for AwardObserver {
+    fn started(&self, _: u32, _: &str) {
+        self.started.notify_one();
+    }
+
+    fn progress(&self, _: u32, frames_done: u64) {
+        let before = self.frames.swap(frames_done, Ordering::Relaxed);
+        if self.frame_delay.is_zero() {
+            return;
+        }
+        // a slow node: called on the shard's blocking thread, so the shard waits
+        let frames = frames_done.saturating_sub(before).min(10_000) as u32;
+        let until = Instant::now() + self.frame_delay * frames;
+        while !self.cancel.is_cancelled() {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
+    }
 }
 
 impl ShardHost {
@@ -134,7 +249,44 @@ impl ShardHost {
             worker,
             drain: Arc::default(),
             ram_limit: 0,
+            awards: Arc::default(),
+            coordinators: Coordinators::default(),
+            frame_delay: Duration::ZERO,
         }
+    }
+
+    /// Pass heartbeats for this node's jobs to the coordinators registered in `c`.
+    pub fn with_coordinators(mut self, c: Coordinators) -> Self {
+        self.coordinators = c;
+        self
+    }
+
+    /// Fault injection: spend `delay` more per frame of every award (a slow node).
+    pub fn with_frame_delay(mut self, delay: Duration) -> Self {
+        self.frame_delay = delay;
+        self
+    }
+
+    /// A runner's heartbeat for an award of one of our jobs: does its coordinator still want
+    /// that run?
+    pub async fn heartbeat(&self, from: PeerId, job: JobId, index: u32, frames: u64) -> Response {
+        let beat = Heartbeat {
+            peer: from,
+            index,
+            frames_done: frames,
+        };
+        Response::Lease {
+            keep: self.coordinators.heartbeat(job, beat).await,
+        }
+    }
+
+    /// The coordinator `from` no longer wants our run of shard `index` of `job`: stop it.
+    pub fn cancel(&self, from: PeerId, job: JobId, index: u32) -> Response {
+        if let Some(token) = lock(&self.awards).get(&(from, job, index)) {
+            tracing::info!(%job, shard = index, coordinator = %from, "the coordinator cancelled a shard; stopping it");
+            token.cancel();
+        }
+        Response::Lease { keep: false }
     }
 
     /// Decline shards whose memory estimate exceeds `bytes` (0 = no limit).
@@ -210,6 +362,80 @@ impl ShardHost {
                 ),
             };
         }
+        let (job, index) = (shard.job, shard.index);
+        let cancel = CancelToken::default();
+        let key = (from, job, index);
+        if let Some(old) = lock(&self.awards).insert(key, cancel.clone()) {
+            // the same award twice: the coordinator wants the newer run
+            old.cancel();
+        }
+        let _award = Award {
+            awards: self.awards.clone(),
+            key,
+            token: cancel.clone(),
+        };
+        let frames = Arc::new(AtomicU64::new(0));
+        let started = Arc::new(Notify::new());
+        let beat = self.heartbeats(from, job, index, &cancel, &frames, &started);
+        let work = self.work(from, shard, &cancel, &frames, &started);
+        tokio::select! {
+            answer = work => answer,
+            never = beat => match never {},
+        }
+    }
+
+    /// Report progress to `from` every [`HEARTBEAT`] (and once when the shard starts) until
+    /// dropped; cancel the run when the coordinator no longer wants it or cannot be reached
+    /// for [`ORPHAN_AFTER`].
+    async fn heartbeats(
+        &self,
+        from: PeerId,
+        job: JobId,
+        index: u32,
+        cancel: &CancelToken,
+        frames: &AtomicU64,
+        started: &Notify,
+    ) -> std::convert::Infallible {
+        let mut answered = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT) => {}
+                _ = started.notified() => {}
+            }
+            if cancel.is_cancelled() {
+                continue;
+            }
+            let beat = Request::ShardProgress {
+                job,
+                index,
+                frames_done: frames.load(Ordering::Relaxed),
+            };
+            match tokio::time::timeout(HEARTBEAT_TIMEOUT, self.net.request(from, beat)).await {
+                Ok(Ok(Response::Lease { keep: true })) => answered = Instant::now(),
+                Ok(Ok(Response::Lease { keep: false })) => {
+                    tracing::info!(%job, shard = index, coordinator = %from, "the coordinator no longer wants this run (lease revoked); stopping the shard");
+                    cancel.cancel();
+                }
+                other => {
+                    tracing::debug!(%job, shard = index, coordinator = %from, answer = ?other, "heartbeat unanswered");
+                    if answered.elapsed() >= ORPHAN_AFTER {
+                        tracing::warn!(%job, shard = index, coordinator = %from, "no answer from the coordinator for {}s; stopping the shard", ORPHAN_AFTER.as_secs());
+                        cancel.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fetch the input, run the shard, answer.
+    async fn work(
+        &self,
+        from: PeerId,
+        shard: ShardSpec,
+        cancel: &CancelToken,
+        frames: &Arc<AtomicU64>,
+        started: &Arc<Notify>,
+    ) -> Response {
         let input = input_of(&shard);
         let (job, index) = (shard.job, shard.index);
         let pin = match transfer::fetch(
@@ -230,11 +456,18 @@ impl ShardHost {
             }
         };
         tracing::info!(%job, shard = index, coordinator = %from, "running a shard for a peer");
+        let observer = AwardObserver {
+            frames: frames.clone(),
+            started: started.clone(),
+            frame_delay: self.frame_delay,
+            cancel: cancel.clone(),
+        };
         let res = self
             .worker
             .send(RunShard {
                 shard,
-                observer: Arc::new(Quiet),
+                observer: Arc::new(observer),
+                cancel: cancel.clone(),
             })
             .await;
         drop(pin);
@@ -245,18 +478,26 @@ impl ShardHost {
         match res {
             Ok(Ok(r)) => {
                 if let ShardOutput::Blob { id, .. } = &r.output {
-                    self.drain
-                        .unfetched
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(*id);
+                    if cancel.is_cancelled() {
+                        // nobody will fetch it
+                        if !self.blobs.is_pinned(id) {
+                            let _ = self.blobs.remove(id);
+                        }
+                    } else {
+                        lock(&self.drain.unfetched).insert(*id);
+                    }
                 }
                 Response::ShardDone(r)
             }
-            Ok(Err(e)) => Response::ShardFailed {
-                retryable: e.retryable,
-                reason: e.message,
-            },
+            Ok(Err(e)) => {
+                if e.is_cancelled() {
+                    tracing::info!(%job, shard = index, coordinator = %from, "shard run cancelled");
+                }
+                Response::ShardFailed {
+                    retryable: e.retryable,
+                    reason: e.message,
+                }
+            }
             Err(e) => Response::ShardFailed {
                 retryable: true,
                 reason: format!("worker gone: {e}"),

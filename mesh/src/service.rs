@@ -1,6 +1,9 @@
 //! Answers requests from peers: cache replication ([`crate::replica`]), blob pieces
-//! ([`crate::transfer`]) and shard awards ([`crate::remote`]). Each request runs on the blocking pool (store and file reads); the
+//! ([`crate::transfer`]), shard awards, their heartbeats and cancels ([`crate::remote`]).
+//! Store and file reads run on the blocking pool; awards and heartbeats run as tasks; the
 //! network task sends the answer back.
+
+use std::time::Duration;
 
 use rendermesh_cache::Cache;
 use rendermesh_protocol::{Request, Response};
@@ -12,18 +15,56 @@ use crate::remote::ShardHost;
 /// Requests waiting for an answer before new ones are refused as busy.
 pub const QUEUE: usize = 256;
 
-/// Environment switch for fault-injection tests: `RENDERMESH_FAULT=corrupt-blobs` makes this
-/// node flip a byte in every blob piece it serves (a lying peer).
+/// Environment switch for fault-injection tests, a comma-separated list:
+/// - `corrupt-blobs`: this node flips a byte in every blob piece it serves (a lying peer);
+/// - `slow-shards` or `slow-shards=MS`: every shard it runs for a peer takes MS more
+///   milliseconds per frame (default 1000; a slow box).
 pub const FAULT_ENV: &str = "RENDERMESH_FAULT";
 
+/// The faults [`FAULT_ENV`] asks for.
+#[derive(Debug, Default, PartialEq)]
+struct Faults {
+    corrupt_blobs: bool,
+    slow_shards: Option<Duration>,
+}
+
+impl Faults {
+    fn parse(text: &str) -> Self {
+        let mut f = Faults::default();
+        for item in text.split(',').map(str::trim) {
+            match item.split_once('=') {
+                None if item == "corrupt-blobs" => f.corrupt_blobs = true,
+                None if item == "slow-shards" => f.slow_shards = Some(Duration::from_secs(1)),
+                Some(("slow-shards", ms)) => {
+                    f.slow_shards = ms.parse().ok().map(Duration::from_millis);
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
 /// Serve requests arriving on `rx` until it closes; call inside the runtime. Without a
-/// `host`, shard awards are declined.
+/// `host`, shard awards are declined and heartbeats answered "stop".
 pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHost>) {
-    let corrupt =
-        std::env::var(FAULT_ENV).is_ok_and(|v| v.split(',').any(|f| f == "corrupt-blobs"));
+    let faults = std::env::var(FAULT_ENV)
+        .map(|v| Faults::parse(&v))
+        .unwrap_or_default();
+    let corrupt = faults.corrupt_blobs;
     if corrupt {
         tracing::warn!("fault injection: every blob piece this node serves is corrupted");
     }
+    let host = match (host, faults.slow_shards) {
+        (Some(h), Some(delay)) => {
+            tracing::warn!(
+                ms = delay.as_millis() as u64,
+                "fault injection: every shard run for a peer is slowed down per frame"
+            );
+            Some(h.with_frame_delay(delay))
+        }
+        (h, _) => h,
+    };
     tokio::spawn(async move {
         while let Some(Inbound {
             peer,
@@ -31,22 +72,48 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
             reply,
         }) = rx.recv().await
         {
-            let cache = cache.clone();
-            let host2 = host.clone();
-            if let Request::RunShard { shard } = request {
-                let host = host.clone();
-                tokio::spawn(async move {
-                    let answer = match host {
-                        Some(h) => h.run(peer, shard).await,
-                        None => Response::ShardFailed {
-                            retryable: true,
-                            reason: "this node runs no shards for peers".into(),
-                        },
+            let request = match request {
+                Request::RunShard { shard } => {
+                    let host = host.clone();
+                    tokio::spawn(async move {
+                        let answer = match host {
+                            Some(h) => h.run(peer, shard).await,
+                            None => Response::ShardFailed {
+                                retryable: true,
+                                reason: "this node runs no shards for peers".into(),
+                            },
+                        };
+                        let _ = reply.send(answer);
+                    });
+                    continue;
+                }
+                Request::ShardProgress {
+                    job,
+                    index,
+                    frames_done,
+                } => {
+                    let host = host.clone();
+                    tokio::spawn(async move {
+                        let answer = match host {
+                            Some(h) => h.heartbeat(peer, job, index, frames_done).await,
+                            None => Response::Lease { keep: false },
+                        };
+                        let _ = reply.send(answer);
+                    });
+                    continue;
+                }
+                Request::CancelShard { job, index } => {
+                    let answer = match &host {
+                        Some(h) => h.cancel(peer, job, index),
+                        None => Response::Lease { keep: false },
                     };
                     let _ = reply.send(answer);
-                });
-                continue;
-            }
+                    continue;
+                }
+                other => other,
+            };
+            let cache = cache.clone();
+            let host2 = host.clone();
             tokio::spawn(async move {
                 let answer = tokio::task::spawn_blocking(move || match request {
                     Request::GetBlob { id, offset, len } => {
@@ -72,4 +139,23 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_switches_parse() {
+        assert_eq!(Faults::parse(""), Faults::default());
+        assert!(Faults::parse("corrupt-blobs").corrupt_blobs);
+        let f = Faults::parse("corrupt-blobs, slow-shards=250");
+        assert!(f.corrupt_blobs);
+        assert_eq!(f.slow_shards, Some(Duration::from_millis(250)));
+        assert_eq!(
+            Faults::parse("slow-shards").slow_shards,
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(Faults::parse("slow-shards=x").slow_shards, None);
+    }
 }

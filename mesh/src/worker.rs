@@ -1,5 +1,7 @@
 //! The worker actor: accepts [`RunShard`] and runs it through the [`ShardExecutor`] on the
-//! blocking pool, at most `slots` shards at a time (the rest wait in order).
+//! blocking pool, at most `slots` shards at a time (the rest wait in order). Each run carries a
+//! [`CancelToken`]: a run cancelled while it waits never starts, one cancelled while it runs
+//! ends at the next frame with [`ShardError::cancelled`].
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use rendermesh_protocol::{ShardResult, ShardSpec};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::executor::{ShardError, ShardExecutor};
+pub use crate::executor::CancelToken;
+use crate::executor::{ShardCtl, ShardError, ShardExecutor};
 
 /// Callbacks a shard reports through: started (on which peer), and frames done.
 pub trait ShardObserver: Send + Sync + 'static {
@@ -24,6 +27,8 @@ pub trait ShardObserver: Send + Sync + 'static {
 pub struct RunShard {
     pub shard: ShardSpec,
     pub observer: Arc<dyn ShardObserver>,
+    /// Set it to stop this run.
+    pub cancel: CancelToken,
 }
 
 /// How many shards a worker is running now; shared with the peers actor's heartbeat.
@@ -99,19 +104,39 @@ impl Handler<RunShard> for Worker {
                     .acquire_owned()
                     .await
                     .map_err(|_| ShardError::retryable("worker is shutting down"))?;
+                let RunShard {
+                    shard,
+                    observer,
+                    cancel,
+                } = msg;
+                if cancel.is_cancelled() {
+                    tracing::info!("shard cancelled before it started");
+                    return Err(ShardError::cancelled());
+                }
                 let _running = load.enter();
-                let RunShard { shard, observer } = msg;
                 observer.started(shard.index, &peer);
                 let started = Instant::now();
                 let index = shard.index;
                 let job = shard.job;
                 let span = tracing::Span::current();
-                let (output, mut stats) = tokio::task::spawn_blocking(move || {
+                let token = cancel.clone();
+                let run = tokio::task::spawn_blocking(move || {
                     let _g = span.enter();
-                    executor.run(&shard, &|n| observer.progress(index, n))
+                    let progress = |n| observer.progress(index, n);
+                    executor.run(&shard, &ShardCtl::new(&progress, &token))
                 })
                 .await
-                .map_err(|e| ShardError::retryable(format!("shard task died: {e}")))??;
+                .map_err(|e| ShardError::retryable(format!("shard task died: {e}")))?;
+                let (output, mut stats) = match run {
+                    Err(_) if cancel.is_cancelled() => {
+                        tracing::info!(
+                            ms = started.elapsed().as_millis() as u64,
+                            "shard cancelled"
+                        );
+                        return Err(ShardError::cancelled());
+                    }
+                    other => other?,
+                };
                 stats.wall_ms = started.elapsed().as_millis() as u64;
                 tracing::debug!(ms = stats.wall_ms, "shard done");
                 Ok(ShardResult {

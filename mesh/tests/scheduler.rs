@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Actor;
+use rendermesh_mesh::executor::{CancelToken, ShardCtl};
+use rendermesh_mesh::worker::ShardObserver;
+use rendermesh_mesh::RunShard;
 use rendermesh_mesh::{JobBoard, JobDriver, JobError, Plan, ShardError, ShardExecutor, Worker};
 use rendermesh_protocol::*;
 
@@ -23,7 +26,7 @@ impl ShardExecutor for FakeExec {
     fn run(
         &self,
         shard: &ShardSpec,
-        progress: &dyn Fn(u64),
+        ctl: &ShardCtl<'_>,
     ) -> Result<(ShardOutput, WorkStats), ShardError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
@@ -34,7 +37,7 @@ impl ShardExecutor for FakeExec {
             *n
         };
         std::thread::sleep(Duration::from_millis(20));
-        progress(shard.cost.frames / 2);
+        ctl.progress(shard.cost.frames / 2);
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Some((fails, retryable)) = self.fail.get(&shard.index) {
             if attempt <= *fails {
@@ -297,4 +300,103 @@ async fn cached_answers_and_cached_shards_are_not_run() {
             .count(),
         2
     );
+}
+
+/// A slow box: 500 ms per frame; stops at the next frame once cancelled.
+#[derive(Default)]
+struct SlowExec {
+    cancelled: std::sync::atomic::AtomicBool,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl ShardExecutor for SlowExec {
+    fn run(
+        &self,
+        shard: &ShardSpec,
+        ctl: &ShardCtl<'_>,
+    ) -> Result<(ShardOutput, WorkStats), ShardError> {
+        for f in 1..=shard.cost.frames {
+            if ctl.is_cancelled() {
+                self.cancelled.store(true, Ordering::SeqCst);
+                return Err(ShardError::cancelled());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            ctl.progress(f);
+        }
+        self.finished.store(true, Ordering::SeqCst);
+        let id = ContentId::of(&shard.index.to_le_bytes());
+        Ok((ShardOutput::Blob { id, bytes: 4 }, WorkStats::default()))
+    }
+}
+
+#[actix_rt::test]
+async fn a_slow_shard_gets_a_copy_on_an_idle_worker_and_the_slow_run_is_cancelled() {
+    let fast = Arc::new(FakeExec::default());
+    let slow = Arc::new(SlowExec::default());
+    let w1 = Worker::new("fast", fast.clone(), 1).start();
+    let w2 = Worker::new("slow", slow.clone(), 1).start();
+    let b = JobBoard::new(vec![(w1, 1), (w2, 1)]);
+    let (d, seen) = driver(2);
+    let started = std::time::Instant::now();
+    let h = b.start("transcode", vec![], Box::new(d));
+    let r = h.wait().await;
+    let took = started.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    // the slow run alone takes 5 s
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1]);
+    let s = h.status();
+    let copied: Vec<&ShardRow> = s.shards.iter().filter(|r| r.copies > 0).collect();
+    assert_eq!(copied.len(), 1, "{s:?}");
+    let row = copied[0];
+    assert_eq!(row.state, ShardState::Done);
+    assert_eq!(row.peer.as_deref(), Some("fast"), "{row:?}");
+    assert!(
+        row.note.as_deref().is_some_and(|n| n.contains("copy won")),
+        "{row:?}"
+    );
+    // the slow run stops at its next frame
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !slow.cancelled.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        slow.cancelled.load(Ordering::SeqCst),
+        "the slow run was not cancelled"
+    );
+    assert!(!slow.finished.load(Ordering::SeqCst));
+}
+
+#[actix_rt::test]
+async fn a_cancelled_run_ends_with_cancelled_and_one_cancelled_while_queued_never_starts() {
+    let slow = Arc::new(SlowExec::default());
+    let w = Worker::new("slow", slow.clone(), 1).start();
+    struct Nobody;
+    impl ShardObserver for Nobody {
+        fn started(&self, _: u32, _: &str) {}
+        fn progress(&self, _: u32, _: u64) {}
+    }
+    let job = JobId(7);
+    let running = CancelToken::default();
+    let queued = CancelToken::default();
+    let first = w.send(RunShard {
+        shard: spec(job, 0),
+        observer: Arc::new(Nobody),
+        cancel: running.clone(),
+    });
+    let second = w.send(RunShard {
+        shard: spec(job, 1),
+        observer: Arc::new(Nobody),
+        cancel: queued.clone(),
+    });
+    queued.cancel();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let t = std::time::Instant::now();
+    running.cancel();
+    let e = first.await.unwrap().unwrap_err();
+    assert!(e.is_cancelled() && !e.retryable, "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let e = second.await.unwrap().unwrap_err();
+    assert!(e.is_cancelled(), "{e:?}");
+    assert!(!slow.finished.load(Ordering::SeqCst));
 }

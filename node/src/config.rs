@@ -37,6 +37,10 @@ pub struct NodeConfig {
     /// Shards estimated to need more (high resolutions) are left to other boxes: set it on a
     /// small box (a Jetson, a laptop) so it takes only what it can hold.
     pub shard_ram_limit_bytes: u64,
+    /// Lease of a shard this node hands to a peer, in seconds: the peer's progress heartbeats
+    /// (every 2 s) renew it; a peer silent for this long (frozen, cut off) loses the shard,
+    /// which runs elsewhere. At least 4.
+    pub shard_lease_seconds: f64,
     /// Hide GPUs: use and advertise software encoders only (also `RENDERMESH_FORCE_CPU=1`).
     pub force_cpu: bool,
     /// Mesh transport address (TCP multiaddr). Tests and single boxes may use
@@ -92,6 +96,7 @@ impl Default for NodeConfig {
             blob_quota_bytes: 0,
             cache_replicas: 0,
             shard_ram_limit_bytes: 0,
+            shard_lease_seconds: 15.0,
             force_cpu: false,
             listen: "/ip4/0.0.0.0/tcp/7879".into(),
             peers: Vec::new(),
@@ -165,6 +170,12 @@ impl NodeConfig {
                 );
             }
         }
+        if !(self.shard_lease_seconds.is_finite() && self.shard_lease_seconds >= 4.0) {
+            anyhow::bail!(
+                "shard_lease_seconds must be at least 4 (two heartbeats; got {})",
+                self.shard_lease_seconds
+            );
+        }
         if self.slots > 1024 {
             anyhow::bail!("slots = {} is not sensible", self.slots);
         }
@@ -203,6 +214,11 @@ impl NodeConfig {
     }
 
     /// `force_cpu`, or the environment's `RENDERMESH_FORCE_CPU=1`.
+    /// The lease of a shard on a peer.
+    pub fn shard_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.shard_lease_seconds.max(0.0))
+    }
+
     pub fn effective_force_cpu(&self) -> bool {
         self.force_cpu
             || std::env::var("RENDERMESH_FORCE_CPU").is_ok_and(|v| v == "1" || v == "true")
@@ -291,5 +307,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("mdns_interfaces"));
+        let c = NodeConfig {
+            shard_lease_seconds: 1.0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("shard_lease_seconds"));
     }
 }

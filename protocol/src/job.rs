@@ -348,11 +348,20 @@ pub enum ShardState {
 pub struct ShardRow {
     pub index: u32,
     pub state: ShardState,
+    /// Where the shard runs; once done, the node whose result was used.
     pub peer: Option<String>,
     pub frames: u64,
+    /// Frames done so far (a peer's progress arrives with its heartbeats, every 2 s).
     pub frames_done: u64,
     pub millis: u64,
+    /// Times the shard was put up for auction again (a lost peer, a lost lease, a bad result).
     pub retries: u32,
+    /// Speculative copies started (at most one): a second run of a slow shard on an idle node.
+    #[serde(default)]
+    pub copies: u32,
+    /// What happened beyond the state, e.g. `"copy on c won; b cancelled"`.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Lifecycle of a job.

@@ -21,6 +21,7 @@ use crate::runtime::Runtime;
 use actix::Actor;
 use rendermesh_mesh::key::load_or_create_identity;
 use rendermesh_mesh::network::{self, parse_tcp_addr};
+use rendermesh_mesh::remote::Coordinators;
 use rendermesh_mesh::{replica, service, Draining, MeshLink, ReplicaConfig, ShardHost};
 use rendermesh_mesh::{NetworkConfig, PeerView, Peers, SetCaps, SwarmKey};
 
@@ -176,17 +177,22 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
     let view = peers.view();
     let peers = peers.start();
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(service::QUEUE);
+    // heartbeats of awards on peers reach this node's coordinators through the host
+    let coordinators = Coordinators::default();
     let host = ShardHost::new(
         network.clone(),
         runtime.cache.blobs.clone(),
         runtime.worker.clone(),
     )
-    .with_ram_limit(cfg.shard_ram_limit_bytes);
+    .with_ram_limit(cfg.shard_ram_limit_bytes)
+    .with_coordinators(coordinators.clone());
     service::serve(inbound_rx, runtime.cache.clone(), Some(host.clone()));
     runtime.board.set_mesh(MeshLink {
         net: network.clone(),
         peers: view.clone(),
         blobs: runtime.cache.blobs.clone(),
+        coordinators,
+        lease: cfg.shard_lease(),
     });
     replica::start(
         runtime.cache.entries.clone(),

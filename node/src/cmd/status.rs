@@ -61,18 +61,25 @@ pub fn print_job(j: &JobStatus, shards: bool) {
     }
     if shards && !j.shards.is_empty() {
         println!(
-            "    {:>5}  {:<8} {:<20} {:>7} {:>8} {:>7}",
-            "shard", "state", "peer", "frames", "time", "retries"
+            "    {:>5}  {:<8} {:<20} {:>11} {:>8} {:>7} {:>6}  note",
+            "shard", "state", "peer", "frames", "time", "retries", "copies"
         );
         for s in &j.shards {
+            let frames = if s.state == rendermesh_protocol::ShardState::Running {
+                format!("{}/{}", s.frames_done, s.frames)
+            } else {
+                s.frames.to_string()
+            };
             println!(
-                "    {:>5}  {:<8} {:<20} {:>7} {:>7.1}s {:>7}",
+                "    {:>5}  {:<8} {:<20} {:>11} {:>7.1}s {:>7} {:>6}  {}",
                 s.index,
                 format!("{:?}", s.state),
                 s.peer.as_deref().unwrap_or("-"),
-                s.frames,
+                frames,
                 s.millis as f64 / 1000.0,
-                s.retries
+                s.retries,
+                s.copies,
+                s.note.as_deref().unwrap_or("")
             );
         }
     }

@@ -315,7 +315,10 @@ fn show(pb: &ProgressBar, s: &JobStatus) {
         .shards
         .iter()
         .filter(|r| r.state == rendermesh_protocol::ShardState::Running)
-        .map(|r| format!("#{}@{}", r.index, r.peer.as_deref().unwrap_or("?")))
+        .map(|r| {
+            let copy = if r.copies > 0 { "+copy" } else { "" };
+            format!("#{}@{}{copy}", r.index, r.peer.as_deref().unwrap_or("?"))
+        })
         .collect();
     let done = s
         .shards

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ffmpeg_next as ff;
+use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_protocol::{
     Capabilities, EncodeOptions, EncoderCap, FrameRange, Rational, ScoreParams, VideoCodec,
     CAPS_VERSION,
@@ -169,7 +170,7 @@ pub fn verify_encoder(name: &str, dir: &Path) -> Result<(), String> {
         preset: None,
         encoder: Some(name.to_string()),
     };
-    let result = encode_chunk(&clip, &range, &opts, &out, 1, &|_| {});
+    let result = encode_chunk(&clip, &range, &opts, &out, 1, &ShardCtl::detached());
     let _ = std::fs::remove_file(&clip);
     let _ = std::fs::remove_file(&out);
     result.map(|_| ()).map_err(|e| {
@@ -228,7 +229,7 @@ fn time_encode(
         encoder: Some(name.to_string()),
     };
     let t = Instant::now();
-    let ok = encode_chunk(clip, range, &opts, &out, threads, &|_| {}).is_ok();
+    let ok = encode_chunk(clip, range, &opts, &out, threads, &ShardCtl::detached()).is_ok();
     let _ = std::fs::remove_file(&out);
     if ok {
         range.frames as f32 / t.elapsed().as_secs_f32().max(1e-6)
@@ -239,7 +240,13 @@ fn time_encode(
 
 fn time_scenes(clip: &Path, range: &FrameRange, threads: usize) -> f32 {
     let t = Instant::now();
-    match score_chunk(clip, range, &ScoreParams::default(), threads, &|_| {}) {
+    match score_chunk(
+        clip,
+        range,
+        &ScoreParams::default(),
+        threads,
+        &ShardCtl::detached(),
+    ) {
         Ok(_) => range.frames as f32 / t.elapsed().as_secs_f32().max(1e-6),
         Err(_) => 0.0,
     }

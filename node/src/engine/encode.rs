@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
+use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_protocol::{EncodeOptions, FrameRange, VideoCodec};
 
 use super::decode::decode_range;
@@ -101,7 +102,7 @@ pub fn encode_chunk(
     options: &EncodeOptions,
     out: &Path,
     threads: usize,
-    progress: &dyn Fn(u64),
+    ctl: &ShardCtl<'_>,
 ) -> Result<u64, MediaError> {
     super::init();
     let name = options.encoder_name();
@@ -128,7 +129,11 @@ pub fn encode_chunk(
         Ok(())
     };
 
+    let mut fed = 0u64;
     let frames = decode_range(chunk, range, threads, false, |frame| {
+        if ctl.is_cancelled() {
+            return Err(MediaError::Cancelled);
+        }
         if state.is_none() {
             state = Some(
                 open_encoder(codec, frame, range, options, out, threads).map_err(|e| match e {
@@ -157,7 +162,9 @@ pub fn encode_chunk(
         };
         send.map_err(enc_err)?;
         write_packets(st, &mut encoded)?;
-        progress(encoded);
+        // frames handed to the encoder: its packets lag behind by its lookahead
+        fed += 1;
+        ctl.progress(fed);
         Ok(())
     })?;
     let Some(mut st) = state else {

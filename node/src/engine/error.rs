@@ -27,6 +27,9 @@ pub enum MediaError {
     Write { file: PathBuf, cause: String },
     #[error("{file}: {cause}")]
     Other { file: PathBuf, cause: String },
+    /// The shard was cancelled (its result is no longer wanted); not a fault of anything.
+    #[error("{}", rendermesh_mesh::executor::CANCELLED)]
+    Cancelled,
 }
 
 impl MediaError {

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rendermesh_cache::BlobStore;
+use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_mesh::{ShardError, ShardExecutor};
 use rendermesh_protocol::{ShardOutput, ShardSpec, ShardTask, WorkStats};
 
@@ -32,6 +33,9 @@ pub fn process_counters() -> (u64, u64) {
 
 impl From<MediaError> for ShardError {
     fn from(e: MediaError) -> Self {
+        if matches!(e, MediaError::Cancelled) {
+            return ShardError::cancelled();
+        }
         ShardError {
             retryable: !e.is_input_fault(),
             message: e.to_string(),
@@ -59,7 +63,7 @@ impl ShardExecutor for MediaExecutor {
     fn run(
         &self,
         shard: &ShardSpec,
-        progress: &dyn Fn(u64),
+        ctl: &ShardCtl<'_>,
     ) -> Result<(ShardOutput, WorkStats), ShardError> {
         let chunk = match &shard.task {
             ShardTask::Encode { chunk, .. } | ShardTask::SceneScores { chunk, .. } => *chunk,
@@ -74,7 +78,7 @@ impl ShardExecutor for MediaExecutor {
         match &shard.task {
             ShardTask::Encode { range, options, .. } => {
                 let tmp = self.blobs.temp_path("segment.nut");
-                let result = encode_chunk(&path, range, options, &tmp, self.threads, progress);
+                let result = encode_chunk(&path, range, options, &tmp, self.threads, ctl);
                 let frames = match result {
                     Ok(n) => n,
                     Err(e) => {
@@ -94,7 +98,7 @@ impl ShardExecutor for MediaExecutor {
                 Ok((ShardOutput::Blob { id, bytes }, stats))
             }
             ShardTask::SceneScores { range, params, .. } => {
-                let scores = score_chunk(&path, range, params, self.threads, progress)?;
+                let scores = score_chunk(&path, range, params, self.threads, ctl)?;
                 let stats = WorkStats {
                     decoded_frames: scores.deltas.len() as u64,
                     ..Default::default()

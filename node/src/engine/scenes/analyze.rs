@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
+use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_protocol::{EdgeFrame, FrameRange, SceneScores, ScoreParams};
 
 use super::detect::{frame_delta, HsvFrame};
@@ -58,7 +59,7 @@ pub fn score_chunk(
     range: &FrameRange,
     params: &ScoreParams,
     threads: usize,
-    progress: &dyn Fn(u64),
+    ctl: &ShardCtl<'_>,
 ) -> Result<SceneScores, MediaError> {
     let mut scaler: Option<(ff::software::scaling::Context, ff::frame::Video, u32, u32)> = None;
     let mut prev: Option<HsvFrame> = None;
@@ -66,6 +67,9 @@ pub fn score_chunk(
     let mut deltas = Vec::with_capacity(range.frames as usize);
     let mut n = 0u64;
     decode_range(chunk, range, threads, params.fast_decode, |frame| {
+        if ctl.is_cancelled() {
+            return Err(MediaError::Cancelled);
+        }
         if scaler.is_none() {
             let (w, h) = analysis_size(frame.width(), frame.height(), params);
             let sws = ff::software::scaling::Context::get(
@@ -98,7 +102,7 @@ pub fn score_chunk(
         prev = Some(hsv);
         n += 1;
         if n % 16 == 0 {
-            progress(n);
+            ctl.progress(n);
         }
         Ok(())
     })?;
