@@ -1,6 +1,8 @@
 //! Shards across the mesh: three real `rendermesh node` processes on loopback (static peers,
 //! mDNS off). A job submitted on node A runs shards on all three nodes and its output is the
-//! same as on one box; a worker killed mid-shard costs a re-award, not the job.
+//! same as on one box; a worker killed mid-shard costs a re-award, not the job; a frozen one
+//! loses its lease; a slow one gets its shard copied to an idle node and its run cancelled;
+//! a peer's progress shows in the coordinator's shard table.
 
 mod common;
 
@@ -26,16 +28,53 @@ fn start(dir: &Path, name: &str, key: &Path, peers: &[String]) -> Daemon {
 }
 
 fn start_env(dir: &Path, name: &str, key: &Path, peers: &[String], env: &[(&str, &str)]) -> Daemon {
+    start_cfg(dir, name, key, peers, "", env)
+}
+
+/// A one-slot node named `name` with `extra` config lines and environment `env`.
+fn start_cfg(
+    dir: &Path,
+    name: &str,
+    key: &Path,
+    peers: &[String],
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Daemon {
     let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
     Daemon::start_with_env(
         &dir.join(name),
         &format!(
-            "mdns = false\nname = {name:?}\nlisten = \"/ip4/127.0.0.1/tcp/0\"\npeers = [{}]\nkey_file = {:?}\nslots = 1\n",
+            "mdns = false\nname = {name:?}\nlisten = \"/ip4/127.0.0.1/tcp/0\"\npeers = [{}]\nkey_file = {:?}\nslots = 1\n{extra}",
             peers.join(", "),
             key.display().to_string()
         ),
         env,
     )
+}
+
+/// Wait until all of `nodes` list each other.
+fn meet(nodes: &[Daemon]) {
+    let others = nodes.len() - 1;
+    wait_for(Duration::from_secs(10), || {
+        nodes.iter().all(|n| n.peer_ids().len() == others)
+    })
+    .expect("the nodes meet");
+}
+
+/// Rows of the newest job on `node` (empty when there is none).
+fn rows(node: &Daemon) -> Vec<serde_json::Value> {
+    last_job_opt(node)
+        .and_then(|j| j["shards"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Send `signal` (e.g. "-STOP") to a node's process.
+fn signal(node: &Daemon, signal: &str) {
+    let st = std::process::Command::new("kill")
+        .args([signal, &node.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill {signal} failed");
 }
 
 /// A, then B and C dialling A; returns once each lists the other two.
@@ -426,5 +465,209 @@ fn a_peer_whose_memory_limit_is_too_small_never_receives_the_shards() {
         "{}",
         nodes[2].log()
     );
+    no_panic(&nodes);
+}
+
+#[test]
+fn a_frozen_worker_loses_its_lease_and_its_late_result_is_not_used() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    // a lets a silent peer keep a shard for 5 s; b is a little slow, so it is surely mid-shard
+    let a = start_cfg(tmp.path(), "a", &key, &[], "shard_lease_seconds = 5\n", &[]);
+    let addr = a.mesh_addr();
+    let peers = std::slice::from_ref(&addr);
+    let b = start_env(
+        tmp.path(),
+        "b",
+        &key,
+        peers,
+        &[("RENDERMESH_FAULT", "slow-shards=100")],
+    );
+    let c = start(tmp.path(), "c", &key, peers);
+    let nodes = vec![a, b, c];
+    meet(&nodes);
+    let src = clip_720p_open_gop(tmp.path(), 16);
+    let out = tmp.path().join("out.mp4");
+    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
+    let on_b = |state: &str| {
+        rows(&nodes[0])
+            .iter()
+            .any(|s| s["peer"] == "b" && s["state"] == state)
+    };
+    wait_for(Duration::from_secs(60), || on_b("Running")).expect("b never got a shard");
+    // frozen: its connection stays up, it sends nothing
+    signal(&nodes[1], "-STOP");
+    let frozen = std::time::Instant::now();
+    let lost = wait_for(Duration::from_secs(30), || {
+        rows(&nodes[0]).iter().any(|s| {
+            s["retries"].as_u64() > Some(0)
+                && s["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("lease lost on b"))
+        })
+    });
+    let waited = frozen.elapsed();
+    signal(&nodes[1], "-CONT");
+    assert!(
+        lost.is_some(),
+        "no lease lost: {:?}",
+        last_job_opt(&nodes[0])
+    );
+    // the last heartbeat came at most 2 s before the freeze
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "the lease ran out {waited:?} after the freeze: too soon for a 5 s lease"
+    );
+
+    let o = submit.join().unwrap();
+    assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    assert_eq!(frame_pts(&out), frame_pts(&src), "timestamps differ");
+    let psnr = min_psnr(&out, &src);
+    assert!(psnr > 30.0, "lowest per-frame PSNR {psnr:.1} dB");
+    let job = last_job(&nodes[0]);
+    let shards = job["shards"].as_array().unwrap();
+    let retried: Vec<&serde_json::Value> = shards
+        .iter()
+        .filter(|s| s["retries"].as_u64() > Some(0))
+        .collect();
+    assert!(!retried.is_empty(), "no re-award in the shard table: {job}");
+    // nothing of b's was used: its late answer is dropped, and it takes no more of the job
+    assert!(shards.iter().all(|s| s["peer"] != "b"), "{job}");
+    for s in &retried {
+        assert_eq!(s["state"], "Done", "{job}");
+    }
+    let log = nodes[0].log();
+    assert!(log.contains("lease lost"), "{log}");
+    // b, thawed, asks whether to go on, is told no, and stops the shard
+    wait_for(Duration::from_secs(10), || {
+        nodes[1].log().contains("no longer wants this run")
+    })
+    .unwrap_or_else(|| panic!("b went on with a revoked shard: {}", nodes[1].log()));
+    let mut nodes = nodes;
+    assert!(nodes[1].alive(), "b died: {}", nodes[1].log());
+    no_panic(&nodes);
+}
+
+#[test]
+fn a_slow_shard_gets_a_copy_on_an_idle_node_and_the_slow_run_is_cancelled() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    let a = start(tmp.path(), "a", &key, &[]);
+    let addr = a.mesh_addr();
+    let peers = std::slice::from_ref(&addr);
+    // b spends a second per frame: a 30-frame shard takes it 30 s at least
+    let b = start_env(
+        tmp.path(),
+        "b",
+        &key,
+        peers,
+        &[("RENDERMESH_FAULT", "slow-shards=1000")],
+    );
+    let c = start(tmp.path(), "c", &key, peers);
+    let nodes = vec![a, b, c];
+    meet(&nodes);
+    let src = clip_720p_open_gop(tmp.path(), 6);
+    let out = tmp.path().join("out.mp4");
+    let t = std::time::Instant::now();
+    let o = transcode(&nodes[0].data_dir, &src, &out);
+    let took = t.elapsed();
+    assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
+    assert!(
+        took < Duration::from_secs(22),
+        "took {took:?}: the slow run was waited for\n{}",
+        nodes[0].log()
+    );
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    assert_eq!(frame_pts(&out), frame_pts(&src), "timestamps differ");
+    let psnr = min_psnr(&out, &src);
+    assert!(psnr > 30.0, "lowest per-frame PSNR {psnr:.1} dB");
+    let job = last_job(&nodes[0]);
+    let shards = job["shards"].as_array().unwrap();
+    let copied: Vec<&serde_json::Value> = shards
+        .iter()
+        .filter(|s| s["copies"].as_u64() > Some(0))
+        .collect();
+    assert!(!copied.is_empty(), "no speculative copy: {job}");
+    // b's shard: the copy on a or c won, b's run was cancelled
+    let from_b = copied
+        .iter()
+        .find(|s| {
+            s["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("run on b cancelled"))
+        })
+        .unwrap_or_else(|| panic!("b's shard was not copied: {job}"));
+    assert_eq!(from_b["state"], "Done", "{job}");
+    assert_ne!(from_b["peer"], "b", "{job}");
+    assert!(shards.iter().all(|s| s["peer"] != "b"), "{job}");
+    // a cancelled copy is no failure: no retry, b not counted as lost
+    assert_eq!(from_b["retries"], 0, "{job}");
+    assert!(
+        !nodes[0].log().contains("peer lost a shard"),
+        "{}",
+        nodes[0].log()
+    );
+    wait_for(Duration::from_secs(10), || {
+        nodes[1].log().contains("shard run cancelled")
+    })
+    .unwrap_or_else(|| panic!("b's run did not end as cancelled: {}", nodes[1].log()));
+    assert!(
+        nodes[1].log().contains("the coordinator cancelled a shard"),
+        "{}\n{}",
+        nodes[1].log(),
+        nodes[0].log()
+    );
+    no_panic(&nodes);
+}
+
+#[test]
+fn a_peers_progress_shows_in_the_coordinators_shard_table() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    let a = start(tmp.path(), "a", &key, &[]);
+    let addr = a.mesh_addr();
+    // b takes 200 ms a frame: its 30-frame shard runs for 6 s, heartbeats come every 2 s
+    let b = start_env(
+        tmp.path(),
+        "b",
+        &key,
+        std::slice::from_ref(&addr),
+        &[("RENDERMESH_FAULT", "slow-shards=200")],
+    );
+    let nodes = vec![a, b];
+    meet(&nodes);
+    let src = clip_720p_open_gop(tmp.path(), 4);
+    let out = tmp.path().join("out.mp4");
+    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
+    let mut seen = None;
+    wait_for(Duration::from_secs(60), || {
+        seen = rows(&nodes[0]).into_iter().find(|s| {
+            s["peer"] == "b"
+                && s["state"] == "Running"
+                && s["frames_done"].as_u64() > Some(0)
+                && s["frames_done"].as_u64() < s["frames"].as_u64()
+        });
+        seen.is_some()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no progress of b's shard shown: {:?}",
+            last_job_opt(&nodes[0])
+        )
+    });
+    let o = submit.join().unwrap();
+    assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
+    assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
+    let job = last_job(&nodes[0]);
+    assert_eq!(job["state"], "Done", "{job}");
+    // `status JOB` shows it too: frames as done/total while running, copies and notes
+    let id = job["id"].as_str().unwrap();
+    let o = rendermesh(&nodes[0].data_dir, &["status", id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("copies"), "{}", stdout(&o));
     no_panic(&nodes);
 }

@@ -434,15 +434,18 @@ impl Coordinator {
             (&self.targets[run.bidder], self.link.clone())
         {
             let (peer, job, index) = (*peer, self.job, run.shard);
-            ctx.spawn(
-                async move {
-                    let cancel = link.net.request(peer, Request::CancelShard { job, index });
-                    if let Err(e) = tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
-                        tracing::debug!(%job, shard = index, %peer, error = %e, "cancel unanswered");
+            // not tied to this actor: the job may end (and the actor stop) right after the
+            // winning result, and the cancel must still go out; it ends within CANCEL_TIMEOUT
+            tokio::spawn(async move {
+                let cancel = link.net.request(peer, Request::CancelShard { job, index });
+                match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(%job, shard = index, %peer, error = %e, "cancel failed")
                     }
+                    Err(_) => tracing::debug!(%job, shard = index, %peer, "cancel unanswered"),
                 }
-                .into_actor(self),
-            );
+            });
         }
         Some(run)
     }
