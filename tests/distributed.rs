@@ -340,7 +340,13 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
             .iter()
             .find(|r| r["index"].as_u64() == Some(*i))
             .unwrap();
-        assert_eq!(row["peer"], "b", "b's running shard was taken away: {job}");
+        assert_eq!(
+            row["peer"],
+            "b",
+            "b's running shard was taken away: {job}\nA:{}\nB:{}",
+            nodes[0].log(),
+            nodes[1].log()
+        );
         assert_eq!(row["state"], "Done");
         assert_eq!(row["retries"], 0, "{job}");
     }

@@ -19,7 +19,7 @@
 //! runner's (it also passes heartbeats addressed to this node's coordinators on to them,
 //! through [`Coordinators`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_cache::BlobStore;
 use rendermesh_protocol::{
-    JobId, Request, Response, ShardOutput, ShardResult, ShardSpec, ShardTask,
+    ContentId, JobId, Request, Response, ShardOutput, ShardResult, ShardSpec, ShardTask,
 };
 use tokio::sync::Notify;
 
@@ -98,7 +98,7 @@ impl Coordinators {
     }
 }
 
-fn input_of(shard: &ShardSpec) -> rendermesh_protocol::ContentId {
+fn input_of(shard: &ShardSpec) -> ContentId {
     match &shard.task {
         ShardTask::Encode { chunk, .. } | ShardTask::SceneScores { chunk, .. } => *chunk,
     }
@@ -196,8 +196,22 @@ struct DrainState {
     draining: AtomicBool,
     /// Awards being run now.
     running: AtomicU32,
-    /// Output blobs of finished awards their coordinators have not fetched yet.
-    unfetched: Mutex<HashSet<rendermesh_protocol::ContentId>>,
+    /// Output blobs of finished awards their coordinators have not fetched yet, with the
+    /// pieces served so far (offset → length).
+    unfetched: Mutex<HashMap<ContentId, BTreeMap<u64, u64>>>,
+}
+
+/// Bytes covered by `pieces` (offset → length), overlaps counted once.
+fn covered(pieces: &BTreeMap<u64, u64>) -> u64 {
+    let (mut total, mut end) = (0u64, 0u64);
+    for (&offset, &len) in pieces {
+        let stop = offset.saturating_add(len);
+        if stop > end {
+            total += stop - offset.max(end);
+            end = stop;
+        }
+    }
+    total
 }
 
 /// Counts an award as running while alive.
@@ -304,29 +318,38 @@ impl ShardHost {
         self.drain.draining.load(Ordering::SeqCst)
     }
 
-    /// A coordinator read the last piece of `id`.
-    pub fn fetched(&self, id: &rendermesh_protocol::ContentId) {
-        self.drain
-            .unfetched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+    /// A peer was sent `len` bytes of blob `id` (of `total`) from `offset`. An award's output
+    /// counts as fetched once every byte of it was served (pieces may be answered out of
+    /// order, and again after a failure).
+    pub fn served(&self, id: &ContentId, offset: u64, len: u64, total: u64) {
+        let mut unfetched = lock(&self.drain.unfetched);
+        let Some(pieces) = unfetched.get_mut(id) else {
+            return;
+        };
+        let piece = pieces.entry(offset).or_default();
+        *piece = (*piece).max(len);
+        if covered(pieces) >= total {
+            unfetched.remove(id);
+        }
     }
 
     /// Wait (at most `limit`) until every award taken has finished and its output has been
     /// fetched. Returns whether that happened in time.
     pub async fn drained(&self, limit: Duration) -> bool {
+        // the last piece is counted as served before its answer leaves: let it go out
+        const SETTLE: Duration = Duration::from_millis(300);
         let deadline = Instant::now() + limit;
+        let mut quiet_since: Option<Instant> = None;
         loop {
             let running = self.drain.running.load(Ordering::SeqCst);
-            let unfetched = self
-                .drain
-                .unfetched
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len();
+            let unfetched = lock(&self.drain.unfetched).len();
             if running == 0 && unfetched == 0 {
-                return true;
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SETTLE {
+                    return true;
+                }
+            } else {
+                quiet_since = None;
             }
             if Instant::now() >= deadline {
                 tracing::warn!(running, unfetched, "drain deadline reached; leaving");
@@ -484,7 +507,7 @@ impl ShardHost {
                             let _ = self.blobs.remove(id);
                         }
                     } else {
-                        lock(&self.drain.unfetched).insert(*id);
+                        lock(&self.drain.unfetched).insert(*id, BTreeMap::new());
                     }
                 }
                 Response::ShardDone(r)
@@ -503,5 +526,24 @@ impl ShardHost {
                 reason: format!("worker gone: {e}"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coverage_counts_overlaps_once() {
+        let mut p = BTreeMap::new();
+        assert_eq!(covered(&p), 0);
+        p.insert(10, 5);
+        assert_eq!(covered(&p), 5);
+        p.insert(0, 10);
+        assert_eq!(covered(&p), 15);
+        p.insert(12, 10);
+        assert_eq!(covered(&p), 22);
+        p.insert(2, 3);
+        assert_eq!(covered(&p), 22);
     }
 }

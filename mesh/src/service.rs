@@ -120,9 +120,7 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
                         let mut piece =
                             crate::transfer::serve_piece(&cache.blobs, &id, offset, len);
                         if let (Some(h), Response::BlobPiece { total, data }) = (&host2, &piece) {
-                            if offset + data.len() as u64 >= *total {
-                                h.fetched(&id);
-                            }
+                            h.served(&id, offset, data.len() as u64, *total);
                         }
                         if let (true, Response::BlobPiece { data, .. }) = (corrupt, &mut piece) {
                             if let Some(b) = data.first_mut() {
