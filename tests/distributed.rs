@@ -466,6 +466,15 @@ fn a_peer_whose_memory_limit_is_too_small_never_receives_the_shards() {
         !ran_on.contains("c"),
         "c received a shard it cannot hold: {job}"
     );
+    // c said so itself: it declined every shard in its answer to the call for bids
+    let shards = job["shards"].as_array().map_or(0, |a| a.len());
+    let declined = format!("c declined {shards} shard(s): needs about");
+    assert!(
+        job["notes"].as_array().is_some_and(|n| n
+            .iter()
+            .any(|t| t.as_str().is_some_and(|t| t.contains(&declined)))),
+        "no decline from c in the job's notes: {job}"
+    );
     assert!(
         !nodes[2].log().contains("running a shard for a peer"),
         "{}",

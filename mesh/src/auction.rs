@@ -14,6 +14,8 @@
 //! A bidder never holds more awards than slots. Speeds are corrected from observed runs, so
 //! the estimates converge on the truth as shards finish.
 
+use std::collections::BTreeSet;
+
 /// What a shard needs and how big it is.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lot {
@@ -38,16 +40,38 @@ pub struct Bidder {
     pub free_mem: u64,
     /// Link speed for fetching input, bytes per second (0 = input is always local).
     pub bytes_per_s: f64,
+    /// Lots the bidder declined in its bid sheet (a requirement it cannot meet).
+    pub declines: BTreeSet<u32>,
+    /// Expected finish times of other work holding its slots (other jobs' shards); the
+    /// caller drops the ones that have passed ([`Bidder::settle`]).
+    pub busy: Vec<f64>,
 }
 
 impl Bidder {
     pub fn free_slots(&self) -> u32 {
-        self.slots.saturating_sub(self.running.len() as u32)
+        self.slots
+            .saturating_sub(self.running.len() as u32)
+            .saturating_sub(self.busy.len() as u32)
+    }
+
+    /// Forget other work expected to have finished by `now`; returns the next expected
+    /// finish of other work, if any is left.
+    pub fn settle(&mut self, now: f64) -> Option<f64> {
+        self.busy.retain(|&t| t > now);
+        self.busy.iter().copied().reduce(f64::min)
+    }
+
+    /// Whether it would take `lot` at all (memory, requirements, slots).
+    pub fn accepts(&self, lot: &Lot) -> bool {
+        self.free_mem >= lot.min_mem
+            && self.speed > 0.0
+            && self.slots > 0
+            && !self.declines.contains(&lot.shard)
     }
 
     /// Estimated finish of `lot` on this bidder; `None` = declines.
     pub fn bid(&self, now: f64, lot: &Lot) -> Option<f64> {
-        if self.free_mem < lot.min_mem || self.speed <= 0.0 || self.slots == 0 {
+        if !self.accepts(lot) {
             return None;
         }
         let start = if self.free_slots() > 0 {
@@ -55,6 +79,7 @@ impl Bidder {
         } else {
             self.running
                 .iter()
+                .chain(&self.busy)
                 .copied()
                 .fold(f64::INFINITY, f64::min)
                 .max(now)
@@ -119,11 +144,7 @@ impl Auction {
     pub fn unplaceable(&self, bidders: &[Bidder]) -> Vec<u32> {
         self.lots
             .iter()
-            .filter(|l| {
-                bidders
-                    .iter()
-                    .all(|b| b.free_mem < l.min_mem || b.slots == 0)
-            })
+            .filter(|l| bidders.iter().all(|b| !b.accepts(l)))
             .map(|l| l.shard)
             .collect()
     }
@@ -203,6 +224,8 @@ mod tests {
             speed,
             free_mem: 8 << 30,
             bytes_per_s: 0.0,
+            declines: Default::default(),
+            busy: Vec::new(),
         }
     }
 
@@ -296,6 +319,8 @@ mod tests {
         // a fast peer far away loses to a local one when the input is large
         let far = Bidder {
             bytes_per_s: 1e6,
+            declines: Default::default(),
+            busy: Vec::new(),
             ..bidder(2, 1, 10.0)
         };
         let near = bidder(3, 1, 5.0);
@@ -305,6 +330,31 @@ mod tests {
         };
         let mut bs = vec![far, near];
         assert_eq!(Auction::new(vec![heavy]).round(0.0, &mut bs)[0].bidder, 3);
+    }
+
+    #[test]
+    fn a_declined_lot_goes_elsewhere_and_other_work_holds_slots_until_it_settles() {
+        let fast = Bidder {
+            declines: [4].into_iter().collect(),
+            ..bidder(0, 1, 10.0)
+        };
+        let mut bs = vec![fast, bidder(1, 1, 1.0)];
+        let w = Auction::new(vec![lot(4, 1.0)]).round(0.0, &mut bs);
+        assert_eq!(w[0].bidder, 1, "the fast box declined lot 4: {w:?}");
+        assert_eq!(
+            Auction::new(vec![lot(4, 1.0)]).unplaceable(&bs[..1]),
+            vec![4]
+        );
+        // a box busy with another job until t=3 has no free slot before then
+        let mut busy = Bidder {
+            busy: vec![3.0],
+            ..bidder(2, 1, 10.0)
+        };
+        assert_eq!(busy.free_slots(), 0);
+        assert_eq!(busy.bid(0.0, &lot(5, 10.0)), Some(4.0));
+        assert_eq!(busy.settle(1.0), Some(3.0));
+        assert_eq!(busy.settle(3.5), None);
+        assert_eq!(busy.free_slots(), 1);
     }
 
     #[test]

@@ -136,6 +136,14 @@ impl JobBoard {
         *lock(&self.link) = Some(link);
     }
 
+    /// Live peers of the mesh (none for a mesh of one).
+    pub fn peers(&self) -> Vec<crate::PeerEntry> {
+        lock(&self.link)
+            .as_ref()
+            .map(|l| l.peers.rows())
+            .unwrap_or_default()
+    }
+
     /// Start a job; must be called inside a running actix system.
     pub fn start(&self, kind: &str, inputs: Vec<String>, driver: Box<dyn JobDriver>) -> JobHandle {
         let id = new_job_id();

@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_protocol::{
-    JobId, JobResult, JobState, Request, ShardResult, ShardRow, ShardSpec, ShardState, WorkStats,
+    Bid, BidSheet, JobId, JobResult, JobState, Request, Response, ShardResult, ShardRow, ShardSpec,
+    ShardState, WorkStats,
 };
 
 use crate::auction::{Auction, Bidder, Lot};
@@ -50,6 +51,10 @@ use crate::executor::{CancelToken, JobDriver, JobError, Plan, ShardError};
 use crate::remote::{self, Heartbeat, MeshLink};
 use crate::worker::{RunShard, ShardObserver, Worker};
 
+/// How long a peer has to answer a call for bids.
+const BID_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shard specs per call-for-bids request (a request frame stays far below its limit).
+const BID_BATCH: usize = 1000;
 /// How often one shard is retried before the job fails.
 pub const MAX_RETRIES: u32 = 2;
 /// Assumed link speed to a peer for the transfer part of its bids (bytes/s).
@@ -193,43 +198,157 @@ impl Coordinator {
         self.clock.elapsed().as_secs_f64()
     }
 
-    /// This node's workers and the live peers, as bidders.
-    fn gather_bidders(&mut self) {
+    /// Ask every live peer for bids on the job's shards (the local worker bids from this
+    /// node's cost model), then open the auction. A peer that does not answer within
+    /// [`BID_TIMEOUT`] takes no shards of this job.
+    fn call_for_bids(&mut self, ctx: &mut Context<Self>) {
+        let Some(link) = self.link.clone() else {
+            self.open_auction(None, Vec::new(), ctx);
+            return;
+        };
+        let specs: Vec<ShardSpec> = self.specs.values().cloned().collect();
+        let slots = self.workers.iter().map(|(_, s)| *s as u32).sum();
+        let local = link.model.bid_sheet(&specs, slots, 0, |_| true);
+        let peers: Vec<(PeerId, String)> = link
+            .peers
+            .rows()
+            .into_iter()
+            .filter(|p| p.slots > 0)
+            .filter_map(|p| Some((p.peer_id.parse::<PeerId>().ok()?, p.name)))
+            .collect();
+        if peers.is_empty() {
+            self.open_auction(Some(local), Vec::new(), ctx);
+            return;
+        }
+        tracing::info!(job = %self.job, peers = peers.len(), shards = specs.len(), "calling for bids");
+        let specs = Arc::new(specs);
+        let calls = peers.into_iter().map(move |(peer, name)| {
+            let (net, specs) = (link.net.clone(), specs.clone());
+            async move {
+                let sheet = tokio::time::timeout(BID_TIMEOUT, ask_bids(&net, peer, &specs))
+                    .await
+                    .unwrap_or_else(|_| Err("no answer in time".to_string()));
+                (peer, name, sheet)
+            }
+        });
+        let fut = futures::future::join_all(calls);
+        ctx.wait(
+            fut.into_actor(self)
+                .map(move |sheets, act, ctx| act.open_auction(Some(local), sheets, ctx)),
+        );
+    }
+
+    /// Bidders from the bid sheets (the local worker's, then the peers'), then the first round.
+    fn open_auction(
+        &mut self,
+        local: Option<BidSheet>,
+        remote: Vec<(PeerId, String, Result<BidSheet, String>)>,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.failed {
+            return;
+        }
+        let now = self.now();
+        let lots = &self.lots;
+        let speed_of = |sheet: &BidSheet| {
+            let (mut work, mut secs) = (0.0, 0.0);
+            for b in &sheet.bids {
+                if let Bid::Offer {
+                    shard, compute_s, ..
+                } = b
+                {
+                    if let Some(l) = lots.get(shard) {
+                        work += l.work;
+                        secs += compute_s.max(1e-6);
+                    }
+                }
+            }
+            if work > 0.0 && secs > 0.0 && secs.is_finite() {
+                work / secs
+            } else {
+                START_SPEED
+            }
+        };
+        let declines_of = |sheet: &BidSheet| -> (BTreeSet<u32>, Option<String>) {
+            let mut reason = None;
+            let set = sheet
+                .bids
+                .iter()
+                .filter_map(|b| match b {
+                    Bid::Decline { shard, reason: r } => {
+                        reason.get_or_insert_with(|| r.clone());
+                        Some(*shard)
+                    }
+                    Bid::Offer { .. } => None,
+                })
+                .collect();
+            (set, reason)
+        };
+        let mut notes = Vec::new();
         for (addr, slots) in &self.workers {
+            let (speed, declines) = match &local {
+                Some(sheet) => {
+                    let (set, why) = declines_of(sheet);
+                    if let Some(why) = why {
+                        notes.push(format!("this node declined {} shard(s): {why}", set.len()));
+                    }
+                    (speed_of(sheet), set)
+                }
+                None => (START_SPEED, BTreeSet::new()),
+            };
             self.bidders.push(Bidder {
                 id: self.targets.len(),
                 slots: *slots as u32,
                 running: Vec::new(),
-                speed: START_SPEED,
+                speed,
                 free_mem: u64::MAX,
                 bytes_per_s: 0.0,
+                declines,
+                busy: Vec::new(),
             });
             self.targets.push(Target::Local(addr.clone()));
         }
-        let Some(link) = &self.link else { return };
-        for p in link.peers.rows() {
-            let Ok(peer) = p.peer_id.parse::<PeerId>() else {
-                continue;
+        for (peer, name, sheet) in remote {
+            let sheet = match sheet {
+                Ok(s) if s.slots > 0 => s,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %self.job, peer = %name, error = %e, "no bids from a peer; it takes no shards of this job");
+                    notes.push(format!("{name} did not bid ({e})"));
+                    continue;
+                }
             };
-            if p.slots == 0 {
-                continue;
+            let (declines, why) = declines_of(&sheet);
+            if let Some(why) = why {
+                tracing::info!(job = %self.job, peer = %name, declined = declines.len(), reason = %why, "a peer declined shards");
+                notes.push(format!(
+                    "{name} declined {} shard(s): {why}",
+                    declines.len()
+                ));
             }
+            let busy_slots = sheet.slots.saturating_sub(sheet.free_slots);
+            let busy = if sheet.queue_s > 0.0 && sheet.queue_s.is_finite() {
+                vec![now + sheet.queue_s; busy_slots as usize]
+            } else {
+                Vec::new()
+            };
             self.bidders.push(Bidder {
                 id: self.targets.len(),
-                slots: p.slots,
+                slots: sheet.slots,
                 running: Vec::new(),
-                speed: START_SPEED,
-                free_mem: match p.shard_ram_bytes {
-                    0 => p.caps.ram_available_bytes,
-                    limit => limit.min(p.caps.ram_available_bytes),
-                },
+                speed: speed_of(&sheet),
+                free_mem: u64::MAX,
                 bytes_per_s: LINK_BYTES_PER_S,
+                declines,
+                busy,
             });
-            self.targets.push(Target::Remote {
-                peer,
-                name: p.name.clone(),
-            });
+            self.targets.push(Target::Remote { peer, name });
         }
+        if !notes.is_empty() {
+            self.handle.update(|s| s.notes.extend(notes));
+        }
+        tracing::info!(job = %self.job, bidders = self.bidders.len(), "auctioning shards");
+        self.schedule(ctx);
     }
 
     /// Award what should start now; fail the job when shards are left that nobody can take.
@@ -238,6 +357,9 @@ impl Coordinator {
             return;
         }
         let now = self.now();
+        for b in &mut self.bidders {
+            b.settle(now);
+        }
         let awards = self.auction.round(now, &mut self.bidders);
         for a in awards {
             let Some(spec) = self.specs.get(&a.shard).cloned() else {
@@ -245,7 +367,9 @@ impl Coordinator {
             };
             self.start_run(spec, a.bidder, a.est_finish, false, ctx);
         }
-        if self.running.is_empty() && self.auction.pending() > 0 {
+        // slots held by other work free up later: the tick schedules again then
+        let waiting = self.bidders.iter().any(|b| !b.busy.is_empty());
+        if self.running.is_empty() && self.auction.pending() > 0 && !waiting {
             let stuck = self.auction.unplaceable(&self.bidders);
             let what = if stuck.is_empty() {
                 "no node is left to run them".to_string()
@@ -257,6 +381,9 @@ impl Coordinator {
                 ctx,
             );
             return;
+        }
+        if self.auction.pending() > 0 && self.bidders.iter().any(|b| !b.busy.is_empty()) {
+            self.schedule(ctx);
         }
         self.speculate(ctx);
     }
@@ -299,7 +426,6 @@ impl Coordinator {
                     self.results.insert(r.index, r);
                 }
                 if !shards.is_empty() {
-                    self.gather_bidders();
                     let lots: Vec<Lot> = shards.iter().map(lot_of).collect();
                     for l in &lots {
                         self.lots.insert(l.shard, l.clone());
@@ -308,8 +434,7 @@ impl Coordinator {
                     for sh in shards {
                         self.specs.insert(sh.index, sh);
                     }
-                    tracing::info!(job = %self.job, bidders = self.bidders.len(), "auctioning shards");
-                    self.schedule(ctx);
+                    self.call_for_bids(ctx);
                 }
                 self.maybe_finish(ctx);
             }
@@ -707,6 +832,59 @@ impl Coordinator {
         tracing::warn!(job = %self.job, %error, "job failed");
         self.handle.complete(Err(error), WorkStats::default());
         ctx.stop();
+    }
+}
+
+/// One peer's bid sheet for `specs`, asked in batches of [`BID_BATCH`].
+async fn ask_bids(
+    net: &crate::network::NetworkHandle,
+    peer: PeerId,
+    specs: &[ShardSpec],
+) -> Result<BidSheet, String> {
+    let mut whole: Option<BidSheet> = None;
+    for batch in specs.chunks(BID_BATCH) {
+        let sheet = match net
+            .request(
+                peer,
+                Request::CallForBids {
+                    shards: batch.to_vec(),
+                },
+            )
+            .await
+        {
+            Ok(Response::Bids(s)) if s.bids.len() == batch.len() => s,
+            Ok(Response::Bids(s)) => {
+                return Err(format!("{} bids for {} shards", s.bids.len(), batch.len()))
+            }
+            Ok(Response::Error(e)) => return Err(e),
+            Ok(other) => return Err(format!("not a bid sheet: {}", response_name(&other))),
+            Err(e) => return Err(e.to_string()),
+        };
+        // every bid must be for the shard it answers
+        if sheet.bids.iter().zip(batch).any(|(b, spec)| match b {
+            Bid::Offer {
+                shard, compute_s, ..
+            } => *shard != spec.index || !compute_s.is_finite() || *compute_s < 0.0,
+            Bid::Decline { shard, .. } => *shard != spec.index,
+        }) {
+            return Err("bids that do not match the call".into());
+        }
+        match &mut whole {
+            None => whole = Some(sheet),
+            Some(w) => w.bids.extend(sheet.bids),
+        }
+    }
+    whole.ok_or_else(|| "no shards to bid for".to_string())
+}
+
+fn response_name(r: &Response) -> &'static str {
+    match r {
+        Response::Bids(_) => "Bids",
+        Response::Lease { .. } => "Lease",
+        Response::ShardDone(_) => "ShardDone",
+        Response::ShardFailed { .. } => "ShardFailed",
+        Response::Error(_) => "Error",
+        _ => "another answer",
     }
 }
 

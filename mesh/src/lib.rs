@@ -10,6 +10,7 @@
 //! - [`worker`]: the [`Worker`] actor: runs shards, at most `slots` at a time.
 //! - [`coordinator`]: the [`Coordinator`] actor: plans a job, hands out shards, retries, finishes.
 //! - [`auction`]: the contract-net auction as pure logic (lots, bids, awards), simulated at scale.
+//! - [`bidder`]: this node's cost model: its bids for shards, declines, corrections from observed runs.
 //! - [`board`]: the [`JobBoard`]: the jobs of this node, their status and results.
 //!
 //! The mesh itself:
@@ -30,6 +31,7 @@
 //! workers join the same path.
 
 pub mod auction;
+pub mod bidder;
 pub mod board;
 pub mod coordinator;
 pub mod discovery;

@@ -32,11 +32,12 @@ use rendermesh_protocol::{
 };
 use tokio::sync::Notify;
 
+use crate::bidder::CostModel;
 use crate::executor::{CancelToken, ShardError, CANCELLED};
 use crate::network::NetworkHandle;
 use crate::peers::PeerView;
 use crate::transfer::{self, FetchOptions};
-use crate::worker::{RunShard, ShardObserver, Worker};
+use crate::worker::{Load, RunShard, ShardObserver, Worker};
 
 /// How often a runner reports progress to the coordinator of an award (and renews its lease).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -62,6 +63,8 @@ pub struct MeshLink {
     pub coordinators: Coordinators,
     /// An award on a peer whose heartbeats stop for this long is lost and put up again.
     pub lease: Duration,
+    /// This node's cost model: the local worker's bids.
+    pub model: CostModel,
 }
 
 /// A runner's progress heartbeat for one award, as its coordinator receives it; the answer
@@ -173,6 +176,8 @@ pub struct ShardHost {
     coordinators: Coordinators,
     /// Fault injection (tests): extra time spent per frame of every award.
     frame_delay: Duration,
+    /// Answers calls for bids: the node's cost model, its slots and its running gauge.
+    bidding: Option<(CostModel, u32, Load)>,
 }
 
 /// Keeps an award in [`ShardHost::awards`] while alive.
@@ -266,7 +271,38 @@ impl ShardHost {
             awards: Arc::default(),
             coordinators: Coordinators::default(),
             frame_delay: Duration::ZERO,
+            bidding: None,
         }
+    }
+
+    /// Answer calls for bids from `model`, for a node of `slots` whose running shards `load`
+    /// counts. Without it every call is answered with an error (the caller leaves us out).
+    pub fn with_bidding(mut self, model: CostModel, slots: u32, load: Load) -> Self {
+        self.bidding = Some((model, slots, load));
+        self
+    }
+
+    /// This node's bids for `shards`: a draining node declines them all.
+    pub fn bids(&self, shards: &[ShardSpec]) -> Response {
+        let Some((model, slots, load)) = &self.bidding else {
+            return Response::Error("this node does not bid for shards".into());
+        };
+        let mut sheet =
+            model.bid_sheet(shards, *slots, load.running(), |id| self.blobs.contains(id));
+        if self.is_draining() {
+            sheet.free_slots = 0;
+            for b in &mut sheet.bids {
+                let shard = match b {
+                    rendermesh_protocol::Bid::Offer { shard, .. }
+                    | rendermesh_protocol::Bid::Decline { shard, .. } => *shard,
+                };
+                *b = rendermesh_protocol::Bid::Decline {
+                    shard,
+                    reason: "the node is draining (shutting down)".into(),
+                };
+            }
+        }
+        Response::Bids(sheet)
     }
 
     /// Pass heartbeats for this node's jobs to the coordinators registered in `c`.

@@ -102,6 +102,14 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
                     });
                     continue;
                 }
+                Request::CallForBids { shards } => {
+                    let answer = match &host {
+                        Some(h) => h.bids(&shards),
+                        None => Response::Error("this node runs no shards for peers".into()),
+                    };
+                    let _ = reply.send(answer);
+                    continue;
+                }
                 Request::CancelShard { job, index } => {
                     let answer = match &host {
                         Some(h) => h.cancel(peer, job, index),

@@ -12,6 +12,7 @@ use rendermesh_protocol::{ShardResult, ShardSpec};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::bidder::CostModel;
 pub use crate::executor::CancelToken;
 use crate::executor::{ShardCtl, ShardError, ShardExecutor};
 
@@ -61,6 +62,8 @@ pub struct Worker {
     slots: Arc<Semaphore>,
     slot_count: usize,
     load: Load,
+    /// This node's cost model: told when shards start and end, to learn from their times.
+    model: Option<CostModel>,
 }
 
 impl Worker {
@@ -72,7 +75,14 @@ impl Worker {
             slots: Arc::new(Semaphore::new(slot_count)),
             slot_count,
             load: Load::default(),
+            model: None,
         }
+    }
+
+    /// Feed every run's time into `model` (the node's bids).
+    pub fn with_model(mut self, model: CostModel) -> Self {
+        self.model = Some(model);
+        self
     }
 
     /// The running-shard gauge of this worker.
@@ -97,6 +107,7 @@ impl Handler<RunShard> for Worker {
         let executor = self.executor.clone();
         let peer = self.name.clone();
         let load = self.load.clone();
+        let model = self.model.clone();
         let span = tracing::info_span!("shard", job = %msg.shard.job, shard = msg.shard.index, peer = %peer);
         Box::pin(
             async move {
@@ -114,6 +125,7 @@ impl Handler<RunShard> for Worker {
                     return Err(ShardError::cancelled());
                 }
                 let _running = load.enter();
+                let mut timed = model.map(|m| Timed::begin(m, &shard));
                 observer.started(shard.index, &peer);
                 let started = Instant::now();
                 let index = shard.index;
@@ -138,6 +150,9 @@ impl Handler<RunShard> for Worker {
                     other => other?,
                 };
                 stats.wall_ms = started.elapsed().as_millis() as u64;
+                if let Some(t) = timed.as_mut() {
+                    t.ok = true;
+                }
                 tracing::debug!(ms = stats.wall_ms, "shard done");
                 Ok(ShardResult {
                     job,
@@ -149,5 +164,29 @@ impl Handler<RunShard> for Worker {
             }
             .instrument(span),
         )
+    }
+}
+
+/// A run the cost model times; only a run that produced a result teaches it.
+struct Timed {
+    model: CostModel,
+    shard: ShardSpec,
+    ok: bool,
+}
+
+impl Timed {
+    fn begin(model: CostModel, shard: &ShardSpec) -> Self {
+        model.begin(shard);
+        Self {
+            model,
+            shard: shard.clone(),
+            ok: false,
+        }
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        self.model.end(&self.shard, self.ok);
     }
 }

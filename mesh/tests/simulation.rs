@@ -63,6 +63,8 @@ fn simulate(peers: usize, shards: u32, seed: u64) -> Outcome {
             speed: believed,
             free_mem,
             bytes_per_s: 0.0,
+            declines: Default::default(),
+            busy: Vec::new(),
         });
     }
     let lots: Vec<Lot> = (0..shards)

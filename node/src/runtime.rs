@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix::Actor;
 use rendermesh_cache::Cache;
+use rendermesh_mesh::bidder::CostModel;
 use rendermesh_mesh::{JobBoard, JobHandle, Load, Worker};
 use rendermesh_protocol::{EncodeOptions, SceneOptions};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,8 @@ pub struct Runtime {
     pub load: Load,
     /// This node's worker (it also runs shards awarded by peers).
     pub worker: actix::Addr<Worker>,
+    /// This node's cost model: its bids, learning from the shards its worker runs.
+    pub model: CostModel,
 }
 
 impl Runtime {
@@ -63,7 +66,13 @@ impl Runtime {
             cache.blobs.clone(),
             cfg.effective_threads(),
         ));
-        let worker = Worker::new(name.clone(), executor, cfg.effective_slots());
+        // host facts until the encoder calibration of a node fills in the speeds
+        let model = CostModel::new(
+            crate::host::probe(cfg.effective_force_cpu()),
+            cfg.shard_ram_limit_bytes,
+        );
+        let worker =
+            Worker::new(name.clone(), executor, cfg.effective_slots()).with_model(model.clone());
         let load = worker.load();
         let slots = worker.slots();
         let worker = worker.start();
@@ -76,6 +85,7 @@ impl Runtime {
             board,
             load,
             worker,
+            model,
         })
     }
 
@@ -99,6 +109,16 @@ impl Runtime {
                     options,
                     container,
                     chunk(chunk_seconds),
+                )
+                .with_peer_encoders(
+                    self.board
+                        .peers()
+                        .into_iter()
+                        .map(|p| {
+                            let verified = p.caps.encoders.iter().filter(|e| e.verified);
+                            (p.name, verified.map(|e| e.name.clone()).collect())
+                        })
+                        .collect(),
                 );
                 self.board.start("transcode", label, Box::new(driver))
             }

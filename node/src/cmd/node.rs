@@ -185,7 +185,12 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         runtime.worker.clone(),
     )
     .with_ram_limit(cfg.shard_ram_limit_bytes)
-    .with_coordinators(coordinators.clone());
+    .with_coordinators(coordinators.clone())
+    .with_bidding(
+        runtime.model.clone(),
+        cfg.effective_slots() as u32,
+        runtime.load.clone(),
+    );
     service::serve(inbound_rx, runtime.cache.clone(), Some(host.clone()));
     runtime.board.set_mesh(MeshLink {
         net: network.clone(),
@@ -193,6 +198,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         blobs: runtime.cache.blobs.clone(),
         coordinators,
         lease: cfg.shard_lease(),
+        model: runtime.model.clone(),
     });
     replica::start(
         runtime.cache.entries.clone(),
@@ -235,6 +241,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
     let data_dir = cfg.data_dir.clone();
     let threads = cfg.effective_threads();
     let peers_addr = peers.clone();
+    let model = runtime.model.clone();
     actix::spawn(async move {
         let probe = tokio::task::spawn_blocking(move || {
             load_or_probe(&data_dir, force_cpu, threads, false)
@@ -247,6 +254,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
                     encoders = caps.encoders.iter().filter(|e| e.verified).count(),
                     "capabilities ready"
                 );
+                model.set_caps(caps.clone());
                 peers.do_send(SetCaps(caps));
             }
             Ok(Err(e)) => {

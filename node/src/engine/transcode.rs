@@ -31,6 +31,8 @@ pub struct TranscodeDriver {
     segment_keys: Vec<CacheKey>,
     /// Segments reused from an interrupted run, pinned until the join.
     reused: Vec<PinGuard>,
+    /// Live peers and the encoders each verified by a test encode.
+    peer_encoders: Vec<(String, Vec<String>)>,
 }
 
 impl TranscodeDriver {
@@ -51,7 +53,24 @@ impl TranscodeDriver {
             chunks: Vec::new(),
             segment_keys: Vec::new(),
             reused: Vec::new(),
+            peer_encoders: Vec::new(),
         }
+    }
+
+    /// The mesh's other nodes (name, verified encoders): a requested encoder that cannot run
+    /// here is kept when one of them verified it, and only they bid for its shards.
+    pub fn with_peer_encoders(mut self, peers: Vec<(String, Vec<String>)>) -> Self {
+        self.peer_encoders = peers;
+        self
+    }
+
+    /// Peers that verified encoder `name`.
+    fn peers_with(&self, name: &str) -> Vec<&str> {
+        self.peer_encoders
+            .iter()
+            .filter(|(_, encoders)| encoders.iter().any(|e| e == name))
+            .map(|(peer, _)| peer.as_str())
+            .collect()
     }
 
     /// Key of the segment of the shard encoding `range` of input `id` with our options.
@@ -85,17 +104,29 @@ impl JobDriver for TranscodeDriver {
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         let mut notes = Vec::new();
         if let Some(name) = self.options.encoder.clone() {
-            // a requested (hardware) encoder must prove itself here, or the job falls back
+            // a requested (hardware) encoder must prove itself here or on a peer, or the job falls back
             let dir = self.cache.blobs.temp_path("verify");
             let dir = dir.parent().unwrap_or(std::path::Path::new("."));
-            if let Err(reason) = verify_encoder(&name, dir) {
-                let note = format!(
-                    "encoder {name} cannot be used on this node ({reason}); falling back to {}",
-                    self.options.codec.encoder_name()
-                );
-                tracing::warn!("{note}");
-                notes.push(note);
-                self.options.encoder = None;
+            let elsewhere = self.peers_with(&name).join(", ");
+            match verify_encoder(&name, dir) {
+                Err(reason) if !elsewhere.is_empty() => {
+                    let note = format!(
+                        "encoder {name} cannot be used on this node ({reason}); its shards go to \
+                         the peers that verified it: {elsewhere}"
+                    );
+                    tracing::info!("{note}");
+                    notes.push(note);
+                }
+                Err(reason) => {
+                    let note = format!(
+                        "encoder {name} cannot be used on this node ({reason}); falling back to {}",
+                        self.options.codec.encoder_name()
+                    );
+                    tracing::warn!("{note}");
+                    notes.push(note);
+                    self.options.encoder = None;
+                }
+                Ok(()) => {}
             }
         }
         if self.options.encoder.is_none() && !encoder_available(self.options.codec) {

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Benchmark for issue 4: two nodes, each in its own network namespace and pinned to one core,
+# against one node pinned to one core, on the same 1080p30 source: a transcode and a scene
+# detection job submitted on the first node. Checks that the two-node output is frame-exact
+# (same frame count and the same decoded frames, by framemd5, as the one-node output) and that
+# both scene lists are the same.
+#
+# Usage: sudo bench/mesh-speedup.sh [--duration SECS] [--chunk-seconds S] [--preset P]
+#                                   [--crf N] [--bench-dir DIR] [--no-build]
+#                                   [--skip-transcode] [--skip-scenes]
+#
+# Environment (command-line options win over these):
+#   DURATION       length of the generated clip in seconds (default 120)
+#   CHUNK_SECONDS  shard length asked of the jobs (default 4; the clip has a keyframe every 2 s)
+#   PRESET, CRF    x264 settings of the transcode (default medium, 23)
+#   BENCH_DIR      work dir (default <repo>/target/bench)
+#   RENDERMESH     binary (default <repo>/target/release/rendermesh, built if missing)
+#   CORES          two CPU numbers for the two nodes (default "0 1")
+#
+# Needs root (ip netns) and the machine otherwise idle: other work skews every figure, so the
+# load average is printed. The namespaces, a veth pair between them, are deleted at the end;
+# no traffic leaves them and mDNS is off.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${DURATION:-120}
+CHUNK_SECONDS=${CHUNK_SECONDS:-4}
+PRESET=${PRESET:-medium}
+CRF=${CRF:-23}
+BENCH_DIR=${BENCH_DIR:-$REPO_ROOT/target/bench}
+RENDERMESH=${RENDERMESH:-$REPO_ROOT/target/release/rendermesh}
+CORES=${CORES:-"0 1"}
+BUILD=1
+DO_TRANSCODE=1
+DO_SCENES=1
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+while (($#)); do
+    case $1 in
+        --duration) DURATION=${2:?}; shift ;;
+        --chunk-seconds) CHUNK_SECONDS=${2:?}; shift ;;
+        --preset) PRESET=${2:?}; shift ;;
+        --crf) CRF=${2:?}; shift ;;
+        --bench-dir) BENCH_DIR=${2:?}; shift ;;
+        --no-build) BUILD=0 ;;
+        --skip-transcode) DO_TRANSCODE=0 ;;
+        --skip-scenes) DO_SCENES=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "mesh-speedup.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf '[mesh-speedup] %s\n' "$*" >&2; }
+die() { printf '[mesh-speedup] error: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "needs root for network namespaces (run with sudo)"
+for tool in ip taskset ffmpeg ffprobe; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found on PATH"
+done
+read -r CORE_A CORE_B <<<"$CORES"
+[[ -n ${CORE_B:-} ]] || die "CORES needs two CPU numbers"
+
+if [[ ! -x $RENDERMESH ]]; then
+    ((BUILD)) || die "$RENDERMESH is missing and --no-build was given"
+    log "building the release binary"
+    (cd "$REPO_ROOT" && cargo build --release -q -p rendermesh-node)
+fi
+RENDERMESH=$(readlink -f "$RENDERMESH")
+
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(readlink -f "$BENCH_DIR")
+WORK=$(mktemp -d "$BENCH_DIR/mesh-speedup.XXXXXX")
+
+# ------------------------------------------------------------------ source ---
+# Eight moving 1080p30 patterns in turn, a hard cut every 5 s, a keyframe every 2 s (so the
+# jobs can cut shards of CHUNK_SECONDS), stereo tone.
+SRC=$BENCH_DIR/mesh-src-1080p30-${DURATION}s-v1.mp4
+KINDS=(
+    "testsrc2=s=1920x1080:r=30"
+    "smptehdbars=s=1920x1080:r=30,scroll=h=0.004"
+    "gradients=s=1920x1080:r=30:seed=7:n=5:speed=0.03"
+    "rgbtestsrc=s=1920x1080:r=30,hue=h=t*120"
+    "testsrc2=s=960x540:r=30,rotate=a=0.35*t:c=navy,scale=1920:1080,hue=s=0.4"
+    "cellauto=s=640x360:r=30:rule=110:seed=11:ratio=0.5,scale=1920:1080:flags=neighbor,negate"
+    "life=s=480x270:r=30:seed=5:ratio=0.3:mold=8,scale=1920:1080:flags=neighbor"
+    "testsrc=s=1920x1080:r=30,hue=h=90"
+)
+if [[ ! -s $SRC ]]; then
+    log "generating a ${DURATION}s 1080p30 source (a minute or two) -> $SRC"
+    graph="" inputs="" n=0
+    for ((t = 0; t < DURATION; t += 5)); do
+        d=$((DURATION - t < 5 ? DURATION - t : 5))
+        graph+="${KINDS[n % ${#KINDS[@]}]},trim=start_frame=30:end_frame=$(((d + 1) * 30)),setpts=PTS-STARTPTS,setsar=1,format=yuv420p[v$n];"
+        inputs+="[v$n]"
+        n=$((n + 1))
+    done
+    graph+="${inputs}concat=n=$n:v=1:a=0[v]"
+    ffmpeg -y -hide_banner -loglevel error -nostdin -filter_complex "$graph" \
+        -f lavfi -i "sine=frequency=330:sample_rate=48000:duration=$DURATION" \
+        -map '[v]' -map 0:a -c:v libx264 -preset veryfast -crf 20 \
+        -x264-params "keyint=60:min-keyint=60:scenecut=0" -pix_fmt yuv420p \
+        -c:a aac -b:a 128k -fflags +bitexact "$SRC.partial.mp4"
+    mv -f "$SRC.partial.mp4" "$SRC"
+fi
+SRC_FRAMES=$(ffprobe -v error -count_packets -select_streams v:0 \
+    -show_entries stream=nb_read_packets -of csv=p=0 "$SRC" | tr -d ',')
+log "source: $SRC_FRAMES frames, $(du -m "$SRC" | cut -f1) MB"
+
+# ------------------------------------------------------------- namespaces ---
+TAG=rms$$
+NS_A=${TAG}a NS_B=${TAG}b
+ADDR_A=10.213.$(($$ % 250)).1 ADDR_B=10.213.$(($$ % 250)).2
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    ip netns del "$NS_A" 2>/dev/null || true
+    ip netns del "$NS_B" 2>/dev/null || true
+}
+trap cleanup EXIT
+ip netns add "$NS_A"
+ip netns add "$NS_B"
+ip link add "${TAG}va" type veth peer name "${TAG}vb"
+ip link set "${TAG}va" netns "$NS_A"
+ip link set "${TAG}vb" netns "$NS_B"
+ip -n "$NS_A" addr add "$ADDR_A/24" dev "${TAG}va"
+ip -n "$NS_B" addr add "$ADDR_B/24" dev "${TAG}vb"
+for ns in "$NS_A" "$NS_B"; do
+    ip -n "$ns" link set lo up
+done
+ip -n "$NS_A" link set "${TAG}va" up
+ip -n "$NS_B" link set "${TAG}vb" up
+
+KEY=$WORK/swarm.key
+"$RENDERMESH" keygen >"$KEY" 2>/dev/null
+[[ -s $KEY ]] || die "keygen wrote no key"
+
+# start_node NAME NS CORE ADDR [PEER] -> starts it in the background, waits until its
+# capabilities are ready (the calibration is done before the clock starts)
+start_node() {
+    local name=$1 ns=$2 core=$3 addr=$4 peer=${5:-} dir=$WORK/$1
+    mkdir -p "$dir"
+    {
+        echo "name = \"$name\""
+        echo "listen = \"/ip4/$addr/tcp/7879\""
+        echo "mdns = false"
+        echo "slots = 1"
+        echo "key_file = \"$KEY\""
+        [[ -n $peer ]] && echo "peers = [\"/ip4/$peer/tcp/7879\"]"
+    } >"$dir/node.toml"
+    ip netns exec "$ns" taskset -c "$core" "$RENDERMESH" --config "$dir/node.toml" \
+        --data-dir "$dir" node --control-listen 127.0.0.1:0 2>"$dir/node.log" &
+    PIDS+=($!)
+    for _ in $(seq 600); do
+        grep -q "capabilities ready" "$dir/node.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "node $name did not get ready: $(tail -5 "$dir/node.log")"
+}
+
+stop_nodes() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+}
+
+# wait_peer DIR NAME -> until the node in DIR lists NAME among its peers
+wait_peer() {
+    for _ in $(seq 300); do
+        ip netns exec "$NS_A" "$RENDERMESH" --data-dir "$1" peers 2>/dev/null | grep -qw "$2" && return 0
+        sleep 0.1
+    done
+    die "peer $2 not seen"
+}
+
+now() { date +%s.%N; }
+
+# run_jobs LABEL -> submits the jobs on node a, records wall times in $WORK/LABEL.times
+run_jobs() {
+    local label=$1 dir=$WORK/a t0 t1
+    : >"$WORK/$label.times"
+    if ((DO_TRANSCODE)); then
+        log "$label: transcode (x264 $PRESET, crf $CRF, shards of ${CHUNK_SECONDS}s)"
+        t0=$(now)
+        ip netns exec "$NS_A" taskset -c "$CORE_A" "$RENDERMESH" --data-dir "$dir" submit \
+            transcode "$SRC" -o "$WORK/$label.mp4" --codec h264 --crf "$CRF" --preset "$PRESET" \
+            --chunk-seconds "$CHUNK_SECONDS" --report "$WORK/$label.transcode.json" -q \
+            >"$WORK/$label.transcode.out" 2>&1 \
+            || die "transcode failed: $(tail -5 "$WORK/$label.transcode.out")"
+        t1=$(now)
+        echo "transcode $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" >>"$WORK/$label.times"
+    fi
+    if ((DO_SCENES)); then
+        log "$label: scene detection"
+        t0=$(now)
+        ip netns exec "$NS_A" taskset -c "$CORE_A" "$RENDERMESH" --data-dir "$dir" submit \
+            scenes "$SRC" --csv "$WORK/$label.csv" --chunk-seconds "$CHUNK_SECONDS" \
+            --report "$WORK/$label.scenes.json" -q \
+            >"$WORK/$label.scenes.out" 2>&1 \
+            || die "scenes failed: $(tail -5 "$WORK/$label.scenes.out")"
+        t1=$(now)
+        echo "scenes $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" >>"$WORK/$label.times"
+    fi
+}
+
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average at start: $LOAD_AT_START ($(nproc) cores)"
+
+log "one node on core $CORE_A"
+start_node a "$NS_A" "$CORE_A" "$ADDR_A"
+run_jobs one
+stop_nodes
+mv "$WORK/a" "$WORK/one-a"
+
+log "two nodes: a on core $CORE_A, b on core $CORE_B"
+start_node a "$NS_A" "$CORE_A" "$ADDR_A"
+start_node b "$NS_B" "$CORE_B" "$ADDR_B" "$ADDR_A"
+wait_peer "$WORK/a" b
+run_jobs two
+stop_nodes
+
+time_of() { awk -v k="$2" '$1 == k { print $2 }' "$WORK/$1.times"; }
+frames_of() {
+    ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
+        -of csv=p=0 "$1" | tr -d ','
+}
+
+{
+    echo "## 2 nodes (one core each, network namespaces) against 1 node (one core)"
+    echo
+    echo "Source: ${DURATION} s 1080p30, $SRC_FRAMES frames, keyframe every 2 s; shards of ${CHUNK_SECONDS} s;"
+    echo "load average at start $LOAD_AT_START, $(nproc) cores."
+    echo
+    echo "| job | 1 node | 2 nodes | speed-up | check |"
+    echo "|---|---:|---:|---:|---|"
+    if ((DO_TRANSCODE)); then
+        one=$(time_of one transcode) two=$(time_of two transcode)
+        f1=$(frames_of "$WORK/one.mp4") f2=$(frames_of "$WORK/two.mp4")
+        m1=$(ffmpeg -v error -i "$WORK/one.mp4" -map 0:v -f framemd5 - | grep -v '^#' | md5sum | cut -c1-12)
+        m2=$(ffmpeg -v error -i "$WORK/two.mp4" -map 0:v -f framemd5 - | grep -v '^#' | md5sum | cut -c1-12)
+        check="frames $f1 / $f2 of $SRC_FRAMES"
+        if [[ $f1 == "$SRC_FRAMES" && $f2 == "$SRC_FRAMES" && $m1 == "$m2" ]]; then
+            check+=", decoded frames identical (framemd5 $m2)"
+        else
+            check+=", MISMATCH (framemd5 $m1 / $m2)"
+        fi
+        echo "| transcode (x264 $PRESET crf $CRF) | ${one} s | ${two} s | $(awk -v a="$one" -v b="$two" 'BEGIN { printf "%.2f×", a / b }') | $check |"
+    fi
+    if ((DO_SCENES)); then
+        one=$(time_of one scenes) two=$(time_of two scenes)
+        n=$(grep -c '^[0-9]' "$WORK/two.csv" || true)
+        if cmp -s "$WORK/one.csv" "$WORK/two.csv"; then
+            check="same scene list ($n rows)"
+        else
+            check="scene lists DIFFER"
+        fi
+        echo "| scene detection | ${one} s | ${two} s | $(awk -v a="$one" -v b="$two" 'BEGIN { printf "%.2f×", a / b }') | $check |"
+    fi
+    echo
+    for job in transcode scenes; do
+        [[ -f $WORK/two.$job.json ]] || continue
+        echo "Shards per node, 2-node $job: $(grep -o '"peer": *"[^"]*"' "$WORK/two.$job.json" \
+            | sed 's/.*"\([^"]*\)"$/\1/' | sort | uniq -c | awk '{ printf "%s%s %s", sep, $2, $1; sep = ", " }')"
+        echo
+    done
+} | tee "$BENCH_DIR/mesh-speedup-results.md"
+log "work files in $WORK"
