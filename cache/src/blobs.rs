@@ -2,8 +2,10 @@
 //! byte quota, pins and least-recently-used eviction.
 //!
 //! - Writes go to a temp file under `blobs/tmp` and are renamed into place, so a reader never
-//!   sees a half-written blob. [`BlobStore::verify`] rehashes a blob; a blob that fails is
-//!   removed.
+//!   sees a half-written blob. Adopting a temp file hashes it to name it, except
+//!   [`BlobStore::adopt_pinned_caller_verified`], for the one caller (the blob fetch) that
+//!   hashed every byte as it wrote them. [`BlobStore::verify`] rehashes a blob; a blob that
+//!   fails is removed.
 //! - Every access through [`BlobStore::path`] or [`BlobStore::read_verified`] marks the blob as
 //!   used, in memory (the [`quota`](crate::quota) index) and on disk (its mtime), so the order
 //!   survives a restart: [`BlobStore::open`] rebuilds it from the mtimes.
@@ -207,6 +209,53 @@ impl BlobStore {
         let (id, len, pin) = self.adopt_inner(tmp, true)?;
         let pin = pin.unwrap_or_else(|| self.pin(&id));
         Ok((id, len, pin))
+    }
+
+    /// Move a finished temp file into place under `id` **without hashing it** (caller
+    /// verified), pinned from the moment it is stored.
+    ///
+    /// Caller verified: only for a caller that has itself hashed every byte of `tmp` as it
+    /// wrote them, found `id`, and let nothing else write the file since; today that is the
+    /// blob fetch (`rendermesh_mesh::transfer::fetch`), which hashes pieces as they arrive.
+    /// Every other caller uses [`BlobStore::adopt`] or [`BlobStore::adopt_pinned`], which hash
+    /// the file themselves. A file whose length is not `len` is refused (and left where it
+    /// is); debug builds also hash it and refuse a mismatch.
+    pub fn adopt_pinned_caller_verified(
+        &self,
+        tmp: &Path,
+        id: ContentId,
+        len: u64,
+    ) -> io::Result<PinGuard> {
+        let on_disk = fs::metadata(tmp)?.len();
+        if on_disk != len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {}: verified {len} bytes but the file has {on_disk}",
+                    id.short()
+                ),
+            ));
+        }
+        if cfg!(debug_assertions) {
+            let (got, _) = hash_file(tmp)?;
+            if got != id {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "blob {}: the caller-verified file hashes to {}",
+                        id.short(),
+                        got.short()
+                    ),
+                ));
+            }
+        }
+        let dest = self.file_path(&id);
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::rename(tmp, &dest)?;
+        let pin = self.stored(id, len, true);
+        Ok(pin.unwrap_or_else(|| self.pin(&id)))
     }
 
     fn adopt_inner(&self, tmp: &Path, pin: bool) -> io::Result<(ContentId, u64, Option<PinGuard>)> {
@@ -549,6 +598,43 @@ pub fn hash_file(path: &Path) -> io::Result<(ContentId, u64)> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn caller_verified_adopt_stores_pinned_and_checks_the_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let data = b"fetched and hashed on the way".to_vec();
+        let id = ContentId::of(&data);
+        let tmp = s.temp_path("fetch");
+        fs::write(&tmp, &data).unwrap();
+        // a length that is not the file's: refused, the file stays
+        let short = s.adopt_pinned_caller_verified(&tmp, id, 3).unwrap_err();
+        assert_eq!(short.kind(), io::ErrorKind::InvalidData);
+        assert!(tmp.is_file() && !s.contains(&id));
+        let pin = s
+            .adopt_pinned_caller_verified(&tmp, id, data.len() as u64)
+            .unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(pin.id(), &id);
+        assert!(s.is_pinned(&id));
+        assert_eq!(s.size(&id), Some(data.len() as u64));
+        assert_eq!(s.read_verified(&id).unwrap(), data);
+        drop(pin);
+        assert!(!s.is_pinned(&id));
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    fn debug_builds_still_hash_a_caller_verified_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let tmp = s.temp_path("fetch");
+        fs::write(&tmp, b"other bytes").unwrap();
+        let wrong = ContentId::of(b"claimed bytes");
+        let e = s.adopt_pinned_caller_verified(&tmp, wrong, 11).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(!s.contains(&wrong));
+    }
 
     #[test]
     fn put_read_verify() {

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::core::transport::upgrade::Version;
 use libp2p::core::ConnectedPoint;
-use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
@@ -28,6 +27,7 @@ use rendermesh_protocol::{Request, Response};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::key::SwarmKey;
+use crate::psk::PskConfig;
 use crate::rpc::MeshCodec;
 
 /// Protocol version announced by identify; a peer announcing another one is disconnected.
@@ -272,14 +272,14 @@ pub(crate) fn build_versioned(
     key: &SwarmKey,
     version: &str,
 ) -> Result<(NetworkHandle, EventLoop), NetworkError> {
-    let psk = PreSharedKey::new(key.bytes());
+    let psk = PskConfig::new(key);
     let build_err = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_other_transport(|keypair| {
             let noise = noise::Config::new(keypair)?;
             let transport = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                .and_then(move |socket, _| psk.clone().handshake(socket))
                 .upgrade(Version::V1Lazy)
                 .authenticate(noise)
                 .multiplex(yamux::Config::default())

@@ -7,7 +7,7 @@
 //!     ▼
 //!   writer (blocking thread): appends to  <blob tmp dir>/fetch1-<id>.part  and hashes as it goes
 //!     │ all `total` bytes received
-//!     ├─ blake3 == id ──▶ BlobStore::adopt_pinned ──▶ Fetched { pin, .. }
+//!     ├─ blake3 == id ──▶ BlobStore::adopt_pinned_caller_verified (no second hash) ──▶ Fetched { pin, .. }
 //!     └─ otherwise ─────▶ partial deleted, warning naming the peers, FetchError::Corrupt
 //! ```
 //!
@@ -520,25 +520,21 @@ impl Transfer {
                 resumed: self.resumed,
             });
         }
+        // Every byte was hashed by the writer as it was written and matched the id: the
+        // store moves the file in without hashing it again.
         let store = blobs.clone();
         let path = self.path.clone();
-        let adopted = tokio::task::spawn_blocking(move || store.adopt_pinned(&path))
-            .await
-            .map_err(|e| io::Error::other(format!("adopting task failed: {e}")))
-            .and_then(|r| r);
-        let (stored, size, pin) = match adopted {
-            Ok(a) => a,
+        let id = self.id;
+        let adopted =
+            tokio::task::spawn_blocking(move || store.adopt_pinned_caller_verified(&path, id, len))
+                .await
+                .map_err(|e| io::Error::other(format!("adopting task failed: {e}")))
+                .and_then(|r| r);
+        let pin = match adopted {
+            Ok(pin) => pin,
             Err(e) => return Err(self.io(e)),
         };
-        if stored != self.id {
-            // the file changed between our hash and the store's: keep nothing
-            drop(pin);
-            let _ = blobs.remove(&stored);
-            return Err(self.io(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "partial file changed on disk while it was adopted",
-            )));
-        }
+        let size = len;
         Ok(Fetched {
             id: self.id,
             size,
