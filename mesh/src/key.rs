@@ -1,4 +1,4 @@
-//! The mesh's pre-shared key (libp2p pnet) and this node's persistent identity.
+//! The mesh's pre-shared key (it keys the transport's mesh-key layer, `psk.rs`) and this node's persistent identity.
 //!
 //! The key file uses the text form other pnet implementations read and write:
 //!

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   NetworkHandle ──Command (mpsc)──▶ EventLoop (tokio task, owns the Swarm)
-//!                                        │ TCP + pnet(key) + noise + yamux
+//!                                        │ TCP + mesh-key layer + noise + yamux
 //!                                        │ identify "/rendermesh/1", ping, gossipsub,
 //!                                        │ request-response "/rendermesh/req/1"
 //!   Peers actor ◀──────── NetEvent ──────┤
@@ -36,7 +36,7 @@ pub const PROTOCOL_VERSION: &str = "/rendermesh/1";
 pub const CAPS_TOPIC: &str = "rendermesh/caps/1";
 /// Largest gossip message accepted or sent.
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
-/// A connection (TCP + pnet + noise + yamux) must be up within this time.
+/// A connection (TCP + mesh-key layer + noise + yamux) must be up within this time.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A shard award (`RunShard`) without an answer within this time fails. Very long, because an
@@ -61,7 +61,7 @@ pub enum NetworkError {
     Listen { addr: String, reason: String },
 }
 
-/// Parse a TCP multiaddr (`/ip4/…/tcp/N` or `/ip6/…/tcp/N`); pnet protects TCP only.
+/// Parse a TCP multiaddr (`/ip4/…/tcp/N` or `/ip6/…/tcp/N`); the mesh-key layer protects TCP only.
 pub fn parse_tcp_addr(text: &str) -> Result<Multiaddr, NetworkError> {
     use libp2p::multiaddr::Protocol;
     let bad = |reason: &str| NetworkError::BadAddress {
