@@ -28,7 +28,7 @@ use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_cache::BlobStore;
 use rendermesh_protocol::{
-    ContentId, JobId, Request, Response, ShardOutput, ShardResult, ShardSpec, ShardTask,
+    ContentId, JobId, Request, Response, ShardOutput, ShardResult, ShardSpec,
 };
 use tokio::sync::Notify;
 
@@ -98,12 +98,6 @@ impl Coordinators {
             Some(to) => to.send(beat).await.unwrap_or(false),
             None => false,
         }
-    }
-}
-
-fn input_of(shard: &ShardSpec) -> ContentId {
-    match &shard.task {
-        ShardTask::Encode { chunk, .. } | ShardTask::SceneScores { chunk, .. } => *chunk,
     }
 }
 
@@ -495,7 +489,7 @@ impl ShardHost {
         frames: &Arc<AtomicU64>,
         started: &Arc<Notify>,
     ) -> Response {
-        let input = input_of(&shard);
+        let input = crate::bidder::input_of(&shard);
         let (job, index) = (shard.job, shard.index);
         let pin = match transfer::fetch(
             &self.net,
