@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark for issue 4: blob transfer throughput between two nodes over
-# 127.0.0.1 (TCP + mesh-key layer + noise + yamux), verified (blake3) and stored.
+# 127.0.0.1 (TCP + noise (keyed prologue) + yamux), verified (blake3) and stored.
 #
 # Usage: bench/blob-transfer.sh [--size MIB] [--runs N] [--piece KIB]
 #                               [--depth N] [--dir DIR]

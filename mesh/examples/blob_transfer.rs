@@ -1,7 +1,7 @@
 //! Throughput of blob transfer between two nodes over 127.0.0.1.
 //!
 //! Two in-process nodes, each on its own thread with its own actix system (as two processes
-//! would be), connected by the real mesh transport: TCP + mesh-key layer + noise + yamux. The serving node
+//! would be), connected by the real mesh transport: TCP + noise (keyed prologue) + yamux. The serving node
 //! holds a blob of random bytes in its store; the fetching node fetches it with
 //! `transfer::fetch` (pipelined pieces, hashed as they arrive, adopted into its store) and the
 //! blob is removed again before the next run. Reports MB/s (10^6 bytes per second, from the

@@ -1,6 +1,6 @@
 //! Benchmark: how long a new node takes to receive N cache entries from a peer.
 //!
-//! Two nodes in this process, each with its own sled cache on disk, over real TCP + mesh-key layer +
+//! Two nodes in this process, each with its own sled cache on disk, over real TCP + noise (keyed prologue) +
 //! noise + yamux on 127.0.0.1. Node A holds N scene-score entries (per-frame scores of 120 frames each, a 4 s shard at
 //! 30 fps, without the edge frames); node B starts empty, connects, and pulls them by digest
 //! comparison. Reports the time from B's start to an identical digest, best of R runs.

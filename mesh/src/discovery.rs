@@ -14,7 +14,7 @@
 //! `mesh` (the public [`MeshId`], never the key), `proto` ([`PROTOCOL_VERSION`]) and `port`
 //! (the TCP mesh port). A record is dialled only when its mesh id and protocol version equal
 //! ours; a record of another mesh is ignored without any connection attempt. Dialling does
-//! not trust the record: the mesh-key layer (the key) and noise (the peer id) still decide.
+//! not trust the record: the keyed noise handshake (the mesh key and the peer id) still decides.
 //!
 //! Discovery speaks IPv4 only: it announces and dials IPv4 addresses, so the node should
 //! listen on an `/ip4/…` address (the default `0.0.0.0` is fine). Interfaces: a list of names,

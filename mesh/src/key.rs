@@ -1,4 +1,4 @@
-//! The mesh's pre-shared key (it keys the transport's mesh-key layer, `psk.rs`) and this node's persistent identity.
+//! The mesh's pre-shared key (it keys the noise handshake of every connection) and this node's persistent identity.
 //!
 //! The key file uses the text form other pnet implementations read and write:
 //!
@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 const HEADER: &str = "/key/swarm/psk/1.0.0/";
 const ENCODING: &str = "/base16/";
+/// blake3 `derive_key` context of the noise prologue; a new version of the transport changes it.
+pub const PROLOGUE_CONTEXT: &str = "rendermesh 2026-11-22 mesh key noise prologue v1";
 
 /// Why a key (or identity) file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,13 @@ impl SwarmKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, KeyError> {
         Ok(Self(random_bytes()?))
+    }
+
+    /// The noise prologue of this mesh's connections: `blake3::derive_key(PROLOGUE_CONTEXT,
+    /// key)`. Both sides mix it into the handshake hash; a peer with another key fails the
+    /// handshake, and the key itself never crosses the wire.
+    pub fn noise_prologue(&self) -> [u8; 32] {
+        blake3::derive_key(PROLOGUE_CONTEXT, &self.0)
     }
 
     pub fn mesh_id(&self) -> MeshId {
@@ -208,6 +217,19 @@ pub fn load_or_create_identity(path: &Path) -> Result<libp2p::identity::Keypair,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_noise_prologue_is_derived_per_key_and_is_not_the_key() {
+        let a = SwarmKey::from_bytes([1; 32]);
+        let b = SwarmKey::from_bytes([2; 32]);
+        assert_eq!(a.noise_prologue(), a.clone().noise_prologue());
+        assert_ne!(a.noise_prologue(), b.noise_prologue());
+        assert_ne!(a.noise_prologue(), a.bytes());
+        assert_eq!(
+            a.noise_prologue(),
+            blake3::derive_key(PROLOGUE_CONTEXT, &[1; 32])
+        );
+    }
 
     const GOOD: &str = "/key/swarm/psk/1.0.0/\n/base16/\n\
         000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1F\n";

@@ -22,8 +22,7 @@
 //! ```
 //!
 //! - [`key`]: the pre-shared mesh key, its public [`MeshId`], this node's identity.
-//! - [`psk`]: the mesh-key layer on every connection: XChaCha20 under a key derived from the mesh key.
-//! - [`network`]: the swarm: TCP + mesh-key layer + noise + yamux, identify, ping, gossipsub.
+//! - [`network`]: the swarm: TCP + noise (its prologue keyed by the mesh key) + yamux, identify, ping, gossipsub.
 //! - [`peers`]: the [`Peers`] actor: capability gossip, heartbeats, the peer table.
 //! - [`transfer`]: blobs by [`ContentId`](rendermesh_protocol::ContentId) between nodes: serve pieces, fetch pipelined, resume, verify.
 //! - [`discovery`]: mDNS on the local network: announces this node, dials the nodes of its mesh.
@@ -40,7 +39,6 @@ pub mod executor;
 pub mod key;
 pub mod network;
 pub mod peers;
-pub mod psk;
 pub mod remote;
 pub mod replica;
 pub mod rpc;

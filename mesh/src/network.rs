@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   NetworkHandle ──Command (mpsc)──▶ EventLoop (tokio task, owns the Swarm)
-//!                                        │ TCP + mesh-key layer + noise + yamux
+//!                                        │ TCP + noise (keyed prologue) + yamux
 //!                                        │ identify "/rendermesh/1", ping, gossipsub,
 //!                                        │ request-response "/rendermesh/req/1"
 //!   Peers actor ◀──────── NetEvent ──────┤
@@ -27,7 +27,6 @@ use rendermesh_protocol::{Request, Response};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::key::SwarmKey;
-use crate::psk::PskConfig;
 use crate::rpc::MeshCodec;
 
 /// Protocol version announced by identify; a peer announcing another one is disconnected.
@@ -36,7 +35,7 @@ pub const PROTOCOL_VERSION: &str = "/rendermesh/1";
 pub const CAPS_TOPIC: &str = "rendermesh/caps/1";
 /// Largest gossip message accepted or sent.
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
-/// A connection (TCP + mesh-key layer + noise + yamux) must be up within this time.
+/// A connection (TCP + noise (keyed prologue) + yamux) must be up within this time.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A shard award (`RunShard`) without an answer within this time fails. Very long, because an
@@ -61,7 +60,7 @@ pub enum NetworkError {
     Listen { addr: String, reason: String },
 }
 
-/// Parse a TCP multiaddr (`/ip4/…/tcp/N` or `/ip6/…/tcp/N`); the mesh-key layer protects TCP only.
+/// Parse a TCP multiaddr (`/ip4/…/tcp/N` or `/ip6/…/tcp/N`); the keyed noise handshake is set up for TCP only.
 pub fn parse_tcp_addr(text: &str) -> Result<Multiaddr, NetworkError> {
     use libp2p::multiaddr::Protocol;
     let bad = |reason: &str| NetworkError::BadAddress {
@@ -272,14 +271,13 @@ pub(crate) fn build_versioned(
     key: &SwarmKey,
     version: &str,
 ) -> Result<(NetworkHandle, EventLoop), NetworkError> {
-    let psk = PskConfig::new(key);
+    let prologue = key.noise_prologue().to_vec();
     let build_err = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_other_transport(|keypair| {
-            let noise = noise::Config::new(keypair)?;
+            let noise = noise::Config::new(keypair)?.with_prologue(prologue);
             let transport = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                .and_then(move |socket, _| psk.clone().handshake(socket))
                 .upgrade(Version::V1Lazy)
                 .authenticate(noise)
                 .multiplex(yamux::Config::default())
@@ -673,11 +671,18 @@ mod tests {
     type Events = Arc<Mutex<Vec<NetEvent>>>;
 
     async fn node(version: &str, peers: Vec<Multiaddr>) -> (NetworkHandle, Events) {
+        node_keyed(version, SwarmKey::from_bytes([7; 32]), peers).await
+    }
+
+    async fn node_keyed(
+        version: &str,
+        key: SwarmKey,
+        peers: Vec<Multiaddr>,
+    ) -> (NetworkHandle, Events) {
         let cfg = NetworkConfig {
             listen: parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
             static_peers: peers,
         };
-        let key = SwarmKey::from_bytes([7; 32]);
         let (handle, event_loop) =
             build_versioned(cfg, identity::Keypair::generate_ed25519(), &key, version).unwrap();
         let events = Events::default();
@@ -772,6 +777,48 @@ mod tests {
             ))
             .await,
             "the other version was not disconnected"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_peer_with_another_key_never_connects() {
+        let (x, x_events) = node(PROTOCOL_VERSION, vec![]).await;
+        let (y, y_events) = node_keyed(
+            PROTOCOL_VERSION,
+            SwarmKey::from_bytes([8; 32]),
+            x.listen_addrs(),
+        )
+        .await;
+        // a third node with x's key, dialled alongside: proves the dialling works
+        let (z, _) = node(PROTOCOL_VERSION, x.listen_addrs()).await;
+        let (yid, zid) = (y.peer_id(), z.peer_id());
+        assert!(
+            wait(&x_events, |ev| ev.iter().any(
+                |e| matches!(e, NetEvent::Connected { peer, .. } if *peer == zid)
+            ))
+            .await,
+            "the node with the same key did not connect"
+        );
+        // y keeps redialling x (a static peer) for the whole window
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let connected = |ev: &[NetEvent], who: PeerId| {
+            ev.iter()
+                .any(|e| matches!(e, NetEvent::Connected { peer, .. } if *peer == who))
+        };
+        assert!(
+            !connected(&x_events.lock().unwrap(), yid),
+            "x let in a node with another key"
+        );
+        assert!(
+            !connected(&y_events.lock().unwrap(), x.peer_id()),
+            "the node with another key got in"
+        );
+        assert!(
+            matches!(
+                x.request(yid, Request::Digest).await,
+                Err(RequestError::Failed { .. })
+            ),
+            "a request crossed to the node with another key"
         );
     }
 }

@@ -1,7 +1,12 @@
-//! The worker actor: accepts [`RunShard`] and runs it through the [`ShardExecutor`] on the
-//! blocking pool, at most `slots` shards at a time (the rest wait in order). Each run carries a
-//! [`CancelToken`]: a run cancelled while it waits never starts, one cancelled while it runs
-//! ends at the next frame with [`ShardError::cancelled`].
+//! The worker actor: accepts [`RunShard`] and runs it through the [`ShardExecutor`] on a
+//! thread of its own, at most `slots` shards at a time (the rest wait in order). Each run
+//! carries a [`CancelToken`]: a run cancelled while it waits never starts, one cancelled while
+//! it runs ends at the next frame with [`ShardError::cancelled`].
+//!
+//! Shard threads run at a lower CPU priority (a higher nice value, [`Worker::with_nice`]); the
+//! codec threads they start inherit it. The node's own work — answering peers, serving chunks,
+//! running auctions — then gets a core the moment it needs one instead of waiting behind a
+//! decoder, which is what keeps a peer that shares no core with the coordinator fed.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -64,6 +69,8 @@ pub struct Worker {
     load: Load,
     /// This node's cost model: told when shards start and end, to learn from their times.
     model: Option<CostModel>,
+    /// Nice value of shard threads (0 = leave them at the node's priority).
+    nice: i32,
 }
 
 impl Worker {
@@ -76,7 +83,16 @@ impl Worker {
             slot_count,
             load: Load::default(),
             model: None,
+            nice: 0,
         }
+    }
+
+    /// Run shards at nice value `nice` (1–19; 0 or less keeps the node's priority). A value
+    /// below the process's own cannot be set without privilege; the thread then keeps the
+    /// process's.
+    pub fn with_nice(mut self, nice: i32) -> Self {
+        self.nice = nice.clamp(0, 19);
+        self
     }
 
     /// Feed every run's time into `model` (the node's bids).
@@ -108,6 +124,7 @@ impl Handler<RunShard> for Worker {
         let peer = self.name.clone();
         let load = self.load.clone();
         let model = self.model.clone();
+        let nice = self.nice;
         let span = tracing::info_span!("shard", job = %msg.shard.job, shard = msg.shard.index, peer = %peer);
         Box::pin(
             async move {
@@ -132,13 +149,21 @@ impl Handler<RunShard> for Worker {
                 let job = shard.job;
                 let span = tracing::Span::current();
                 let token = cancel.clone();
-                let run = tokio::task::spawn_blocking(move || {
-                    let _g = span.enter();
-                    let progress = |n| observer.progress(index, n);
-                    executor.run(&shard, &ShardCtl::new(&progress, &token))
-                })
-                .await
-                .map_err(|e| ShardError::retryable(format!("shard task died: {e}")))?;
+                let (done, result) = tokio::sync::oneshot::channel();
+                std::thread::Builder::new()
+                    .name(format!("shard-{index}"))
+                    .spawn(move || {
+                        let _g = span.enter();
+                        lower_thread_priority(nice);
+                        let progress = |n| observer.progress(index, n);
+                        let _ = done.send(executor.run(&shard, &ShardCtl::new(&progress, &token)));
+                    })
+                    .map_err(|e| {
+                        ShardError::retryable(format!("cannot start a shard thread: {e}"))
+                    })?;
+                let run = result
+                    .await
+                    .map_err(|_| ShardError::retryable("shard thread died (panicked)"))?;
                 let (output, mut stats) = match run {
                     Err(_) if cancel.is_cancelled() => {
                         tracing::info!(
@@ -164,6 +189,29 @@ impl Handler<RunShard> for Worker {
             }
             .instrument(span),
         )
+    }
+}
+
+/// Set the calling thread's nice value to `nice` (Linux: a thread's priority is its own).
+fn lower_thread_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions; setpriority only changes this thread's nice
+        // value and reports failure through its return value.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if rc != 0 {
+            tracing::debug!(
+                nice,
+                error = %std::io::Error::last_os_error(),
+                "shard thread keeps the node's priority"
+            );
+        }
     }
 }
 

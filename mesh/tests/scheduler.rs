@@ -400,3 +400,51 @@ async fn a_cancelled_run_ends_with_cancelled_and_one_cancelled_while_queued_neve
     assert!(e.is_cancelled(), "{e:?}");
     assert!(!slow.finished.load(Ordering::SeqCst));
 }
+
+/// Reports the nice value of the thread it runs on; panics on shard 1.
+struct NiceProbe(Mutex<Vec<i32>>);
+
+impl ShardExecutor for NiceProbe {
+    fn run(
+        &self,
+        shard: &ShardSpec,
+        _ctl: &ShardCtl<'_>,
+    ) -> Result<(ShardOutput, WorkStats), ShardError> {
+        if shard.index == 1 {
+            panic!("a bug in an executor");
+        }
+        // SAFETY: gettid has no preconditions; getpriority only reads this thread's value.
+        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        self.0.lock().unwrap().push(nice);
+        let id = ContentId::of(&shard.index.to_le_bytes());
+        Ok((ShardOutput::Blob { id, bytes: 4 }, WorkStats::default()))
+    }
+}
+
+#[actix_rt::test]
+async fn shards_run_at_the_workers_nice_value_and_a_panicking_run_is_a_retryable_failure() {
+    struct Nobody;
+    impl ShardObserver for Nobody {
+        fn started(&self, _: u32, _: &str) {}
+        fn progress(&self, _: u32, _: u64) {}
+    }
+    // SAFETY: as above, for the calling thread.
+    let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+    let probe = Arc::new(NiceProbe(Mutex::new(Vec::new())));
+    let w = Worker::new("nice", probe.clone(), 1).with_nice(7).start();
+    let run = |index| RunShard {
+        shard: spec(JobId(8), index),
+        observer: Arc::new(Nobody),
+        cancel: CancelToken::default(),
+    };
+    w.send(run(0)).await.unwrap().unwrap();
+    assert_eq!(*probe.0.lock().unwrap(), vec![own.max(7)]);
+    let e = w.send(run(1)).await.unwrap().unwrap_err();
+    assert!(e.retryable && !e.is_cancelled(), "{e:?}");
+    // the worker survives the panic and the caller's thread keeps its own priority
+    w.send(run(2)).await.unwrap().unwrap();
+    assert_eq!(probe.0.lock().unwrap().len(), 2);
+    // SAFETY: as above.
+    let after = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+    assert_eq!(after, own);
+}

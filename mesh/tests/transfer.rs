@@ -1,4 +1,4 @@
-//! Blob transfer between real in-process nodes over 127.0.0.1 (TCP + mesh-key layer + noise + yamux).
+//! Blob transfer between real in-process nodes over 127.0.0.1 (TCP + noise (keyed prologue) + yamux).
 //!
 //! Each node has its own blob store in a temp dir and answers `GetBlob` with
 //! `transfer::serve_piece`, unless its [`Mode`] makes it misbehave. The fetcher dials the

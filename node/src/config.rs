@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub slots: usize,
     /// Codec threads per shard; 0 = cores / slots (at least 1).
     pub shard_threads: usize,
+    /// Nice value (0–19) of the threads that run shards. Above 0, the node's own work —
+    /// answering peers, serving chunks, running auctions — and the box's other programs come
+    /// first, and shards take the rest of the CPU. 0 = shards run at the node's priority.
+    pub shard_nice: i32,
     /// Target chunk length in seconds when a file is cut into shards.
     pub chunk_seconds: f64,
     /// Byte quota of the blob store (chunks, encoded segments); 0 = unbounded. Over it, the
@@ -92,6 +96,7 @@ impl Default for NodeConfig {
             control_listen: "127.0.0.1:7878".into(),
             slots: 0,
             shard_threads: 0,
+            shard_nice: 10,
             chunk_seconds: 10.0,
             blob_quota_bytes: 0,
             cache_replicas: 0,
@@ -175,6 +180,9 @@ impl NodeConfig {
                 "shard_lease_seconds must be at least 4 (two heartbeats; got {})",
                 self.shard_lease_seconds
             );
+        }
+        if !(0..=19).contains(&self.shard_nice) {
+            anyhow::bail!("shard_nice must be 0-19 (got {})", self.shard_nice);
         }
         if self.slots > 1024 {
             anyhow::bail!("slots = {} is not sensible", self.slots);

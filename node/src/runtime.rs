@@ -71,8 +71,9 @@ impl Runtime {
             crate::host::probe(cfg.effective_force_cpu()),
             cfg.shard_ram_limit_bytes,
         );
-        let worker =
-            Worker::new(name.clone(), executor, cfg.effective_slots()).with_model(model.clone());
+        let worker = Worker::new(name.clone(), executor, cfg.effective_slots())
+            .with_model(model.clone())
+            .with_nice(cfg.shard_nice);
         let load = worker.load();
         let slots = worker.slots();
         let worker = worker.start();

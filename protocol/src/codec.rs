@@ -47,7 +47,17 @@ pub enum CodecError {
 
 /// Encode `msg` with the versioned header.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(64);
+    // measure first so a large message (a blob piece) is written once, without regrowing
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(msg, &mut size, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    if HEADER + size.bytes_written > MAX_MESSAGE_SIZE {
+        return Err(CodecError::TooLarge {
+            size: HEADER + size.bytes_written,
+            limit: MAX_MESSAGE_SIZE,
+        });
+    }
+    let mut out = Vec::with_capacity(HEADER + size.bytes_written);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&WIRE_VERSION.to_le_bytes());
     bincode::serde::encode_into_std_write(msg, &mut out, config())
