@@ -360,6 +360,7 @@ impl Coordinator {
         for b in &mut self.bidders {
             b.settle(now);
         }
+        self.refresh_estimates(now);
         let awards = self.auction.round(now, &mut self.bidders);
         for a in awards {
             let Some(spec) = self.specs.get(&a.shard).cloned() else {
@@ -725,6 +726,27 @@ impl Coordinator {
             self.run_failed(run, e, ctx);
         }
         self.speculate(ctx);
+    }
+
+    /// Bring the finish times the auction holds for runs in flight up to date with their
+    /// progress: a run that is late on its bid would otherwise look finished, and an idle
+    /// bidder would leave the last shards to a box still busy.
+    fn refresh_estimates(&mut self, now: f64) {
+        let updates: Vec<(RunId, f64)> = self
+            .running
+            .iter()
+            .map(|(&id, run)| (id, self.expected_finish(run, now)))
+            .collect();
+        for (id, est) in updates {
+            let Some(run) = self.running.get_mut(&id) else {
+                continue;
+            };
+            let b = &mut self.bidders[run.bidder];
+            if let Some(e) = b.running.iter_mut().find(|e| **e == run.est) {
+                *e = est;
+                run.est = est;
+            }
+        }
     }
 
     /// When a run ends, in seconds of the job's clock: from its progress rate, else its bid.
