@@ -21,10 +21,9 @@ pub fn protocol() -> StreamProtocol {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MeshCodec;
 
-async fn read_frame<T, M>(io: &mut T, limit: usize) -> io::Result<M>
+async fn read_len<T>(io: &mut T, limit: usize) -> io::Result<usize>
 where
     T: AsyncRead + Unpin + Send,
-    M: DeserializeOwned,
 {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
@@ -35,8 +34,41 @@ where
             format!("frame of {len} bytes exceeds the limit of {limit}"),
         ));
     }
+    Ok(len)
+}
+
+async fn read_frame<T, M>(io: &mut T, limit: usize) -> io::Result<M>
+where
+    T: AsyncRead + Unpin + Send,
+    M: DeserializeOwned,
+{
+    let len = read_len(io, limit).await?;
     let mut body = vec![0u8; len];
     io.read_exact(&mut body).await?;
+    codec::decode(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A response frame. A blob piece — most of the bytes the mesh moves — is read straight into
+/// its own buffer once its header is known, instead of into a frame buffer and then copied
+/// out by the decoder.
+async fn read_response_frame<T>(io: &mut T, limit: usize) -> io::Result<Response>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    let len = read_len(io, limit).await?;
+    let mut head = [0u8; codec::MAX_BLOB_PIECE_HEADER];
+    let n = len.min(head.len());
+    io.read_exact(&mut head[..n]).await?;
+    if let Some((total, start)) = codec::blob_piece_start(&head[..n], len) {
+        let mut data = vec![0u8; len - start];
+        let early = n - start; // data bytes already read with the header
+        data[..early].copy_from_slice(&head[start..n]);
+        io.read_exact(&mut data[early..]).await?;
+        return Ok(Response::BlobPiece { total, data });
+    }
+    let mut body = vec![0u8; len];
+    body[..n].copy_from_slice(&head[..n]);
+    io.read_exact(&mut body[n..]).await?;
     codec::decode(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -58,6 +90,30 @@ where
     io.close().await
 }
 
+/// A blob piece goes out as its header, then the piece from its own buffer: the same bytes
+/// as [`write_frame`] without copying the piece into a frame first.
+async fn write_blob_piece<T>(io: &mut T, total: u64, data: &[u8], limit: usize) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+{
+    let head = codec::blob_piece_header(total, data.len())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let len = head.len() + data.len();
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {len} bytes exceeds the limit of {limit}"),
+        ));
+    }
+    let mut first = Vec::with_capacity(4 + head.len());
+    first.extend_from_slice(&(len as u32).to_le_bytes());
+    first.extend_from_slice(&head);
+    io.write_all(&first).await?;
+    io.write_all(data).await?;
+    io.flush().await?;
+    io.close().await
+}
+
 impl libp2p::request_response::Codec for MeshCodec {
     type Protocol = StreamProtocol;
     type Request = Request;
@@ -74,7 +130,7 @@ impl libp2p::request_response::Codec for MeshCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, MAX_RESPONSE_BYTES).await
+        read_response_frame(io, MAX_RESPONSE_BYTES).await
     }
 
     async fn write_request<T>(
@@ -98,7 +154,12 @@ impl libp2p::request_response::Codec for MeshCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res, MAX_RESPONSE_BYTES).await
+        match &res {
+            Response::BlobPiece { total, data } => {
+                write_blob_piece(io, *total, data, MAX_RESPONSE_BYTES).await
+            }
+            _ => write_frame(io, &res, MAX_RESPONSE_BYTES).await,
+        }
     }
 }
 
@@ -149,6 +210,87 @@ mod tests {
                 .read_request(&p, &mut Cursor::new(short))
                 .await
                 .is_err());
+        });
+    }
+
+    #[test]
+    fn responses_round_trip_byte_for_byte_and_blob_pieces_of_every_size_read_back() {
+        futures::executor::block_on(async {
+            let p = protocol();
+            let mut answers = vec![
+                Response::NoBlob,
+                Response::Error("x".repeat(40)),
+                Response::Stored {
+                    accepted: 3,
+                    rejected: 1,
+                },
+            ];
+            for (total, len) in [
+                (0u64, 0usize),
+                (1, 1),
+                (5, 3),
+                (300, 17),
+                (1 << 40, 127),
+                (u64::MAX, 128),
+                (9, 1 << 16),
+                (7 << 30, 1 << 20),
+            ] {
+                let data = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                answers.push(Response::BlobPiece { total, data });
+            }
+            for answer in answers {
+                let mut buf = Cursor::new(Vec::new());
+                MeshCodec
+                    .write_response(&p, &mut buf, answer.clone())
+                    .await
+                    .unwrap();
+                let bytes = buf.into_inner();
+                // the same bytes as the generic frame of the whole message
+                let body = codec::encode(&answer).unwrap();
+                assert_eq!(bytes[..4], (body.len() as u32).to_le_bytes());
+                assert!(bytes[4..] == body[..], "frame of {answer:?} differs");
+                let back = MeshCodec
+                    .read_response(&p, &mut Cursor::new(bytes.clone()))
+                    .await
+                    .unwrap();
+                assert_eq!(back, answer);
+                // cut anywhere: an error, never a shorter piece
+                for cut in [4, 5, 8, bytes.len() / 2, bytes.len() - 1] {
+                    if cut < bytes.len() && cut >= 4 {
+                        let r = MeshCodec
+                            .read_response(&p, &mut Cursor::new(bytes[..cut].to_vec()))
+                            .await;
+                        assert!(r.is_err(), "{cut} of {} bytes read as {r:?}", bytes.len());
+                    }
+                }
+            }
+            // a piece whose stated data length disagrees with the frame is decoded the
+            // careful way and refused
+            let answer = Response::BlobPiece {
+                total: 10,
+                data: vec![1, 2, 3],
+            };
+            let mut body = codec::encode(&answer).unwrap();
+            body.push(0); // one trailing byte
+            let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            let err = MeshCodec
+                .read_response(&p, &mut Cursor::new(frame))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            // a piece over the response limit is refused before it is sent
+            let huge = Response::BlobPiece {
+                total: 1,
+                data: vec![0; MAX_RESPONSE_BYTES],
+            };
+            let mut sink = Cursor::new(Vec::new());
+            let err = MeshCodec
+                .write_response(&p, &mut sink, huge)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(sink.into_inner().is_empty());
         });
     }
 }

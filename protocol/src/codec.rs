@@ -71,6 +71,58 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// The bytes [`encode`] writes for `Response::BlobPiece { total, data }` *before* `data`
+/// (header, variant, `total`, the length of `data`): a sender writes these, then `data` from
+/// its own buffer, and the frame is the same as `encode` of the whole message without the
+/// piece being copied into it.
+pub fn blob_piece_header(total: u64, len: usize) -> Result<Vec<u8>, CodecError> {
+    let mut out = encode(&crate::Response::BlobPiece {
+        total,
+        data: Vec::new(),
+    })?;
+    // the empty piece ends in its length, 0, one byte; put the real length there
+    out.pop();
+    bincode::serde::encode_into_std_write(len as u64, &mut out, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+/// Longest [`blob_piece_header`]: magic and version, then three varints (at most 5 + 9 + 9).
+pub const MAX_BLOB_PIECE_HEADER: usize = HEADER + 5 + 9 + 9;
+
+/// If `prefix` (the first bytes of a message of `message_len` bytes) starts a
+/// `Response::BlobPiece` whose data runs exactly to the end of the message: its `total` and
+/// where the data starts. A reader then reads the data straight into the piece's own buffer.
+/// `None` = anything else (decode it with [`decode`]).
+pub fn blob_piece_start(prefix: &[u8], message_len: usize) -> Option<(u64, usize)> {
+    if prefix.len() < HEADER || prefix[..2] != MAGIC {
+        return None;
+    }
+    if u16::from_le_bytes([prefix[2], prefix[3]]) != WIRE_VERSION {
+        return None;
+    }
+    let ((variant, total, len), used): ((u32, u64, u64), usize) =
+        bincode::serde::decode_from_slice(&prefix[HEADER..], config()).ok()?;
+    let start = HEADER + used;
+    (variant == blob_piece_variant()? && message_len.checked_sub(start)? as u64 == len)
+        .then_some((total, start))
+}
+
+/// The variant number of `Response::BlobPiece` on the wire.
+fn blob_piece_variant() -> Option<u32> {
+    static VARIANT: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *VARIANT.get_or_init(|| {
+        let bytes = encode(&crate::Response::BlobPiece {
+            total: 0,
+            data: Vec::new(),
+        })
+        .ok()?;
+        let (variant, _): (u32, usize) =
+            bincode::serde::decode_from_slice(&bytes[HEADER..], config()).ok()?;
+        Some(variant)
+    })
+}
+
 /// Decode a message written by [`encode`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > MAX_MESSAGE_SIZE {
@@ -108,6 +160,33 @@ pub fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blob_piece_header_then_its_data_is_the_encoded_message() {
+        for (total, len) in [(0u64, 0usize), (1, 1), (250, 250), (u64::MAX, 70_000)] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let whole = encode(&crate::Response::BlobPiece {
+                total,
+                data: data.clone(),
+            })
+            .unwrap();
+            let mut parts = blob_piece_header(total, len).unwrap();
+            let start = parts.len();
+            assert!(start <= MAX_BLOB_PIECE_HEADER);
+            parts.extend_from_slice(&data);
+            assert_eq!(parts, whole);
+            let prefix = &whole[..whole.len().min(MAX_BLOB_PIECE_HEADER)];
+            assert_eq!(blob_piece_start(prefix, whole.len()), Some((total, start)));
+            // a length that does not end the message where the frame ends is not a piece
+            assert_eq!(blob_piece_start(prefix, whole.len() + 1), None);
+        }
+        // other messages, garbage and short prefixes are not pieces
+        let other = encode(&crate::Response::NoBlob).unwrap();
+        assert_eq!(blob_piece_start(&other, other.len()), None);
+        assert_eq!(blob_piece_start(b"RM", 2), None);
+        assert_eq!(blob_piece_start(b"XX\x01\x00\x05\x00\x00", 7), None);
+        assert_eq!(blob_piece_start(&[0xff; 32], 1 << 20), None);
+    }
     use crate::*;
 
     fn sample() -> ShardSpec {
