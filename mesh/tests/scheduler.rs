@@ -67,6 +67,14 @@ struct FakeDriver {
     finished_with: Arc<Mutex<Vec<u32>>>,
 }
 
+/// An observer that listens to nothing.
+struct Nobody;
+
+impl ShardObserver for Nobody {
+    fn started(&self, _: u32, _: &str) {}
+    fn progress(&self, _: u32, _: u64) {}
+}
+
 fn spec(job: JobId, index: u32) -> ShardSpec {
     ShardSpec {
         job,
@@ -371,11 +379,6 @@ async fn a_slow_shard_gets_a_copy_on_an_idle_worker_and_the_slow_run_is_cancelle
 async fn a_cancelled_run_ends_with_cancelled_and_one_cancelled_while_queued_never_starts() {
     let slow = Arc::new(SlowExec::default());
     let w = Worker::new("slow", slow.clone(), 1).start();
-    struct Nobody;
-    impl ShardObserver for Nobody {
-        fn started(&self, _: u32, _: &str) {}
-        fn progress(&self, _: u32, _: u64) {}
-    }
     let job = JobId(7);
     let running = CancelToken::default();
     let queued = CancelToken::default();
@@ -423,11 +426,6 @@ impl ShardExecutor for NiceProbe {
 
 #[actix_rt::test]
 async fn shards_run_at_the_workers_nice_value_and_a_panicking_run_is_a_retryable_failure() {
-    struct Nobody;
-    impl ShardObserver for Nobody {
-        fn started(&self, _: u32, _: &str) {}
-        fn progress(&self, _: u32, _: u64) {}
-    }
     // SAFETY: as above, for the calling thread.
     let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
     let probe = Arc::new(NiceProbe(Mutex::new(Vec::new())));
