@@ -74,6 +74,13 @@ impl JobHandle {
             .unwrap_or_else(|| Err("job ended without a result".into()))
     }
 
+    /// Wait until the job is over or `max` has passed, whichever comes first (a status
+    /// poller that sees the end at once instead of at its next poll).
+    pub async fn wait_at_most(&self, max: std::time::Duration) {
+        let mut rx = self.inner.done.subscribe();
+        let _ = tokio::time::timeout(max, rx.wait_for(|d| *d)).await;
+    }
+
     pub(crate) fn complete(&self, result: Result<JobResult, String>, stats: WorkStats) {
         self.update(|s| {
             s.stats.add(&stats);
@@ -177,5 +184,59 @@ impl JobBoard {
         let mut all: Vec<JobStatus> = lock(&self.jobs).values().map(|h| h.status()).collect();
         all.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn handle() -> JobHandle {
+        JobHandle::new(JobStatus {
+            id: JobId(1),
+            kind: "scenes".into(),
+            inputs: Vec::new(),
+            state: JobState::Running,
+            frames_total: 0,
+            frames_done: 0,
+            shards: Vec::new(),
+            error: None,
+            stats: WorkStats::default(),
+            from_cache: false,
+            notes: Vec::new(),
+            started_unix_ms: 0,
+            elapsed_ms: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_waiting_status_returns_at_the_jobs_end_or_after_the_wait() {
+        let h = handle();
+        let t = Instant::now();
+        h.wait_at_most(Duration::from_millis(200)).await;
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
+
+        let ender = h.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ender.complete(Err("stopped".into()), WorkStats::default());
+        });
+        let t = Instant::now();
+        h.wait_at_most(Duration::from_secs(5)).await;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(h.status().state, JobState::Failed);
+        // over already: no wait at all
+        let t = Instant::now();
+        h.wait_at_most(Duration::from_secs(5)).await;
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

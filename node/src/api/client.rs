@@ -71,6 +71,13 @@ impl Client {
         Ok(self.get(&format!("/v1/jobs/{id}"))?.into_json()?)
     }
 
+    /// The status once the job is over, or after `wait_ms` milliseconds (at most 2000).
+    pub fn status_waiting(&self, id: JobId, wait_ms: u64) -> anyhow::Result<JobStatus> {
+        Ok(self
+            .get(&format!("/v1/jobs/{id}?wait_ms={wait_ms}"))?
+            .into_json()?)
+    }
+
     pub fn list(&self) -> anyhow::Result<Vec<JobStatus>> {
         Ok(self.get("/v1/jobs")?.into_json()?)
     }

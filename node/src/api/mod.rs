@@ -6,7 +6,7 @@
 //! | GET | `/v1/health` | `{name, version}` (no token needed) |
 //! | POST | `/v1/jobs` | body [`SubmitRequest`](crate::runtime::SubmitRequest) → `{id}` |
 //! | GET | `/v1/jobs` | every [`JobStatus`](rendermesh_protocol::JobStatus) |
-//! | GET | `/v1/jobs/{id}` | one `JobStatus` |
+//! | GET | `/v1/jobs/{id}[?wait_ms=N]` | one `JobStatus`; with `wait_ms`, once the job ends or after N ms (at most 2000) |
 //! | GET | `/v1/jobs/{id}/result` | the [`JobResult`](rendermesh_protocol::JobResult) (409 while running) |
 //! | GET | `/v1/jobs/{id}/output` | the bytes of a transcode's output |
 //! | DELETE | `/v1/jobs/{id}/output` | drop the output from the node's store |

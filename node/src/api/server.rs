@@ -149,14 +149,32 @@ fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, HttpR
     })
 }
 
+/// Longest wait a status request may ask for (`?wait_ms=`).
+const MAX_STATUS_WAIT_MS: u64 = 2000;
+
+#[derive(serde::Deserialize)]
+struct StatusQuery {
+    /// Answer once the job is over, or after this many milliseconds (at most
+    /// [`MAX_STATUS_WAIT_MS`]); absent or 0 = at once.
+    #[serde(default)]
+    wait_ms: u64,
+}
+
 async fn status(
     req: HttpRequest,
     st: web::Data<ApiState>,
     path: web::Path<String>,
+    query: web::Query<StatusQuery>,
 ) -> HttpResponse {
     guard!(req, st);
     match job_of(&path, &st) {
-        Ok(h) => HttpResponse::Ok().json(h.status()),
+        Ok(h) => {
+            if query.wait_ms > 0 {
+                let wait = query.wait_ms.min(MAX_STATUS_WAIT_MS);
+                h.wait_at_most(std::time::Duration::from_millis(wait)).await;
+            }
+            HttpResponse::Ok().json(h.status())
+        }
         Err(r) => r,
     }
 }

@@ -387,13 +387,14 @@ fn execute_remote(
 ) -> anyhow::Result<(JobStatus, JobResult, Done)> {
     let id = client.submit(&req)?;
     let pb = progress_bar(common.quiet);
+    // each request returns at the job's end or after 150 ms: progress every 150 ms, and
+    // the end seen at once
     let status = loop {
-        let s = client.status(id)?;
+        let s = client.status_waiting(id, 150)?;
         show(&pb, &s);
         if s.state.is_final() {
             break s;
         }
-        std::thread::sleep(Duration::from_millis(150));
     };
     pb.finish_and_clear();
     write_report(&common.report, &status, "node")?;
