@@ -31,6 +31,25 @@ pub struct JobHandle {
 }
 
 impl JobHandle {
+    /// A job just submitted: planning, nothing done, started now.
+    fn planning(id: JobId, kind: &str, inputs: Vec<String>) -> Self {
+        Self::new(JobStatus {
+            id,
+            kind: kind.to_string(),
+            inputs,
+            state: JobState::Planning,
+            frames_total: 0,
+            frames_done: 0,
+            shards: Vec::new(),
+            error: None,
+            stats: WorkStats::default(),
+            from_cache: false,
+            notes: Vec::new(),
+            started_unix_ms: now_ms(),
+            elapsed_ms: 0,
+        })
+    }
+
     fn new(status: JobStatus) -> Self {
         let (done, _) = watch::channel(false);
         Self {
@@ -154,21 +173,7 @@ impl JobBoard {
     /// Start a job; must be called inside a running actix system.
     pub fn start(&self, kind: &str, inputs: Vec<String>, driver: Box<dyn JobDriver>) -> JobHandle {
         let id = new_job_id();
-        let handle = JobHandle::new(JobStatus {
-            id,
-            kind: kind.to_string(),
-            inputs,
-            state: JobState::Planning,
-            frames_total: 0,
-            frames_done: 0,
-            shards: Vec::new(),
-            error: None,
-            stats: WorkStats::default(),
-            from_cache: false,
-            notes: Vec::new(),
-            started_unix_ms: now_ms(),
-            elapsed_ms: 0,
-        });
+        let handle = JobHandle::planning(id, kind, inputs);
         lock(&self.jobs).insert(id, handle.clone());
         let link = lock(&self.link).clone();
         Coordinator::new(id, driver, self.workers.clone(), link, handle.clone()).start();
@@ -192,27 +197,9 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
-    fn handle() -> JobHandle {
-        JobHandle::new(JobStatus {
-            id: JobId(1),
-            kind: "scenes".into(),
-            inputs: Vec::new(),
-            state: JobState::Running,
-            frames_total: 0,
-            frames_done: 0,
-            shards: Vec::new(),
-            error: None,
-            stats: WorkStats::default(),
-            from_cache: false,
-            notes: Vec::new(),
-            started_unix_ms: 0,
-            elapsed_ms: 0,
-        })
-    }
-
     #[tokio::test]
     async fn a_waiting_status_returns_at_the_jobs_end_or_after_the_wait() {
-        let h = handle();
+        let h = JobHandle::planning(JobId(1), "scenes", Vec::new());
         let t = Instant::now();
         h.wait_at_most(Duration::from_millis(200)).await;
         assert!(
