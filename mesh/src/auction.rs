@@ -1,6 +1,8 @@
 //! The contract-net auction, as pure logic: no actors, no sockets, no clock of its own.
 //!
-//! The coordinator holds the lots (shards not yet awarded, largest first). A bidder's bid for a
+//! The coordinator holds the lots (shards not yet awarded, largest first; among lots of equal
+//! work the one with more input bytes first, since a denser chunk takes longer to decode and
+//! encode, so the last lots handed out are the quick ones). A bidder's bid for a
 //! lot is its estimated finish: now (or when its first slot frees, if busy) + the transfer time
 //! of input it lacks + work ÷ its calibrated speed; a bidder that cannot meet the lot's
 //! requirements declines. Each round, every bidder with a free slot, fastest first, takes:
@@ -117,9 +119,17 @@ pub struct Auction {
     pending_work: f64,
 }
 
+/// Offer order: more work first; at equal work, more input bytes first; then by shard.
+fn offer_order(a: &Lot, b: &Lot) -> std::cmp::Ordering {
+    b.work
+        .total_cmp(&a.work)
+        .then(b.input_bytes.cmp(&a.input_bytes))
+        .then(a.shard.cmp(&b.shard))
+}
+
 impl Auction {
     pub fn new(mut lots: Vec<Lot>) -> Self {
-        lots.sort_by(|a, b| b.work.total_cmp(&a.work).then(a.shard.cmp(&b.shard)));
+        lots.sort_by(offer_order);
         let pending_work = lots.iter().map(|l| l.work).sum();
         Self { lots, pending_work }
     }
@@ -135,7 +145,9 @@ impl Auction {
 
     /// Put a lost shard back (its bidder died or its lease ran out).
     pub fn requeue(&mut self, lot: Lot) {
-        let at = self.lots.partition_point(|l| l.work >= lot.work);
+        let at = self
+            .lots
+            .partition_point(|l| offer_order(l, &lot) != std::cmp::Ordering::Greater);
         self.pending_work += lot.work;
         self.lots.insert(at, lot);
     }
@@ -372,5 +384,27 @@ mod tests {
             vec![1, 3, 2],
             "a lone bidder takes the largest first"
         );
+    }
+
+    #[test]
+    fn among_equal_work_the_lot_with_more_input_goes_first() {
+        let sized = |shard, bytes| Lot {
+            input_bytes: bytes,
+            ..lot(shard, 4.0)
+        };
+        let mut a = Auction::new(vec![
+            sized(0, 3_000),
+            sized(1, 100),
+            sized(2, 9_000),
+            lot(3, 8.0),
+            sized(4, 3_000),
+        ]);
+        assert_eq!(a.pending_shards(), vec![3, 2, 0, 4, 1]);
+        a.requeue(sized(5, 5_000));
+        a.requeue(sized(6, 100));
+        assert_eq!(a.pending_shards(), vec![3, 2, 5, 0, 4, 1, 6]);
+        let mut bs = vec![bidder(0, 7, 1.0)];
+        let order: Vec<u32> = a.round(0.0, &mut bs).iter().map(|w| w.shard).collect();
+        assert_eq!(order, vec![3, 2, 5, 0, 4, 1, 6]);
     }
 }
