@@ -1,15 +1,15 @@
 //! Throughput of blob transfer between two nodes over 127.0.0.1.
 //!
 //! Two in-process nodes, each on its own thread with its own actix system (as two processes
-//! would be), connected by the real mesh transport: TCP + noise (keyed prologue) + yamux. The serving node
-//! holds a blob of random bytes in its store; the fetching node fetches it with
-//! `transfer::fetch` (pipelined pieces, hashed as they arrive, adopted into its store) and the
-//! blob is removed again before the next run. Reports MB/s (10^6 bytes per second, from the
+//! would be), connected by the real mesh transport: TCP + noise (keyed prologue) + yamux. The
+//! serving node holds a blob of random bytes in its store; the fetching node fetches it with
+//! `transfer::fetch` (one blob stream, or with `--pieces` pipelined piece requests; hashed as
+//! it arrives, adopted into its store) and the blob is removed again before the next run. Reports MB/s (10^6 bytes per second, from the
 //! first request to the verified blob in the store) per run and the best of all runs.
 //!
 //! ```sh
 //! cargo run --release -p rendermesh-mesh --example blob_transfer -- \
-//!     [--size MIB] [--runs N] [--piece KIB] [--depth N] [--dir DIR]
+//!     [--size MIB] [--runs N] [--pieces] [--piece KIB] [--depth N] [--dir DIR]
 //! ```
 //!
 //! `--dir` is where the two blob stores live (default: the system temp dir); the blob is
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::{Actor, Context, Handler};
 use libp2p::identity;
 use rendermesh_cache::BlobStore;
+use rendermesh_mesh::blob_stream;
 use rendermesh_mesh::network::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
 use rendermesh_mesh::transfer::{self, FetchOptions};
 use rendermesh_mesh::{Multiaddr, PeerId, SwarmKey};
@@ -37,11 +38,13 @@ struct Args {
     runs: u32,
     piece_kib: u32,
     depth: usize,
+    pieces: bool,
     dir: Option<PathBuf>,
 }
 
 const USAGE: &str =
-    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]";
+    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--pieces] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]\n\
+     (--piece and --depth apply with --pieces: piece requests instead of one blob stream)";
 
 fn parse_args() -> Result<Args, String> {
     let defaults = FetchOptions::default();
@@ -50,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         runs: 3,
         piece_kib: defaults.piece_size / 1024,
         depth: defaults.depth,
+        pieces: false,
         dir: None,
     };
     let mut it = std::env::args().skip(1);
@@ -62,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
             "--piece" => a.piece_kib = num(value()?)?.clamp(1, 4096) as u32,
             "--depth" => a.depth = num(value()?)?.clamp(1, 256) as usize,
             "--dir" => a.dir = Some(PathBuf::from(value()?)),
+            "--pieces" => a.pieces = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -98,13 +103,14 @@ async fn start_node(blobs: BlobStore) -> Result<(NetworkHandle, Arc<Mutex<Vec<Ne
     let events = Arc::new(Mutex::new(Vec::new()));
     let collector = Collector(events.clone()).start();
     let (tx, mut rx) = mpsc::channel::<Inbound>(256);
+    let served = blobs.clone();
     actix::spawn(async move {
         while let Some(Inbound { request, reply, .. }) = rx.recv().await {
             let Request::GetBlob { id, offset, len } = request else {
                 let _ = reply.send(Response::Error("unsupported".into()));
                 continue;
             };
-            let blobs = blobs.clone();
+            let blobs = served.clone();
             actix::spawn(async move {
                 let r = tokio::task::spawn_blocking(move || {
                     transfer::serve_piece(&blobs, &id, offset, len)
@@ -115,6 +121,10 @@ async fn start_node(blobs: BlobStore) -> Result<(NetworkHandle, Arc<Mutex<Vec<Ne
             });
         }
     });
+    let streams = net
+        .accept_blob_streams()
+        .ok_or("blob streams are already accepted")?;
+    blob_stream::serve(streams, blobs, Default::default());
     actix::spawn(event_loop.run(collector.recipient(), tx));
     let mut listen = net.watch_listen();
     tokio::time::timeout(Duration::from_secs(5), listen.wait_for(|a| !a.is_empty()))
@@ -204,6 +214,7 @@ fn run(args: Args) -> Result<(), Error> {
     let opts = FetchOptions {
         piece_size: args.piece_kib * 1024,
         depth: args.depth,
+        stream: !args.pieces,
         ..FetchOptions::default()
     };
     let results = actix::System::new().block_on(async move {
@@ -251,12 +262,15 @@ fn run(args: Args) -> Result<(), Error> {
     let _ = server.join();
     let rates = results?;
     let best = rates.iter().cloned().fold(0.0, f64::max);
+    let how = if args.pieces {
+        format!("pieces of {} KiB, depth {}", args.piece_kib, args.depth)
+    } else {
+        "one blob stream".to_string()
+    };
     println!(
-        "best of {}: {best:.1} MB/s — {} MiB blob, piece {} KiB, depth {}, verified (blake3) and stored",
+        "best of {}: {best:.1} MB/s — {} MiB blob, {how}, verified (blake3) and stored",
         rates.len(),
         args.size_mib,
-        args.piece_kib,
-        args.depth
     );
     Ok(())
 }

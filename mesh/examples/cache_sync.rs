@@ -65,7 +65,7 @@ async fn node(
     )
     .expect("network");
     let (in_tx, in_rx) = tokio::sync::mpsc::channel(service::QUEUE);
-    service::serve(in_rx, cache.clone(), None);
+    service::serve(in_rx, cache.clone(), None, net.accept_blob_streams());
     let (ch_tx, ch_rx) = tokio::sync::mpsc::unbounded_channel();
     replica::start(
         cache.entries.clone(),

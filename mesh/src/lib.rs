@@ -32,6 +32,7 @@
 
 pub mod auction;
 pub mod bidder;
+pub mod blob_stream;
 pub mod board;
 pub mod coordinator;
 pub mod discovery;

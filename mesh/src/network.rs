@@ -4,7 +4,8 @@
 //!   NetworkHandle ──Command (mpsc)──▶ EventLoop (tokio task, owns the Swarm)
 //!                                        │ TCP + noise (keyed prologue) + yamux
 //!                                        │ identify "/rendermesh/1", ping, gossipsub,
-//!                                        │ request-response "/rendermesh/req/1"
+//!                                        │ request-response "/rendermesh/req/1",
+//!                                        │ blob streams "/rendermesh/blob/1"
 //!   Peers actor ◀──────── NetEvent ──────┤
 //!   request handler ◀──── Inbound ───────┘ (answers through a oneshot)
 //! ```
@@ -155,6 +156,7 @@ pub struct NetworkHandle {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
     listen: watch::Receiver<Vec<Multiaddr>>,
+    streams: libp2p_stream::Control,
 }
 
 impl NetworkHandle {
@@ -214,6 +216,28 @@ impl NetworkHandle {
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
     }
+
+    /// Open a blob stream ([`crate::blob_stream`]) to `peer`, dialling it when not connected.
+    /// A peer that does not serve blob streams fails with `UnsupportedProtocol`.
+    pub async fn open_blob_stream(
+        &self,
+        peer: PeerId,
+    ) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
+        self.streams
+            .clone()
+            .open_stream(peer, crate::blob_stream::protocol())
+            .await
+    }
+
+    /// The blob streams peers open to this node, for [`crate::blob_stream::serve`]; `None`
+    /// when they are already being accepted. Until this is called, peers are told this node
+    /// does not serve blob streams (and fetch from it by pieces).
+    pub fn accept_blob_streams(&self) -> Option<libp2p_stream::IncomingStreams> {
+        self.streams
+            .clone()
+            .accept(crate::blob_stream::protocol())
+            .ok()
+    }
 }
 
 #[derive(NetworkBehaviour)]
@@ -222,6 +246,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
     rpc: request_response::Behaviour<MeshCodec>,
+    streams: libp2p_stream::Behaviour,
 }
 
 type Pending = std::pin::Pin<
@@ -312,6 +337,7 @@ pub(crate) fn build_versioned(
                 ping,
                 gossipsub,
                 rpc,
+                streams: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(|e| build_err(&e))?
@@ -331,6 +357,7 @@ pub(crate) fn build_versioned(
         .subscribe(&topic)
         .map_err(|e| NetworkError::Build(format!("gossipsub subscribe: {e}")))?;
     let peer_id = *swarm.local_peer_id();
+    let streams = swarm.behaviour().streams.new_control();
     let (tx, rx) = mpsc::channel(256);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let now = Instant::now();
@@ -351,6 +378,7 @@ pub(crate) fn build_versioned(
             tx,
             peer_id,
             listen: listen_rx,
+            streams,
         },
         EventLoop {
             swarm,

@@ -1,14 +1,16 @@
 //! Answers requests from peers: cache replication ([`crate::replica`]), blob pieces
-//! ([`crate::transfer`]), shard awards, their heartbeats and cancels ([`crate::remote`]).
+//! ([`crate::transfer`]) and blob streams ([`crate::blob_stream`]), shard awards, their heartbeats and cancels ([`crate::remote`]).
 //! Store and file reads run on the blocking pool; awards and heartbeats run as tasks; the
 //! network task sends the answer back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rendermesh_cache::Cache;
-use rendermesh_protocol::{Request, Response};
+use rendermesh_protocol::{ContentId, Request, Response};
 use tokio::sync::mpsc;
 
+use crate::blob_stream;
 use crate::network::Inbound;
 use crate::remote::ShardHost;
 
@@ -16,7 +18,8 @@ use crate::remote::ShardHost;
 pub const QUEUE: usize = 256;
 
 /// Environment switch for fault-injection tests, a comma-separated list:
-/// - `corrupt-blobs`: this node flips a byte in every blob piece it serves (a lying peer);
+/// - `corrupt-blobs`: this node flips a byte in every blob piece it serves, and in every
+///   stretch of a blob stream (a lying peer);
 /// - `slow-shards` or `slow-shards=MS`: every shard it runs for a peer takes MS more
 ///   milliseconds per frame (default 1000; a slow box).
 pub const FAULT_ENV: &str = "RENDERMESH_FAULT";
@@ -45,9 +48,15 @@ impl Faults {
     }
 }
 
-/// Serve requests arriving on `rx` until it closes; call inside the runtime. Without a
-/// `host`, shard awards are declined and heartbeats answered "stop".
-pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHost>) {
+/// Serve requests arriving on `rx` until it closes, and the blob streams of `streams` (from
+/// [`crate::network::NetworkHandle::accept_blob_streams`]); call inside the runtime. Without
+/// a `host`, shard awards are declined and heartbeats answered "stop".
+pub fn serve(
+    mut rx: mpsc::Receiver<Inbound>,
+    cache: Cache,
+    host: Option<ShardHost>,
+    streams: Option<libp2p_stream::IncomingStreams>,
+) {
     let faults = std::env::var(FAULT_ENV)
         .map(|v| Faults::parse(&v))
         .unwrap_or_default();
@@ -65,6 +74,13 @@ pub fn serve(mut rx: mpsc::Receiver<Inbound>, cache: Cache, host: Option<ShardHo
         }
         (h, _) => h,
     };
+    if let Some(incoming) = streams {
+        let served = host.clone().map(|h| -> blob_stream::ServedHook {
+            Arc::new(move |id: &ContentId, offset, len, total| h.served(id, offset, len, total))
+        });
+        let opts = blob_stream::ServeOptions { served, corrupt };
+        blob_stream::serve(incoming, cache.blobs.clone(), opts);
+    }
     tokio::spawn(async move {
         while let Some(Inbound {
             peer,

@@ -1,9 +1,12 @@
 //! Blob transfer by [`ContentId`] between nodes: serving pieces and fetching whole blobs.
 //!
 //! ```text
-//!   fetch ──GetBlob { id, offset, len } × depth in flight──▶ NetworkHandle ──▶ peer
+//!   fetch ──one blob stream: BlobRead { id, offset }──▶ peer's blob_stream::serve
+//!     │   ◀── BlobHead { total }, then every byte to the end
+//!     │ or, from a peer that serves no blob streams:
+//!     │   ──GetBlob { id, offset, len } × depth in flight──▶ NetworkHandle ──▶ peer
 //!     │                                      peer's request dispatcher ──▶ serve_piece
-//!     │ pieces, put back in order                                        (blocking pool)
+//!     │ bytes in order                                                   (blocking pool)
 //!     ▼
 //!   writer (blocking thread): appends to  <blob tmp dir>/fetch1-<id>.part  and hashes as it goes
 //!     │ all `total` bytes received
@@ -11,7 +14,12 @@
 //!     └─ otherwise ─────▶ partial deleted, warning naming the peers, FetchError::Corrupt
 //! ```
 //!
-//! - A fetch asks each peer first for the blob's size (a piece of length 0), then keeps
+//! - A fetch opens one blob stream ([`crate::blob_stream`]) to a peer and asks for
+//!   everything from the end of what it holds; the stream's bytes go to the writer as they
+//!   arrive, [`blob_stream::BUF`] at a time, in buffers the writer hands back. A stream that
+//!   ends early or stalls for [`FetchOptions::piece_timeout`] counts as a failed request.
+//! - From a peer that serves no blob streams (or with [`FetchOptions::stream`] off), a fetch
+//!   asks first for the blob's size (a piece of length 0), then keeps
 //!   [`FetchOptions::depth`] piece requests in flight within a window of `depth` pieces ahead
 //!   of the last byte written, so memory stays bounded however the answers are ordered.
 //! - The partial file is named by the id and only ever holds a verified-to-be-contiguous
@@ -36,12 +44,14 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::PeerId;
 use rendermesh_cache::{BlobStore, PinGuard};
-use rendermesh_protocol::wire::MAX_BLOB_PIECE;
+use rendermesh_protocol::wire::{BlobHead, BlobRead, MAX_BLOB_PIECE};
 use rendermesh_protocol::{ContentId, Request, Response};
 use tokio::sync::mpsc;
 
+use crate::blob_stream;
 use crate::network::{NetworkHandle, RequestError};
 
 /// Default size of one piece request.
@@ -55,6 +65,8 @@ pub const PARTIAL_SUFFIX: &str = ".part";
 
 /// Pieces queued between the network and the writer thread.
 const WRITE_QUEUE: usize = 8;
+/// Written buffers the writer thread hands back for reuse.
+const SPARE_BUFFERS: usize = WRITE_QUEUE + 2;
 /// The writer flushes the partial file to disk after this many bytes (in the background).
 const SYNC_EVERY: u64 = 32 * 1024 * 1024;
 /// Longest wait between two attempts on one peer.
@@ -77,8 +89,11 @@ pub struct FetchOptions {
     /// Refuse a blob a peer says is larger than this (a peer could otherwise fill the disk).
     pub max_size: u64,
     /// A piece not answered within this time counts as a failed request (the network's own
-    /// request timeout is long, for shard awards).
+    /// request timeout is long, for shard awards). On a blob stream: the longest wait for
+    /// the next bytes.
     pub piece_timeout: Duration,
+    /// Fetch the blob as one stream from peers that serve blob streams; pieces otherwise.
+    pub stream: bool,
 }
 
 impl Default for FetchOptions {
@@ -90,6 +105,7 @@ impl Default for FetchOptions {
             backoff: Duration::from_millis(200),
             max_size: u64::MAX,
             piece_timeout: Duration::from_secs(30),
+            stream: true,
         }
     }
 }
@@ -311,6 +327,7 @@ pub async fn fetch(
         sink: None,
         resumed: 0,
         senders: Vec::new(),
+        by_pieces: Vec::new(),
     };
     let mut failures = Vec::new();
     let mut lacking = 0;
@@ -452,6 +469,8 @@ struct Transfer {
     resumed: u64,
     /// Peers whose bytes went into the partial file, in order.
     senders: Vec<PeerId>,
+    /// Peers that serve no blob streams: asked for pieces.
+    by_pieces: Vec<PeerId>,
 }
 
 impl Transfer {
@@ -545,8 +564,144 @@ impl Transfer {
     }
 }
 
-/// Fetch what is missing from one peer, `depth` requests in flight.
+/// Fetch what is missing from one peer: over one blob stream when the peer serves them,
+/// else by pieces.
 async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mut Transfer) -> End {
+    if opts.stream && !st.by_pieces.contains(&peer) {
+        match stream_session(net, peer, opts, st).await {
+            Some(end) => return end,
+            None => {
+                tracing::debug!(%peer, "peer serves no blob streams; asking for pieces");
+                st.by_pieces.push(peer);
+            }
+        }
+    }
+    piece_session(net, peer, opts, st).await
+}
+
+/// Check a size a peer announced against the limit and what earlier peers said; open the
+/// partial file when it is the first.
+async fn check_total(st: &mut Transfer, total: u64, opts: &FetchOptions) -> Option<End> {
+    if total > opts.max_size {
+        return Some(End::Misbehaved(format!(
+            "says the blob has {total} bytes, more than the {} allowed",
+            opts.max_size
+        )));
+    }
+    match st.total {
+        Some(t) if t != total => Some(End::Misbehaved(format!(
+            "says the blob has {total} bytes; another peer said {t}"
+        ))),
+        Some(_) => None,
+        None => st.start(total).await.err().map(End::Io),
+    }
+}
+
+/// Fetch what is missing from one peer over one blob stream. `None`: the peer serves no
+/// blob streams.
+async fn stream_session(
+    net: &NetworkHandle,
+    peer: PeerId,
+    opts: &FetchOptions,
+    st: &mut Transfer,
+) -> Option<End> {
+    let wait = opts.piece_timeout;
+    let timed_out = || End::Failed(format!("no answer within {wait:?}"));
+    // ask from the end of what is here: the open partial file, or one left by an earlier fetch
+    let offset = match &st.sink {
+        Some(sink) => sink.written,
+        None => {
+            let path = st.path.clone();
+            tokio::task::spawn_blocking(move || fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+                .await
+                .unwrap_or(0)
+        }
+    };
+    let mut stream = match tokio::time::timeout(wait, net.open_blob_stream(peer)).await {
+        Err(_) => return Some(timed_out()),
+        Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => return None,
+        Ok(Err(e)) => return Some(End::Failed(format!("cannot open a blob stream: {e}"))),
+        Ok(Ok(s)) => s,
+    };
+    let read = BlobRead { id: st.id, offset };
+    match tokio::time::timeout(wait, blob_stream::write_frame(&mut stream, &read)).await {
+        Err(_) => return Some(timed_out()),
+        Ok(Err(e)) => return Some(End::Failed(format!("blob stream broke: {e}"))),
+        Ok(Ok(())) => {}
+    }
+    let total = match tokio::time::timeout(wait, blob_stream::read_frame(&mut stream)).await {
+        Err(_) => return Some(timed_out()),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+            return Some(End::Misbehaved(format!(
+                "sent a garbled blob stream head: {e}"
+            )))
+        }
+        Ok(Err(e)) => return Some(End::Failed(format!("blob stream broke: {e}"))),
+        Ok(Ok(BlobHead::NoBlob)) => return Some(End::NoBlob),
+        Ok(Ok(BlobHead::Error(text))) => {
+            return Some(End::Failed(format!("peer says: {}", clip(&text))))
+        }
+        Ok(Ok(BlobHead::Data { total })) => total,
+    };
+    if let Some(end) = check_total(st, total, opts).await {
+        return Some(end);
+    }
+    let sink = match st.sink.as_mut() {
+        Some(sink) => sink,
+        None => return Some(End::Io(io::Error::other("partial file not open"))),
+    };
+    if sink.written != offset {
+        // the partial file was not what it seemed (longer than the blob): ask again
+        return Some(End::Failed(format!(
+            "asked from byte {offset}, but the partial file holds {}",
+            sink.written
+        )));
+    }
+    tracing::debug!(%peer, total, from = offset, "fetching a blob stream");
+    while sink.written < total {
+        let n = usize::try_from(total - sink.written)
+            .unwrap_or(usize::MAX)
+            .min(blob_stream::BUF);
+        let mut buf = sink.buffer(n);
+        let mut got = 0;
+        let mut broke = None;
+        while got < n {
+            match tokio::time::timeout(wait, stream.read(&mut buf[got..])).await {
+                Err(_) => broke = Some(timed_out()),
+                Ok(Ok(0)) => {
+                    broke = Some(End::Failed(format!(
+                        "stream ended after byte {} of {total}",
+                        sink.written + got as u64
+                    )))
+                }
+                Ok(Ok(k)) => got += k,
+                Ok(Err(e)) => broke = Some(End::Failed(format!("blob stream broke: {e}"))),
+            }
+            if broke.is_some() {
+                break;
+            }
+        }
+        buf.truncate(got);
+        if got > 0 {
+            if let Err(e) = sink.push(buf).await {
+                return Some(End::Io(e));
+            }
+        }
+        if let Some(end) = broke {
+            return Some(end);
+        }
+    }
+    let _ = stream.close().await;
+    Some(End::Done)
+}
+
+/// Fetch what is missing from one peer by pieces, `depth` requests in flight.
+async fn piece_session(
+    net: &NetworkHandle,
+    peer: PeerId,
+    opts: &FetchOptions,
+    st: &mut Transfer,
+) -> End {
     let id = st.id;
     // the size first: a piece of length 0 at offset 0
     let probe = Request::GetBlob {
@@ -562,24 +717,8 @@ async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mu
         Ok(other) => return unexpected(other),
         Err(e) => return failed(e),
     };
-    if total > opts.max_size {
-        return End::Misbehaved(format!(
-            "says the blob has {total} bytes, more than the {} allowed",
-            opts.max_size
-        ));
-    }
-    match st.total {
-        Some(t) if t != total => {
-            return End::Misbehaved(format!(
-                "says the blob has {total} bytes; another peer said {t}"
-            ))
-        }
-        Some(_) => {}
-        None => {
-            if let Err(e) = st.start(total).await {
-                return End::Io(e);
-            }
-        }
+    if let Some(end) = check_total(st, total, opts).await {
+        return end;
     }
     let Some(sink) = st.sink.as_mut() else {
         return End::Io(io::Error::other("partial file not open"));
@@ -720,6 +859,8 @@ fn variant(r: &Response) -> &'static str {
 /// The partial file and the blocking thread that appends to it and hashes what it appends.
 struct Sink {
     tx: mpsc::Sender<Vec<u8>>,
+    /// Buffers the writer is done with.
+    spare: mpsc::Receiver<Vec<u8>>,
     task: tokio::task::JoinHandle<io::Result<(ContentId, u64)>>,
     /// Bytes handed to the writer, the resumed prefix included.
     written: u64,
@@ -746,15 +887,29 @@ impl Sink {
         .await
         .map_err(|e| io::Error::other(format!("opening task failed: {e}")))??;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let task = tokio::task::spawn_blocking(move || write_loop(file, have, rx));
+        let (spare_tx, spare) = mpsc::channel(SPARE_BUFFERS);
+        let task = tokio::task::spawn_blocking(move || write_loop(file, have, rx, spare_tx));
         Ok((
             Sink {
                 tx,
+                spare,
                 task,
                 written: have,
             },
             have,
         ))
+    }
+
+    /// A buffer of `n` bytes to receive into: one the writer handed back when there is one
+    /// (no fresh allocation, no zeroing), else a new one.
+    fn buffer(&mut self, n: usize) -> Vec<u8> {
+        while let Ok(mut b) = self.spare.try_recv() {
+            if b.capacity() >= n {
+                b.resize(n, 0);
+                return b;
+            }
+        }
+        vec![0u8; n]
     }
 
     async fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
@@ -784,6 +939,7 @@ fn write_loop(
     mut file: File,
     prefix: u64,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    spare: mpsc::Sender<Vec<u8>>,
 ) -> io::Result<(ContentId, u64)> {
     let mut hasher = blake3::Hasher::new();
     if prefix > 0 {
@@ -808,6 +964,8 @@ fn write_loop(
         file.write_all(&data)?;
         hasher.update(&data);
         unsynced += data.len() as u64;
+        // the fetcher reuses it (or, when it has enough, it is dropped here)
+        let _ = spare.try_send(data);
         if unsynced >= SYNC_EVERY && !matches!(&syncing, Some(h) if !h.is_finished()) {
             if let Some(h) = syncing.take() {
                 join_sync(h)?;

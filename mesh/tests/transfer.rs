@@ -1,8 +1,10 @@
 //! Blob transfer between real in-process nodes over 127.0.0.1 (TCP + noise (keyed prologue) + yamux).
 //!
 //! Each node has its own blob store in a temp dir and answers `GetBlob` with
-//! `transfer::serve_piece`, unless its [`Mode`] makes it misbehave. The fetcher dials the
-//! nodes it needs and waits for the connections before it fetches.
+//! `transfer::serve_piece`, unless its [`Mode`] makes it misbehave. Nodes made by [`node`]
+//! serve no blob streams, so fetches from them go by pieces; nodes made by [`stream_node`]
+//! also serve blob streams, as a [`StreamMode`] says. The fetcher dials the nodes it needs
+//! and waits for the connections before it fetches.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,9 +15,11 @@ use std::time::Duration;
 use actix::prelude::{Actor, Context, Handler};
 use libp2p::identity;
 use rendermesh_cache::BlobStore;
+use rendermesh_mesh::blob_stream::{self, ServeOptions};
 use rendermesh_mesh::network::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
 use rendermesh_mesh::transfer::{self, FetchError, FetchOptions, Fetched};
 use rendermesh_mesh::{PeerId, SwarmKey};
+use rendermesh_protocol::wire::{BlobHead, BlobRead};
 use rendermesh_protocol::{ContentId, Request, Response};
 use tokio::sync::mpsc;
 
@@ -510,4 +514,236 @@ async fn a_silent_peer_times_out_and_the_next_one_serves() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no answer within 300ms"), "{err}");
+}
+
+/// How a node serves blob streams.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum StreamMode {
+    /// `blob_stream::serve`, optionally corrupting what it sends.
+    Serve { corrupt: bool },
+    /// Sends the head and the blob's bytes only up to this offset, then closes the stream.
+    CutAt(u64),
+    /// Answers with a frame length over the limit.
+    HugeHead,
+    /// Answers with a frame of junk.
+    JunkHead,
+}
+
+/// Bytes a stream node sent: (first offset, total bytes).
+type Served = Arc<Mutex<Vec<(u64, u64)>>>;
+
+/// A node (answering pieces honestly) that also serves blob streams as `mode` says.
+async fn stream_node(mode: StreamMode) -> (Node, Served) {
+    let n = node(Mode::Honest).await;
+    let served: Served = Default::default();
+    let incoming = n.net.accept_blob_streams().expect("streams accepted twice");
+    assert!(n.net.accept_blob_streams().is_none(), "accepted twice");
+    match mode {
+        StreamMode::Serve { corrupt } => {
+            let log = served.clone();
+            let hook: blob_stream::ServedHook = Arc::new(move |_: &ContentId, at, len, _| {
+                log.lock().unwrap().push((at, len));
+            });
+            let opts = ServeOptions {
+                served: Some(hook),
+                corrupt,
+            };
+            blob_stream::serve(incoming, n.blobs.clone(), opts);
+        }
+        other => {
+            let (blobs, log) = (n.blobs.clone(), served.clone());
+            actix::spawn(async move {
+                use futures::{AsyncWriteExt, StreamExt};
+                let mut incoming = incoming;
+                while let Some((_, mut s)) = incoming.next().await {
+                    let read: BlobRead = match blob_stream::read_frame(&mut s).await {
+                        Ok(r) => r,
+                        Err(_) => continue,
+                    };
+                    let _ = match other {
+                        StreamMode::CutAt(cut) => {
+                            let data = fs::read(blobs.path(&read.id)).unwrap();
+                            let head = BlobHead::Data {
+                                total: data.len() as u64,
+                            };
+                            blob_stream::write_frame(&mut s, &head).await.unwrap();
+                            let end = (cut as usize).min(data.len());
+                            let from = (read.offset as usize).min(end);
+                            log.lock().unwrap().push((read.offset, (end - from) as u64));
+                            s.write_all(&data[from..end]).await
+                        }
+                        StreamMode::HugeHead => s.write_all(&u32::MAX.to_le_bytes()).await,
+                        StreamMode::JunkHead => {
+                            let mut junk = 9u32.to_le_bytes().to_vec();
+                            junk.extend([0xee; 9]);
+                            s.write_all(&junk).await
+                        }
+                        StreamMode::Serve { .. } => unreachable!(),
+                    };
+                    let _ = s.close().await;
+                }
+            });
+        }
+    }
+    (n, served)
+}
+
+fn served_bytes(served: &Served) -> u64 {
+    served.lock().unwrap().iter().map(|s| s.1).sum()
+}
+
+#[actix_rt::test]
+async fn a_blob_stream_carries_the_whole_blob_and_no_piece_is_asked_for() {
+    let (a, served) = stream_node(StreamMode::Serve { corrupt: false }).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(11, MB20);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&a]).await;
+
+    let got = fetch(&f, &[&a], id, FetchOptions::default()).await.unwrap();
+    assert_eq!(
+        (got.id, got.size, got.received, got.resumed),
+        (id, MB20 as u64, MB20 as u64, 0)
+    );
+    assert!(f.blobs.is_pinned(&id));
+    assert!(
+        fs::read(f.blobs.path(&id)).unwrap() == bytes,
+        "bytes differ"
+    );
+    assert_eq!(part_len(&f, &id), None, "partial file left behind");
+    assert_eq!(a.requested(), 0, "pieces were asked for");
+    assert_eq!(served_bytes(&served), MB20 as u64);
+    assert_eq!(served.lock().unwrap()[0].0, 0);
+
+    // with streams off, the same peer is asked for pieces
+    drop(got);
+    f.blobs.remove(&id).unwrap();
+    let opts = FetchOptions {
+        stream: false,
+        ..FetchOptions::default()
+    };
+    let got = fetch(&f, &[&a], id, opts).await.unwrap();
+    assert_eq!(got.received, MB20 as u64);
+    assert_eq!(a.requested(), MB20 as u64);
+    assert_eq!(served_bytes(&served), MB20 as u64, "a stream was opened");
+}
+
+#[actix_rt::test]
+async fn a_stream_cut_short_is_resumed_from_the_next_peer_at_the_cut() {
+    let cut = 5 * 1000 * 1000 + 17;
+    let (a, from_a) = stream_node(StreamMode::CutAt(cut)).await;
+    let (b, from_b) = stream_node(StreamMode::Serve { corrupt: false }).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(12, MB20);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    assert_eq!(b.blobs.put_bytes(&bytes).unwrap(), id);
+    connect(&f, &[&a, &b]).await;
+
+    let got = fetch(&f, &[&a, &b], id, small_pieces()).await.unwrap();
+    assert_eq!((got.size, got.received), (MB20 as u64, MB20 as u64));
+    assert!(
+        fs::read(f.blobs.path(&id)).unwrap() == bytes,
+        "bytes differ"
+    );
+    // a sent up to the cut, was asked again from there (and retried), then b sent the rest
+    assert_eq!(served_bytes(&from_a), cut);
+    let asked_a: Vec<u64> = from_a.lock().unwrap().iter().map(|s| s.0).collect();
+    assert_eq!(
+        asked_a,
+        vec![0, cut, cut],
+        "a: one stream, then two retries"
+    );
+    assert_eq!(
+        from_b.lock().unwrap()[0].0,
+        cut,
+        "b did not start at the cut"
+    );
+    assert_eq!(served_bytes(&from_b), MB20 as u64 - cut);
+    assert_eq!(a.requested() + b.requested(), 0, "pieces were asked for");
+}
+
+#[actix_rt::test]
+async fn a_later_fetch_resumes_a_partial_stream() {
+    let cut = 3 * 1000 * 1000;
+    let (a, _) = stream_node(StreamMode::CutAt(cut)).await;
+    let (b, from_b) = stream_node(StreamMode::Serve { corrupt: false }).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(13, MB20);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    b.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&a, &b]).await;
+
+    let err = fetch(&f, &[&a], id, small_pieces()).await.unwrap_err();
+    assert!(matches!(err, FetchError::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("stream ended after byte"), "{err}");
+    assert_eq!(part_len(&f, &id), Some(cut));
+
+    let got = fetch(&f, &[&b], id, small_pieces()).await.unwrap();
+    assert_eq!(
+        (got.size, got.resumed, got.received),
+        (MB20 as u64, cut, MB20 as u64 - cut)
+    );
+    assert_eq!(from_b.lock().unwrap()[0].0, cut);
+    assert_eq!(served_bytes(&from_b), MB20 as u64 - cut);
+    assert!(
+        fs::read(f.blobs.path(&id)).unwrap() == bytes,
+        "bytes differ"
+    );
+}
+
+#[actix_rt::test]
+async fn a_lying_stream_is_caught_the_sender_named_and_nothing_kept() {
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let _log = tracing::subscriber::set_default(Warnings(warnings.clone()));
+    let (liar, _) = stream_node(StreamMode::Serve { corrupt: true }).await;
+    let f = node(Mode::Honest).await;
+    let id = liar.blobs.put_bytes(&random_bytes(14, 3_000_000)).unwrap();
+    connect(&f, &[&liar]).await;
+
+    let err = fetch(&f, &[&liar], id, FetchOptions::default())
+        .await
+        .unwrap_err();
+    match &err {
+        FetchError::Corrupt { peers, .. } => assert_eq!(peers, &vec![liar.id()]),
+        other => panic!("{other}"),
+    }
+    assert_eq!(part_len(&f, &id), None, "partial file kept");
+    assert_eq!(f.blobs.stats().blobs, 0, "something was adopted");
+    let logged = warnings.lock().unwrap();
+    assert!(
+        logged
+            .iter()
+            .any(|w| w.contains("failed verification") && w.contains(&liar.id().to_string())),
+        "no warning naming the peer: {logged:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn garbled_stream_heads_are_errors_and_the_next_peer_serves() {
+    let (huge, _) = stream_node(StreamMode::HugeHead).await;
+    let (junk, _) = stream_node(StreamMode::JunkHead).await;
+    let (good, from_good) = stream_node(StreamMode::Serve { corrupt: false }).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(15, 2_000_000);
+    let id = good.blobs.put_bytes(&bytes).unwrap();
+    connect(&f, &[&huge, &junk, &good]).await;
+
+    let err = fetch(&f, &[&huge, &junk], id, small_pieces())
+        .await
+        .unwrap_err();
+    match &err {
+        FetchError::Unavailable { failures, .. } => {
+            assert_eq!(failures.len(), 2, "{err}");
+            assert!(
+                failures.iter().all(|x| x.reason.contains("garbled")),
+                "{err}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    let got = fetch(&f, &[&huge, &junk, &good], id, small_pieces())
+        .await
+        .unwrap();
+    assert_eq!(got.received, bytes.len() as u64);
+    assert_eq!(served_bytes(&from_good), bytes.len() as u64);
 }

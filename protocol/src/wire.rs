@@ -7,6 +7,10 @@
 //! Cache records travel as the bytes stored on disk: each carries its own blake3 hash, and a
 //! receiver stores nothing it has not verified. Blobs travel in pieces of at most
 //! [`MAX_BLOB_PIECE`] bytes; a fetcher hashes the whole blob before it uses it.
+//!
+//! A blob can also travel as one stream ([`BLOB_STREAM_PROTOCOL`]): the fetcher sends one
+//! framed [`BlobRead`], the server answers with one framed [`BlobHead`] and, when it has the
+//! blob, every byte from the asked offset to the end, raw, then closes the stream.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +24,10 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// Largest blob piece a node serves.
 pub const MAX_BLOB_PIECE: u32 = 4 * 1024 * 1024;
+/// Protocol name of a blob stream.
+pub const BLOB_STREAM_PROTOCOL: &str = "/rendermesh/blob/1";
+/// Largest [`BlobRead`] or [`BlobHead`] frame.
+pub const MAX_BLOB_STREAM_FRAME: usize = 4096;
 /// Number of buckets in a cache digest (by the first byte of the key).
 pub const DIGEST_BUCKETS: usize = 256;
 
@@ -64,6 +72,25 @@ pub enum Request {
     /// Sent by a coordinator to a runner: stop running this shard (another copy won, or the
     /// job ended). Answered with [`Response::Lease`] `{ keep: false }`.
     CancelShard { job: JobId, index: u32 },
+}
+
+/// The first and only frame a fetcher sends on a blob stream: send blob `id` from `offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRead {
+    pub id: ContentId,
+    pub offset: u64,
+}
+
+/// The server's first frame on a blob stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobHead {
+    /// The blob has `total` bytes; bytes `offset..total` follow, raw.
+    Data { total: u64 },
+    /// The server does not have that blob.
+    NoBlob,
+    /// The read was understood but cannot be served (offset beyond the end, a read error,
+    /// too many streams); the text says why.
+    Error(String),
 }
 
 /// One bidder's answer to one shard of a [`Request::CallForBids`].

@@ -191,7 +191,12 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         cfg.effective_slots() as u32,
         runtime.load.clone(),
     );
-    service::serve(inbound_rx, runtime.cache.clone(), Some(host.clone()));
+    service::serve(
+        inbound_rx,
+        runtime.cache.clone(),
+        Some(host.clone()),
+        network.accept_blob_streams(),
+    );
     runtime.board.set_mesh(MeshLink {
         net: network.clone(),
         peers: view.clone(),
