@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark for issue 4: blob transfer throughput between two nodes over
 # 127.0.0.1 (TCP + noise (keyed prologue) + yamux), verified (blake3) and stored.
+# The blob comes over one blob stream; with --pieces, as pipelined piece requests
+# (how peers that serve no blob streams are fetched from).
 #
-# Usage: bench/blob-transfer.sh [--size MIB] [--runs N] [--piece KIB]
+# Usage: bench/blob-transfer.sh [--size MIB] [--runs N] [--pieces] [--piece KIB]
 #                               [--depth N] [--dir DIR]
 #
 # Environment (command-line options win over these):
 #   SIZE_MIB  blob size in MiB (default 512)
 #   RUNS      transfers; the best is reported (default 3)
-#   PIECE_KIB piece size in KiB (default 1024; at most 4096)
-#   DEPTH     piece requests in flight (default 8)
+#   PIECE_KIB with --pieces: piece size in KiB (default 1024; at most 4096)
+#   DEPTH     with --pieces: piece requests in flight (default 8)
 #   BENCH_DIR where the two blob stores live (default: the system temp dir)
 #
 # Builds the example in release mode (a few minutes from clean) and runs it.

@@ -3,13 +3,13 @@
 //! Two in-process nodes, each on its own thread with its own actix system (as two processes
 //! would be), connected by the real mesh transport: TCP + noise (keyed prologue) + yamux. The
 //! serving node holds a blob of random bytes in its store; the fetching node fetches it with
-//! `transfer::fetch` (one blob stream, or with `--pieces` pipelined piece requests; hashed as
-//! it arrives, adopted into its store) and the blob is removed again before the next run. Reports MB/s (10^6 bytes per second, from the
+//! `transfer::fetch` (blob streams, `--streams` at once, or with `--pieces` pipelined piece
+//! requests; hashed as it arrives, adopted into its store) and the blob is removed again before the next run. Reports MB/s (10^6 bytes per second, from the
 //! first request to the verified blob in the store) per run and the best of all runs.
 //!
 //! ```sh
 //! cargo run --release -p rendermesh-mesh --example blob_transfer -- \
-//!     [--size MIB] [--runs N] [--pieces] [--piece KIB] [--depth N] [--dir DIR]
+//!     [--size MIB] [--runs N] [--streams N] [--pieces] [--piece KIB] [--depth N] [--dir DIR]
 //! ```
 //!
 //! `--dir` is where the two blob stores live (default: the system temp dir); the blob is
@@ -39,11 +39,12 @@ struct Args {
     piece_kib: u32,
     depth: usize,
     pieces: bool,
+    streams: usize,
     dir: Option<PathBuf>,
 }
 
 const USAGE: &str =
-    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--pieces] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]\n\
+    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--streams N (4)] [--pieces] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]\n\
      (--piece and --depth apply with --pieces: piece requests instead of one blob stream)";
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         piece_kib: defaults.piece_size / 1024,
         depth: defaults.depth,
         pieces: false,
+        streams: defaults.streams,
         dir: None,
     };
     let mut it = std::env::args().skip(1);
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--depth" => a.depth = num(value()?)?.clamp(1, 256) as usize,
             "--dir" => a.dir = Some(PathBuf::from(value()?)),
             "--pieces" => a.pieces = true,
+            "--streams" => a.streams = num(value()?)?.clamp(1, 64) as usize,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -215,6 +218,7 @@ fn run(args: Args) -> Result<(), Error> {
         piece_size: args.piece_kib * 1024,
         depth: args.depth,
         stream: !args.pieces,
+        streams: args.streams,
         ..FetchOptions::default()
     };
     let results = actix::System::new().block_on(async move {
@@ -265,7 +269,7 @@ fn run(args: Args) -> Result<(), Error> {
     let how = if args.pieces {
         format!("pieces of {} KiB, depth {}", args.piece_kib, args.depth)
     } else {
-        "one blob stream".to_string()
+        format!("blob streams, {} at once", args.streams)
     };
     println!(
         "best of {}: {best:.1} MB/s — {} MiB blob, {how}, verified (blake3) and stored",

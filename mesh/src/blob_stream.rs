@@ -1,19 +1,19 @@
-//! Blob streams: a blob, from an offset to its end, as one stream.
+//! Blob streams: a stretch of a blob (up to all of it) as one stream.
 //!
 //! ```text
 //!   fetcher (transfer::fetch)                    server (serve)
 //!     open "/rendermesh/blob/1" ───────────────▶ at most MAX_STREAMS at once
-//!     BlobRead { id, offset } ─────────────────▶ opens the blob file (blocking pool)
+//!     BlobRead { id, offset, len } ────────────▶ opens the blob file (blocking pool)
 //!     ◀──────────────────────── BlobHead::Data { total } | NoBlob | Error
-//!     ◀──────────────────────── bytes offset..total, raw; then the stream closes
-//!                                               (a blocking thread reads 1 MiB at a time,
-//!                                                a few reads ahead of the network)
+//!     ◀──────────────────────── bytes offset..min(offset + len, total), raw; then the
+//!                                               stream closes (a blocking thread reads
+//!                                               1 MiB at a time, a few reads ahead)
 //! ```
 //!
-//! One stream carries the whole rest of the blob, so its flow-control window grows once and
-//! stays open: no request per piece, each starting again from the muxer's initial window.
-//! This module only frames and serves; verifying, resuming and choosing peers is the
-//! fetcher's job ([`crate::transfer`]). A node that does not serve blob streams is fetched
+//! A stream carries megabytes with one request, and is read as the bytes arrive: no
+//! request-response round per piece. This module only frames and serves; splitting a blob
+//! into stretches, verifying, resuming and choosing peers is the fetcher's job
+//! ([`crate::transfer`]). A node that does not serve blob streams is fetched
 //! from by pieces instead.
 //!
 //! Frames are `length (u32 LE) ‖ codec message`, at most [`MAX_BLOB_STREAM_FRAME`] bytes: a
@@ -142,7 +142,7 @@ where
         write_frame(&mut stream, &busy).await?;
         return stream.close().await;
     }
-    let BlobRead { id, offset } = read;
+    let BlobRead { id, offset, len } = read;
     let store = blobs.clone();
     let opened = tokio::task::spawn_blocking(move || open_blob(&store, &id, offset))
         .await
@@ -164,8 +164,9 @@ where
         }
     };
     write_frame(&mut stream, &BlobHead::Data { total }).await?;
+    let end = offset.saturating_add(len).min(total);
     let (tx, mut rx) = mpsc::channel(READ_AHEAD);
-    tokio::task::spawn_blocking(move || read_loop(file, total - offset, tx));
+    tokio::task::spawn_blocking(move || read_loop(file, end - offset, tx));
     let mut at = offset;
     while let Some(read) = rx.recv().await {
         let mut data = read?;
@@ -184,7 +185,7 @@ where
         }
         at += data.len() as u64;
     }
-    if at != total {
+    if at != end {
         // the fetcher sees a short stream and asks again from where it got to
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -337,7 +338,16 @@ mod tests {
             corrupt: false,
         };
         let offset = BUF as u64 + 7;
-        let (r, out) = serve_bytes(&blobs, framed(&BlobRead { id, offset }), &opts).await;
+        let (r, out) = serve_bytes(
+            &blobs,
+            framed(&BlobRead {
+                id,
+                offset,
+                len: u64::MAX,
+            }),
+            &opts,
+        )
+        .await;
         r.unwrap();
         let (head, rest) = head_and_rest(&out).await;
         let total = data.len() as u64;
@@ -348,8 +358,37 @@ mod tests {
         assert_eq!(served.iter().map(|s| s.1).sum::<u64>(), total - offset);
         assert!(served.iter().all(|s| s.2 == total));
 
+        // a stretch: exactly the bytes asked for, or up to the end
+        let asked = BlobRead {
+            id,
+            offset,
+            len: 1000,
+        };
+        let (r, out) = serve_bytes(&blobs, framed(&asked), &opts).await;
+        r.unwrap();
+        let (head, rest) = head_and_rest(&out).await;
+        assert_eq!(head, BlobHead::Data { total });
+        assert_eq!(rest, data[offset as usize..offset as usize + 1000]);
+        let asked = BlobRead {
+            id,
+            offset: total - 5,
+            len: 1000,
+        };
+        let (r, out) = serve_bytes(&blobs, framed(&asked), &opts).await;
+        r.unwrap();
+        assert_eq!(head_and_rest(&out).await.1, data[data.len() - 5..]);
+
         // at the end: a head and nothing else
-        let (r, out) = serve_bytes(&blobs, framed(&BlobRead { id, offset: total }), &opts).await;
+        let (r, out) = serve_bytes(
+            &blobs,
+            framed(&BlobRead {
+                id,
+                offset: total,
+                len: u64::MAX,
+            }),
+            &opts,
+        )
+        .await;
         r.unwrap();
         assert_eq!(
             head_and_rest(&out).await,
@@ -368,6 +407,7 @@ mod tests {
             framed(&BlobRead {
                 id: other,
                 offset: 0,
+                len: 1,
             }),
             &opts,
         )
@@ -375,7 +415,16 @@ mod tests {
         r.unwrap();
         assert_eq!(head_and_rest(&out).await.0, BlobHead::NoBlob);
 
-        let (r, out) = serve_bytes(&blobs, framed(&BlobRead { id, offset: 6 }), &opts).await;
+        let (r, out) = serve_bytes(
+            &blobs,
+            framed(&BlobRead {
+                id,
+                offset: 6,
+                len: 1,
+            }),
+            &opts,
+        )
+        .await;
         r.unwrap();
         match head_and_rest(&out).await.0 {
             BlobHead::Error(text) => assert!(text.contains("beyond the end"), "{text}"),
@@ -387,7 +436,12 @@ mod tests {
         huge.extend(vec![0u8; 16]);
         let mut garbled = 8u32.to_le_bytes().to_vec();
         garbled.extend([0xffu8; 8]);
-        let cut = framed(&BlobRead { id, offset: 0 })[..10].to_vec();
+        let cut = framed(&BlobRead {
+            id,
+            offset: 0,
+            len: 5,
+        })[..10]
+            .to_vec();
         for input in [huge, garbled, cut] {
             let (r, out) = serve_bytes(&blobs, input, &opts).await;
             assert!(r.is_err());
@@ -404,7 +458,16 @@ mod tests {
             served: None,
             corrupt: true,
         };
-        let (r, out) = serve_bytes(&blobs, framed(&BlobRead { id, offset: 0 }), &opts).await;
+        let (r, out) = serve_bytes(
+            &blobs,
+            framed(&BlobRead {
+                id,
+                offset: 0,
+                len: u64::MAX,
+            }),
+            &opts,
+        )
+        .await;
         r.unwrap();
         let (_, rest) = head_and_rest(&out).await;
         assert_eq!(rest.len(), data.len());

@@ -58,6 +58,8 @@ use crate::network::{NetworkHandle, RequestError};
 pub const DEFAULT_PIECE: u32 = 1024 * 1024;
 /// Default number of piece requests in flight.
 pub const DEFAULT_DEPTH: usize = 8;
+/// Default number of blob streams open at once per peer.
+pub const DEFAULT_STREAMS: usize = 4;
 /// Name prefix of partial files; the number is the format (raw bytes of a blob's prefix).
 pub const PARTIAL_PREFIX: &str = "fetch1-";
 /// Name suffix of partial files.
@@ -65,8 +67,10 @@ pub const PARTIAL_SUFFIX: &str = ".part";
 
 /// Pieces queued between the network and the writer thread.
 const WRITE_QUEUE: usize = 8;
+/// Bytes asked for on one blob stream when several run at once.
+pub const STREAM_STRETCH: u64 = 4 * 1024 * 1024;
 /// Written buffers the writer thread hands back for reuse.
-const SPARE_BUFFERS: usize = WRITE_QUEUE + 2;
+const SPARE_BUFFERS: usize = 32;
 /// The writer flushes the partial file to disk after this many bytes (in the background).
 const SYNC_EVERY: u64 = 32 * 1024 * 1024;
 /// Longest wait between two attempts on one peer.
@@ -92,8 +96,11 @@ pub struct FetchOptions {
     /// request timeout is long, for shard awards). On a blob stream: the longest wait for
     /// the next bytes.
     pub piece_timeout: Duration,
-    /// Fetch the blob as one stream from peers that serve blob streams; pieces otherwise.
+    /// Fetch the blob over blob streams from peers that serve them; pieces otherwise.
     pub stream: bool,
+    /// Blob streams open at once per peer, each asking for [`STREAM_STRETCH`] bytes; with 1,
+    /// one stream asks for everything.
+    pub streams: usize,
 }
 
 impl Default for FetchOptions {
@@ -106,6 +113,7 @@ impl Default for FetchOptions {
             max_size: u64::MAX,
             piece_timeout: Duration::from_secs(30),
             stream: true,
+            streams: DEFAULT_STREAMS,
         }
     }
 }
@@ -597,8 +605,9 @@ async fn check_total(st: &mut Transfer, total: u64, opts: &FetchOptions) -> Opti
     }
 }
 
-/// Fetch what is missing from one peer over one blob stream. `None`: the peer serves no
-/// blob streams.
+/// Fetch what is missing from one peer over blob streams, [`FetchOptions::streams`] at once,
+/// each asking for a stretch of [`STREAM_STRETCH`] bytes; what arrives is written in order.
+/// `None`: the peer serves no blob streams.
 async fn stream_session(
     net: &NetworkHandle,
     peer: PeerId,
@@ -606,7 +615,7 @@ async fn stream_session(
     st: &mut Transfer,
 ) -> Option<End> {
     let wait = opts.piece_timeout;
-    let timed_out = || End::Failed(format!("no answer within {wait:?}"));
+    let id = st.id;
     // ask from the end of what is here: the open partial file, or one left by an earlier fetch
     let offset = match &st.sink {
         Some(sink) => sink.written,
@@ -617,31 +626,15 @@ async fn stream_session(
                 .unwrap_or(0)
         }
     };
-    let mut stream = match tokio::time::timeout(wait, net.open_blob_stream(peer)).await {
-        Err(_) => return Some(timed_out()),
-        Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => return None,
-        Ok(Err(e)) => return Some(End::Failed(format!("cannot open a blob stream: {e}"))),
-        Ok(Ok(s)) => s,
+    let streams = opts.streams.max(1);
+    let stretch = if streams == 1 {
+        u64::MAX
+    } else {
+        STREAM_STRETCH
     };
-    let read = BlobRead { id: st.id, offset };
-    match tokio::time::timeout(wait, blob_stream::write_frame(&mut stream, &read)).await {
-        Err(_) => return Some(timed_out()),
-        Ok(Err(e)) => return Some(End::Failed(format!("blob stream broke: {e}"))),
-        Ok(Ok(())) => {}
-    }
-    let total = match tokio::time::timeout(wait, blob_stream::read_frame(&mut stream)).await {
-        Err(_) => return Some(timed_out()),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
-            return Some(End::Misbehaved(format!(
-                "sent a garbled blob stream head: {e}"
-            )))
-        }
-        Ok(Err(e)) => return Some(End::Failed(format!("blob stream broke: {e}"))),
-        Ok(Ok(BlobHead::NoBlob)) => return Some(End::NoBlob),
-        Ok(Ok(BlobHead::Error(text))) => {
-            return Some(End::Failed(format!("peer says: {}", clip(&text))))
-        }
-        Ok(Ok(BlobHead::Data { total })) => total,
+    let (first, total) = match open_read(net, peer, id, offset, stretch, wait).await {
+        Ok(open) => open,
+        Err(end) => return end,
     };
     if let Some(end) = check_total(st, total, opts).await {
         return Some(end);
@@ -657,42 +650,163 @@ async fn stream_session(
             sink.written
         )));
     }
-    tracing::debug!(%peer, total, from = offset, "fetching a blob stream");
-    while sink.written < total {
-        let n = usize::try_from(total - sink.written)
-            .unwrap_or(usize::MAX)
-            .min(blob_stream::BUF);
-        let mut buf = sink.buffer(n);
-        let mut got = 0;
-        let mut broke = None;
-        while got < n {
-            match tokio::time::timeout(wait, stream.read(&mut buf[got..])).await {
-                Err(_) => broke = Some(timed_out()),
+    tracing::debug!(%peer, total, from = offset, streams, "fetching over blob streams");
+    let mut next = offset + stretch.min(total - offset);
+    let mut inflight = FuturesUnordered::new();
+    let bufs = sink.buffers(next - offset);
+    inflight.push(futures::future::Either::Left(read_stretch(
+        first,
+        offset,
+        next - offset,
+        bufs,
+        wait,
+    )));
+    let window = stretch.saturating_mul(streams as u64);
+    let mut ahead: BTreeMap<u64, Stretch> = BTreeMap::new();
+    loop {
+        while inflight.len() < streams && next < total && next - sink.written < window {
+            let (at, len) = (next, stretch.min(total - next));
+            next += len;
+            let bufs = sink.buffers(len);
+            inflight.push(futures::future::Either::Right(async move {
+                match open_read(net, peer, id, at, len, wait).await {
+                    Ok((stream, t)) if t == total => {
+                        read_stretch(stream, at, len, bufs, wait).await
+                    }
+                    Ok((_, t)) => Stretch::broken(
+                        at,
+                        End::Misbehaved(format!("changed the blob size from {total} to {t} bytes")),
+                    ),
+                    Err(end) => Stretch::broken(
+                        at,
+                        end.unwrap_or_else(|| {
+                            End::Misbehaved("stopped serving blob streams".into())
+                        }),
+                    ),
+                }
+            }));
+        }
+        if sink.written >= total {
+            return Some(End::Done);
+        }
+        let Some(done) = inflight.next().await else {
+            return Some(End::Failed("transfer stalled".into()));
+        };
+        ahead.insert(done.offset, done);
+        while let Some(s) = ahead.remove(&sink.written) {
+            for buf in s.bufs {
+                if let Err(e) = sink.push(buf).await {
+                    return Some(End::Io(e));
+                }
+            }
+            if let Some(end) = s.broke {
+                return Some(end);
+            }
+        }
+    }
+}
+
+/// A stretch of a blob read from one stream: the bytes that arrived, in order, and why it
+/// stopped short, if it did.
+struct Stretch {
+    offset: u64,
+    bufs: Vec<Vec<u8>>,
+    broke: Option<End>,
+}
+
+impl Stretch {
+    fn broken(offset: u64, end: End) -> Self {
+        Stretch {
+            offset,
+            bufs: Vec::new(),
+            broke: Some(end),
+        }
+    }
+}
+
+/// Open a blob stream to `peer` and ask for `len` bytes of `id` from `offset`; the stream
+/// and the blob's size. `Err(None)`: the peer serves no blob streams.
+async fn open_read(
+    net: &NetworkHandle,
+    peer: PeerId,
+    id: ContentId,
+    offset: u64,
+    len: u64,
+    wait: Duration,
+) -> Result<(libp2p::Stream, u64), Option<End>> {
+    let timed_out = || Some(End::Failed(format!("no answer within {wait:?}")));
+    let mut stream = match tokio::time::timeout(wait, net.open_blob_stream(peer)).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => return Err(None),
+        Ok(Err(e)) => return Err(Some(End::Failed(format!("cannot open a blob stream: {e}")))),
+        Ok(Ok(s)) => s,
+    };
+    let read = BlobRead { id, offset, len };
+    match tokio::time::timeout(wait, blob_stream::write_frame(&mut stream, &read)).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(e)) => return Err(Some(End::Failed(format!("blob stream broke: {e}")))),
+        Ok(Ok(())) => {}
+    }
+    match tokio::time::timeout(wait, blob_stream::read_frame(&mut stream)).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => Err(Some(End::Misbehaved(
+            format!("sent a garbled blob stream head: {e}"),
+        ))),
+        Ok(Err(e)) => Err(Some(End::Failed(format!("blob stream broke: {e}")))),
+        Ok(Ok(BlobHead::NoBlob)) => Err(Some(End::NoBlob)),
+        Ok(Ok(BlobHead::Error(text))) => {
+            Err(Some(End::Failed(format!("peer says: {}", clip(&text)))))
+        }
+        Ok(Ok(BlobHead::Data { total })) => Ok((stream, total)),
+    }
+}
+
+/// Read `len` bytes from `stream` into `bufs` (which hold `len` bytes between them); stops
+/// short when the stream ends early, breaks or stalls for `wait`.
+async fn read_stretch(
+    mut stream: libp2p::Stream,
+    offset: u64,
+    len: u64,
+    mut bufs: Vec<Vec<u8>>,
+    wait: Duration,
+) -> Stretch {
+    let mut got = 0u64;
+    let mut broke = None;
+    let mut kept = 0;
+    'bufs: for buf in bufs.iter_mut() {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match tokio::time::timeout(wait, stream.read(&mut buf[filled..])).await {
+                Err(_) => broke = Some(End::Failed(format!("no bytes within {wait:?}"))),
                 Ok(Ok(0)) => {
                     broke = Some(End::Failed(format!(
-                        "stream ended after byte {} of {total}",
-                        sink.written + got as u64
+                        "stream ended after byte {} (asked for {len} from {offset})",
+                        offset + got + filled as u64
                     )))
                 }
-                Ok(Ok(k)) => got += k,
+                Ok(Ok(k)) => filled += k,
                 Ok(Err(e)) => broke = Some(End::Failed(format!("blob stream broke: {e}"))),
             }
             if broke.is_some() {
-                break;
+                buf.truncate(filled);
+                if filled > 0 {
+                    kept += 1;
+                }
+                break 'bufs;
             }
         }
-        buf.truncate(got);
-        if got > 0 {
-            if let Err(e) = sink.push(buf).await {
-                return Some(End::Io(e));
-            }
-        }
-        if let Some(end) = broke {
-            return Some(end);
-        }
+        got += filled as u64;
+        kept += 1;
     }
-    let _ = stream.close().await;
-    Some(End::Done)
+    bufs.truncate(kept);
+    if broke.is_none() {
+        let _ = stream.close().await;
+    }
+    Stretch {
+        offset,
+        bufs,
+        broke,
+    }
 }
 
 /// Fetch what is missing from one peer by pieces, `depth` requests in flight.
@@ -910,6 +1024,18 @@ impl Sink {
             }
         }
         vec![0u8; n]
+    }
+
+    /// Buffers of at most [`blob_stream::BUF`] bytes holding `len` bytes between them.
+    fn buffers(&mut self, len: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(blob_stream::BUF as u64);
+            out.push(self.buffer(n as usize));
+            left -= n;
+        }
+        out
     }
 
     async fn push(&mut self, data: Vec<u8>) -> io::Result<()> {

@@ -567,7 +567,8 @@ async fn stream_node(mode: StreamMode) -> (Node, Served) {
                                 total: data.len() as u64,
                             };
                             blob_stream::write_frame(&mut s, &head).await.unwrap();
-                            let end = (cut as usize).min(data.len());
+                            let asked_end = read.offset.saturating_add(read.len).min(cut);
+                            let end = (asked_end as usize).min(data.len());
                             let from = (read.offset as usize).min(end);
                             log.lock().unwrap().push((read.offset, (end - from) as u64));
                             s.write_all(&data[from..end]).await
@@ -613,7 +614,8 @@ async fn a_blob_stream_carries_the_whole_blob_and_no_piece_is_asked_for() {
     assert_eq!(part_len(&f, &id), None, "partial file left behind");
     assert_eq!(a.requested(), 0, "pieces were asked for");
     assert_eq!(served_bytes(&served), MB20 as u64);
-    assert_eq!(served.lock().unwrap()[0].0, 0);
+    let stretches = served.lock().unwrap().len();
+    assert!(stretches >= MB20 / (1 << 20), "{stretches} stretches sent");
 
     // with streams off, the same peer is asked for pieces
     drop(got);
@@ -647,17 +649,13 @@ async fn a_stream_cut_short_is_resumed_from_the_next_peer_at_the_cut() {
     );
     // a sent up to the cut, was asked again from there (and retried), then b sent the rest
     assert_eq!(served_bytes(&from_a), cut);
-    let asked_a: Vec<u64> = from_a.lock().unwrap().iter().map(|s| s.0).collect();
+    let asked_again = from_a.lock().unwrap().iter().filter(|s| s.0 == cut).count();
     assert_eq!(
-        asked_a,
-        vec![0, cut, cut],
-        "a: one stream, then two retries"
+        asked_again, 2,
+        "a: asked again from the cut until its retries ran out"
     );
-    assert_eq!(
-        from_b.lock().unwrap()[0].0,
-        cut,
-        "b did not start at the cut"
-    );
+    let b_from = from_b.lock().unwrap().iter().map(|s| s.0).min();
+    assert_eq!(b_from, Some(cut), "b did not start at the cut");
     assert_eq!(served_bytes(&from_b), MB20 as u64 - cut);
     assert_eq!(a.requested() + b.requested(), 0, "pieces were asked for");
 }
@@ -683,7 +681,8 @@ async fn a_later_fetch_resumes_a_partial_stream() {
         (got.size, got.resumed, got.received),
         (MB20 as u64, cut, MB20 as u64 - cut)
     );
-    assert_eq!(from_b.lock().unwrap()[0].0, cut);
+    let b_from = from_b.lock().unwrap().iter().map(|s| s.0).min();
+    assert_eq!(b_from, Some(cut));
     assert_eq!(served_bytes(&from_b), MB20 as u64 - cut);
     assert!(
         fs::read(f.blobs.path(&id)).unwrap() == bytes,

@@ -8,9 +8,9 @@
 //! receiver stores nothing it has not verified. Blobs travel in pieces of at most
 //! [`MAX_BLOB_PIECE`] bytes; a fetcher hashes the whole blob before it uses it.
 //!
-//! A blob can also travel as one stream ([`BLOB_STREAM_PROTOCOL`]): the fetcher sends one
+//! A blob can also travel over streams ([`BLOB_STREAM_PROTOCOL`]): the fetcher sends one
 //! framed [`BlobRead`], the server answers with one framed [`BlobHead`] and, when it has the
-//! blob, every byte from the asked offset to the end, raw, then closes the stream.
+//! blob, the asked bytes (up to the blob's end), raw, then closes the stream.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,17 +74,19 @@ pub enum Request {
     CancelShard { job: JobId, index: u32 },
 }
 
-/// The first and only frame a fetcher sends on a blob stream: send blob `id` from `offset`.
+/// The first and only frame a fetcher sends on a blob stream: send `len` bytes of blob `id`
+/// from `offset` (fewer when the blob ends first; `u64::MAX` = to the end).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRead {
     pub id: ContentId,
     pub offset: u64,
+    pub len: u64,
 }
 
 /// The server's first frame on a blob stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlobHead {
-    /// The blob has `total` bytes; bytes `offset..total` follow, raw.
+    /// The blob has `total` bytes; bytes `offset..min(offset + len, total)` follow, raw.
     Data { total: u64 },
     /// The server does not have that blob.
     NoBlob,
