@@ -6,8 +6,13 @@
 # both scene lists are the same.
 #
 # Usage: sudo bench/mesh-speedup.sh [--duration SECS] [--chunk-seconds S] [--preset P]
-#                                   [--crf N] [--bench-dir DIR] [--no-build]
+#                                   [--crf N] [--rounds N] [--bench-dir DIR] [--no-build]
 #                                   [--skip-transcode] [--skip-scenes]
+#
+# --rounds N measures N rounds of (1 node, 2 nodes), every round on fresh nodes, the order
+# alternating (1 then 2, then 2 then 1, …) so that a machine getting slower or faster
+# between the two halves of a round does not favour one side; it reports every round and
+# the medians. Each output is checked.
 #
 # Environment (command-line options win over these):
 #   DURATION       length of the generated clip in seconds (default 120)
@@ -16,6 +21,7 @@
 #   BENCH_DIR      work dir (default <repo>/target/bench)
 #   RENDERMESH     binary (default <repo>/target/release/rendermesh, built if missing)
 #   CORES          two CPU numbers for the two nodes (default "0 1")
+#   ROUNDS         as --rounds (default 1)
 #
 # Needs root (ip netns) and the machine otherwise idle: other work skews every figure, so the
 # load average is printed. The namespaces, a veth pair between them, are deleted at the end;
@@ -30,6 +36,7 @@ CRF=${CRF:-23}
 BENCH_DIR=${BENCH_DIR:-$REPO_ROOT/target/bench}
 RENDERMESH=${RENDERMESH:-$REPO_ROOT/target/release/rendermesh}
 CORES=${CORES:-"0 1"}
+ROUNDS=${ROUNDS:-1}
 BUILD=1
 DO_TRANSCODE=1
 DO_SCENES=1
@@ -42,6 +49,7 @@ while (($#)); do
         --chunk-seconds) CHUNK_SECONDS=${2:?}; shift ;;
         --preset) PRESET=${2:?}; shift ;;
         --crf) CRF=${2:?}; shift ;;
+        --rounds) ROUNDS=${2:?}; shift ;;
         --bench-dir) BENCH_DIR=${2:?}; shift ;;
         --no-build) BUILD=0 ;;
         --skip-transcode) DO_TRANSCODE=0 ;;
@@ -59,6 +67,7 @@ die() { printf '[mesh-speedup] error: %s\n' "$*" >&2; exit 1; }
 for tool in ip taskset ffmpeg ffprobe; do
     command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found on PATH"
 done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a number of at least 1"
 read -r CORE_A CORE_B <<<"$CORES"
 [[ -n ${CORE_B:-} ]] || die "CORES needs two CPU numbers"
 
@@ -208,62 +217,93 @@ run_jobs() {
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average at start: $LOAD_AT_START ($(nproc) cores)"
 
-log "one node on core $CORE_A"
-start_node a "$NS_A" "$CORE_A" "$ADDR_A"
-run_jobs one
-stop_nodes
-mv "$WORK/a" "$WORK/one-a"
+# one_node LABEL / two_nodes LABEL -> a measured run on fresh nodes; the data dirs are kept
+# as LABEL-a (and LABEL-b)
+one_node() {
+    log "$1: one node on core $CORE_A"
+    start_node a "$NS_A" "$CORE_A" "$ADDR_A"
+    run_jobs "$1"
+    stop_nodes
+    mv "$WORK/a" "$WORK/$1-a"
+}
+two_nodes() {
+    log "$1: two nodes, a on core $CORE_A, b on core $CORE_B"
+    start_node a "$NS_A" "$CORE_A" "$ADDR_A"
+    start_node b "$NS_B" "$CORE_B" "$ADDR_B" "$ADDR_A"
+    wait_peer "$WORK/a" b
+    run_jobs "$1"
+    stop_nodes
+    mv "$WORK/a" "$WORK/$1-a"
+    mv "$WORK/b" "$WORK/$1-b"
+}
 
-log "two nodes: a on core $CORE_A, b on core $CORE_B"
-start_node a "$NS_A" "$CORE_A" "$ADDR_A"
-start_node b "$NS_B" "$CORE_B" "$ADDR_B" "$ADDR_A"
-wait_peer "$WORK/a" b
-run_jobs two
-stop_nodes
+# round r: "one.r" and "two.r"; odd rounds start with one node, even rounds with two
+LABELS=()
+for ((r = 1; r <= ROUNDS; r++)); do
+    if ((r % 2)); then
+        one_node "one.$r"
+        two_nodes "two.$r"
+    else
+        two_nodes "two.$r"
+        one_node "one.$r"
+    fi
+    LABELS+=("$r")
+done
 
 time_of() { awk -v k="$2" '$1 == k { print $2 }' "$WORK/$1.times"; }
 frames_of() {
     ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
         -of csv=p=0 "$1" | tr -d ','
 }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+shards_of() {
+    grep -o '"peer": *"[^"]*"' "$1" | sed 's/.*"\([^"]*\)"$/\1/' | sort | uniq -c \
+        | awk '{ printf "%s%s %s", sep, $2, $1; sep = ", " }'
+}
 
 {
     echo "## 2 nodes (one core each, network namespaces) against 1 node (one core)"
     echo
     echo "Source: ${DURATION} s 1080p30, $SRC_FRAMES frames, keyframe every 2 s; shards of ${CHUNK_SECONDS} s;"
-    echo "load average at start $LOAD_AT_START, $(nproc) cores."
+    echo "load average at start $LOAD_AT_START, $(nproc) cores; $ROUNDS round(s), fresh nodes each."
     echo
-    echo "| job | 1 node | 2 nodes | speed-up | check |"
-    echo "|---|---:|---:|---:|---|"
-    if ((DO_TRANSCODE)); then
-        one=$(time_of one transcode) two=$(time_of two transcode)
-        f1=$(frames_of "$WORK/one.mp4") f2=$(frames_of "$WORK/two.mp4")
-        m1=$(ffmpeg -v error -i "$WORK/one.mp4" -map 0:v -f framemd5 - | grep -v '^#' | md5sum | cut -c1-12)
-        m2=$(ffmpeg -v error -i "$WORK/two.mp4" -map 0:v -f framemd5 - | grep -v '^#' | md5sum | cut -c1-12)
-        check="frames $f1 / $f2 of $SRC_FRAMES"
-        if [[ $f1 == "$SRC_FRAMES" && $f2 == "$SRC_FRAMES" && $m1 == "$m2" ]]; then
-            check+=", decoded frames identical (framemd5 $m2)"
-        else
-            check+=", MISMATCH (framemd5 $m1 / $m2)"
-        fi
-        echo "| transcode (x264 $PRESET crf $CRF) | ${one} s | ${two} s | $(awk -v a="$one" -v b="$two" 'BEGIN { printf "%.2f×", a / b }') | $check |"
-    fi
-    if ((DO_SCENES)); then
-        one=$(time_of one scenes) two=$(time_of two scenes)
-        n=$(grep -c '^[0-9]' "$WORK/two.csv" || true)
-        if cmp -s "$WORK/one.csv" "$WORK/two.csv"; then
-            check="same scene list ($n rows)"
-        else
-            check="scene lists DIFFER"
-        fi
-        echo "| scene detection | ${one} s | ${two} s | $(awk -v a="$one" -v b="$two" 'BEGIN { printf "%.2f×", a / b }') | $check |"
-    fi
-    echo
+    echo "| job | round | 1 node | 2 nodes | speed-up | check | shards per node (2 nodes) |"
+    echo "|---|---:|---:|---:|---:|---|---|"
     for job in transcode scenes; do
-        [[ -f $WORK/two.$job.json ]] || continue
-        echo "Shards per node, 2-node $job: $(grep -o '"peer": *"[^"]*"' "$WORK/two.$job.json" \
-            | sed 's/.*"\([^"]*\)"$/\1/' | sort | uniq -c | awk '{ printf "%s%s %s", sep, $2, $1; sep = ", " }')"
-        echo
+        [[ $job == transcode ]] && ((!DO_TRANSCODE)) && continue
+        [[ $job == scenes ]] && ((!DO_SCENES)) && continue
+        ones="" twos="" ratios=""
+        for r in "${LABELS[@]}"; do
+            one=$(time_of "one.$r" "$job") two=$(time_of "two.$r" "$job")
+            ones+=" $one" twos+=" $two" ratios+=" $(ratio "$one" "$two")"
+            if [[ $job == transcode ]]; then
+                f1=$(frames_of "$WORK/one.$r.mp4") f2=$(frames_of "$WORK/two.$r.mp4")
+                m1=$(ffmpeg -v error -i "$WORK/one.$r.mp4" -map 0:v -f framemd5 - | grep -v '^#' | md5sum | cut -c1-12)
+                m2=$(ffmpeg -v error -i "$WORK/two.$r.mp4" -map 0:v -f framemd5 - | grep -v '^#' | md5sum | cut -c1-12)
+                check="frames $f1 / $f2 of $SRC_FRAMES"
+                if [[ $f1 == "$SRC_FRAMES" && $f2 == "$SRC_FRAMES" && $m1 == "$m2" ]]; then
+                    check+=", decoded frames identical (framemd5 $m2)"
+                else
+                    check+=", MISMATCH (framemd5 $m1 / $m2)"
+                fi
+                name="transcode (x264 $PRESET crf $CRF)"
+            else
+                n=$(grep -c '^[0-9]' "$WORK/two.$r.csv" || true)
+                if cmp -s "$WORK/one.$r.csv" "$WORK/two.$r.csv"; then
+                    check="same scene list ($n rows)"
+                else
+                    check="scene lists DIFFER"
+                fi
+                name="scene detection"
+            fi
+            echo "| $name | $r | ${one} s | ${two} s | $(ratio "$one" "$two")× | $check | $(shards_of "$WORK/two.$r.$job.json") |"
+        done
+        if ((ROUNDS > 1)); then
+            m1=$(median <<<"${ones# }") m2=$(median <<<"${twos# }") mr=$(median <<<"${ratios# }")
+            echo "| $name | **median** | ${m1} s | ${m2} s | **${mr}×** (median of the rounds' speed-ups; medians' ratio $(ratio "$m1" "$m2")×) | | |"
+        fi
     done
+    echo
 } | tee "$BENCH_DIR/mesh-speedup-results.md"
 log "work files in $WORK"
