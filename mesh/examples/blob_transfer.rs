@@ -9,7 +9,7 @@
 //!
 //! ```sh
 //! cargo run --release -p rendermesh-mesh --example blob_transfer -- \
-//!     [--size MIB] [--runs N] [--streams N] [--pieces] [--piece KIB] [--depth N] [--dir DIR]
+//!     [--size MIB] [--runs N] [--streams N] [--stretch KIB] [--pieces] [--piece KIB] [--depth N] [--dir DIR]
 //! ```
 //!
 //! `--dir` is where the two blob stores live (default: the system temp dir); the blob is
@@ -40,11 +40,12 @@ struct Args {
     depth: usize,
     pieces: bool,
     streams: usize,
+    stretch_kib: u64,
     dir: Option<PathBuf>,
 }
 
 const USAGE: &str =
-    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--streams N (4)] [--pieces] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]\n\
+    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--streams N (4)] [--stretch KIB (4096)] [--pieces] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]\n\
      (--piece and --depth apply with --pieces: piece requests instead of one blob stream)";
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         depth: defaults.depth,
         pieces: false,
         streams: defaults.streams,
+        stretch_kib: defaults.stretch / 1024,
         dir: None,
     };
     let mut it = std::env::args().skip(1);
@@ -70,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             "--dir" => a.dir = Some(PathBuf::from(value()?)),
             "--pieces" => a.pieces = true,
             "--streams" => a.streams = num(value()?)?.clamp(1, 64) as usize,
+            "--stretch" => a.stretch_kib = num(value()?)?.clamp(64, 1 << 20),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -219,6 +222,7 @@ fn run(args: Args) -> Result<(), Error> {
         depth: args.depth,
         stream: !args.pieces,
         streams: args.streams,
+        stretch: args.stretch_kib * 1024,
         ..FetchOptions::default()
     };
     let results = actix::System::new().block_on(async move {
@@ -269,7 +273,10 @@ fn run(args: Args) -> Result<(), Error> {
     let how = if args.pieces {
         format!("pieces of {} KiB, depth {}", args.piece_kib, args.depth)
     } else {
-        format!("blob streams, {} at once", args.streams)
+        format!(
+            "blob streams, {} at once, {} KiB each",
+            args.streams, args.stretch_kib
+        )
     };
     println!(
         "best of {}: {best:.1} MB/s — {} MiB blob, {how}, verified (blake3) and stored",

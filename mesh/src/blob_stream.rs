@@ -34,7 +34,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 /// Streams served at once; a fetcher beyond that is told the server is busy.
-pub const MAX_STREAMS: usize = 32;
+pub const MAX_STREAMS: usize = 64;
 /// Bytes read from the blob file at a time (and the size of what the fetcher reads at once).
 pub const BUF: usize = 1 << 20;
 /// A fetcher must send its read within this time of opening the stream.
@@ -42,7 +42,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A fetcher that takes no bytes for this long loses its stream.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// File reads queued ahead of the network.
-const READ_AHEAD: usize = 4;
+const READ_AHEAD: usize = 2;
 
 /// The libp2p protocol of blob streams.
 pub fn protocol() -> StreamProtocol {

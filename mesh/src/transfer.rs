@@ -59,7 +59,7 @@ pub const DEFAULT_PIECE: u32 = 1024 * 1024;
 /// Default number of piece requests in flight.
 pub const DEFAULT_DEPTH: usize = 8;
 /// Default number of blob streams open at once per peer.
-pub const DEFAULT_STREAMS: usize = 4;
+pub const DEFAULT_STREAMS: usize = 8;
 /// Name prefix of partial files; the number is the format (raw bytes of a blob's prefix).
 pub const PARTIAL_PREFIX: &str = "fetch1-";
 /// Name suffix of partial files.
@@ -67,8 +67,8 @@ pub const PARTIAL_SUFFIX: &str = ".part";
 
 /// Pieces queued between the network and the writer thread.
 const WRITE_QUEUE: usize = 8;
-/// Bytes asked for on one blob stream when several run at once.
-pub const STREAM_STRETCH: u64 = 4 * 1024 * 1024;
+/// Default bytes asked for on one blob stream when several run at once.
+pub const DEFAULT_STRETCH: u64 = 2 * 1024 * 1024;
 /// Written buffers the writer thread hands back for reuse.
 const SPARE_BUFFERS: usize = 32;
 /// The writer flushes the partial file to disk after this many bytes (in the background).
@@ -98,9 +98,12 @@ pub struct FetchOptions {
     pub piece_timeout: Duration,
     /// Fetch the blob over blob streams from peers that serve them; pieces otherwise.
     pub stream: bool,
-    /// Blob streams open at once per peer, each asking for [`STREAM_STRETCH`] bytes; with 1,
-    /// one stream asks for everything.
+    /// Blob streams open at once per peer, each asking for `stretch` bytes; with 1, one
+    /// stream asks for everything.
     pub streams: usize,
+    /// Bytes asked for on one blob stream when several run at once (at least 64 KiB); at
+    /// most `streams × stretch` bytes wait in memory to be written.
+    pub stretch: u64,
 }
 
 impl Default for FetchOptions {
@@ -114,6 +117,7 @@ impl Default for FetchOptions {
             piece_timeout: Duration::from_secs(30),
             stream: true,
             streams: DEFAULT_STREAMS,
+            stretch: DEFAULT_STRETCH,
         }
     }
 }
@@ -606,7 +610,8 @@ async fn check_total(st: &mut Transfer, total: u64, opts: &FetchOptions) -> Opti
 }
 
 /// Fetch what is missing from one peer over blob streams, [`FetchOptions::streams`] at once,
-/// each asking for a stretch of [`STREAM_STRETCH`] bytes; what arrives is written in order.
+/// each asking for a stretch of [`FetchOptions::stretch`] bytes; what arrives is written in
+/// order.
 /// `None`: the peer serves no blob streams.
 async fn stream_session(
     net: &NetworkHandle,
@@ -630,7 +635,7 @@ async fn stream_session(
     let stretch = if streams == 1 {
         u64::MAX
     } else {
-        STREAM_STRETCH
+        opts.stretch.max(64 * 1024)
     };
     let (first, total) = match open_read(net, peer, id, offset, stretch, wait).await {
         Ok(open) => open,
