@@ -24,7 +24,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::StreamProtocol;
 use rendermesh_cache::BlobStore;
 use rendermesh_protocol::wire::{BlobHead, BlobRead, BLOB_STREAM_PROTOCOL, MAX_BLOB_STREAM_FRAME};
@@ -88,21 +88,10 @@ where
 /// Read one frame; a length over the limit is refused before the body is read.
 pub async fn read_frame<T, M>(io: &mut T) -> io::Result<M>
 where
-    T: AsyncRead + Unpin,
+    T: AsyncRead + Unpin + Send,
     M: DeserializeOwned,
 {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_BLOB_STREAM_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {MAX_BLOB_STREAM_FRAME}"),
-        ));
-    }
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body).await?;
-    codec::decode(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    crate::rpc::read_frame(io, MAX_BLOB_STREAM_FRAME).await
 }
 
 /// Serve the blob streams peers open, from `blobs`, until `incoming` ends; call inside the
@@ -132,7 +121,7 @@ pub async fn serve_one<S>(
     admitted: bool,
 ) -> io::Result<()>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let read: BlobRead = tokio::time::timeout(READ_TIMEOUT, read_frame(&mut stream))
         .await

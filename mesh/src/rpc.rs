@@ -37,7 +37,8 @@ where
     Ok(len)
 }
 
-async fn read_frame<T, M>(io: &mut T, limit: usize) -> io::Result<M>
+/// Read one frame of at most `limit` bytes; a longer one is refused before its body is read.
+pub(crate) async fn read_frame<T, M>(io: &mut T, limit: usize) -> io::Result<M>
 where
     T: AsyncRead + Unpin + Send,
     M: DeserializeOwned,
