@@ -576,8 +576,8 @@ impl Transfer {
     }
 }
 
-/// Fetch what is missing from one peer: over one blob stream when the peer serves them,
-/// else by pieces.
+/// Fetch what is missing from one peer: over blob streams when the peer serves them, else
+/// by pieces.
 async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mut Transfer) -> End {
     if opts.stream && !st.by_pieces.contains(&peer) {
         match stream_session(net, peer, opts, st).await {

@@ -746,3 +746,26 @@ async fn garbled_stream_heads_are_errors_and_the_next_peer_serves() {
     assert_eq!(got.received, bytes.len() as u64);
     assert_eq!(served_bytes(&from_good), bytes.len() as u64);
 }
+
+#[actix_rt::test]
+async fn a_partial_file_longer_than_the_blob_is_started_over() {
+    let (a, served) = stream_node(StreamMode::Serve { corrupt: false }).await;
+    let f = node(Mode::Honest).await;
+    let bytes = random_bytes(16, 2_000_000);
+    let id = a.blobs.put_bytes(&bytes).unwrap();
+    let part = transfer::partial_path(&f.blobs, &id);
+    fs::create_dir_all(part.parent().unwrap()).unwrap();
+    fs::write(&part, random_bytes(17, 3_000_000)).unwrap();
+    connect(&f, &[&a]).await;
+
+    let got = fetch(&f, &[&a], id, small_pieces()).await.unwrap();
+    assert_eq!(
+        (got.size, got.resumed, got.received),
+        (bytes.len() as u64, 0, bytes.len() as u64)
+    );
+    assert!(
+        fs::read(f.blobs.path(&id)).unwrap() == bytes,
+        "bytes differ"
+    );
+    assert_eq!(served_bytes(&served), bytes.len() as u64);
+}

@@ -90,7 +90,7 @@ pub enum BlobHead {
     Data { total: u64 },
     /// The server does not have that blob.
     NoBlob,
-    /// The read was understood but cannot be served (offset beyond the end, a read error,
+    /// The read was understood but cannot be served (a read error,
     /// too many streams); the text says why.
     Error(String),
 }
