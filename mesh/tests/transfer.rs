@@ -216,6 +216,11 @@ fn small_pieces() -> FetchOptions {
     }
 }
 
+/// The blob `id` in `n`'s store holds exactly `bytes`.
+fn assert_stored(n: &Node, id: &ContentId, bytes: &[u8]) {
+    assert!(fs::read(n.blobs.path(id)).unwrap() == bytes, "bytes differ");
+}
+
 fn part_len(n: &Node, id: &ContentId) -> Option<u64> {
     fs::metadata(transfer::partial_path(&n.blobs, id))
         .ok()
@@ -237,10 +242,7 @@ async fn fetches_a_20_mb_blob_verified_and_pinned() {
     );
     assert_eq!(got.pin.id(), &id);
     assert!(f.blobs.is_pinned(&id));
-    assert!(
-        fs::read(f.blobs.path(&id)).unwrap() == bytes,
-        "bytes differ"
-    );
+    assert_stored(&f, &id, &bytes);
     assert_eq!(f.blobs.stats().bytes, MB20 as u64);
     assert_eq!(part_len(&f, &id), None, "partial file left behind");
     assert_eq!(a.requested(), MB20 as u64, "bytes asked for more than once");
@@ -266,10 +268,7 @@ async fn resumes_from_a_second_peer_after_the_first_stops() {
 
     let got = fetch(&f, &[&a, &b], id, small_pieces()).await.unwrap();
     assert_eq!((got.size, got.received), (MB20 as u64, MB20 as u64));
-    assert!(
-        fs::read(f.blobs.path(&id)).unwrap() == bytes,
-        "bytes differ"
-    );
+    assert_stored(&f, &id, &bytes);
     let (from_a, from_b) = (a.requested(), b.requested());
     eprintln!("asked a for {from_a} bytes, then b for {from_b} of {MB20}");
     // a served 30 pieces of 256 KiB before it stopped; b was asked only for the rest
@@ -314,10 +313,7 @@ async fn a_later_fetch_resumes_the_partial_file() {
         MB20 as u64 - kept,
         "b was asked for bytes we had"
     );
-    assert!(
-        fs::read(f.blobs.path(&id)).unwrap() == bytes,
-        "bytes differ"
-    );
+    assert_stored(&f, &id, &bytes);
     assert_eq!(part_len(&f, &id), None);
 }
 
@@ -455,7 +451,7 @@ async fn garbled_answers_are_errors_not_panics() {
     connect(&f, &[&g, &h]).await;
     let got = fetch(&f, &[&g, &h], id, small_pieces()).await.unwrap();
     assert_eq!(got.size, bytes.len() as u64);
-    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes);
+    assert_stored(&f, &id, &bytes);
 
     // a blob larger than the caller allows is refused before a byte is asked for
     let big = random_bytes(8, 1_000_000);
@@ -489,7 +485,7 @@ async fn concurrent_fetches_of_one_blob_transfer_it_once() {
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(x.received + y.received, bytes.len() as u64);
     assert_eq!(a.requested(), bytes.len() as u64);
-    assert!(fs::read(f.blobs.path(&id)).unwrap() == bytes);
+    assert_stored(&f, &id, &bytes);
 }
 
 #[actix_rt::test]
@@ -607,10 +603,7 @@ async fn a_blob_stream_carries_the_whole_blob_and_no_piece_is_asked_for() {
         (id, MB20 as u64, MB20 as u64, 0)
     );
     assert!(f.blobs.is_pinned(&id));
-    assert!(
-        fs::read(f.blobs.path(&id)).unwrap() == bytes,
-        "bytes differ"
-    );
+    assert_stored(&f, &id, &bytes);
     assert_eq!(part_len(&f, &id), None, "partial file left behind");
     assert_eq!(a.requested(), 0, "pieces were asked for");
     assert_eq!(served_bytes(&served), MB20 as u64);
@@ -643,10 +636,7 @@ async fn a_stream_cut_short_is_resumed_from_the_next_peer_at_the_cut() {
 
     let got = fetch(&f, &[&a, &b], id, small_pieces()).await.unwrap();
     assert_eq!((got.size, got.received), (MB20 as u64, MB20 as u64));
-    assert!(
-        fs::read(f.blobs.path(&id)).unwrap() == bytes,
-        "bytes differ"
-    );
+    assert_stored(&f, &id, &bytes);
     // a sent up to the cut, was asked again from there (and retried), then b sent the rest
     assert_eq!(served_bytes(&from_a), cut);
     let asked_again = from_a.lock().unwrap().iter().filter(|s| s.0 == cut).count();
@@ -684,10 +674,7 @@ async fn a_later_fetch_resumes_a_partial_stream() {
     let b_from = from_b.lock().unwrap().iter().map(|s| s.0).min();
     assert_eq!(b_from, Some(cut));
     assert_eq!(served_bytes(&from_b), MB20 as u64 - cut);
-    assert!(
-        fs::read(f.blobs.path(&id)).unwrap() == bytes,
-        "bytes differ"
-    );
+    assert_stored(&f, &id, &bytes);
 }
 
 #[actix_rt::test]
@@ -763,9 +750,6 @@ async fn a_partial_file_longer_than_the_blob_is_started_over() {
         (got.size, got.resumed, got.received),
         (bytes.len() as u64, 0, bytes.len() as u64)
     );
-    assert!(
-        fs::read(f.blobs.path(&id)).unwrap() == bytes,
-        "bytes differ"
-    );
+    assert_stored(&f, &id, &bytes);
     assert_eq!(served_bytes(&served), bytes.len() as u64);
 }
