@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark for issue 4: blob transfer throughput between two nodes over
 # 127.0.0.1 (TCP + noise (keyed prologue) + yamux), verified (blake3) and stored.
-# The blob comes over blob streams (--streams N at once, default 4); with --pieces,
+# The blob comes over blob streams (--streams N at once, default 8, 2 MiB each); with --pieces,
 # as pipelined piece requests (how peers that serve no blob streams are fetched from).
 #
 # Usage: bench/blob-transfer.sh [--size MIB] [--runs N] [--streams N] [--pieces]

@@ -119,7 +119,7 @@ fn node_runs_jobs_for_the_cli_and_stops_on_sigterm() {
         .expect("node did not stop within 15 s of SIGTERM");
     assert!(st.success(), "exit status {st:?}");
     assert!(!node.data_dir.join("control.json").exists());
-    assert!(!node.log().contains("panicked"));
+    no_panic(&[&node]);
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

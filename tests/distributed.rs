@@ -15,14 +15,6 @@ use common::*;
 /// These tests start three nodes each: one at a time on 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn keygen(dir: &Path) -> std::path::PathBuf {
-    let o = rendermesh(dir, &["keygen"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let path = dir.join("swarm.key");
-    std::fs::write(&path, stdout(&o)).unwrap();
-    path
-}
-
 fn start(dir: &Path, name: &str, key: &Path, peers: &[String]) -> Daemon {
     start_env(dir, name, key, peers, &[])
 }
@@ -81,7 +73,7 @@ fn signal(node: &Daemon, signal: &str) {
 /// box, so B and C start from A's calibration (as a copied `caps.json`): three nodes
 /// calibrating at once on a shared machine would measure noise, and bids follow calibration.
 fn three(dir: &Path) -> Vec<Daemon> {
-    let key = keygen(dir);
+    let key = keygen(dir, "swarm.key");
     let a = start(dir, "a", &key, &[]);
     let addr = a.mesh_addr();
     let caps = a.data_dir.join("caps.json");
@@ -142,12 +134,6 @@ fn peers_of(job: &serde_json::Value) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-fn no_panic(nodes: &[Daemon]) {
-    for n in nodes {
-        assert!(!n.log().contains("panicked"), "{}", n.log());
-    }
-}
-
 #[test]
 fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,6 +160,15 @@ fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
         ran_on,
         ["a", "b", "c"].iter().map(|s| s.to_string()).collect(),
         "{job}"
+    );
+    // a busy peer fetches the input of the shard it is expected to take next
+    assert!(
+        nodes[1..].iter().any(|n| n
+            .log()
+            .contains("running a shard for a peer (input fetched ahead)")),
+        "no input was fetched ahead:\n{}\n{}",
+        nodes[1].log(),
+        nodes[2].log()
     );
 
     // scenes: same cut list as the known truth (and as one box, see tests/scenes.rs)
@@ -264,7 +259,7 @@ fn a_worker_killed_mid_shard_costs_a_reaward_not_the_job() {
 fn a_peer_returning_a_wrong_segment_is_caught_and_the_shard_runs_elsewhere() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path());
+    let key = keygen(tmp.path(), "swarm.key");
     let a = start(tmp.path(), "a", &key, &[]);
     let addr = a.mesh_addr();
     // b serves corrupted blobs: every segment it returns fails verification
@@ -435,7 +430,7 @@ fn a_coordinator_killed_mid_job_resumes_with_only_the_missing_shards() {
 fn a_peer_whose_memory_limit_is_too_small_never_receives_the_shards() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path());
+    let key = keygen(tmp.path(), "swarm.key");
     let a = start(tmp.path(), "a", &key, &[]);
     let addr = a.mesh_addr();
     let b = start(tmp.path(), "b", &key, std::slice::from_ref(&addr));
@@ -496,7 +491,7 @@ fn a_peer_whose_memory_limit_is_too_small_never_receives_the_shards() {
 fn a_frozen_worker_loses_its_lease_and_its_late_result_is_not_used() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path());
+    let key = keygen(tmp.path(), "swarm.key");
     // a lets a silent peer keep a shard for 5 s; b is a little slow, so it is surely mid-shard
     let a = start_cfg(tmp.path(), "a", &key, &[], "shard_lease_seconds = 5\n", &[]);
     let addr = a.mesh_addr();
@@ -582,7 +577,7 @@ fn a_frozen_worker_loses_its_lease_and_its_late_result_is_not_used() {
 fn a_slow_shard_gets_a_copy_on_an_idle_node_and_the_slow_run_is_cancelled() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path());
+    let key = keygen(tmp.path(), "swarm.key");
     let a = start(tmp.path(), "a", &key, &[]);
     let addr = a.mesh_addr();
     let peers = std::slice::from_ref(&addr);
@@ -655,7 +650,7 @@ fn a_slow_shard_gets_a_copy_on_an_idle_node_and_the_slow_run_is_cancelled() {
 fn a_peers_progress_shows_in_the_coordinators_shard_table() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path());
+    let key = keygen(tmp.path(), "swarm.key");
     let a = start(tmp.path(), "a", &key, &[]);
     let addr = a.mesh_addr();
     // b takes 200 ms a frame: its 30-frame shard runs for 6 s, heartbeats come every 2 s

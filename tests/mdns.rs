@@ -103,14 +103,6 @@ fn cannot_run() -> Option<String> {
     }
 }
 
-fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let o = rendermesh(dir, &["keygen"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let path = dir.join(name);
-    std::fs::write(&path, stdout(&o)).unwrap();
-    path
-}
-
 /// One node: its namespace and data dir.
 struct Node {
     name: String,

@@ -17,14 +17,6 @@ use rendermesh_mesh::PeerId;
 /// These tests start several nodes each: one at a time on 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn keygen(dir: &Path) -> std::path::PathBuf {
-    let o = rendermesh(dir, &["keygen"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let path = dir.join("swarm.key");
-    std::fs::write(&path, stdout(&o)).unwrap();
-    path
-}
-
 fn start(dir: &Path, name: &str, key: &Path, peers: &[String], replicas: usize) -> Daemon {
     let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
     Daemon::start_with(
@@ -88,17 +80,11 @@ fn job_count(node: &Daemon) -> usize {
         .unwrap_or(0)
 }
 
-fn no_panic(nodes: &[&Daemon]) {
-    for n in nodes {
-        assert!(!n.log().contains("panicked"), "{}", n.log());
-    }
-}
-
 #[test]
 fn a_file_analysed_once_is_answered_everywhere_and_a_late_node_gets_every_entry() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path());
+    let key = keygen(tmp.path(), "swarm.key");
     let a = start(tmp.path(), "a", &key, &[], 0);
     let b = start(tmp.path(), "b", &key, &[a.mesh_addr()], 0);
     wait_for(Duration::from_secs(10), || b.peer_ids().len() == 1).expect("a and b meet");
@@ -190,7 +176,7 @@ fn placed_on_owners(nodes: &[&Daemon], ids: &[String], want_keys: usize) -> bool
 fn with_two_replicas_each_entry_lives_on_its_two_owners_and_survives_one() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path());
+    let key = keygen(tmp.path(), "swarm.key");
     let a = start(tmp.path(), "a", &key, &[], 2);
     let addr = a.mesh_addr();
     let mut nodes = vec![a];
@@ -290,7 +276,7 @@ fn a_peer_pushing_a_corrupt_entry_is_refused_and_logged() {
 
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let key_file = keygen(tmp.path());
+    let key_file = keygen(tmp.path(), "swarm.key");
     let node = start(tmp.path(), "a", &key_file, &[], 0);
     let target: PeerId = node.peer_id().parse().unwrap();
 

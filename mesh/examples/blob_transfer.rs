@@ -45,8 +45,8 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--streams N (4)] [--stretch KIB (4096)] [--pieces] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]\n\
-     (--piece and --depth apply with --pieces: piece requests instead of one blob stream)";
+    "usage: blob_transfer [--size MIB (512)] [--runs N (3)] [--streams N (8)] [--stretch KIB (2048)] [--pieces] [--piece KIB (1024)] [--depth N (8)] [--dir DIR]\n\
+     (--piece and --depth apply with --pieces: piece requests instead of blob streams)";
 
 fn parse_args() -> Result<Args, String> {
     let defaults = FetchOptions::default();

@@ -15,8 +15,15 @@
 //!
 //! A bidder never holds more awards than slots. Speeds are corrected from observed runs, so
 //! the estimates converge on the truth as shards finish.
+//!
+//! Input ahead: a busy bidder that must fetch its input gets a *hint* ([`Auction::hints`]):
+//! the lot the same rules would give it when its first slot frees (judged without transfer
+//! time), among lots not hinted to another bidder. Its node fetches that lot's input while its slot is still busy, so the
+//! lot costs it no transfer time, and when its slot frees it takes its hinted lot first (if
+//! nobody took it meanwhile). A hint holds no slot and reserves nothing: any bidder may
+//! still be awarded the lot.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// What a shard needs and how big it is.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +54,8 @@ pub struct Bidder {
     /// Expected finish times of other work holding its slots (other jobs' shards); the
     /// caller drops the ones that have passed ([`Bidder::settle`]).
     pub busy: Vec<f64>,
+    /// The lot whose input it is fetching ahead ([`Auction::hints`]).
+    pub hint: Option<u32>,
 }
 
 impl Bidder {
@@ -86,7 +95,7 @@ impl Bidder {
                 .fold(f64::INFINITY, f64::min)
                 .max(now)
         };
-        let transfer = if self.bytes_per_s > 0.0 {
+        let transfer = if self.bytes_per_s > 0.0 && self.hint != Some(lot.shard) {
             lot.input_bytes as f64 / self.bytes_per_s
         } else {
             0.0
@@ -117,6 +126,9 @@ pub struct Auction {
     lots: Vec<Lot>,
     /// Sum of the lots' work.
     pending_work: f64,
+    /// Bidders [`Auction::hints`] found no lot for, by id, with the time their first slot
+    /// frees: not tried again until that time changes.
+    unhinted: HashMap<usize, u64>,
 }
 
 /// Offer order: more work first; at equal work, more input bytes first; then by shard.
@@ -131,7 +143,11 @@ impl Auction {
     pub fn new(mut lots: Vec<Lot>) -> Self {
         lots.sort_by(offer_order);
         let pending_work = lots.iter().map(|l| l.work).sum();
-        Self { lots, pending_work }
+        Self {
+            lots,
+            pending_work,
+            unhinted: HashMap::new(),
+        }
     }
 
     /// Shards waiting, in the order they are offered.
@@ -161,29 +177,37 @@ impl Auction {
             .collect()
     }
 
-    /// One round at time `now`: award what should start now and record the awards in the
-    /// bidders' `running`. Costs O(awards × (bidders + log lots)).
-    pub fn round(&mut self, now: f64, bidders: &mut [Bidder]) -> Vec<Award> {
-        let mut awards = Vec::new();
+    /// When all pending and running work would be done if the mesh's total speed were
+    /// shared perfectly; `None` when nobody has any speed.
+    fn horizon(&self, now: f64, bidders: &[Bidder]) -> Option<f64> {
         let capacity: f64 = bidders
             .iter()
             .map(|b| b.speed.max(0.0) * b.slots as f64)
             .sum();
         if capacity <= 0.0 {
-            return awards;
+            return None;
         }
         let running_left: f64 = bidders
             .iter()
             .map(|b| b.running.iter().map(|&e| (e - now).max(0.0)).sum::<f64>() * b.speed.max(0.0))
             .sum();
-        let horizon = now + (self.pending_work + running_left) / capacity;
+        Some(now + (self.pending_work + running_left) / capacity)
+    }
+
+    /// One round at time `now`: award what should start now and record the awards in the
+    /// bidders' `running`. Costs O(awards × (bidders + log lots)).
+    pub fn round(&mut self, now: f64, bidders: &mut [Bidder]) -> Vec<Award> {
+        let mut awards = Vec::new();
+        let Some(horizon) = self.horizon(now, bidders) else {
+            return awards;
+        };
         let mut order: Vec<usize> = (0..bidders.len())
             .filter(|&k| bidders[k].free_slots() > 0)
             .collect();
         order.sort_by(|&a, &b| bidders[b].speed.total_cmp(&bidders[a].speed));
         for k in order {
             while bidders[k].free_slots() > 0 && !self.lots.is_empty() {
-                let Some(i) = self.pick(now, horizon, k, bidders) else {
+                let Some(i) = self.pick(now, horizon, k, bidders, &|_| false) else {
                     break;
                 };
                 let lot = self.lots.remove(i);
@@ -191,6 +215,11 @@ impl Auction {
                 let Some(t) = bidders[k].bid(now, &lot) else {
                     break;
                 };
+                for b in bidders.iter_mut() {
+                    if b.hint == Some(lot.shard) {
+                        b.hint = None;
+                    }
+                }
                 bidders[k].running.push(t);
                 awards.push(Award {
                     shard: lot.shard,
@@ -202,11 +231,92 @@ impl Auction {
         awards
     }
 
-    /// Which lot bidder `k` should start now, if any.
-    fn pick(&self, now: f64, horizon: f64, k: usize, bidders: &[Bidder]) -> Option<usize> {
+    /// Hint the lot each busy bidder that fetches its input would take when its first slot
+    /// frees (see the module notes); a hint stays until its lot is awarded. Returns the new
+    /// hints as (bidder id, shard). Costs O(bidders × log lots) plus one pick per busy
+    /// bidder without a hint (one found without a lot is tried again once its first slot
+    /// frees at another time).
+    pub fn hints(&mut self, now: f64, bidders: &mut [Bidder]) -> Vec<(usize, u32)> {
+        let mut new = Vec::new();
+        let Some(horizon) = self.horizon(now, bidders) else {
+            return new;
+        };
+        // a hint always names a pending lot: `round` drops it when the lot is awarded
+        let mut taken: BTreeSet<u32> = bidders.iter().filter_map(|b| b.hint).collect();
+        for k in 0..bidders.len() {
+            let me = &bidders[k];
+            if me.hint.is_some() || me.bytes_per_s <= 0.0 || me.free_slots() > 0 {
+                continue;
+            }
+            let frees = me
+                .running
+                .iter()
+                .chain(&me.busy)
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            if !frees.is_finite() {
+                continue;
+            }
+            let at = frees.max(now);
+            let id = me.id;
+            if self.unhinted.get(&id) == Some(&at.to_bits()) {
+                continue;
+            }
+            // judged as if the input were here already: that is what the hint makes true
+            let link = std::mem::replace(&mut bidders[k].bytes_per_s, 0.0);
+            let hint = self
+                .pick(at, horizon.max(at), k, bidders, &|s| taken.contains(&s))
+                .map(|i| self.lots[i].shard);
+            bidders[k].bytes_per_s = link;
+            bidders[k].hint = hint;
+            match hint {
+                Some(shard) => {
+                    self.unhinted.remove(&id);
+                    taken.insert(shard);
+                    new.push((id, shard));
+                }
+                None => {
+                    self.unhinted.insert(id, at.to_bits());
+                }
+            }
+        }
+        new
+    }
+
+    /// Which lot bidder `k` should start at `now`, if any, among the lots `skip` lets
+    /// through; its hinted lot first.
+    fn pick(
+        &self,
+        now: f64,
+        horizon: f64,
+        k: usize,
+        bidders: &[Bidder],
+        skip: &dyn Fn(u32) -> bool,
+    ) -> Option<usize> {
         let me = &bidders[k];
+        // 0. its hinted lot, if the rules below would let it take that lot now
+        if let Some(i) = me
+            .hint
+            .and_then(|h| self.lots.iter().position(|l| l.shard == h))
+        {
+            if let Some(mine) = me.bid(now, &self.lots[i]) {
+                let fits = mine <= horizon
+                    || bidders
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != k)
+                        .filter_map(|(_, o)| o.bid(now, &self.lots[i]))
+                        .all(|t| mine <= t);
+                if fits {
+                    return Some(i);
+                }
+            }
+        }
         // 1. the largest lot it accepts, if it would finish it first
-        let first = self.lots.iter().position(|l| me.bid(now, l).is_some())?;
+        let first = self
+            .lots
+            .iter()
+            .position(|l| !skip(l.shard) && me.bid(now, l).is_some())?;
         let mine = me.bid(now, &self.lots[first])?;
         let best_other = bidders
             .iter()
@@ -220,7 +330,9 @@ impl Auction {
         // 2. the largest lot it can finish by the balance horizon
         let budget = (horizon - now) * me.speed;
         let from = self.lots.partition_point(|l| l.work > budget);
-        (from..self.lots.len()).find(|&i| me.bid(now, &self.lots[i]).is_some_and(|t| t <= horizon))
+        (from..self.lots.len()).find(|&i| {
+            !skip(self.lots[i].shard) && me.bid(now, &self.lots[i]).is_some_and(|t| t <= horizon)
+        })
     }
 }
 
@@ -238,6 +350,7 @@ mod tests {
             bytes_per_s: 0.0,
             declines: Default::default(),
             busy: Vec::new(),
+            hint: None,
         }
     }
 
@@ -310,6 +423,78 @@ mod tests {
         );
     }
 
+    fn remote(id: usize, speed: f64, busy_until: f64) -> Bidder {
+        Bidder {
+            bytes_per_s: 1e6,
+            running: vec![busy_until],
+            ..bidder(id, 1, speed)
+        }
+    }
+
+    fn heavy(shard: u32, work: f64) -> Lot {
+        Lot {
+            input_bytes: 2_000_000,
+            ..lot(shard, work)
+        }
+    }
+
+    #[test]
+    fn a_busy_remote_bidder_is_hinted_the_lot_it_takes_next_and_takes_it_without_transfer() {
+        // a: local, busy until 5; b and c: remote, busy until 3 and 4
+        let mut local = bidder(0, 1, 1.0);
+        local.running = vec![5.0];
+        let mut bs = vec![local, remote(1, 1.0, 3.0), remote(2, 1.0, 4.0)];
+        let mut a = Auction::new(vec![
+            heavy(0, 10.0),
+            heavy(1, 9.0),
+            heavy(2, 8.0),
+            heavy(3, 7.0),
+        ]);
+        // each remote bidder gets its own lot, in offer order as they free; none for the local one
+        assert_eq!(a.hints(0.0, &mut bs), vec![(1, 0), (2, 1)]);
+        assert_eq!(bs[0].hint, None);
+        // a hint stays while its lot waits
+        assert_eq!(a.hints(1.0, &mut bs), vec![]);
+        // c frees first after all: it takes its own hinted lot, not the larger one hinted to b,
+        // and with its input here the estimate has no transfer time
+        bs[2].running.clear();
+        let awards = a.round(4.0, &mut bs);
+        assert_eq!(
+            awards,
+            vec![Award {
+                shard: 1,
+                bidder: 2,
+                est_finish: 4.0 + 9.0
+            }]
+        );
+        assert_eq!(bs[2].hint, None, "an awarded lot is no longer hinted");
+        assert_eq!(bs[1].hint, Some(0));
+        // busy again: c is hinted the next lot nobody else was
+        assert_eq!(a.hints(4.0, &mut bs), vec![(2, 2)]);
+        // the local bidder frees and takes the largest lot, hinted to b: b's hint is dropped
+        // and b gets a new one
+        bs[0].running.clear();
+        let awards = a.round(5.0, &mut bs);
+        assert_eq!(awards.len(), 1);
+        assert_eq!((awards[0].shard, awards[0].bidder), (0, 0));
+        assert_eq!(bs[1].hint, None);
+        assert_eq!(a.hints(5.0, &mut bs), vec![(1, 3)]);
+        // without the hint the transfer counts: 2 MB at 1 MB/s
+        assert_eq!(bs[1].bid(0.0, &heavy(9, 1.0)), Some(3.0 + 2.0 + 1.0));
+        assert_eq!(bs[1].bid(0.0, &heavy(3, 1.0)), Some(3.0 + 1.0));
+    }
+
+    #[test]
+    fn a_slow_remote_bidder_is_not_hinted_a_lot_a_faster_one_would_finish_first() {
+        // both busy until 1; the slow remote one would take 100 s for the big lot
+        let mut fast = bidder(0, 1, 10.0);
+        fast.running = vec![1.0];
+        let slow = remote(1, 0.1, 1.0);
+        let mut bs = vec![fast, slow];
+        let mut a = Auction::new(vec![heavy(0, 10.0), heavy(1, 0.05)]);
+        assert_eq!(a.hints(0.0, &mut bs), vec![(1, 1)]);
+    }
+
     #[test]
     fn declines_and_transfer_time_count() {
         let small = Bidder {
@@ -333,6 +518,7 @@ mod tests {
             bytes_per_s: 1e6,
             declines: Default::default(),
             busy: Vec::new(),
+            hint: None,
             ..bidder(2, 1, 10.0)
         };
         let near = bidder(3, 1, 5.0);
@@ -360,6 +546,7 @@ mod tests {
         // a box busy with another job until t=3 has no free slot before then
         let mut busy = Bidder {
             busy: vec![3.0],
+            hint: None,
             ..bidder(2, 1, 10.0)
         };
         assert_eq!(busy.free_slots(), 0);

@@ -305,6 +305,7 @@ impl Coordinator {
                 bytes_per_s: 0.0,
                 declines,
                 busy: Vec::new(),
+                hint: None,
             });
             self.targets.push(Target::Local(addr.clone()));
         }
@@ -341,6 +342,7 @@ impl Coordinator {
                 bytes_per_s: LINK_BYTES_PER_S,
                 declines,
                 busy,
+                hint: None,
             });
             self.targets.push(Target::Remote { peer, name });
         }
@@ -368,6 +370,7 @@ impl Coordinator {
             };
             self.start_run(spec, a.bidder, a.est_finish, false, ctx);
         }
+        self.send_hints(now);
         // slots held by other work free up later: the tick schedules again then
         let waiting = self.bidders.iter().any(|b| !b.busy.is_empty());
         if self.running.is_empty() && self.auction.pending() > 0 && !waiting {
@@ -387,6 +390,37 @@ impl Coordinator {
             self.schedule(ctx);
         }
         self.speculate(ctx);
+    }
+
+    /// Tell busy peers which input to fetch ahead: that of the shard each is expected to
+    /// take next ([`Auction::hints`]). Not tied to this actor, like a cancel.
+    fn send_hints(&mut self, now: f64) {
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        for (bidder, shard) in self.auction.hints(now, &mut self.bidders) {
+            let (Some(Target::Remote { peer, name }), Some(spec)) =
+                (self.targets.get(bidder), self.specs.get(&shard))
+            else {
+                continue;
+            };
+            let (peer, job, id) = (*peer, self.job, crate::bidder::input_of(spec));
+            tracing::debug!(%job, shard, peer = %name, "input sent ahead");
+            let net = link.net.clone();
+            tokio::spawn(async move {
+                let ask = net.request(peer, Request::Prefetch { id });
+                match tokio::time::timeout(CANCEL_TIMEOUT, ask).await {
+                    Ok(Ok(Response::Prefetch { started: true })) => {}
+                    Ok(Ok(other)) => {
+                        tracing::debug!(%job, shard, %peer, answer = other.name(), "input not fetched ahead")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%job, shard, %peer, error = %e, "prefetch failed")
+                    }
+                    Err(_) => tracing::debug!(%job, shard, %peer, "prefetch unanswered"),
+                }
+            });
+        }
     }
 
     fn on_plan(&mut self, plan: Result<Plan, JobError>, ctx: &mut Context<Self>) {
@@ -879,7 +913,7 @@ async fn ask_bids(
                 return Err(format!("{} bids for {} shards", s.bids.len(), batch.len()))
             }
             Ok(Response::Error(e)) => return Err(e),
-            Ok(other) => return Err(format!("not a bid sheet: {}", response_name(&other))),
+            Ok(other) => return Err(format!("not a bid sheet: {}", other.name())),
             Err(e) => return Err(e.to_string()),
         };
         // every bid must be for the shard it answers
@@ -897,17 +931,6 @@ async fn ask_bids(
         }
     }
     whole.ok_or_else(|| "no shards to bid for".to_string())
-}
-
-fn response_name(r: &Response) -> &'static str {
-    match r {
-        Response::Bids(_) => "Bids",
-        Response::Lease { .. } => "Lease",
-        Response::ShardDone(_) => "ShardDone",
-        Response::ShardFailed { .. } => "ShardFailed",
-        Response::Error(_) => "Error",
-        _ => "another answer",
-    }
 }
 
 /// A shard as an auction lot: work in frames × megapixels.

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use libp2p::PeerId;
-use rendermesh_cache::BlobStore;
+use rendermesh_cache::{BlobStore, PinGuard};
 use rendermesh_protocol::{
     ContentId, JobId, Request, Response, ShardOutput, ShardResult, ShardSpec,
 };
@@ -154,6 +154,15 @@ pub async fn run_on(
 /// Awards running on this node for peers, by (coordinator, job, shard): their stop flags.
 type Awards = Arc<Mutex<HashMap<(PeerId, JobId, u32), CancelToken>>>;
 
+/// An input fetched ahead is kept this long for the award it was fetched for.
+const PREFETCH_HOLD: Duration = Duration::from_secs(120);
+/// At most this many inputs are fetched ahead (or being fetched) at once.
+const MAX_PREFETCHED: usize = 4;
+
+/// Inputs fetched ahead ([`ShardHost::prefetch`]), by blob: which request it is (so that an
+/// old timer leaves a newer one alone) and, once here, its pin.
+type Prefetched = Arc<Mutex<HashMap<ContentId, (u64, Option<PinGuard>)>>>;
+
 /// The node side: runs shards awarded by other nodes on the local worker, heartbeats their
 /// progress to the coordinators, stops those the coordinators no longer want; and passes
 /// heartbeats for this node's own jobs on to their coordinators.
@@ -172,6 +181,8 @@ pub struct ShardHost {
     frame_delay: Duration,
     /// Answers calls for bids: the node's cost model, its slots and its running gauge.
     bidding: Option<(CostModel, u32, Load)>,
+    prefetched: Prefetched,
+    prefetches: Arc<AtomicU64>,
 }
 
 /// Keeps an award in [`ShardHost::awards`] while alive.
@@ -266,6 +277,73 @@ impl ShardHost {
             coordinators: Coordinators::default(),
             frame_delay: Duration::ZERO,
             bidding: None,
+            prefetched: Arc::default(),
+            prefetches: Arc::default(),
+        }
+    }
+
+    /// A coordinator expects to award this node the shard whose input is `id` next: fetch
+    /// it from `from` now, while the slots are busy, and keep it for [`PREFETCH_HOLD`]. A
+    /// draining node, or one with [`MAX_PREFETCHED`] inputs ahead already, refuses.
+    pub fn prefetch(&self, from: PeerId, id: ContentId) -> Response {
+        if self.is_draining() {
+            return Response::Prefetch { started: false };
+        }
+        let nth = self.prefetches.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut held = lock(&self.prefetched);
+            if held.contains_key(&id) {
+                return Response::Prefetch { started: true };
+            }
+            if held.len() >= MAX_PREFETCHED {
+                return Response::Prefetch { started: false };
+            }
+            held.insert(id, (nth, None));
+        }
+        let host = self.clone();
+        tokio::spawn(async move {
+            let fetched =
+                transfer::fetch(&host.net, &[from], id, &host.blobs, FetchOptions::default()).await;
+            match fetched {
+                Ok(f) => {
+                    let mut held = lock(&host.prefetched);
+                    match held.get_mut(&id) {
+                        Some((n, pin)) if *n == nth => *pin = Some(f.pin),
+                        // its award came and went meanwhile
+                        _ => {
+                            drop(held);
+                            drop(f.pin);
+                            host.drop_unpinned(&id);
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(blob = %id.short(), error = %e, "fetching an input ahead failed");
+                    lock(&host.prefetched).remove(&id);
+                    return;
+                }
+            }
+            tokio::time::sleep(PREFETCH_HOLD).await;
+            let gone = {
+                let mut held = lock(&host.prefetched);
+                match held.get(&id) {
+                    Some((n, _)) if *n == nth => held.remove(&id),
+                    _ => None,
+                }
+            };
+            if gone.is_some() {
+                drop(gone);
+                host.drop_unpinned(&id);
+            }
+        });
+        Response::Prefetch { started: true }
+    }
+
+    /// Remove blob `id` unless something (a job, a run) still pins it.
+    fn drop_unpinned(&self, id: &ContentId) {
+        if !self.blobs.is_pinned(id) {
+            let _ = self.blobs.remove(id);
         }
     }
 
@@ -491,6 +569,7 @@ impl ShardHost {
     ) -> Response {
         let input = crate::bidder::input_of(&shard);
         let (job, index) = (shard.job, shard.index);
+        let ahead = lock(&self.prefetched).contains_key(&input);
         let pin = match transfer::fetch(
             &self.net,
             &[from],
@@ -508,7 +587,13 @@ impl ShardHost {
                 }
             }
         };
-        tracing::info!(%job, shard = index, coordinator = %from, "running a shard for a peer");
+        tracing::info!(
+            %job,
+            shard = index,
+            coordinator = %from,
+            "running a shard for a peer{}",
+            if ahead { " (input fetched ahead)" } else { "" }
+        );
         let observer = AwardObserver {
             frames: frames.clone(),
             started: started.clone(),
@@ -525,9 +610,9 @@ impl ShardHost {
             .await;
         drop(pin);
         // the chunk was only needed for this shard (unless a job here uses it too)
-        if !self.blobs.is_pinned(&input) {
-            let _ = self.blobs.remove(&input);
-        }
+        let ahead = lock(&self.prefetched).remove(&input);
+        drop(ahead);
+        self.drop_unpinned(&input);
         match res {
             Ok(Ok(r)) => {
                 if let ShardOutput::Blob { id, .. } = &r.output {

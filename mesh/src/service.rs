@@ -126,6 +126,14 @@ pub fn serve(
                     let _ = reply.send(answer);
                     continue;
                 }
+                Request::Prefetch { id } => {
+                    let answer = match &host {
+                        Some(h) => h.prefetch(peer, id),
+                        None => Response::Prefetch { started: false },
+                    };
+                    let _ = reply.send(answer);
+                    continue;
+                }
                 Request::CancelShard { job, index } => {
                     let answer = match &host {
                         Some(h) => h.cancel(peer, job, index),

@@ -939,7 +939,7 @@ fn unexpected(answer: Response) -> End {
     match answer {
         Response::NoBlob => End::NoBlob,
         Response::Error(text) => End::Failed(format!("peer says: {}", clip(&text))),
-        other => End::Misbehaved(format!("answered a blob request with {}", variant(&other))),
+        other => End::Misbehaved(format!("answered a blob request with {}", other.name())),
     }
 }
 
@@ -957,22 +957,6 @@ fn clip(text: &str) -> String {
         s.push('…');
     }
     s.escape_debug().to_string()
-}
-
-fn variant(r: &Response) -> &'static str {
-    match r {
-        Response::Digest { .. } => "Digest",
-        Response::Keys(_) => "Keys",
-        Response::Entries(_) => "Entries",
-        Response::Stored { .. } => "Stored",
-        Response::BlobPiece { .. } => "BlobPiece",
-        Response::NoBlob => "NoBlob",
-        Response::ShardDone(_) => "ShardDone",
-        Response::ShardFailed { .. } => "ShardFailed",
-        Response::Bids(_) => "Bids",
-        Response::Lease { .. } => "Lease",
-        Response::Error(_) => "Error",
-    }
 }
 
 /// The partial file and the blocking thread that appends to it and hashes what it appends.

@@ -72,6 +72,12 @@ pub enum Request {
     /// Sent by a coordinator to a runner: stop running this shard (another copy won, or the
     /// job ended). Answered with [`Response::Lease`] `{ keep: false }`.
     CancelShard { job: JobId, index: u32 },
+    /// Sent by a coordinator to a busy runner: fetch blob `id` from the sender now; it is the
+    /// input of the shard the runner is expected to be awarded next, so that shard can start
+    /// as soon as a slot frees instead of after a transfer. Not an award: the runner may get
+    /// another shard, and a fetched input nobody uses is dropped after a while. Answered with
+    /// [`Response::Prefetch`].
+    Prefetch { id: ContentId },
 }
 
 /// The first and only frame a fetcher sends on a blob stream: send `len` bytes of blob `id`
@@ -158,6 +164,32 @@ pub enum Response {
     Lease {
         keep: bool,
     },
+    /// Answer to a [`Request::Prefetch`]: `started` = the fetch runs (or the blob is here);
+    /// `false` = refused (draining, or too many inputs fetched ahead already).
+    Prefetch {
+        started: bool,
+    },
     /// The request was understood but failed; the text says why.
     Error(String),
+}
+
+impl Response {
+    /// The variant's name, for messages about an unexpected answer (without its contents,
+    /// which come from a peer).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Digest { .. } => "Digest",
+            Response::Keys(_) => "Keys",
+            Response::Entries(_) => "Entries",
+            Response::Stored { .. } => "Stored",
+            Response::BlobPiece { .. } => "BlobPiece",
+            Response::NoBlob => "NoBlob",
+            Response::ShardDone(_) => "ShardDone",
+            Response::ShardFailed { .. } => "ShardFailed",
+            Response::Bids(_) => "Bids",
+            Response::Lease { .. } => "Lease",
+            Response::Prefetch { .. } => "Prefetch",
+            Response::Error(_) => "Error",
+        }
+    }
 }

@@ -318,6 +318,23 @@ pub fn stdout(o: &Output) -> String {
 }
 
 /// Read a `--report` file.
+/// A new mesh key from `rendermesh keygen`, written to `<dir>/<name>`.
+pub fn keygen(dir: &Path, name: &str) -> PathBuf {
+    let o = rendermesh(dir, &["keygen"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = dir.join(name);
+    std::fs::write(&path, stdout(&o)).unwrap();
+    path
+}
+
+/// Fails if any of the nodes logged a panic.
+pub fn no_panic<D: std::borrow::Borrow<Daemon>>(nodes: &[D]) {
+    for n in nodes {
+        let log = n.borrow().log();
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}
+
 pub fn report(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report is JSON")
 }
