@@ -292,7 +292,9 @@ impl ShardHost {
         let nth = self.prefetches.fetch_add(1, Ordering::Relaxed);
         {
             let mut held = lock(&self.prefetched);
-            if held.contains_key(&id) {
+            // here already (fetched ahead, or stored for other reasons: then it is not ours
+            // to remove later)
+            if held.contains_key(&id) || self.blobs.contains(&id) {
                 return Response::Prefetch { started: true };
             }
             if held.len() >= MAX_PREFETCHED {

@@ -4,7 +4,8 @@
 //! `transfer::serve_piece`, unless its [`Mode`] makes it misbehave. Nodes made by [`node`]
 //! serve no blob streams, so fetches from them go by pieces; nodes made by [`stream_node`]
 //! also serve blob streams, as a [`StreamMode`] says. The fetcher dials the nodes it needs
-//! and waits for the connections before it fetches.
+//! and waits for the connections before it fetches. The last test fetches inputs ahead
+//! through a runner's `ShardHost`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -16,11 +17,12 @@ use actix::prelude::{Actor, Context, Handler};
 use libp2p::identity;
 use rendermesh_cache::BlobStore;
 use rendermesh_mesh::blob_stream::{self, ServeOptions};
+use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_mesh::network::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
 use rendermesh_mesh::transfer::{self, FetchError, FetchOptions, Fetched};
-use rendermesh_mesh::{PeerId, SwarmKey};
+use rendermesh_mesh::{PeerId, ShardError, ShardExecutor, ShardHost, SwarmKey, Worker};
 use rendermesh_protocol::wire::{BlobHead, BlobRead};
-use rendermesh_protocol::{ContentId, Request, Response};
+use rendermesh_protocol::{ContentId, Request, Response, ShardOutput, ShardSpec, WorkStats};
 use tokio::sync::mpsc;
 
 const MB20: usize = 20 * 1000 * 1000 + 12_345;
@@ -752,4 +754,58 @@ async fn a_partial_file_longer_than_the_blob_is_started_over() {
     );
     assert_stored(&f, &id, &bytes);
     assert_eq!(served_bytes(&served), bytes.len() as u64);
+}
+
+/// Runs nothing: the prefetch test awards no shard.
+struct NoShards;
+
+impl ShardExecutor for NoShards {
+    fn run(&self, _: &ShardSpec, _: &ShardCtl<'_>) -> Result<(ShardOutput, WorkStats), ShardError> {
+        Err(ShardError::fatal("no shards here"))
+    }
+}
+
+#[actix_rt::test]
+async fn a_runner_fetches_inputs_ahead_at_most_four_and_none_while_draining() {
+    let (coordinator, _) = stream_node(StreamMode::Serve { corrupt: false }).await;
+    let runner = node(Mode::Honest).await;
+    connect(&runner, &[&coordinator]).await;
+    let inputs: Vec<(ContentId, Vec<u8>)> = (0..5u8)
+        .map(|i| {
+            let bytes = random_bytes(40 + i, 3_000_000 + usize::from(i));
+            (coordinator.blobs.put_bytes(&bytes).unwrap(), bytes)
+        })
+        .collect();
+    let worker = Worker::new("w", Arc::new(NoShards), 1).start();
+    let host = ShardHost::new(runner.net.clone(), runner.blobs.clone(), worker);
+    let from = coordinator.id();
+    let started = Response::Prefetch { started: true };
+    let refused = Response::Prefetch { started: false };
+    for (id, _) in &inputs[..4] {
+        assert_eq!(host.prefetch(from, *id), started);
+    }
+    assert_eq!(
+        host.prefetch(from, inputs[4].0),
+        refused,
+        "a fifth while four are held"
+    );
+    let here = tokio::time::timeout(Duration::from_secs(20), async {
+        while !inputs[..4].iter().all(|(id, _)| runner.blobs.contains(id)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(here.is_ok(), "the inputs did not arrive");
+    for (id, bytes) in &inputs[..4] {
+        assert_stored(&runner, id, bytes);
+        assert!(runner.blobs.is_pinned(id), "kept for its award");
+    }
+    assert!(!runner.blobs.contains(&inputs[4].0));
+    // asked again for one that is here: nothing to do
+    assert_eq!(host.prefetch(from, inputs[0].0), started);
+    // draining: nothing is fetched ahead
+    host.start_draining();
+    assert_eq!(host.prefetch(from, inputs[4].0), refused);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!runner.blobs.contains(&inputs[4].0));
 }
