@@ -18,7 +18,8 @@
 //!
 //! Input ahead: a busy bidder that must fetch its input gets a *hint* ([`Auction::hints`]):
 //! the lot the same rules would give it when its first slot frees (judged without transfer
-//! time), among lots not hinted to another bidder. Its node fetches that lot's input while its slot is still busy, so the
+//! time), among lots not hinted to another bidder and not left for the slots of others that
+//! free before it. Its node fetches that lot's input while its slot is still busy, so the
 //! lot costs it no transfer time, and when its slot frees it takes its hinted lot first (if
 //! nobody took it meanwhile). A hint holds no slot and reserves nothing: any bidder may
 //! still be awarded the lot.
@@ -262,10 +263,30 @@ impl Auction {
             if self.unhinted.get(&id) == Some(&at.to_bits()) {
                 continue;
             }
+            // the slots of other bidders that free before this one take the first lots not
+            // hinted (a bidder with a hint takes that one first)
+            let before: usize = bidders
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != k)
+                .map(|(_, b)| {
+                    let frees = b.free_slots() as usize
+                        + b.running.iter().chain(&b.busy).filter(|&&e| e < at).count();
+                    frees.saturating_sub(usize::from(b.hint.is_some()))
+                })
+                .sum();
+            let theirs: BTreeSet<u32> = self
+                .lots
+                .iter()
+                .filter(|l| !taken.contains(&l.shard))
+                .take(before)
+                .map(|l| l.shard)
+                .collect();
             // judged as if the input were here already: that is what the hint makes true
             let link = std::mem::replace(&mut bidders[k].bytes_per_s, 0.0);
+            let skip = |s: u32| taken.contains(&s) || theirs.contains(&s);
             let hint = self
-                .pick(at, horizon.max(at), k, bidders, &|s| taken.contains(&s))
+                .pick(at, horizon.max(at), k, bidders, &skip)
                 .map(|i| self.lots[i].shard);
             bidders[k].bytes_per_s = link;
             bidders[k].hint = hint;
@@ -469,8 +490,9 @@ mod tests {
         );
         assert_eq!(bs[2].hint, None, "an awarded lot is no longer hinted");
         assert_eq!(bs[1].hint, Some(0));
-        // busy again: c is hinted the next lot nobody else was
-        assert_eq!(a.hints(4.0, &mut bs), vec![(2, 2)]);
+        // busy again until 13: lot 2 is left for the local bidder, which frees at 5, so c is
+        // hinted the one after
+        assert_eq!(a.hints(4.0, &mut bs), vec![(2, 3)]);
         // the local bidder frees and takes the largest lot, hinted to b: b's hint is dropped
         // and b gets a new one
         bs[0].running.clear();
@@ -478,10 +500,44 @@ mod tests {
         assert_eq!(awards.len(), 1);
         assert_eq!((awards[0].shard, awards[0].bidder), (0, 0));
         assert_eq!(bs[1].hint, None);
-        assert_eq!(a.hints(5.0, &mut bs), vec![(1, 3)]);
+        assert_eq!(a.hints(5.0, &mut bs), vec![(1, 2)]);
         // without the hint the transfer counts: 2 MB at 1 MB/s
         assert_eq!(bs[1].bid(0.0, &heavy(9, 1.0)), Some(3.0 + 2.0 + 1.0));
-        assert_eq!(bs[1].bid(0.0, &heavy(3, 1.0)), Some(3.0 + 1.0));
+        assert_eq!(bs[1].bid(0.0, &heavy(2, 1.0)), Some(3.0 + 1.0));
+    }
+
+    #[test]
+    fn with_a_local_and_a_remote_bidder_taking_turns_the_remote_one_gets_its_hinted_lots() {
+        // equal speeds; the local one finishes each lot a little later than the remote one,
+        // so they free in turn: every award to the remote bidder after its first was hinted
+        let mut bs = vec![bidder(0, 1, 1.0), remote(1, 1.0, 0.0)];
+        bs[1].running.clear();
+        let mut a = Auction::new((0..20).map(|i| heavy(i, 1.0)).collect());
+        let took = [1.03, 0.98];
+        let mut done: Vec<(f64, usize, f64)> = Vec::new();
+        let (mut now, mut remote_awards, mut hinted_awards) = (0.0, 0, 0);
+        loop {
+            let hint = bs[1].hint;
+            for w in a.round(now, &mut bs) {
+                if w.bidder == 1 {
+                    remote_awards += 1;
+                    hinted_awards += usize::from(hint == Some(w.shard));
+                }
+                done.push((now + took[w.bidder], w.bidder, w.est_finish));
+            }
+            a.hints(now, &mut bs);
+            done.sort_by(|x, y| y.0.total_cmp(&x.0));
+            let Some((t, k, est)) = done.pop() else { break };
+            now = t;
+            let i = bs[k].running.iter().position(|&e| e == est).unwrap();
+            bs[k].running.swap_remove(i);
+        }
+        assert_eq!(a.pending(), 0);
+        assert!(
+            remote_awards >= 9,
+            "{remote_awards} awards to the remote bidder"
+        );
+        assert_eq!(hinted_awards, remote_awards - 1);
     }
 
     #[test]

@@ -156,7 +156,7 @@ type Awards = Arc<Mutex<HashMap<(PeerId, JobId, u32), CancelToken>>>;
 
 /// An input fetched ahead is kept this long for the award it was fetched for.
 const PREFETCH_HOLD: Duration = Duration::from_secs(120);
-/// At most this many inputs are fetched ahead (or being fetched) at once.
+/// At most this many inputs are held ahead (or being fetched) at once.
 const MAX_PREFETCHED: usize = 4;
 
 /// Inputs fetched ahead ([`ShardHost::prefetch`]), by blob: which request it is (so that an
@@ -283,24 +283,41 @@ impl ShardHost {
     }
 
     /// A coordinator expects to award this node the shard whose input is `id` next: fetch
-    /// it from `from` now, while the slots are busy, and keep it for [`PREFETCH_HOLD`]. A
-    /// draining node, or one with [`MAX_PREFETCHED`] inputs ahead already, refuses.
+    /// it from `from` now, while the slots are busy, and keep it for [`PREFETCH_HOLD`]. With
+    /// [`MAX_PREFETCHED`] inputs ahead already, the oldest one that has arrived is dropped
+    /// to make room; a draining node, or one with that many fetches still running, refuses.
     pub fn prefetch(&self, from: PeerId, id: ContentId) -> Response {
         if self.is_draining() {
             return Response::Prefetch { started: false };
         }
         let nth = self.prefetches.fetch_add(1, Ordering::Relaxed);
-        {
+        let evicted = {
             let mut held = lock(&self.prefetched);
             // here already (fetched ahead, or stored for other reasons: then it is not ours
             // to remove later)
             if held.contains_key(&id) || self.blobs.contains(&id) {
                 return Response::Prefetch { started: true };
             }
+            let mut evicted = None;
             if held.len() >= MAX_PREFETCHED {
-                return Response::Prefetch { started: false };
+                // the newest hints are the ones that count: the oldest input already here
+                // (its shard most likely went elsewhere) makes room
+                let oldest = held
+                    .iter()
+                    .filter(|(_, (_, pin))| pin.is_some())
+                    .min_by_key(|(_, (n, _))| *n)
+                    .map(|(old, _)| *old);
+                let Some(old) = oldest else {
+                    return Response::Prefetch { started: false };
+                };
+                evicted = held.remove(&old).map(|entry| (old, entry));
             }
             held.insert(id, (nth, None));
+            evicted
+        };
+        if let Some((old, entry)) = evicted {
+            drop(entry);
+            self.drop_unpinned(&old);
         }
         let host = self.clone();
         tokio::spawn(async move {

@@ -766,7 +766,7 @@ impl ShardExecutor for NoShards {
 }
 
 #[actix_rt::test]
-async fn a_runner_fetches_inputs_ahead_at_most_four_and_none_while_draining() {
+async fn a_runner_fetches_inputs_ahead_holds_four_and_none_while_draining() {
     let (coordinator, _) = stream_node(StreamMode::Serve { corrupt: false }).await;
     let runner = node(Mode::Honest).await;
     connect(&runner, &[&coordinator]).await;
@@ -781,31 +781,46 @@ async fn a_runner_fetches_inputs_ahead_at_most_four_and_none_while_draining() {
     let from = coordinator.id();
     let started = Response::Prefetch { started: true };
     let refused = Response::Prefetch { started: false };
+    let arrived = |ids: Vec<ContentId>| {
+        let blobs = runner.blobs.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while !ids.iter().all(|id| blobs.contains(id)) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .is_ok()
+        }
+    };
     for (id, _) in &inputs[..4] {
         assert_eq!(host.prefetch(from, *id), started);
     }
     assert_eq!(
         host.prefetch(from, inputs[4].0),
         refused,
-        "a fifth while four are held"
+        "a fifth while four are being fetched"
     );
-    let here = tokio::time::timeout(Duration::from_secs(20), async {
-        while !inputs[..4].iter().all(|(id, _)| runner.blobs.contains(id)) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(here.is_ok(), "the inputs did not arrive");
+    assert!(arrived(inputs[..4].iter().map(|i| i.0).collect()).await);
     for (id, bytes) in &inputs[..4] {
         assert_stored(&runner, id, bytes);
         assert!(runner.blobs.is_pinned(id), "kept for its award");
     }
     assert!(!runner.blobs.contains(&inputs[4].0));
     // asked again for one that is here: nothing to do
-    assert_eq!(host.prefetch(from, inputs[0].0), started);
+    assert_eq!(host.prefetch(from, inputs[1].0), started);
+    // a fifth now: the oldest one held makes room
+    assert_eq!(host.prefetch(from, inputs[4].0), started);
+    assert!(arrived(vec![inputs[4].0]).await);
+    assert_stored(&runner, &inputs[4].0, &inputs[4].1);
+    assert!(
+        !runner.blobs.contains(&inputs[0].0),
+        "the oldest was dropped"
+    );
+    assert!(runner.blobs.contains(&inputs[1].0));
     // draining: nothing is fetched ahead
     host.start_draining();
-    assert_eq!(host.prefetch(from, inputs[4].0), refused);
+    assert_eq!(host.prefetch(from, inputs[0].0), refused);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!runner.blobs.contains(&inputs[4].0));
+    assert!(!runner.blobs.contains(&inputs[0].0));
 }
