@@ -21,8 +21,8 @@
 //! time), among lots not hinted to another bidder and not left for the slots of others that
 //! free before it. Its node fetches that lot's input while its slot is still busy, so the
 //! lot costs it no transfer time, and when its slot frees it takes its hinted lot first (if
-//! nobody took it meanwhile). A hint holds no slot and reserves nothing: any bidder may
-//! still be awarded the lot.
+//! nobody took it meanwhile and the rules above let it take that lot then). A hint holds no
+//! slot and reserves nothing: any bidder may still be awarded the lot.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -234,9 +234,9 @@ impl Auction {
 
     /// Hint the lot each busy bidder that fetches its input would take when its first slot
     /// frees (see the module notes); a hint stays until its lot is awarded. Returns the new
-    /// hints as (bidder id, shard). Costs O(bidders × log lots) plus one pick per busy
-    /// bidder without a hint (one found without a lot is tried again once its first slot
-    /// frees at another time).
+    /// hints as (bidder id, shard). Costs O(bidders × log lots), plus O(bidders × slots) and
+    /// one pick per busy bidder without a hint (one found without a lot is tried again once
+    /// its first slot frees at another time).
     pub fn hints(&mut self, now: f64, bidders: &mut [Bidder]) -> Vec<(usize, u32)> {
         let mut new = Vec::new();
         let Some(horizon) = self.horizon(now, bidders) else {

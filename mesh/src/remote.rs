@@ -339,7 +339,10 @@ impl ShardHost {
                 }
                 Err(e) => {
                     tracing::debug!(blob = %id.short(), error = %e, "fetching an input ahead failed");
-                    lock(&host.prefetched).remove(&id);
+                    let mut held = lock(&host.prefetched);
+                    if held.get(&id).is_some_and(|(n, _)| *n == nth) {
+                        held.remove(&id);
+                    }
                     return;
                 }
             }

@@ -154,20 +154,26 @@ fn simulate(peers: usize, shards: u32, seed: u64, link: f64) -> Outcome {
     }
 }
 
-#[test]
-fn two_hundred_peers_ten_thousand_shards_near_the_lower_bound() {
-    let o = simulate(200, 10_000, 0x2545_f491_4f6c_dd1d, 0.0);
+/// The goals on a run of 10 000 shards: makespan at most 1.1× the lower bound, at most 1 ms
+/// per shard to decide (`what` names the run in the figures printed).
+fn assert_goals(o: &Outcome, what: &str) {
     let ratio = o.makespan / o.lower_bound;
     let per_shard = o.decide / 10_000;
     eprintln!(
-        "makespan {:.1} s, lower bound {:.1} s, ratio {ratio:.3}; decisions {:?} per shard",
-        o.makespan, o.lower_bound, per_shard
+        "{what}: makespan {:.1} s, lower bound {:.1} s, ratio {ratio:.3}; {} inputs fetched ahead; decisions {:?} per shard",
+        o.makespan, o.lower_bound, o.ahead, per_shard
     );
     assert!(ratio <= 1.1, "makespan {ratio:.3}× the lower bound");
     assert!(
         per_shard <= Duration::from_millis(1),
         "{per_shard:?} per shard"
     );
+}
+
+#[test]
+fn two_hundred_peers_ten_thousand_shards_near_the_lower_bound() {
+    let o = simulate(200, 10_000, 0x2545_f491_4f6c_dd1d, 0.0);
+    assert_goals(&o, "inputs local");
     // faster boxes took more: the fastest 20 % of peers ran more shards per slot-equivalent
     let mut order: Vec<usize> = (0..200).collect();
     order.sort_by(|a, b| o.true_speed[*b].total_cmp(&o.true_speed[*a]));
@@ -193,20 +199,11 @@ fn other_seeds_and_sizes_hold_too() {
 
 #[test]
 fn with_inputs_to_fetch_most_awards_find_theirs_fetched_ahead() {
-    // 5 MB inputs over 110 MB/s: a fetch costs as much as 1-9 % of a shard
+    // 5 MB inputs over 110 MB/s: a fetch is 0.045 s, 0.01-1 % of a shard
     let o = simulate(200, 10_000, 0x2545_f491_4f6c_dd1d, 110e6);
-    let ratio = o.makespan / o.lower_bound;
-    let per_shard = o.decide / 10_000;
-    eprintln!(
-        "with a link: makespan {:.1} s, lower bound {:.1} s, ratio {ratio:.3}; {} of 10000 inputs fetched ahead; decisions and hints {:?} per shard",
-        o.makespan, o.lower_bound, o.ahead, per_shard
-    );
-    assert!(ratio <= 1.1, "makespan {ratio:.3}× the lower bound");
-    assert!(
-        per_shard <= Duration::from_millis(1),
-        "{per_shard:?} per shard"
-    );
-    // the first award of each slot cannot have been fetched ahead; nearly all later ones were
+    assert_goals(&o, "inputs over a link, hints included in the decisions");
+    // the first award of each slot (at most 8 a peer) cannot have been fetched ahead; nearly
+    // all later ones were
     let first_awards: u32 = 200 * 8;
     assert!(
         o.ahead >= (10_000 - first_awards) * 8 / 10,
