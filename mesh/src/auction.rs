@@ -321,14 +321,7 @@ impl Auction {
             .and_then(|h| self.lots.iter().position(|l| l.shard == h))
         {
             if let Some(mine) = me.bid(now, &self.lots[i]) {
-                let fits = mine <= horizon
-                    || bidders
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != k)
-                        .filter_map(|(_, o)| o.bid(now, &self.lots[i]))
-                        .all(|t| mine <= t);
-                if fits {
+                if mine <= horizon || mine <= best_other(now, k, bidders, &self.lots[i]) {
                     return Some(i);
                 }
             }
@@ -339,13 +332,7 @@ impl Auction {
             .iter()
             .position(|l| !skip(l.shard) && me.bid(now, l).is_some())?;
         let mine = me.bid(now, &self.lots[first])?;
-        let best_other = bidders
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != k)
-            .filter_map(|(_, o)| o.bid(now, &self.lots[first]))
-            .fold(f64::INFINITY, f64::min);
-        if mine <= best_other {
+        if mine <= best_other(now, k, bidders, &self.lots[first]) {
             return Some(first);
         }
         // 2. the largest lot it can finish by the balance horizon
@@ -355,6 +342,16 @@ impl Auction {
             !skip(self.lots[i].shard) && me.bid(now, &self.lots[i]).is_some_and(|t| t <= horizon)
         })
     }
+}
+
+/// The earliest finish any bidder but `k` bids for `lot` (infinite when none would take it).
+fn best_other(now: f64, k: usize, bidders: &[Bidder], lot: &Lot) -> f64 {
+    bidders
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != k)
+        .filter_map(|(_, o)| o.bid(now, lot))
+        .fold(f64::INFINITY, f64::min)
 }
 
 #[cfg(test)]
