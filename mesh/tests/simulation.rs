@@ -1,9 +1,11 @@
 //! The auction at scale, simulated: 200 peers of mixed speed and slot counts (whose
 //! calibration is off by up to ±15 % and gets corrected by observation), 10 000 shards of
 //! mixed size, some needing more memory than small peers have. No ffmpeg, no sockets. With a
-//! link, every shard's input must be fetched unless its peer fetched it ahead (a hint).
+//! link, every shard's input must be fetched: ahead, when its peer was hinted the shard and
+//! the fetch had finished by the award, or else before the shard can start. A peer's fetches
+//! share its link, one after another.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use rendermesh_mesh::auction::{Auction, Bidder, Lot};
@@ -41,22 +43,61 @@ struct Outcome {
     decide: Duration,
     per_peer: Vec<u32>,
     true_speed: Vec<f64>,
-    /// Awards whose input was fetched ahead.
+    /// Awards whose input had been fetched ahead by the time of the award.
     ahead: u32,
+    /// Seconds slots spent waiting for input, in all.
+    waited: f64,
 }
 
-/// Input of every shard when there is a link.
-const INPUT_BYTES: u64 = 5_000_000;
+/// A simulated mesh.
+#[derive(Clone, Copy)]
+struct Mesh {
+    peers: usize,
+    shards: u32,
+    seed: u64,
+    /// Bytes per second a peer fetches input at (0 = every input is local).
+    link: f64,
+    /// Slots of every peer (`None` = mixed: 1, 2, 4 or 8).
+    slots: Option<u32>,
+    /// Mean work of a shard (a peer of speed 1 takes this many seconds).
+    work: f64,
+    /// Input of every shard when there is a link.
+    input_bytes: u64,
+    /// Whether busy peers are hinted what to fetch ahead.
+    hints: bool,
+}
 
-/// `link`: bytes per second between peers (0 = every input is local).
-fn simulate(peers: usize, shards: u32, seed: u64, link: f64) -> Outcome {
+impl Mesh {
+    fn new(peers: usize, shards: u32, seed: u64) -> Self {
+        Self {
+            peers,
+            shards,
+            seed,
+            link: 0.0,
+            slots: None,
+            work: 100.0,
+            input_bytes: 5_000_000,
+            hints: true,
+        }
+    }
+}
+
+fn simulate(m: Mesh) -> Outcome {
+    let Mesh {
+        peers,
+        shards,
+        seed,
+        link,
+        ..
+    } = m;
     let mut rng = Rng(seed);
     let speeds = [0.5, 1.0, 2.0, 4.0, 8.0];
     let mut bidders = Vec::new();
     let mut true_speed = Vec::new();
     for id in 0..peers {
         let believed = speeds[(rng.next() * 5.0) as usize % 5] * (0.8 + 0.4 * rng.next());
-        let slots = [1, 2, 4, 8][(rng.next() * 4.0) as usize % 4];
+        let mixed = [1, 2, 4, 8][(rng.next() * 4.0) as usize % 4];
+        let slots = m.slots.unwrap_or(mixed);
         let free_mem = if rng.next() < 0.25 {
             2u64 << 30
         } else {
@@ -78,8 +119,8 @@ fn simulate(peers: usize, shards: u32, seed: u64, link: f64) -> Outcome {
     let lots: Vec<Lot> = (0..shards)
         .map(|shard| Lot {
             shard,
-            work: 100.0 * (0.5 + rng.next()),
-            input_bytes: if link > 0.0 { INPUT_BYTES } else { 0 },
+            work: m.work * (0.5 + rng.next()),
+            input_bytes: if link > 0.0 { m.input_bytes } else { 0 },
             min_mem: if rng.next() < 0.1 { 8 << 30 } else { 0 },
         })
         .collect();
@@ -102,12 +143,24 @@ fn simulate(peers: usize, shards: u32, seed: u64, link: f64) -> Outcome {
     let mut decide = Duration::ZERO;
     let mut now = 0.0;
     let mut ahead = 0;
+    let mut waited = 0.0;
+    // when each peer's link is free again, and when each input fetched ahead is there
+    let mut link_free = vec![0.0f64; peers];
+    let mut ready: HashMap<(usize, u32), f64> = HashMap::new();
+    let fetch_time = m.input_bytes as f64 / link.max(1.0);
     loop {
-        let hinted: Vec<Option<u32>> = bidders.iter().map(|b| b.hint).collect();
         let t = Instant::now();
         let awards = auction.round(now, &mut bidders);
-        auction.hints(now, &mut bidders);
+        let hints = if m.hints {
+            auction.hints(now, &mut bidders)
+        } else {
+            Vec::new()
+        };
         decide += t.elapsed();
+        for (peer, shard) in hints {
+            link_free[peer] = link_free[peer].max(now) + fetch_time;
+            ready.insert((peer, shard), link_free[peer]);
+        }
         for a in awards {
             let b = &bidders[a.bidder];
             assert!(
@@ -120,13 +173,17 @@ fn simulate(peers: usize, shards: u32, seed: u64, link: f64) -> Outcome {
                 "shard {} went to a peer that should decline",
                 a.shard
             );
-            let fetch = if link > 0.0 && hinted[a.bidder] != Some(a.shard) {
-                INPUT_BYTES as f64 / link
-            } else {
-                ahead += u32::from(link > 0.0);
+            let wait = if link <= 0.0 {
                 0.0
+            } else if let Some(at) = ready.remove(&(a.bidder, a.shard)) {
+                ahead += u32::from(at <= now);
+                (at - now).max(0.0)
+            } else {
+                link_free[a.bidder] = link_free[a.bidder].max(now) + fetch_time;
+                link_free[a.bidder] - now
             };
-            let real = now + fetch + work_of[a.shard as usize] / true_speed[a.bidder];
+            waited += wait;
+            let real = now + wait + work_of[a.shard as usize] / true_speed[a.bidder];
             events.push(Done(real, a.bidder, a.shard, a.est_finish, now));
         }
         let Some(Done(t, bidder, shard, est, started)) = events.pop() else {
@@ -151,6 +208,7 @@ fn simulate(peers: usize, shards: u32, seed: u64, link: f64) -> Outcome {
         per_peer,
         true_speed,
         ahead,
+        waited,
     }
 }
 
@@ -158,10 +216,10 @@ fn simulate(peers: usize, shards: u32, seed: u64, link: f64) -> Outcome {
 /// per shard to decide (`what` names the run in the figures printed).
 fn assert_goals(o: &Outcome, what: &str) {
     let ratio = o.makespan / o.lower_bound;
-    let per_shard = o.decide / 10_000;
+    let per_shard = o.decide / o.per_peer.iter().sum::<u32>();
     eprintln!(
-        "{what}: makespan {:.1} s, lower bound {:.1} s, ratio {ratio:.3}; {} inputs fetched ahead; decisions {:?} per shard",
-        o.makespan, o.lower_bound, o.ahead, per_shard
+        "{what}: makespan {:.1} s, lower bound {:.1} s, ratio {ratio:.3}; {} inputs fetched ahead, {:.1} slot-seconds spent waiting for input; decisions {:?} per shard",
+        o.makespan, o.lower_bound, o.ahead, o.waited, per_shard
     );
     assert!(ratio <= 1.1, "makespan {ratio:.3}× the lower bound");
     assert!(
@@ -170,9 +228,11 @@ fn assert_goals(o: &Outcome, what: &str) {
     );
 }
 
+const SEED: u64 = 0x2545_f491_4f6c_dd1d;
+
 #[test]
 fn two_hundred_peers_ten_thousand_shards_near_the_lower_bound() {
-    let o = simulate(200, 10_000, 0x2545_f491_4f6c_dd1d, 0.0);
+    let o = simulate(Mesh::new(200, 10_000, SEED));
     assert_goals(&o, "inputs local");
     // faster boxes took more: the fastest 20 % of peers ran more shards per slot-equivalent
     let mut order: Vec<usize> = (0..200).collect();
@@ -188,7 +248,7 @@ fn two_hundred_peers_ten_thousand_shards_near_the_lower_bound() {
 #[test]
 fn other_seeds_and_sizes_hold_too() {
     for (peers, shards, seed) in [(3, 60, 1u64), (20, 500, 7), (200, 2_000, 99)] {
-        let o = simulate(peers, shards, seed, 0.0);
+        let o = simulate(Mesh::new(peers, shards, seed));
         let ratio = o.makespan / o.lower_bound;
         assert!(
             ratio <= 1.25,
@@ -198,16 +258,65 @@ fn other_seeds_and_sizes_hold_too() {
 }
 
 #[test]
-fn with_inputs_to_fetch_most_awards_find_theirs_fetched_ahead() {
+fn with_inputs_to_fetch_hints_cut_the_time_slots_wait_for_input() {
     // 5 MB inputs over 110 MB/s: a fetch is 0.045 s, 0.01-1 % of a shard
-    let o = simulate(200, 10_000, 0x2545_f491_4f6c_dd1d, 110e6);
+    let mesh = Mesh {
+        link: 110e6,
+        ..Mesh::new(200, 10_000, SEED)
+    };
+    let o = simulate(mesh);
     assert_goals(&o, "inputs over a link, hints included in the decisions");
-    // the first award of each slot (at most 8 a peer) cannot have been fetched ahead; nearly
-    // all later ones were
-    let first_awards: u32 = 200 * 8;
+    let without = simulate(Mesh {
+        hints: false,
+        ..mesh
+    });
+    assert_goals(&without, "inputs over a link, no hints");
+    assert_eq!(without.ahead, 0);
+    // without hints every award waits for a whole fetch, at least
+    assert!(without.waited >= 10_000.0 * 5e6 / 110e6 - 1.0);
     assert!(
-        o.ahead >= (10_000 - first_awards) * 8 / 10,
-        "only {} of 10000 inputs fetched ahead",
-        o.ahead
+        o.ahead >= 3_000 && o.waited < 0.6 * without.waited,
+        "{} inputs there ahead; {:.1} s waited against {:.1} s without hints",
+        o.ahead,
+        o.waited,
+        without.waited
+    );
+}
+
+#[test]
+fn on_a_slow_link_hints_keep_the_slots_of_multi_slot_peers_busier() {
+    // 4 slots a peer, 5 MB inputs over 25 MB/s (0.2 s a fetch), shards of 0.6-2 s on the
+    // fastest peers
+    let mesh = Mesh {
+        link: 25e6,
+        slots: Some(4),
+        work: 10.0,
+        ..Mesh::new(50, 4_000, SEED)
+    };
+    let o = simulate(mesh);
+    assert_goals(&o, "4 slots a peer, inputs 0.2 s over the link");
+    let without = simulate(Mesh {
+        hints: false,
+        ..mesh
+    });
+    // not held to the goals: without hints this mesh misses the 1.1× goal
+    eprintln!(
+        "the same, no hints: makespan {:.1} s, ratio {:.3}; {:.1} slot-seconds spent waiting for input",
+        without.makespan,
+        without.makespan / without.lower_bound,
+        without.waited
+    );
+    assert!(
+        o.ahead >= 800 && o.waited < 0.5 * without.waited,
+        "{} inputs there ahead; {:.1} s waited against {:.1} s without hints",
+        o.ahead,
+        o.waited,
+        without.waited
+    );
+    assert!(
+        o.makespan < 0.97 * without.makespan,
+        "makespan {:.1} s against {:.1} s without hints",
+        o.makespan,
+        without.makespan
     );
 }
