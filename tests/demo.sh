@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Demo: build rendermesh, make a sample clip with hard cuts, start a node (a mesh of one) on
-# loopback with its own data dir, then transcode the sample and detect its scenes through
-# that node. Everything goes under target/demo; the node is stopped at the end.
+# Demo: build rendermesh, make a sample clip with hard cuts, start a local mesh of three nodes
+# (a, b, c) on loopback, each with its own data dir, one shard slot and the same generated
+# key, then transcode the sample and detect its scenes through node a: the shard tables show
+# which node ran each shard. Everything goes under target/demo; the nodes stop at the end.
+# No traffic leaves the machine: every node listens on 127.0.0.1 and mDNS is off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release -p rendermesh-node
 BIN=target/release/rendermesh
 DEMO=target/demo
-rm -rf "$DEMO/data" && mkdir -p "$DEMO"
+mkdir -p "$DEMO"
 
 SAMPLE="$DEMO/sample.mp4"
 if [ ! -f "$SAMPLE" ]; then
@@ -21,19 +23,66 @@ if [ ! -f "$SAMPLE" ]; then
         -map "[v]" -map 5:a -c:v libx264 -preset veryfast -bf 3 -g 60 -c:a aac "$SAMPLE"
 fi
 
-# the demo node stays on loopback: control API and mesh port both on 127.0.0.1, no mDNS
-mkdir -p "$DEMO/data"
-printf 'listen = "/ip4/127.0.0.1/tcp/0"\nmdns = false\n' > "$DEMO/node.toml"
-"$BIN" --config "$DEMO/node.toml" --data-dir "$DEMO/data" node --control-listen 127.0.0.1:0 2>"$DEMO/node.log" &
-NODE=$!
-trap 'kill -TERM $NODE 2>/dev/null; wait $NODE 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -f "$DEMO/data/control.json" ] && break; sleep 0.1; done
-echo "demo: node $(cat "$DEMO/data/control.json" | tr -d '\n ')" >&2
+# the demo nodes stay on loopback: control API and mesh port both on 127.0.0.1, no mDNS;
+# b and c dial a (static peers), and a learns them from their connections
+rm -rf "$DEMO/a" "$DEMO/b" "$DEMO/c"
+mkdir -p "$DEMO/a/data" "$DEMO/b/data" "$DEMO/c/data"
+"$BIN" keygen > "$DEMO/swarm.key"
+chmod 600 "$DEMO/swarm.key"
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done; wait 2>/dev/null || true' EXIT
 
-"$BIN" --data-dir "$DEMO/data" submit transcode "$SAMPLE" -o "$DEMO/sample-h264.mp4" --crf 23 --chunk-seconds 4
-"$BIN" --data-dir "$DEMO/data" submit scenes "$SAMPLE" --csv "$DEMO/scenes.csv" --edl "$DEMO/scenes.edl" --chunk-seconds 4
+start_node() { # name, then static peers
+    local name=$1 dir="$DEMO/$1" peers=""
+    shift
+    for addr in "$@"; do peers+="\"$addr\", "; done
+    cat > "$dir/node.toml" <<TOML
+name = "$name"
+listen = "/ip4/127.0.0.1/tcp/0"
+mdns = false
+slots = 1
+key_file = "$(readlink -f "$DEMO/swarm.key")"
+peers = [${peers%, }]
+TOML
+    "$BIN" --config "$dir/node.toml" --data-dir "$dir/data" node --control-listen 127.0.0.1:0 \
+        2>"$dir/node.log" &
+    PIDS+=($!)
+}
+
+mesh_addr() { # the first loopback address a node listens on, once it has written it
+    local addr=""
+    for _ in $(seq 300); do
+        addr=$(grep -o '/ip4/127\.0\.0\.1/tcp/[0-9]*' "$DEMO/$1/data/mesh.json" 2>/dev/null | head -n 1 || true)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "demo: node $1 did not start; see $DEMO/$1/node.log" >&2; exit 1; }
+    echo "$addr"
+}
+
+start_node a
+A=$(mesh_addr a)
+start_node b "$A"
+start_node c "$A"
+mesh_addr b >/dev/null
+mesh_addr c >/dev/null
+echo "demo: three nodes on loopback; a listens on $A" >&2
+# wait until a sees both peers (each node first verifies its encoders by test encodes)
+for _ in $(seq 600); do
+    n=$("$BIN" --data-dir "$DEMO/a/data" peers --json 2>/dev/null | grep -c '"peer_id"' || true)
+    [ "${n:-0}" -ge 2 ] && break
+    sleep 0.2
+done
+"$BIN" --data-dir "$DEMO/a/data" peers
+
+"$BIN" --data-dir "$DEMO/a/data" submit transcode "$SAMPLE" -o "$DEMO/sample-h264.mp4" --crf 23 --chunk-seconds 2
+"$BIN" --data-dir "$DEMO/a/data" submit scenes "$SAMPLE" --csv "$DEMO/scenes.csv" --edl "$DEMO/scenes.edl" --chunk-seconds 2
 echo "demo: again, answered from the cache:" >&2
-"$BIN" --data-dir "$DEMO/data" submit scenes "$SAMPLE" --json "$DEMO/scenes.json"
-"$BIN" --data-dir "$DEMO/data" status
-"$BIN" --data-dir "$DEMO/data" peers
-echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json)" >&2
+"$BIN" --data-dir "$DEMO/a/data" submit scenes "$SAMPLE" --json "$DEMO/scenes.json"
+"$BIN" --data-dir "$DEMO/a/data" status
+# the shard tables: which node ran each shard
+for kind in transcode scenes; do
+    job=$("$BIN" --data-dir "$DEMO/a/data" status | awk -v k="$kind" '$2 == k && !/from cache/ { print $1; exit }')
+    [ -n "$job" ] && "$BIN" --data-dir "$DEMO/a/data" status "$job"
+done
+echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json); node logs in $DEMO/{a,b,c}/node.log" >&2
