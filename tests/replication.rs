@@ -152,7 +152,7 @@ fn owners(key: &str, peers: &[String], k: usize) -> BTreeSet<String> {
             (*h.finalize().as_bytes(), p.clone())
         })
         .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     scored.into_iter().take(k).map(|(_, p)| p).collect()
 }
 
@@ -181,7 +181,13 @@ fn with_two_replicas_each_entry_lives_on_its_two_owners_and_survives_one() {
     let addr = a.mesh_addr();
     let mut nodes = vec![a];
     for name in ["b", "c", "d"] {
-        nodes.push(start(tmp.path(), name, &key, &[addr.clone()], 2));
+        nodes.push(start(
+            tmp.path(),
+            name,
+            &key,
+            std::slice::from_ref(&addr),
+            2,
+        ));
     }
     let ids: Vec<String> = nodes.iter().map(Daemon::peer_id).collect();
     wait_for(Duration::from_secs(10), || {

@@ -563,7 +563,7 @@ mod tests {
         let mut bs = vec![small.clone(), big.clone()];
         assert_eq!(a.round(0.0, &mut bs)[0].bidder, 1, "the small box declines");
         assert_eq!(
-            Auction::new(vec![needy]).unplaceable(&[small.clone()]),
+            Auction::new(vec![needy]).unplaceable(std::slice::from_ref(&small)),
             vec![1]
         );
         // a fast peer far away loses to a local one when the input is large

@@ -231,8 +231,7 @@ impl CostModel {
             .values()
             .map(|r| (r.estimate_s - r.started.elapsed().as_secs_f64()).max(0.0))
             .fold(f64::INFINITY, f64::min)
-            .min(f64::MAX)
-            .max(0.0)
+            .clamp(0.0, f64::MAX)
     }
 
     /// Answer a call for bids for `shards`. `slots`/`running`: this node's slots and shards

@@ -187,7 +187,7 @@ impl JobBoard {
     /// Every job, newest first.
     pub fn list(&self) -> Vec<JobStatus> {
         let mut all: Vec<JobStatus> = lock(&self.jobs).values().map(|h| h.status()).collect();
-        all.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms));
+        all.sort_by_key(|j| std::cmp::Reverse(j.started_unix_ms));
         all
     }
 }

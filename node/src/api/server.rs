@@ -134,18 +134,19 @@ async fn cache_entries(req: HttpRequest, st: web::Data<ApiState>) -> HttpRespons
     }
 }
 
-fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, HttpResponse> {
+/// The job named in the path, or the error response to send (boxed: a response is large).
+fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, Box<HttpResponse>> {
     let id: JobId = path.parse().map_err(|e| {
-        error(
+        Box::new(error(
             actix_web::http::StatusCode::BAD_REQUEST,
             format!("bad job id: {e}"),
-        )
+        ))
     })?;
     st.runtime.board.get(id).ok_or_else(|| {
-        error(
+        Box::new(error(
             actix_web::http::StatusCode::NOT_FOUND,
             format!("no job {id}"),
-        )
+        ))
     })
 }
 
@@ -175,7 +176,7 @@ async fn status(
             }
             HttpResponse::Ok().json(h.status())
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -187,7 +188,7 @@ async fn result(
     guard!(req, st);
     let h = match job_of(&path, &st) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match h.result() {
         None => error(
@@ -214,7 +215,7 @@ async fn output(
     guard!(req, st);
     let h = match job_of(&path, &st) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(id) = output_of(&h) else {
         return error(
@@ -239,7 +240,7 @@ async fn drop_output(
     guard!(req, st);
     let h = match job_of(&path, &st) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(id) = output_of(&h) {
         let _ = st.runtime.cache.blobs.remove(&id);

@@ -228,10 +228,7 @@ impl Reencode {
 
     fn drain_graph(&mut self, source: &Path) -> Result<(), MediaError> {
         let mut filtered = ff::frame::Audio::empty();
-        loop {
-            let Some(mut sink) = self.graph.get("out") else {
-                break;
-            };
+        while let Some(mut sink) = self.graph.get("out") {
             if sink.sink().frame(&mut filtered).is_err() {
                 break;
             }

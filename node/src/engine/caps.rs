@@ -132,7 +132,7 @@ fn paint(f: &mut ff::frame::Video, i: u32) {
     let y = f.data_mut(0);
     for r in 0..h {
         for c in 0..w {
-            let in_block = (c / 32 + i as usize) % 7 == 0 && (r / 32) % 3 == 1;
+            let in_block = (c / 32 + i as usize).is_multiple_of(7) && (r / 32) % 3 == 1;
             y[r * stride + c] = if in_block {
                 235
             } else {

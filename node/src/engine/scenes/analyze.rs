@@ -101,7 +101,7 @@ pub fn score_chunk(
         }
         prev = Some(hsv);
         n += 1;
-        if n % 16 == 0 {
+        if n.is_multiple_of(16) {
             ctl.progress(n);
         }
         Ok(())
