@@ -118,6 +118,9 @@ pub fn encode_chunk(
     let mut encoded = 0u64;
     let mut pkt = ff::Packet::empty();
 
+    // progress counts frames the encoder has put out: frames fed to it run ahead by its
+    // lookahead (a third or more of a chunk), and the coordinator judges from progress when
+    // a run ends
     let mut write_packets = |st: &mut Open, encoded: &mut u64| -> Result<(), MediaError> {
         while st.encoder.receive_packet(&mut pkt).is_ok() {
             pkt.set_stream(0);
@@ -125,11 +128,11 @@ pub fn encode_chunk(
             pkt.write(&mut st.octx)
                 .map_err(|e| MediaError::write(out, e))?;
             *encoded += 1;
+            ctl.progress(*encoded);
         }
         Ok(())
     };
 
-    let mut fed = 0u64;
     let frames = decode_range(chunk, range, threads, false, |frame| {
         if ctl.is_cancelled() {
             return Err(MediaError::Cancelled);
@@ -161,11 +164,7 @@ pub fn encode_chunk(
             }
         };
         send.map_err(enc_err)?;
-        write_packets(st, &mut encoded)?;
-        // frames handed to the encoder: its packets lag behind by its lookahead
-        fed += 1;
-        ctl.progress(fed);
-        Ok(())
+        write_packets(st, &mut encoded)
     })?;
     let Some(mut st) = state else {
         return Err(MediaError::decode(chunk, "chunk holds no frames"));
@@ -260,4 +259,68 @@ fn open_encoder(
         enc_tb,
         out_tb,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use rendermesh_mesh::executor::CancelToken;
+
+    use super::*;
+    use crate::engine::caps::test_clip;
+
+    /// CPU time this thread has used, in clock ticks (utime + stime of /proc/thread-self/stat).
+    fn thread_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+        // fields after the command name, which is in parentheses and may hold spaces
+        let rest = &stat[stat.rfind(')').expect("stat layout") + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    }
+
+    /// The coordinator judges when a run ends from its progress. x264 holds frames back for
+    /// its lookahead, so progress must count frames it has put out, not frames fed to it:
+    /// counted by frames fed, progress said "done" with a third or more of the work still
+    /// to come, and the coordinator gave the last shards to a box it thought nearly free.
+    #[test]
+    fn progress_counts_frames_the_encoder_has_put_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clip, range) = test_clip(dir.path(), 320, 180, 90).expect("clip");
+        let out = dir.path().join("out.nut");
+        let opts = EncodeOptions {
+            codec: VideoCodec::H264,
+            crf: 23,
+            preset: Some("slow".into()),
+            encoder: None,
+        };
+        let reports: RefCell<Vec<(u64, u64)>> = RefCell::new(Vec::new());
+        let progress = |n: u64| reports.borrow_mut().push((n, thread_ticks()));
+        let token = CancelToken::default();
+        let start = thread_ticks();
+        let encoded = encode_chunk(
+            &clip,
+            &range,
+            &opts,
+            &out,
+            1,
+            &ShardCtl::new(&progress, &token),
+        )
+        .expect("encode");
+        let end = thread_ticks();
+        let reports = reports.into_inner();
+        assert_eq!(encoded, 90);
+        assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0), "{reports:?}");
+        let &(last, _) = reports.last().expect("progress reported");
+        assert_eq!(last, 90);
+        let at_all_done = reports.iter().find(|r| r.0 == 90).map_or(end, |r| r.1);
+        let left = (end - at_all_done) as f64 / (end - start).max(1) as f64;
+        assert!(
+            left < 0.15,
+            "{:.0} % of the encode's CPU time came after progress said all {} frames were done ({} ticks in all)",
+            100.0 * left,
+            last,
+            end - start
+        );
+    }
 }
