@@ -90,6 +90,10 @@ struct RunProgress {
     since: Instant,
     frames: AtomicU64,
     at_ms: AtomicU64,
+    /// The first report of any frames done, and when it came: the rate after it leaves out
+    /// a start-up delay (an encoder's lookahead puts out nothing for a while).
+    first_frames: AtomicU64,
+    first_at_ms: AtomicU64,
 }
 
 impl RunProgress {
@@ -98,13 +102,41 @@ impl RunProgress {
             since: Instant::now(),
             frames: AtomicU64::new(0),
             at_ms: AtomicU64::new(0),
+            first_frames: AtomicU64::new(0),
+            first_at_ms: AtomicU64::new(0),
         }
     }
 
     fn set(&self, frames: u64) {
-        self.at_ms
-            .store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let at = self.since.elapsed().as_millis() as u64;
+        if frames > 0
+            && self
+                .first_frames
+                .compare_exchange(0, frames, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.first_at_ms.store(at, Ordering::Relaxed);
+        }
+        self.at_ms.store(at, Ordering::Relaxed);
         self.frames.store(frames, Ordering::Relaxed);
+    }
+
+    /// Seconds from the run's start until it ends, judged from its progress (`None` before
+    /// any frame is done): the rate since the first report once there are two.
+    fn expected_s(&self, frames: u64) -> Option<f64> {
+        let done = self.frames.load(Ordering::Relaxed).min(frames);
+        let at = self.at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        if done == 0 || at <= 0.0 {
+            return None;
+        }
+        let first = self.first_frames.load(Ordering::Relaxed);
+        let first_at = self.first_at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        if first > 0 && done > first && at > first_at {
+            let per_frame = (at - first_at) / (done - first) as f64;
+            Some(at + (frames - done) as f64 * per_frame)
+        } else {
+            Some(at * frames as f64 / done as f64)
+        }
     }
 }
 
@@ -786,14 +818,11 @@ impl Coordinator {
     /// When a run ends, in seconds of the job's clock: from its progress rate, else its bid.
     fn expected_finish(&self, run: &Run, now: f64) -> f64 {
         let frames = self.specs.get(&run.shard).map_or(0, |s| s.cost.frames);
-        let done = run.progress.frames.load(Ordering::Relaxed).min(frames);
-        let at = run.progress.at_ms.load(Ordering::Relaxed) as f64 / 1000.0;
         let elapsed = run.progress.since.elapsed().as_secs_f64();
-        if done > 0 && at > 0.0 {
-            (now - elapsed + at * frames as f64 / done as f64).max(now)
-        } else {
+        match run.progress.expected_s(frames) {
+            Some(total) => (now - elapsed + total).max(now),
             // no progress yet: at least as long again as it has taken so far
-            run.est.max(now + elapsed)
+            None => run.est.max(now + elapsed),
         }
     }
 
@@ -1071,5 +1100,44 @@ impl Actor for Coordinator {
         for run in self.running.values() {
             run.cancel.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(p: &RunProgress, frames: u64, at_ms: u64) {
+        if p.first_frames.load(Ordering::Relaxed) == 0 && frames > 0 {
+            p.first_frames.store(frames, Ordering::Relaxed);
+            p.first_at_ms.store(at_ms, Ordering::Relaxed);
+        }
+        p.frames.store(frames, Ordering::Relaxed);
+        p.at_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_run_s_end_is_judged_from_its_rate_after_the_first_frames() {
+        let p = RunProgress::new();
+        assert_eq!(p.expected_s(120), None, "nothing done yet");
+        // an encoder put out nothing for 2 s (its lookahead), then a frame every 50 ms
+        report(&p, 10, 2_000);
+        assert_eq!(
+            p.expected_s(120),
+            Some(2.0 * 12.0),
+            "one report: the whole run's rate"
+        );
+        report(&p, 50, 4_000);
+        let end = p.expected_s(120).unwrap();
+        assert!((end - (4.0 + 70.0 * 0.05)).abs() < 1e-9, "{end}");
+        // all frames out: it ends now
+        report(&p, 120, 7_500);
+        assert_eq!(p.expected_s(120), Some(7.5));
+        // set() records the first report once
+        let q = RunProgress::new();
+        q.set(0);
+        q.set(5);
+        q.set(9);
+        assert_eq!(q.first_frames.load(Ordering::Relaxed), 5);
     }
 }
