@@ -121,8 +121,13 @@ pub fn encode_chunk(
     // progress counts frames the encoder has put out: frames fed to it run ahead by its
     // lookahead (a third or more of a chunk), and the coordinator judges from progress when
     // a run ends
+    // and a cancelled run stops here too: after the last frame is fed, the encoder still has
+    // its lookahead to encode
     let mut write_packets = |st: &mut Open, encoded: &mut u64| -> Result<(), MediaError> {
         while st.encoder.receive_packet(&mut pkt).is_ok() {
+            if ctl.is_cancelled() {
+                return Err(MediaError::Cancelled);
+            }
             pkt.set_stream(0);
             pkt.rescale_ts(st.enc_tb, st.out_tb);
             pkt.write(&mut st.octx)
@@ -269,6 +274,37 @@ mod tests {
 
     use super::*;
     use crate::engine::caps::test_clip;
+
+    /// A run cancelled while the encoder flushes its lookahead stops there: with a 30-frame
+    /// chunk and x264's 40-frame lookahead, every packet comes out after the last frame is fed.
+    #[test]
+    fn a_run_cancelled_while_the_encoder_flushes_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clip, range) = test_clip(dir.path(), 320, 180, 30).expect("clip");
+        let out = dir.path().join("out.nut");
+        let opts = EncodeOptions {
+            codec: VideoCodec::H264,
+            crf: 23,
+            preset: Some("medium".into()),
+            encoder: None,
+        };
+        let token = CancelToken::default();
+        let reports = std::cell::Cell::new(0u32);
+        let progress = |_| {
+            reports.set(reports.get() + 1);
+            token.cancel();
+        };
+        let res = encode_chunk(
+            &clip,
+            &range,
+            &opts,
+            &out,
+            1,
+            &ShardCtl::new(&progress, &token),
+        );
+        assert!(matches!(res, Err(MediaError::Cancelled)), "{res:?}");
+        assert_eq!(reports.get(), 1, "it went on after the cancel");
+    }
 
     /// CPU time this thread has used, in clock ticks (utime + stime of /proc/thread-self/stat).
     fn thread_ticks() -> u64 {
