@@ -120,9 +120,8 @@ pub fn encode_chunk(
 
     // progress counts frames the encoder has put out: frames fed to it run ahead by its
     // lookahead (a third or more of a chunk), and the coordinator judges from progress when
-    // a run ends
-    // and a cancelled run stops here too: after the last frame is fed, the encoder still has
-    // its lookahead to encode
+    // a run ends. A cancelled run stops here too: after the last frame is fed, the encoder
+    // still has its lookahead to encode.
     let mut write_packets = |st: &mut Open, encoded: &mut u64| -> Result<(), MediaError> {
         while st.encoder.receive_packet(&mut pkt).is_ok() {
             if ctl.is_cancelled() {
