@@ -268,25 +268,42 @@ fn open_encoder(
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
+    use std::path::PathBuf;
 
     use rendermesh_mesh::executor::CancelToken;
 
     use super::*;
     use crate::engine::caps::test_clip;
 
-    /// A run cancelled while the encoder flushes its lookahead stops there: with a 30-frame
-    /// chunk and x264's 40-frame lookahead, every packet comes out after the last frame is fed.
-    #[test]
-    fn a_run_cancelled_while_the_encoder_flushes_stops() {
+    /// A generated 320×180 clip of `frames` frames, its output path and x264 options with
+    /// `preset`; the dir holds them.
+    fn x264_job(
+        frames: u32,
+        preset: &str,
+    ) -> (
+        tempfile::TempDir,
+        PathBuf,
+        FrameRange,
+        PathBuf,
+        EncodeOptions,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (clip, range) = test_clip(dir.path(), 320, 180, 30).expect("clip");
+        let (clip, range) = test_clip(dir.path(), 320, 180, frames).expect("clip");
         let out = dir.path().join("out.nut");
         let opts = EncodeOptions {
             codec: VideoCodec::H264,
             crf: 23,
-            preset: Some("medium".into()),
+            preset: Some(preset.into()),
             encoder: None,
         };
+        (dir, clip, range, out, opts)
+    }
+
+    /// A run cancelled while the encoder flushes its lookahead stops there: with a 30-frame
+    /// chunk and x264's 40-frame lookahead, every packet comes out after the last frame is fed.
+    #[test]
+    fn a_run_cancelled_while_the_encoder_flushes_stops() {
+        let (_dir, clip, range, out, opts) = x264_job(30, "medium");
         let token = CancelToken::default();
         let reports = std::cell::Cell::new(0u32);
         let progress = |_| {
@@ -320,15 +337,7 @@ mod tests {
     /// to come, and the coordinator gave the last shards to a box it thought nearly free.
     #[test]
     fn progress_counts_frames_the_encoder_has_put_out() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (clip, range) = test_clip(dir.path(), 320, 180, 90).expect("clip");
-        let out = dir.path().join("out.nut");
-        let opts = EncodeOptions {
-            codec: VideoCodec::H264,
-            crf: 23,
-            preset: Some("slow".into()),
-            encoder: None,
-        };
+        let (_dir, clip, range, out, opts) = x264_job(90, "slow");
         let reports: RefCell<Vec<(u64, u64)>> = RefCell::new(Vec::new());
         let progress = |n: u64| reports.borrow_mut().push((n, thread_ticks()));
         let token = CancelToken::default();
