@@ -12,7 +12,8 @@
 # --rounds N measures N rounds of (1 node, 2 nodes), every round on fresh nodes, the order
 # alternating (1 then 2, then 2 then 1, …) so that a machine getting slower or faster
 # between the two halves of a round does not favour one side; it reports every round and
-# the medians. Each output is checked.
+# the medians. Each output is checked. Before each round a core check times a decode on one
+# core alone and on both at once: the ceiling it gives is what the machine allows then.
 #
 # Environment (command-line options win over these):
 #   DURATION       length of the generated clip in seconds (default 120)
@@ -214,6 +215,31 @@ run_jobs() {
     fi
 }
 
+# core_check LABEL: what this machine allows right now. One single-thread decode of the
+# source's first 20 s on core A alone, then one on each core at the same time; written to
+# LABEL.cores as "alone SECS" and "both SECS SECS". On a virtual machine the two cores may
+# share a physical core or its caches with each other or with other guests, so two busy cores
+# each run slower than one alone; the speed-up two nodes can reach is at most
+# 2 × alone / (mean of both), whatever the scheduler does.
+core_check() {
+    local clip=$WORK/core-check.mp4 f=$WORK/$1.cores
+    [[ -s $clip ]] || ffmpeg -v error -nostdin -i "$SRC" -t 20 -an -c copy "$clip"
+    decode_on() {
+        local t0 t1
+        t0=$(now)
+        taskset -c "$1" ffmpeg -v error -nostdin -threads 1 -i "$clip" -f null - \
+            || die "core check: decode failed"
+        t1=$(now)
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
+    }
+    echo "alone $(decode_on "$CORE_A")" >"$f"
+    decode_on "$CORE_A" >"$f.a" &
+    decode_on "$CORE_B" >"$f.b"
+    wait
+    echo "both $(cat "$f.a") $(cat "$f.b")" >>"$f"
+    rm -f "$f.a" "$f.b"
+}
+
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average at start: $LOAD_AT_START ($(nproc) cores)"
 
@@ -240,6 +266,8 @@ two_nodes() {
 # round r: "one.r" and "two.r"; odd rounds start with one node, even rounds with two
 LABELS=()
 for ((r = 1; r <= ROUNDS; r++)); do
+    log "round $r: core check"
+    core_check "round.$r"
     if ((r % 2)); then
         one_node "one.$r"
         two_nodes "two.$r"
@@ -255,6 +283,16 @@ frames_of() {
     ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames \
         -of csv=p=0 "$1" | tr -d ','
 }
+# ceiling_of R -> "alone s, both at once s / s, ceiling X×" from the round's core check
+ceiling_of() {
+    awk '$1 == "alone" { a = $2 } $1 == "both" { b1 = $2; b2 = $3 }
+        END { printf "alone %.2f s, both %.2f / %.2f s: ceiling %.2f×", a, b1, b2, 4 * a / (b1 + b2) }' \
+        "$WORK/round.$1.cores"
+}
+# work_of FILE -> the seconds all the job's shard runs took together
+work_of() {
+    grep -o '"millis": *[0-9]*' "$1" | awk -F: '{ s += $2 } END { printf "%.1f", s / 1000 }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 shards_of() {
@@ -268,8 +306,8 @@ shards_of() {
     echo "Source: ${DURATION} s 1080p30, $SRC_FRAMES frames, keyframe every 2 s; shards of ${CHUNK_SECONDS} s;"
     echo "load average at start $LOAD_AT_START, $(nproc) cores; $ROUNDS round(s), fresh nodes each."
     echo
-    echo "| job | round | 1 node | 2 nodes | speed-up | check | shards per node (2 nodes) |"
-    echo "|---|---:|---:|---:|---:|---|---|"
+    echo "| job | round | 1 node | 2 nodes | speed-up | check | shards per node (2 nodes) | shard time, all runs (1 → 2 nodes) |"
+    echo "|---|---:|---:|---:|---:|---|---|---|"
     for job in transcode scenes; do
         [[ $job == transcode ]] && ((!DO_TRANSCODE)) && continue
         [[ $job == scenes ]] && ((!DO_SCENES)) && continue
@@ -297,12 +335,19 @@ shards_of() {
                 fi
                 name="scene detection"
             fi
-            echo "| $name | $r | ${one} s | ${two} s | $(ratio "$one" "$two")× | $check | $(shards_of "$WORK/two.$r.$job.json") |"
+            echo "| $name | $r | ${one} s | ${two} s | $(ratio "$one" "$two")× | $check | $(shards_of "$WORK/two.$r.$job.json") | $(work_of "$WORK/one.$r.$job.json") → $(work_of "$WORK/two.$r.$job.json") s |"
         done
         if ((ROUNDS > 1)); then
             m1=$(median <<<"${ones# }") m2=$(median <<<"${twos# }") mr=$(median <<<"${ratios# }")
-            echo "| $name | **median** | ${m1} s | ${m2} s | **${mr}×** (median of the rounds' speed-ups; medians' ratio $(ratio "$m1" "$m2")×) | | |"
+            echo "| $name | **median** | ${m1} s | ${m2} s | **${mr}×** (median of the rounds' speed-ups; medians' ratio $(ratio "$m1" "$m2")×) | | | |"
         fi
+    done
+    echo
+    echo "Core check before each round (single-thread decode of 20 s of the source; the ceiling is"
+    echo "2 × alone / mean of both at once, the most two one-core nodes can gain on this machine then):"
+    echo
+    for r in "${LABELS[@]}"; do
+        echo "- round $r: $(ceiling_of "$r")"
     done
     echo
 } | tee "$BENCH_DIR/mesh-speedup-results.md"
