@@ -1,104 +1,70 @@
 //! The bidder side of the contract net: how long this node would take for a shard.
 //!
-//! A shard's compute time is its frames ÷ this node's calibrated speed for the shard's task at
-//! its resolution: the measured fps of the encoder it asks for (hardware encoders included,
-//! when they passed their test encode), or the scene-analysis fps for scoring. The calibration
-//! measured 720p and 1080p; other sizes scale by pixels from the nearer one. The estimate is
-//! then multiplied by the ratio of observed to estimated time of the shards this node has run
-//! for that task (a moving average), so a calibration that was off corrects itself.
+//! A shard's compute time is its work ÷ this node's measured speed for the shard's task class
+//! (`Capabilities::speeds`, filled in by each job kind's calibration; a class missing there
+//! is priced from another class of its family, e.g. `@720p` for `@1080p`, since work is
+//! counted in the same units). The estimate is then multiplied by the ratio of observed to
+//! estimated time of the shards this node has run for that class (a moving average), so a
+//! calibration that was off corrects itself. The bidder never looks inside a shard's task.
 //!
-//! A shard is declined when its memory estimate is above what the node allows or has free,
-//! or when it asks for an encoder this node has not verified. Until the node's calibration
-//! has finished, software shards are estimated at [`UNCALIBRATED_FPS_1080P`] and shards that
-//! ask for a particular encoder are declined.
+//! A shard is declined when its spec is out of range, when its memory need is above what the
+//! node allows or has free, when the node lacks its class (`Capabilities::lacks`: e.g. an
+//! encoder that failed its test encode), or when it requires a class this node has no speed
+//! for. A shard that does not require its class is estimated at [`UNCALIBRATED_SPEED`] until
+//! the node has measured it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use rendermesh_protocol::{Bid, BidSheet, Capabilities, ContentId, JobId, ShardSpec, ShardTask};
+use rendermesh_protocol::{Bid, BidSheet, Capabilities, ContentId, JobId, ShardSpec};
 
-/// Assumed speed (frames/s at 1080p, per slot) of a task the node has not calibrated.
-pub const UNCALIBRATED_FPS_1080P: f64 = 10.0;
+/// Assumed speed (work units per second per slot) of a class the node has not measured.
+pub const UNCALIBRATED_SPEED: f64 = 10.0;
 /// Weight of the newest observation in the correction factor.
 const LEARN: f64 = 0.3;
 /// Correction factors stay within these bounds (a stalled or instant run is no calibration).
 const CORRECTION_MIN: f64 = 0.05;
 const CORRECTION_MAX: f64 = 20.0;
-const PIXELS_720P: f64 = 1280.0 * 720.0;
-const PIXELS_1080P: f64 = 1920.0 * 1080.0;
 
-/// What the speed of a shard depends on: its task and, for an encode, the encoder.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum TaskKey {
-    Encode(String),
-    Scenes,
+/// The family of a class name: the part before `@`.
+fn family(class: &str) -> &str {
+    class.split('@').next().unwrap_or(class)
 }
 
-fn task_key(spec: &ShardSpec) -> TaskKey {
-    match &spec.task {
-        ShardTask::Encode { options, .. } => TaskKey::Encode(options.encoder_name().to_string()),
-        ShardTask::SceneScores { .. } => TaskKey::Scenes,
-    }
-}
-
-/// The input blob a shard reads.
-pub fn input_of(spec: &ShardSpec) -> ContentId {
-    match &spec.task {
-        ShardTask::Encode { chunk, .. } | ShardTask::SceneScores { chunk, .. } => *chunk,
-    }
-}
-
-/// Frames per second at `width`×`height` from figures measured at 720p and 1080p (0 = not
-/// measured).
-fn fps_at(fps_720p: f64, fps_1080p: f64, width: u32, height: u32) -> Option<f64> {
-    let pixels = (width as f64 * height as f64).max(1.0);
-    let from_720 = (fps_720p > 0.0).then(|| fps_720p * PIXELS_720P / pixels);
-    let from_1080 = (fps_1080p > 0.0).then(|| fps_1080p * PIXELS_1080P / pixels);
-    let nearer_720 = pixels <= (PIXELS_720P * PIXELS_1080P).sqrt();
-    if nearer_720 {
-        from_720.or(from_1080)
-    } else {
-        from_1080.or(from_720)
-    }
+/// This node's speed for `class`: measured, else that of another class of its family.
+fn speed_of(caps: &Capabilities, class: &str) -> Option<f64> {
+    let ok = |v: &f32| v.is_finite() && *v > 0.0;
+    caps.speeds
+        .get(class)
+        .filter(|v| ok(v))
+        .or_else(|| {
+            let fam = family(class);
+            caps.speeds
+                .iter()
+                .find(|(c, v)| family(c) == fam && ok(v))
+                .map(|(_, v)| v)
+        })
+        .map(|v| *v as f64)
 }
 
 /// Compute seconds of `spec` on a node with `caps` (before correction), or why it declines.
 pub fn estimate(caps: &Capabilities, spec: &ShardSpec) -> Result<f64, String> {
-    let (w, h) = (spec.cost.width, spec.cost.height);
-    let uncalibrated = || UNCALIBRATED_FPS_1080P * PIXELS_1080P / (w as f64 * h as f64).max(1.0);
-    let fps = match &spec.task {
-        ShardTask::Encode { options, .. } => {
-            let name = options.encoder_name();
-            let probed = !caps.encoders.is_empty();
-            match caps.encoders.iter().find(|e| e.name == name) {
-                Some(e) if e.verified => {
-                    fps_at(e.fps_720p as f64, e.fps_1080p as f64, w, h).unwrap_or_else(uncalibrated)
-                }
-                Some(e) => {
-                    return Err(format!(
-                        "encoder {name} failed its test encode here ({})",
-                        e.reason.as_deref().unwrap_or("no reason given")
-                    ))
-                }
-                None if probed => return Err(format!("encoder {name} is not on this node")),
-                None if options.encoder.is_some() => {
-                    return Err(format!(
-                        "encoder {name} is not verified here yet (calibration running)"
-                    ))
-                }
-                None => uncalibrated(),
-            }
+    let fam = spec.class_family();
+    if let Some(why) = caps.lacks.get(&spec.class).or_else(|| caps.lacks.get(fam)) {
+        return Err(why.clone());
+    }
+    let speed = match speed_of(caps, &spec.class) {
+        Some(v) => v,
+        None if spec.required && caps.calibrated_unix_ms == 0 => {
+            return Err(format!(
+                "{fam} is not verified here yet (calibration running)"
+            ))
         }
-        ShardTask::SceneScores { .. } => fps_at(
-            caps.scene_fps_720p as f64,
-            caps.scene_fps_1080p as f64,
-            w,
-            h,
-        )
-        .unwrap_or_else(uncalibrated),
+        None if spec.required => return Err(format!("{fam} is not on this node")),
+        None => UNCALIBRATED_SPEED,
     };
-    Ok(spec.cost.frames.max(1) as f64 / fps.max(1e-3))
+    Ok(spec.cost.work.max(1e-3) / speed.max(1e-6))
 }
 
 /// One run in progress on this node.
@@ -118,7 +84,8 @@ struct Inner {
     caps: RwLock<Capabilities>,
     /// Shards needing more memory than this are declined (0 = only free RAM counts).
     ram_limit: u64,
-    correction: Mutex<HashMap<TaskKey, f64>>,
+    /// Correction factor per task class.
+    correction: Mutex<HashMap<String, f64>>,
     running: Mutex<HashMap<(JobId, u32), Run>>,
 }
 
@@ -139,7 +106,7 @@ impl CostModel {
         *self.inner.caps.write().unwrap_or_else(|p| p.into_inner()) = caps;
     }
 
-    fn correction(&self, key: &TaskKey) -> f64 {
+    fn correction(&self, key: &str) -> f64 {
         self.inner
             .correction
             .lock()
@@ -151,8 +118,9 @@ impl CostModel {
 
     /// Corrected compute seconds of `spec` here, or why this node declines it.
     pub fn compute_seconds(&self, spec: &ShardSpec) -> Result<f64, String> {
+        spec.validate()?;
         let caps = self.inner.caps.read().unwrap_or_else(|p| p.into_inner());
-        let need = spec.cost.ram_estimate();
+        let need = spec.cost.ram;
         if self.inner.ram_limit > 0 && need > self.inner.ram_limit {
             return Err(format!(
                 "needs about {need} bytes of memory; this node allows {}",
@@ -166,7 +134,7 @@ impl CostModel {
             ));
         }
         let raw = estimate(&caps, spec)?;
-        Ok(raw * self.correction(&task_key(spec)))
+        Ok(raw * self.correction(&spec.class))
     }
 
     /// A shard starts here.
@@ -218,7 +186,7 @@ impl CostModel {
             .correction
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let c = map.entry(task_key(spec)).or_insert(ratio);
+        let c = map.entry(spec.class.clone()).or_insert(ratio);
         *c = ((1.0 - LEARN) * *c + LEARN * ratio).clamp(CORRECTION_MIN, CORRECTION_MAX);
     }
 
@@ -260,10 +228,10 @@ impl CostModel {
                 Ok(compute_s) => Bid::Offer {
                     shard: spec.index,
                     compute_s,
-                    fetch_bytes: if has_blob(&input_of(spec)) {
+                    fetch_bytes: if spec.inputs.iter().all(&has_blob) {
                         0
                     } else {
-                        spec.cost.bytes
+                        spec.cost.input_bytes
                     },
                 },
                 Err(reason) => Bid::Decline {
@@ -284,12 +252,9 @@ impl CostModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rendermesh_protocol::{
-        CostHint, EncodeOptions, EncoderCap, FrameRange, Rational, ScoreParams, VideoCodec,
-        CAPS_VERSION,
-    };
+    use rendermesh_protocol::{ShardCost, ShardTask, CAPS_VERSION};
 
-    fn caps(encoders: Vec<EncoderCap>) -> Capabilities {
+    fn caps(speeds: &[(&str, f32)], lacks: &[(&str, &str)]) -> Capabilities {
         Capabilities {
             version: CAPS_VERSION,
             hostname: "h".into(),
@@ -301,79 +266,46 @@ mod tests {
             ram_total_bytes: 16 << 30,
             ram_available_bytes: 8 << 30,
             gpus: vec![],
-            encoders,
-            scene_fps_720p: 200.0,
-            scene_fps_1080p: 90.0,
+            encoders: vec![],
+            scene_fps_720p: 0.0,
+            scene_fps_1080p: 0.0,
             force_cpu: false,
+            speeds: speeds.iter().map(|(c, v)| (c.to_string(), *v)).collect(),
+            lacks: lacks
+                .iter()
+                .map(|(c, v)| (c.to_string(), v.to_string()))
+                .collect(),
             binary_version: "0".into(),
             fingerprint: "f".into(),
             calibrated_unix_ms: 1,
         }
     }
 
-    fn enc(name: &str, codec: &str, hw: bool, verified: bool, f720: f32, f1080: f32) -> EncoderCap {
-        EncoderCap {
-            name: name.into(),
-            codec: codec.into(),
-            hardware: hw,
-            verified,
-            reason: (!verified).then(|| "no device".into()),
-            fps_720p: f720,
-            fps_1080p: f1080,
-        }
-    }
-
     fn lab_caps() -> Capabilities {
-        caps(vec![
-            enc("libx264", "h264", false, true, 40.0, 20.0),
-            enc("h264_nvenc", "h264", true, true, 600.0, 300.0),
-            enc("hevc_vaapi", "h265", true, false, 0.0, 0.0),
-        ])
+        caps(
+            &[
+                ("fast@1080p", 300.0),
+                ("slow@1080p", 20.0),
+                ("slow@720p", 18.0),
+            ],
+            &[("broken", "broken failed its test here (no device)")],
+        )
     }
 
-    fn range() -> FrameRange {
-        FrameRange {
-            start_pts: 0,
-            end_pts: Some(300),
-            time_base: Rational { num: 1, den: 30 },
-            first_frame: 0,
-            frames: 300,
-            fps: Rational { num: 30, den: 1 },
-            ts_offset: 0,
-        }
-    }
-
-    fn encode(encoder: Option<&str>, w: u32, h: u32, frames: u64) -> ShardSpec {
+    fn spec(class: &str, work: f64) -> ShardSpec {
         ShardSpec {
             job: JobId(1),
             index: 0,
-            task: ShardTask::Encode {
-                chunk: ContentId::of(b"chunk"),
-                range: range(),
-                options: EncodeOptions {
-                    codec: VideoCodec::H264,
-                    crf: 23,
-                    preset: None,
-                    encoder: encoder.map(str::to_string),
-                },
+            task: ShardTask::Checksum { rounds: 1 },
+            class: class.into(),
+            required: false,
+            inputs: vec![ContentId::of(b"chunk")],
+            cost: ShardCost {
+                units: 300,
+                work,
+                ram: 100 << 20,
+                input_bytes: 5_000_000,
             },
-            cost: CostHint {
-                frames,
-                width: w,
-                height: h,
-                bytes: 5_000_000,
-            },
-        }
-    }
-
-    fn scenes(w: u32, h: u32, frames: u64) -> ShardSpec {
-        ShardSpec {
-            task: ShardTask::SceneScores {
-                chunk: ContentId::of(b"chunk"),
-                range: range(),
-                params: ScoreParams::default(),
-            },
-            ..encode(None, w, h, frames)
         }
     }
 
@@ -382,85 +314,94 @@ mod tests {
     }
 
     #[test]
-    fn a_hardware_encoder_bids_from_its_calibrated_speed() {
+    fn a_class_bids_from_its_measured_speed_or_its_family_s() {
         let m = CostModel::new(lab_caps(), 0);
-        let sw = m.compute_seconds(&encode(None, 1920, 1080, 300)).unwrap();
-        let hw = m
-            .compute_seconds(&encode(Some("h264_nvenc"), 1920, 1080, 300))
-            .unwrap();
-        assert!(close(sw, 15.0), "{sw}");
-        assert!(close(hw, 1.0), "{hw}");
-        // 720p uses the 720p figure; 4K scales from 1080p by pixels
         assert!(close(
-            m.compute_seconds(&encode(None, 1280, 720, 300)).unwrap(),
-            7.5
+            m.compute_seconds(&spec("slow@1080p", 300.0)).unwrap(),
+            15.0
         ));
         assert!(close(
-            m.compute_seconds(&encode(None, 3840, 2160, 300)).unwrap(),
-            60.0
-        ));
-        assert!(close(
-            m.compute_seconds(&scenes(1920, 1080, 90)).unwrap(),
+            m.compute_seconds(&spec("fast@1080p", 300.0)).unwrap(),
             1.0
         ));
+        assert!(close(
+            m.compute_seconds(&spec("slow@720p", 180.0)).unwrap(),
+            10.0
+        ));
+        // no figure for 4K: another class of the family prices it (work is in the same units)
+        assert!(close(
+            m.compute_seconds(&spec("fast@2160p", 1200.0)).unwrap(),
+            4.0
+        ));
+        // an unknown class that is not required: the default speed
+        assert!(close(
+            m.compute_seconds(&spec("other", 100.0)).unwrap(),
+            100.0 / UNCALIBRATED_SPEED
+        ));
     }
 
     #[test]
-    fn encoders_that_are_not_verified_here_are_declined() {
+    fn lacking_or_unmeasured_required_classes_are_declined() {
         let m = CostModel::new(lab_caps(), 0);
-        let spec = |name: &str| ShardSpec {
-            task: ShardTask::Encode {
-                chunk: ContentId::of(b"chunk"),
-                range: range(),
-                options: EncodeOptions {
-                    codec: VideoCodec::H265,
-                    crf: 23,
-                    preset: None,
-                    encoder: Some(name.into()),
-                },
-            },
-            ..encode(None, 1920, 1080, 30)
+        let failed = m.compute_seconds(&spec("broken@1080p", 30.0)).unwrap_err();
+        assert!(failed.contains("failed its test"), "{failed}");
+        let required = ShardSpec {
+            required: true,
+            ..spec("hw/qsv@1080p", 30.0)
         };
-        let failed = m.compute_seconds(&spec("hevc_vaapi")).unwrap_err();
-        assert!(failed.contains("failed its test encode"), "{failed}");
-        let absent = m.compute_seconds(&spec("hevc_qsv")).unwrap_err();
+        let absent = m.compute_seconds(&required).unwrap_err();
         assert!(absent.contains("not on this node"), "{absent}");
-        // before calibration: software is estimated, a named encoder is declined
-        let fresh = CostModel::new(caps(vec![]), 0);
-        assert!(fresh.compute_seconds(&encode(None, 1920, 1080, 30)).is_ok());
-        assert!(fresh
-            .compute_seconds(&encode(Some("h264_nvenc"), 1920, 1080, 30))
-            .is_err());
+        // before calibration: a class that is not required is estimated, a required one declined
+        let mut fresh = caps(&[], &[]);
+        fresh.calibrated_unix_ms = 0;
+        let fresh = CostModel::new(fresh, 0);
+        assert!(fresh.compute_seconds(&spec("slow@1080p", 30.0)).is_ok());
+        let why = fresh.compute_seconds(&required).unwrap_err();
+        assert!(why.contains("calibration running"), "{why}");
     }
 
     #[test]
-    fn memory_requirements_decline() {
-        let limited = CostModel::new(lab_caps(), 100 << 20);
-        let spec = encode(None, 3840, 2160, 30);
-        let why = limited.compute_seconds(&spec).unwrap_err();
+    fn memory_requirements_and_absurd_specs_decline() {
+        let limited = CostModel::new(lab_caps(), 50 << 20);
+        let why = limited
+            .compute_seconds(&spec("slow@1080p", 30.0))
+            .unwrap_err();
         assert!(why.contains("this node allows"), "{why}");
         let mut small = lab_caps();
         small.ram_available_bytes = 64 << 20;
         let why = CostModel::new(small, 0)
-            .compute_seconds(&encode(None, 1280, 720, 30))
+            .compute_seconds(&spec("slow@1080p", 30.0))
             .unwrap_err();
         assert!(why.contains("are free here"), "{why}");
+        let m = CostModel::new(lab_caps(), 0);
+        for bad in [f64::NAN, f64::INFINITY, -1.0, 1e30] {
+            assert!(
+                m.compute_seconds(&spec("slow@1080p", bad)).is_err(),
+                "{bad}"
+            );
+        }
+        let mut huge = spec("slow@1080p", 30.0);
+        huge.cost.units = u64::MAX;
+        assert!(m.compute_seconds(&huge).is_err());
+        huge.cost.units = 1;
+        huge.cost.ram = u64::MAX;
+        assert!(m.compute_seconds(&huge).is_err());
     }
 
     #[test]
     fn observed_runs_correct_the_estimate() {
         let m = CostModel::new(lab_caps(), 0);
-        let spec = encode(None, 1920, 1080, 300);
-        assert!(close(m.compute_seconds(&spec).unwrap(), 15.0));
+        let s = spec("slow@1080p", 300.0);
+        assert!(close(m.compute_seconds(&s).unwrap(), 15.0));
         // this box is really twice as slow as calibrated
         for _ in 0..30 {
-            m.observe(&spec, 30.0);
+            m.observe(&s, 30.0);
         }
-        let corrected = m.compute_seconds(&spec).unwrap();
+        let corrected = m.compute_seconds(&s).unwrap();
         assert!((corrected - 30.0).abs() < 0.1, "{corrected}");
-        // the correction is per task: scenes keep their calibration
+        // the correction is per class: others keep their calibration
         assert!(close(
-            m.compute_seconds(&scenes(1920, 1080, 90)).unwrap(),
+            m.compute_seconds(&spec("fast@1080p", 300.0)).unwrap(),
             1.0
         ));
     }
@@ -468,11 +409,13 @@ mod tests {
     #[test]
     fn a_bid_sheet_offers_declines_and_counts_input_it_lacks() {
         let m = CostModel::new(lab_caps(), 0);
-        let mut a = encode(None, 1920, 1080, 300);
-        a.index = 0;
-        let mut b = encode(Some("hevc_qsv"), 1920, 1080, 300);
-        b.index = 1;
-        let held = input_of(&a);
+        let a = spec("slow@1080p", 300.0);
+        let b = ShardSpec {
+            index: 1,
+            required: true,
+            ..spec("hw/qsv", 300.0)
+        };
+        let held = a.inputs[0];
         let sheet = m.bid_sheet(&[a, b], 2, 1, |id| *id == held);
         assert_eq!((sheet.slots, sheet.free_slots, sheet.queue_s), (2, 1, 0.0));
         assert!(matches!(
@@ -485,7 +428,7 @@ mod tests {
         ));
         assert!(matches!(&sheet.bids[1], Bid::Decline { shard: 1, .. }));
         // busy: the queue is the time until the running shard should end
-        let run = encode(None, 1920, 1080, 300);
+        let run = spec("slow@1080p", 300.0);
         m.begin(&run);
         let sheet = m.bid_sheet(std::slice::from_ref(&run), 1, 1, |_| false);
         assert_eq!(sheet.free_slots, 0);

@@ -47,6 +47,8 @@ impl JobHandle {
             notes: Vec::new(),
             started_unix_ms: now_ms(),
             elapsed_ms: 0,
+            stage: 0,
+            stage_name: kind.to_string(),
         })
     }
 

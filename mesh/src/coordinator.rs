@@ -41,13 +41,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_protocol::{
-    Bid, BidSheet, JobId, JobResult, JobState, Request, Response, ShardResult, ShardRow, ShardSpec,
+    Bid, BidSheet, JobId, JobState, Request, Response, ShardResult, ShardRow, ShardSpec,
     ShardState, WorkStats,
 };
 
 use crate::auction::{Auction, Bidder, Lot};
 use crate::board::JobHandle;
-use crate::executor::{CancelToken, JobDriver, JobError, Plan, ShardError};
+use crate::executor::{CancelToken, Finish, JobDriver, JobError, Plan, ShardError, Stage};
 use crate::remote::{self, Heartbeat, MeshLink};
 use crate::worker::{RunShard, ShardObserver, Worker};
 
@@ -185,6 +185,11 @@ pub struct Coordinator {
     next_run: RunId,
     /// Shards that got a speculative copy (at most one each).
     copied: BTreeSet<u32>,
+    /// The stage running now (0 = the first) and every shard index of the stages so far.
+    stage: u32,
+    indices: BTreeSet<u32>,
+    /// Peers that lost a shard of this job: they take no more of its shards, in any stage.
+    lost: BTreeSet<PeerId>,
     lease: Duration,
     clock: Instant,
 }
@@ -214,6 +219,9 @@ impl Coordinator {
             running: BTreeMap::new(),
             next_run: 0,
             copied: BTreeSet::new(),
+            stage: 0,
+            indices: BTreeSet::new(),
+            lost: BTreeSet::new(),
             lease: link.as_ref().map_or(LEASE, |l| l.lease),
             link,
             clock: Instant::now(),
@@ -247,6 +255,7 @@ impl Coordinator {
             .into_iter()
             .filter(|p| p.slots > 0)
             .filter_map(|p| Some((p.peer_id.parse::<PeerId>().ok()?, p.name)))
+            .filter(|(peer, _)| !self.lost.contains(peer))
             .collect();
         if peers.is_empty() {
             self.open_auction(Some(local), Vec::new(), ctx);
@@ -436,7 +445,10 @@ impl Coordinator {
             else {
                 continue;
             };
-            let (peer, job, id) = (*peer, self.job, crate::bidder::input_of(spec));
+            let Some(&id) = spec.inputs.first() else {
+                continue;
+            };
+            let (peer, job) = (*peer, self.job);
             tracing::debug!(%job, shard, peer = %name, "input sent ahead");
             let net = link.net.clone();
             tokio::spawn(async move {
@@ -464,48 +476,90 @@ impl Coordinator {
                 self.handle.complete(Ok(result), stats);
                 ctx.stop();
             }
-            Ok(Plan::Shards {
-                shards,
-                done,
-                frames_total,
-                stats,
-                notes,
-            }) => {
-                self.expected = shards.len() + done.len();
-                tracing::info!(job = %self.job, shards = self.expected, cached = done.len(), "planned");
-                self.handle.update(|s| s.notes.extend(notes));
-                self.handle.update(|s| {
-                    s.state = JobState::Running;
-                    s.frames_total = frames_total;
-                    s.stats.add(&stats);
-                    s.shards = shards
-                        .iter()
-                        .map(|sh| row(sh.index, ShardState::Pending, sh.cost.frames))
-                        .chain(done.iter().map(|r| ShardRow {
-                            peer: Some(r.peer.clone()),
-                            ..row(r.index, ShardState::Cached, 0)
-                        }))
-                        .collect();
-                    s.shards.sort_by_key(|r| r.index);
-                    s.stats.cache_hits += done.len() as u64;
-                });
-                for r in done {
-                    self.results.insert(r.index, r);
-                }
-                if !shards.is_empty() {
-                    let lots: Vec<Lot> = shards.iter().map(lot_of).collect();
-                    for l in &lots {
-                        self.lots.insert(l.shard, l.clone());
-                    }
-                    self.auction = Auction::new(lots);
-                    for sh in shards {
-                        self.specs.insert(sh.index, sh);
-                    }
-                    self.call_for_bids(ctx);
-                }
-                self.maybe_finish(ctx);
-            }
+            Ok(Plan::Shards(stage)) => self.start_stage(stage, ctx),
         }
+    }
+
+    /// Put a stage's shards up for auction (its answered shards count as done).
+    fn start_stage(&mut self, stage: Stage, ctx: &mut Context<Self>) {
+        let Stage {
+            name,
+            shards,
+            done,
+            frames_total,
+            stats,
+            notes,
+        } = stage;
+        // indices are unique within the job: a driver that reuses one would mix stages
+        let indices: Vec<u32> = shards
+            .iter()
+            .map(|s| s.index)
+            .chain(done.iter().map(|r| r.index))
+            .collect();
+        let unique: BTreeSet<u32> = indices.iter().copied().collect();
+        if unique.len() != indices.len() || unique.iter().any(|i| self.indices.contains(i)) {
+            self.fail(
+                format!("stage {name:?} reuses a shard index of this job (a bug in its job kind)"),
+                ctx,
+            );
+            return;
+        }
+        self.indices.extend(unique);
+        self.expected = shards.len() + done.len();
+        let stage_no = self.stage;
+        tracing::info!(job = %self.job, stage = %name, shards = self.expected, cached = done.len(), "planned");
+        self.handle.update(|s| {
+            s.notes.extend(notes);
+            s.state = JobState::Running;
+            s.stage = stage_no;
+            s.stage_name = name;
+            s.frames_total += frames_total;
+            s.stats.add(&stats);
+            s.shards.extend(
+                shards
+                    .iter()
+                    .map(|sh| row(sh.index, ShardState::Pending, sh.cost.units, stage_no))
+                    .chain(done.iter().map(|r| ShardRow {
+                        peer: Some(r.peer.clone()),
+                        ..row(r.index, ShardState::Cached, 0, stage_no)
+                    })),
+            );
+            s.shards.sort_by_key(|r| r.index);
+            s.stats.cache_hits += done.len() as u64;
+        });
+        for r in done {
+            self.results.insert(r.index, r);
+        }
+        if !shards.is_empty() {
+            let lots: Vec<Lot> = shards.iter().map(lot_of).collect();
+            for l in &lots {
+                self.lots.insert(l.shard, l.clone());
+            }
+            self.auction = Auction::new(lots);
+            for sh in shards {
+                self.specs.insert(sh.index, sh);
+            }
+            self.call_for_bids(ctx);
+        }
+        self.maybe_finish(ctx);
+    }
+
+    /// The stage ended: forget its lots and bids; the next stage calls for bids anew (its
+    /// shards are of other classes), leaving out the peers that lost a shard.
+    fn next_stage(&mut self, plan: Plan, ctx: &mut Context<Self>) {
+        for run in std::mem::take(&mut self.running).into_values() {
+            run.cancel.cancel();
+        }
+        self.stage += 1;
+        self.targets.clear();
+        self.bidders.clear();
+        self.auction = Auction::default();
+        self.lots.clear();
+        self.specs.clear();
+        self.copied.clear();
+        self.results.clear();
+        self.expected = 0;
+        self.on_plan(Ok(plan), ctx);
     }
 
     /// Start a run of `shard` on `bidder` (its slot is already taken, `est` entered).
@@ -605,7 +659,7 @@ impl Coordinator {
         if finished {
             b.observe(l.work, seconds);
         } else if seconds >= SPECULATE_AFTER_S {
-            let frames = self.specs.get(&run.shard).map_or(0, |s| s.cost.frames);
+            let frames = self.specs.get(&run.shard).map_or(0, |s| s.cost.units);
             let done = run.progress.frames.load(Ordering::Relaxed).min(frames);
             if done > 0 {
                 b.observe(l.work * done as f64 / frames as f64, seconds);
@@ -712,12 +766,13 @@ impl Coordinator {
     fn run_failed(&mut self, run: Run, e: ShardError, ctx: &mut Context<Self>) {
         let shard = run.shard;
         // a run stopped by its runner while we still wanted it is worth another try
-        let retryable = e.retryable || e.is_cancelled();
+        let retryable = e.is_retryable() || e.is_cancelled();
         if retryable {
-            if let Target::Remote { name, .. } = &self.targets[run.bidder] {
+            if let Target::Remote { name, peer } = &self.targets[run.bidder] {
                 // a peer that lost a shard takes no more of this job's shards
-                tracing::warn!(job = %self.job, shard, peer = %name, error = %e.message, "peer lost a shard; putting it up again");
+                tracing::warn!(job = %self.job, shard, peer = %name, kind = ?e.kind, error = %e.message, "peer lost a shard; putting it up again");
                 self.bidders[run.bidder].slots = 0;
+                self.lost.insert(*peer);
             }
         }
         if let Some(other) = self.running.values().find(|x| x.shard == shard) {
@@ -817,7 +872,7 @@ impl Coordinator {
 
     /// When a run ends, in seconds of the job's clock: from its progress rate, else its bid.
     fn expected_finish(&self, run: &Run, now: f64) -> f64 {
-        let frames = self.specs.get(&run.shard).map_or(0, |s| s.cost.frames);
+        let frames = self.specs.get(&run.shard).map_or(0, |s| s.cost.units);
         let elapsed = run.progress.since.elapsed().as_secs_f64();
         match run.progress.expected_s(frames) {
             Some(total) => (now - elapsed + total).max(now),
@@ -894,15 +949,28 @@ impl Coordinator {
         };
         self.handle.update(|s| s.state = JobState::Finishing);
         let results: Vec<ShardResult> = std::mem::take(&mut self.results).into_values().collect();
-        let fut = tokio::task::spawn_blocking(move || driver.finish(results));
+        let fut = tokio::task::spawn_blocking(move || {
+            let finished = driver.finish(results);
+            (driver, finished)
+        });
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
-            let res: Result<(JobResult, WorkStats), JobError> =
-                res.unwrap_or_else(|e| Err(JobError(format!("finishing the job crashed: {e}"))));
+            let (driver, res) = match res {
+                Ok((driver, res)) => (Some(driver), res),
+                Err(e) => (
+                    None,
+                    Err(JobError(format!("finishing the job crashed: {e}"))),
+                ),
+            };
             match res {
-                Ok((result, stats)) => {
+                Ok(Finish::Done(result, stats)) => {
                     tracing::info!(job = %act.job, "job done");
                     act.handle.complete(Ok(result), stats);
                     ctx.stop();
+                }
+                Ok(Finish::Next(plan)) => {
+                    act.driver = driver;
+                    tracing::info!(job = %act.job, stage = act.stage + 1, "next stage");
+                    act.next_stage(plan, ctx);
                 }
                 Err(e) => act.fail(e.0, ctx),
             }
@@ -937,23 +1005,14 @@ async fn ask_bids(
             )
             .await
         {
-            Ok(Response::Bids(s)) if s.bids.len() == batch.len() => s,
-            Ok(Response::Bids(s)) => {
-                return Err(format!("{} bids for {} shards", s.bids.len(), batch.len()))
-            }
+            Ok(Response::Bids(s)) => s,
             Ok(Response::Error(e)) => return Err(e),
             Ok(other) => return Err(format!("not a bid sheet: {}", other.name())),
             Err(e) => return Err(e.to_string()),
         };
-        // every bid must be for the shard it answers
-        if sheet.bids.iter().zip(batch).any(|(b, spec)| match b {
-            Bid::Offer {
-                shard, compute_s, ..
-            } => *shard != spec.index || !compute_s.is_finite() || *compute_s < 0.0,
-            Bid::Decline { shard, .. } => *shard != spec.index,
-        }) {
-            return Err("bids that do not match the call".into());
-        }
+        // every number in it is checked before it is used (slots size the bidder's queue)
+        let indices: Vec<u32> = batch.iter().map(|s| s.index).collect();
+        sheet.validate(&indices)?;
         match &mut whole {
             None => whole = Some(sheet),
             Some(w) => w.bids.extend(sheet.bids),
@@ -962,19 +1021,23 @@ async fn ask_bids(
     whole.ok_or_else(|| "no shards to bid for".to_string())
 }
 
-/// A shard as an auction lot: work in frames × megapixels.
+/// A shard as an auction lot: its work in its class's units.
 fn lot_of(s: &ShardSpec) -> Lot {
-    let mpix = (s.cost.width as f64 * s.cost.height as f64 / 1e6).max(0.01);
     Lot {
         shard: s.index,
-        work: (s.cost.frames.max(1) as f64 * mpix).max(1e-3),
-        input_bytes: s.cost.bytes,
-        min_mem: s.cost.ram_estimate(),
+        work: if s.cost.work.is_finite() {
+            s.cost.work.max(1e-3)
+        } else {
+            1e-3
+        },
+        input_bytes: s.cost.input_bytes,
+        min_mem: s.cost.ram,
     }
 }
 
-fn row(index: u32, state: ShardState, frames: u64) -> ShardRow {
+fn row(index: u32, state: ShardState, frames: u64, stage: u32) -> ShardRow {
     ShardRow {
+        stage,
         index,
         state,
         peer: None,

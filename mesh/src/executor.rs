@@ -1,5 +1,7 @@
 //! The seams between the scheduler and the work: [`ShardExecutor`] runs one shard,
-//! [`JobDriver`] plans a job into shards and assembles the result.
+//! [`JobDriver`] plans a job into stages of shards and assembles the result. The mesh never
+//! looks inside a shard's task: it reads the envelope (inputs, class, cost) and hands the
+//! spec to the executor, which the node implements with its job kinds.
 //! Both are called on the blocking pool, never on the async executor. A running shard reports
 //! its progress and learns whether it is still wanted through its [`ShardCtl`].
 
@@ -8,43 +10,7 @@ use std::sync::Arc;
 
 use rendermesh_protocol::{JobId, JobResult, ShardOutput, ShardResult, ShardSpec, WorkStats};
 
-/// The message of [`ShardError::cancelled`].
-pub const CANCELLED: &str = "shard cancelled";
-
-/// A shard failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct ShardError {
-    pub message: String,
-    /// Worth running again (elsewhere); false for errors in the input itself.
-    pub retryable: bool,
-}
-
-impl ShardError {
-    pub fn fatal(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: false,
-        }
-    }
-
-    pub fn retryable(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: true,
-        }
-    }
-
-    /// The run was stopped because nobody wants its result any more (another copy won, the
-    /// lease was revoked, the job ended). Not retryable: whoever cancelled it knows.
-    pub fn cancelled() -> Self {
-        Self::fatal(CANCELLED)
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        !self.retryable && self.message == CANCELLED
-    }
-}
+pub use rendermesh_protocol::{FailureKind, ShardError};
 
 /// A stop flag for one run of a shard, shared by whoever may cancel it (its coordinator, the
 /// node running it for a peer) and the run itself. Cancelling is sticky.
@@ -115,27 +81,43 @@ pub trait ShardExecutor: Send + Sync + 'static {
 #[error("{0}")]
 pub struct JobError(pub String);
 
-/// What planning a job produced.
+/// What planning a stage of a job produced.
 pub enum Plan {
     /// The whole answer was in the cache.
     Cached { result: JobResult, stats: WorkStats },
-    /// Shards to run; `done` holds shards already answered (e.g. from the cache); `notes`
-    /// are shown to the user (e.g. an encoder fallback).
-    Shards {
-        shards: Vec<ShardSpec>,
-        done: Vec<ShardResult>,
-        frames_total: u64,
-        stats: WorkStats,
-        notes: Vec<String>,
-    },
+    /// A stage of shards to run.
+    Shards(Stage),
+}
+
+/// One stage of a job: shards that can all run at once.
+#[derive(Default)]
+pub struct Stage {
+    /// Shown in progress, e.g. "encode", "analysis", "combine".
+    pub name: String,
+    /// Shards to run; their indices are unique within the job, across all its stages.
+    pub shards: Vec<ShardSpec>,
+    /// Shards already answered (e.g. from the cache, or by an interrupted run).
+    pub done: Vec<ShardResult>,
+    /// Units of progress of the stage (frames, for video).
+    pub frames_total: u64,
+    pub stats: WorkStats,
+    /// Shown to the user (e.g. an encoder fallback).
+    pub notes: Vec<String>,
+}
+
+/// What a stage's end produced: the job's result, or the next stage.
+pub enum Finish {
+    Done(JobResult, WorkStats),
+    Next(Plan),
 }
 
 /// Job-specific planning and assembly. One driver per job.
 pub trait JobDriver: Send + 'static {
-    /// Split the job into shards (probe, cut, look up the cache).
+    /// Plan the job's first stage (probe, cut, look up the cache).
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError>;
-    /// Assemble the results, ordered by shard index, into the job's result.
-    fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError>;
+    /// Assemble the results of the stage that ended, ordered by shard index, into the job's
+    /// result, or plan the next stage from them.
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError>;
     /// A shard's result arrived (e.g. to remember it for a resumed job). Must be quick.
     fn shard_done(&mut self, _result: &ShardResult) {}
 }

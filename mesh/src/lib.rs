@@ -49,7 +49,9 @@ pub mod worker;
 
 pub use board::{JobBoard, JobHandle};
 pub use coordinator::Coordinator;
-pub use executor::{JobDriver, JobError, Plan, ShardError, ShardExecutor};
+pub use executor::{
+    FailureKind, Finish, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage,
+};
 pub use key::{KeyError, MeshId, SwarmKey};
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};

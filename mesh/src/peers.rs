@@ -239,7 +239,10 @@ impl Peers {
             tracing::warn!(peer = %author, size = data.len(), "oversized announcement dropped");
             return;
         }
-        match codec::decode::<PeerAnnounce>(data) {
+        let decoded = codec::decode::<PeerAnnounce>(data)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.validate().map(|()| a));
+        match decoded {
             Ok(a) => {
                 let name = a.name.clone();
                 // a peer we hear of through others: connect to it directly
@@ -256,7 +259,9 @@ impl Peers {
                 }
                 self.publish_view();
             }
-            Err(e) => tracing::warn!(peer = %author, error = %e, "malformed announcement dropped"),
+            Err(e) => {
+                tracing::warn!(peer = %author, error = %e, "malformed or absurd announcement dropped")
+            }
         }
     }
 }
@@ -345,6 +350,8 @@ mod tests {
             scene_fps_720p: 0.0,
             scene_fps_1080p: 0.0,
             force_cpu: false,
+            speeds: Default::default(),
+            lacks: Default::default(),
             binary_version: "0".into(),
             fingerprint: String::new(),
             calibrated_unix_ms: 0,

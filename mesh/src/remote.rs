@@ -1,13 +1,13 @@
 //! Shards on other nodes.
 //!
 //! ```text
-//!   coordinator ──RunShard{shard}──────────▶ runner: fetch the chunk blob from the coordinator
+//!   coordinator ──RunShard{shard}──────────▶ runner: fetch the input blobs from the coordinator
 //!        │                                    (verified), run it on its Worker, keep any output
 //!        │ ◀── ShardProgress{frames_done} ──  every 2 s while the award lasts (a heartbeat)
 //!        │ ──── Lease{keep} ──────────────▶  keep = false: the runner stops the shard
 //!        │ ──── CancelShard ──────────────▶  the runner stops the shard (another copy won)
 //!        │ ◀── ShardDone(result) ──────────  (or ShardFailed)
-//!   coordinator: fetch the output blob from the runner (verified), then use the result
+//!   coordinator: fetch the output blobs from the runner (verified), then use the result
 //! ```
 //!
 //! A runner that dies mid-shard closes its connection: the request fails at once and the
@@ -27,13 +27,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_cache::{BlobStore, PinGuard};
-use rendermesh_protocol::{
-    ContentId, JobId, Request, Response, ShardOutput, ShardResult, ShardSpec,
-};
+use rendermesh_protocol::{ContentId, JobId, Request, Response, ShardResult, ShardSpec};
 use tokio::sync::Notify;
 
 use crate::bidder::CostModel;
-use crate::executor::{CancelToken, ShardError, CANCELLED};
+use crate::executor::{CancelToken, ShardError};
 use crate::network::NetworkHandle;
 use crate::peers::PeerView;
 use crate::transfer::{self, FetchOptions};
@@ -121,31 +119,32 @@ pub async fn run_on(
                 r.index
             )))
         }
-        Response::ShardFailed { retryable, reason } => {
-            return Err(ShardError {
-                message: format!("on peer {peer}: {reason}"),
-                // a run the coordinator still wanted, stopped by the runner: worth another try
-                retryable: retryable || reason == CANCELLED,
-            });
-        }
+        // a run the coordinator still wanted, stopped by the runner, is worth another try:
+        // the coordinator counts a cancelled run it did not cancel itself as retryable
+        Response::ShardFailed(e) => return Err(e.context(format!("on peer {peer}"))),
         other => {
             return Err(ShardError::retryable(format!(
-                "peer {peer} gave no shard result: {other:?}"
+                "peer {peer} gave no shard result: {}",
+                other.name()
             )))
         }
     };
-    if let ShardOutput::Blob { id, .. } = &result.output {
-        // the segment comes back by hash; a blob that does not verify fails the attempt
+    result
+        .output
+        .validate()
+        .map_err(|e| ShardError::retryable(format!("result of shard {index} from {peer}: {e}")))?;
+    for blob in &result.output.blobs {
+        // outputs come back by hash; a blob that does not verify fails the attempt
         let fetched = transfer::fetch(
             &link.net,
             &[peer],
-            *id,
+            blob.id,
             &link.blobs,
             FetchOptions::default(),
         )
         .await
         .map_err(|e| ShardError::retryable(format!("result of shard {index} from {peer}: {e}")))?;
-        // the join reads it soon; the store's LRU order keeps a fresh blob last
+        // the driver reads it soon; the store's LRU order keeps a fresh blob last
         drop(fetched.pin);
     }
     Ok(result)
@@ -494,12 +493,15 @@ impl ShardHost {
         self.drain.running.fetch_add(1, Ordering::SeqCst);
         let _running = Running(self.drain.clone());
         if self.is_draining() {
-            return Response::ShardFailed {
-                retryable: true,
-                reason: "the node is draining (shutting down)".into(),
-            };
+            return Response::ShardFailed(ShardError::refused(
+                "the node is draining (shutting down)",
+            ));
         }
-        let need = shard.cost.ram_estimate();
+        if let Err(e) = shard.validate() {
+            tracing::info!(shard = shard.index, coordinator = %from, error = %e, "refusing an award out of range");
+            return Response::ShardFailed(ShardError::refused(e));
+        }
+        let need = shard.cost.ram;
         if self.ram_limit > 0 && need > self.ram_limit {
             tracing::info!(
                 shard = shard.index,
@@ -507,13 +509,10 @@ impl ShardHost {
                 limit = self.ram_limit,
                 "declining a shard: it needs more memory than this node allows"
             );
-            return Response::ShardFailed {
-                retryable: true,
-                reason: format!(
-                    "shard needs about {need} bytes of memory; this node allows {}",
-                    self.ram_limit
-                ),
-            };
+            return Response::ShardFailed(ShardError::refused(format!(
+                "shard needs about {need} bytes of memory; this node allows {}",
+                self.ram_limit
+            )));
         }
         let (job, index) = (shard.job, shard.index);
         let cancel = CancelToken::default();
@@ -589,26 +588,33 @@ impl ShardHost {
         frames: &Arc<AtomicU64>,
         started: &Arc<Notify>,
     ) -> Response {
-        let input = crate::bidder::input_of(&shard);
+        let inputs = shard.inputs.clone();
         let (job, index) = (shard.job, shard.index);
-        let ahead = lock(&self.prefetched).contains_key(&input);
-        let pin = match transfer::fetch(
-            &self.net,
-            &[from],
-            input,
-            &self.blobs,
-            FetchOptions::default(),
-        )
-        .await
-        {
-            Ok(f) => f.pin,
-            Err(e) => {
-                return Response::ShardFailed {
-                    retryable: true,
-                    reason: format!("cannot fetch the input of shard {index}: {e}"),
+        let ahead = {
+            let held = lock(&self.prefetched);
+            inputs.iter().any(|id| held.contains_key(id))
+        };
+        let mut pins = Vec::with_capacity(inputs.len());
+        for &input in &inputs {
+            match transfer::fetch(
+                &self.net,
+                &[from],
+                input,
+                &self.blobs,
+                FetchOptions::default(),
+            )
+            .await
+            {
+                Ok(f) => pins.push(f.pin),
+                Err(e) => {
+                    drop(pins);
+                    self.release_inputs(&inputs);
+                    return Response::ShardFailed(ShardError::retryable(format!(
+                        "cannot fetch the input of shard {index}: {e}"
+                    )));
                 }
             }
-        };
+        }
         tracing::info!(
             %job,
             shard = index,
@@ -630,21 +636,17 @@ impl ShardHost {
                 cancel: cancel.clone(),
             })
             .await;
-        drop(pin);
-        // the chunk was only needed for this shard (unless a job here uses it too)
-        let ahead = lock(&self.prefetched).remove(&input);
-        drop(ahead);
-        self.drop_unpinned(&input);
+        drop(pins);
+        // the inputs were only needed for this shard (unless a job here uses them too)
+        self.release_inputs(&inputs);
         match res {
             Ok(Ok(r)) => {
-                if let ShardOutput::Blob { id, .. } = &r.output {
+                for blob in &r.output.blobs {
                     if cancel.is_cancelled() {
                         // nobody will fetch it
-                        if !self.blobs.is_pinned(id) {
-                            let _ = self.blobs.remove(id);
-                        }
+                        self.drop_unpinned(&blob.id);
                     } else {
-                        lock(&self.drain.unfetched).insert(*id, BTreeMap::new());
+                        lock(&self.drain.unfetched).insert(blob.id, BTreeMap::new());
                     }
                 }
                 Response::ShardDone(r)
@@ -653,15 +655,18 @@ impl ShardHost {
                 if e.is_cancelled() {
                     tracing::info!(%job, shard = index, coordinator = %from, "shard run cancelled");
                 }
-                Response::ShardFailed {
-                    retryable: e.retryable,
-                    reason: e.message,
-                }
+                Response::ShardFailed(e)
             }
-            Err(e) => Response::ShardFailed {
-                retryable: true,
-                reason: format!("worker gone: {e}"),
-            },
+            Err(e) => Response::ShardFailed(ShardError::retryable(format!("worker gone: {e}"))),
+        }
+    }
+
+    /// The inputs of a run that ended: no longer held ahead, and removed unless pinned.
+    fn release_inputs(&self, inputs: &[ContentId]) {
+        for id in inputs {
+            let ahead = lock(&self.prefetched).remove(id);
+            drop(ahead);
+            self.drop_unpinned(id);
         }
     }
 }

@@ -94,10 +94,11 @@ pub fn serve(
                     tokio::spawn(async move {
                         let answer = match host {
                             Some(h) => h.run(peer, shard).await,
-                            None => Response::ShardFailed {
-                                retryable: true,
-                                reason: "this node runs no shards for peers".into(),
-                            },
+                            None => {
+                                Response::ShardFailed(rendermesh_protocol::ShardError::refused(
+                                    "this node runs no shards for peers",
+                                ))
+                            }
                         };
                         let _ = reply.send(answer);
                     });

@@ -9,7 +9,9 @@ use actix::Actor;
 use rendermesh_mesh::executor::{CancelToken, ShardCtl};
 use rendermesh_mesh::worker::ShardObserver;
 use rendermesh_mesh::RunShard;
-use rendermesh_mesh::{JobBoard, JobDriver, JobError, Plan, ShardError, ShardExecutor, Worker};
+use rendermesh_mesh::{
+    Finish, JobBoard, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage, Worker,
+};
 use rendermesh_protocol::*;
 
 /// Sleeps a little per shard, counts concurrency, fails on demand.
@@ -37,7 +39,7 @@ impl ShardExecutor for FakeExec {
             *n
         };
         std::thread::sleep(Duration::from_millis(20));
-        ctl.progress(shard.cost.frames / 2);
+        ctl.progress(shard.cost.units / 2);
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Some((fails, retryable)) = self.fail.get(&shard.index) {
             if attempt <= *fails {
@@ -45,15 +47,15 @@ impl ShardExecutor for FakeExec {
                 return Err(if *retryable {
                     ShardError::retryable(msg)
                 } else {
-                    ShardError::fatal(msg)
+                    ShardError::input(msg)
                 });
             }
         }
         let id = ContentId::of(&shard.index.to_le_bytes());
         Ok((
-            ShardOutput::Blob { id, bytes: 4 },
+            ShardOutput::blob(id, 4),
             WorkStats {
-                decoded_frames: shard.cost.frames,
+                decoded_frames: shard.cost.units,
                 ..Default::default()
             },
         ))
@@ -79,22 +81,16 @@ fn spec(job: JobId, index: u32) -> ShardSpec {
     ShardSpec {
         job,
         index,
-        task: ShardTask::Encode {
-            chunk: ContentId::of(b"c"),
-            range: FrameRange {
-                start_pts: index as i64 * 10,
-                end_pts: Some(index as i64 * 10 + 10),
-                time_base: Rational::new(1, 10),
-                first_frame: index as u64 * 10,
-                frames: 10,
-                fps: Rational::new(10, 1),
-                ts_offset: 0,
-            },
-            options: EncodeOptions::default(),
-        },
-        cost: CostHint {
-            frames: 10,
-            ..Default::default()
+        // the mesh never looks inside a task: any built-in one will do
+        task: ShardTask::Checksum { rounds: 10 },
+        class: "fake".into(),
+        required: false,
+        inputs: vec![ContentId::of(b"c")],
+        cost: ShardCost {
+            units: 10,
+            work: 10.0,
+            ram: 1 << 20,
+            input_bytes: 0,
         },
     }
 }
@@ -117,10 +113,7 @@ impl JobDriver for FakeDriver {
                 job,
                 index: i,
                 peer: "cache".into(),
-                output: ShardOutput::Blob {
-                    id: ContentId::of(&i.to_le_bytes()),
-                    bytes: 4,
-                },
+                output: ShardOutput::blob(ContentId::of(&i.to_le_bytes()), 4),
                 stats: WorkStats::default(),
             })
             .collect();
@@ -128,21 +121,22 @@ impl JobDriver for FakeDriver {
             .filter(|i| !self.done.contains(i))
             .map(|i| spec(job, i))
             .collect();
-        Ok(Plan::Shards {
+        Ok(Plan::Shards(Stage {
+            name: "fake".into(),
             shards,
             done,
             frames_total: self.shards as u64 * 10,
-            stats: WorkStats::default(),
-            notes: vec![],
-        })
+            ..Stage::default()
+        }))
     }
 
-    fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError> {
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
         *self.finished_with.lock().unwrap() = results.iter().map(|r| r.index).collect();
         for r in &results {
-            let ShardOutput::Blob { id, .. } = r.output else {
+            let [b] = r.output.blobs.as_slice() else {
                 return Err(JobError("not a blob".into()));
             };
+            let id = b.id;
             if id != ContentId::of(&r.index.to_le_bytes()) {
                 return Err(JobError(format!(
                     "result of shard {} is another shard's",
@@ -150,7 +144,7 @@ impl JobDriver for FakeDriver {
                 )));
             }
         }
-        Ok((
+        Ok(Finish::Done(
             JobResult::Transcode {
                 output: ContentId::of(b"out"),
                 bytes: 1,
@@ -323,7 +317,7 @@ impl ShardExecutor for SlowExec {
         shard: &ShardSpec,
         ctl: &ShardCtl<'_>,
     ) -> Result<(ShardOutput, WorkStats), ShardError> {
-        for f in 1..=shard.cost.frames {
+        for f in 1..=shard.cost.units {
             if ctl.is_cancelled() {
                 self.cancelled.store(true, Ordering::SeqCst);
                 return Err(ShardError::cancelled());
@@ -333,7 +327,7 @@ impl ShardExecutor for SlowExec {
         }
         self.finished.store(true, Ordering::SeqCst);
         let id = ContentId::of(&shard.index.to_le_bytes());
-        Ok((ShardOutput::Blob { id, bytes: 4 }, WorkStats::default()))
+        Ok((ShardOutput::blob(id, 4), WorkStats::default()))
     }
 }
 
@@ -397,7 +391,7 @@ async fn a_cancelled_run_ends_with_cancelled_and_one_cancelled_while_queued_neve
     let t = std::time::Instant::now();
     running.cancel();
     let e = first.await.unwrap().unwrap_err();
-    assert!(e.is_cancelled() && !e.retryable, "{e:?}");
+    assert!(e.is_cancelled() && !e.is_retryable(), "{e:?}");
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     let e = second.await.unwrap().unwrap_err();
     assert!(e.is_cancelled(), "{e:?}");
@@ -420,7 +414,7 @@ impl ShardExecutor for NiceProbe {
         let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
         self.0.lock().unwrap().push(nice);
         let id = ContentId::of(&shard.index.to_le_bytes());
-        Ok((ShardOutput::Blob { id, bytes: 4 }, WorkStats::default()))
+        Ok((ShardOutput::blob(id, 4), WorkStats::default()))
     }
 }
 
@@ -438,11 +432,103 @@ async fn shards_run_at_the_workers_nice_value_and_a_panicking_run_is_a_retryable
     w.send(run(0)).await.unwrap().unwrap();
     assert_eq!(*probe.0.lock().unwrap(), vec![own.max(7)]);
     let e = w.send(run(1)).await.unwrap().unwrap_err();
-    assert!(e.retryable && !e.is_cancelled(), "{e:?}");
+    assert!(e.is_retryable() && !e.is_cancelled(), "{e:?}");
     // the worker survives the panic and the caller's thread keeps its own priority
     w.send(run(2)).await.unwrap().unwrap();
     assert_eq!(probe.0.lock().unwrap().len(), 2);
     // SAFETY: as above.
     let after = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
     assert_eq!(after, own);
+}
+
+/// Two stages: `first` shards, then one shard per result of the first stage whose index is
+/// even, then the result. Records what each stage saw.
+struct TwoStages {
+    first: u32,
+    stage: u32,
+    seen: Arc<Mutex<Vec<Vec<u32>>>>,
+    /// The second stage reuses index 0 (a bug the coordinator must refuse).
+    reuse_index: bool,
+}
+
+impl JobDriver for TwoStages {
+    fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
+        Ok(Plan::Shards(Stage {
+            name: "one".into(),
+            shards: (0..self.first).map(|i| spec(job, i)).collect(),
+            frames_total: self.first as u64 * 10,
+            ..Stage::default()
+        }))
+    }
+
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(results.iter().map(|r| r.index).collect());
+        self.stage += 1;
+        if self.stage == 2 {
+            return Ok(Finish::Done(
+                JobResult::Scenes { lists: vec![] },
+                WorkStats::default(),
+            ));
+        }
+        let job = results[0].job;
+        let base = if self.reuse_index { 0 } else { 100 };
+        let shards = results
+            .iter()
+            .filter(|r| r.index % 2 == 0)
+            .map(|r| spec(job, base + r.index))
+            .collect();
+        Ok(Finish::Next(Plan::Shards(Stage {
+            name: "two".into(),
+            shards,
+            frames_total: 20,
+            ..Stage::default()
+        })))
+    }
+}
+
+#[actix_rt::test]
+async fn a_job_of_two_stages_runs_the_second_on_the_results_of_the_first() {
+    let exec = Arc::new(FakeExec::default());
+    let b = board(exec.clone(), 2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let h = b.start(
+        "two",
+        vec![],
+        Box::new(TwoStages {
+            first: 4,
+            stage: 0,
+            seen: seen.clone(),
+            reuse_index: false,
+        }),
+    );
+    let r = h.wait().await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![vec![0, 1, 2, 3], vec![100, 102]]
+    );
+    let s = h.status();
+    assert_eq!((s.stage, s.stage_name.as_str()), (1, "two"));
+    let stages: Vec<(u32, u32)> = s.shards.iter().map(|r| (r.index, r.stage)).collect();
+    assert_eq!(stages, [(0, 0), (1, 0), (2, 0), (3, 0), (100, 1), (102, 1)]);
+    assert!(s.shards.iter().all(|r| r.state == ShardState::Done));
+    assert_eq!(s.frames_total, 60);
+    assert_eq!(exec.runs.lock().unwrap().len(), 6);
+
+    // a stage that reuses an index of an earlier one fails the job with one line
+    let h = b.start(
+        "two",
+        vec![],
+        Box::new(TwoStages {
+            first: 2,
+            stage: 0,
+            seen: Arc::new(Mutex::new(Vec::new())),
+            reuse_index: true,
+        }),
+    );
+    let e = h.wait().await.unwrap_err();
+    assert!(e.contains("reuses a shard index"), "{e}");
 }

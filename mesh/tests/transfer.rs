@@ -761,7 +761,7 @@ struct NoShards;
 
 impl ShardExecutor for NoShards {
     fn run(&self, _: &ShardSpec, _: &ShardCtl<'_>) -> Result<(ShardOutput, WorkStats), ShardError> {
-        Err(ShardError::fatal("no shards here"))
+        Err(ShardError::refused("no shards here"))
     }
 }
 

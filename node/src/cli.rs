@@ -57,6 +57,24 @@ pub enum SubmitCmd {
     Transcode(TranscodeArgs),
     /// Detect scene cuts in one or more files.
     Scenes(ScenesArgs),
+    /// Digest files on the mesh, then combine the digests (two stages): a check that every
+    /// box computes the same, and the smallest job kind.
+    Checksum(ChecksumArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ChecksumArgs {
+    /// Files to digest.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Extra rounds of blake3 over each file's digest (work of a known result).
+    #[arg(long, default_value_t = 0)]
+    pub rounds: u64,
+    /// Write the digests as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonSubmit,
 }
 
 /// Options every submit takes.

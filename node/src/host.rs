@@ -147,6 +147,8 @@ pub fn probe(force_cpu: bool) -> Capabilities {
         scene_fps_720p: 0.0,
         scene_fps_1080p: 0.0,
         force_cpu,
+        speeds: Default::default(),
+        lacks: Default::default(),
         binary_version: env!("CARGO_PKG_VERSION").into(),
         fingerprint: String::new(),
         calibrated_unix_ms: 0,

@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod engine;
 mod host;
+mod jobs;
 mod notify;
 mod runtime;
 

@@ -1,37 +1,18 @@
 //! The running parts of a node, the same for the daemon and for an in-process submit:
-//! the cache, a worker actor with one slot per core, and the job board.
+//! the cache, a worker actor with one slot per core, and the job board. Jobs start through
+//! the registry of job kinds.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::Actor;
 use rendermesh_cache::Cache;
 use rendermesh_mesh::bidder::CostModel;
 use rendermesh_mesh::{JobBoard, JobHandle, Load, Worker};
-use rendermesh_protocol::{EncodeOptions, SceneOptions};
-use serde::{Deserialize, Serialize};
 
 use crate::config::NodeConfig;
-use crate::engine::executor::MediaExecutor;
-use crate::engine::scenes::job::ScenesDriver;
-use crate::engine::transcode::TranscodeDriver;
-
-/// A job as the CLI sends it to a node (over the control API, or in-process).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum SubmitRequest {
-    Transcode {
-        input: PathBuf,
-        /// Muxer of the output (from the output file's extension).
-        container: String,
-        options: EncodeOptions,
-        chunk_seconds: Option<f64>,
-    },
-    Scenes {
-        inputs: Vec<PathBuf>,
-        options: SceneOptions,
-        chunk_seconds: Option<f64>,
-    },
-}
+use crate::jobs::executor::KindExecutor;
+use crate::jobs::kind::{JobContext, SubmitRequest};
+use crate::jobs::registry;
 
 /// Cache, workers and jobs of this node.
 pub struct Runtime {
@@ -62,7 +43,7 @@ impl Runtime {
         })?;
         cache.blobs.set_quota(cfg.blob_quota_bytes);
         let name = cfg.node_name();
-        let executor = Arc::new(MediaExecutor::new(
+        let executor = Arc::new(KindExecutor::new(
             cache.blobs.clone(),
             cfg.effective_threads(),
         ));
@@ -90,54 +71,15 @@ impl Runtime {
         })
     }
 
-    /// Start a job.
-    pub fn submit(&self, req: SubmitRequest) -> JobHandle {
-        let chunk = |c: Option<f64>| {
-            c.filter(|s| s.is_finite() && *s >= 0.5)
-                .unwrap_or(self.cfg.chunk_seconds)
+    /// Start a job of the kind `req` names; an unknown kind or bad parameters is one line.
+    pub fn submit(&self, req: SubmitRequest) -> Result<JobHandle, String> {
+        let ctx = JobContext {
+            cache: self.cache.clone(),
+            name: self.name.clone(),
+            chunk_seconds: self.cfg.chunk_seconds,
+            peers: self.board.peers(),
         };
-        match req {
-            SubmitRequest::Transcode {
-                input,
-                container,
-                options,
-                chunk_seconds,
-            } => {
-                let label = vec![input.display().to_string()];
-                let driver = TranscodeDriver::new(
-                    self.cache.clone(),
-                    input,
-                    options,
-                    container,
-                    chunk(chunk_seconds),
-                )
-                .with_peer_encoders(
-                    self.board
-                        .peers()
-                        .into_iter()
-                        .map(|p| {
-                            let verified = p.caps.encoders.iter().filter(|e| e.verified);
-                            (p.name, verified.map(|e| e.name.clone()).collect())
-                        })
-                        .collect(),
-                );
-                self.board.start("transcode", label, Box::new(driver))
-            }
-            SubmitRequest::Scenes {
-                inputs,
-                options,
-                chunk_seconds,
-            } => {
-                let label = inputs.iter().map(|p| p.display().to_string()).collect();
-                let driver = ScenesDriver::new(
-                    self.cache.clone(),
-                    inputs,
-                    options,
-                    chunk(chunk_seconds),
-                    self.name.clone(),
-                );
-                self.board.start("scenes", label, Box::new(driver))
-            }
-        }
+        let (kind, started) = registry::start(&ctx, req)?;
+        Ok(self.board.start(kind, started.inputs, started.driver))
     }
 }

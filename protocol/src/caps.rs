@@ -1,10 +1,12 @@
 //! What a node can do: host facts, encoders proven by a test encode, calibrated speeds.
 //! Gossiped to peers; shown by `rendermesh caps` (and later `rendermesh peers`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the capabilities record; bump on incompatible change.
-pub const CAPS_VERSION: u16 = 1;
+pub const CAPS_VERSION: u16 = 2;
 
 /// A graphics device found on the host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +55,15 @@ pub struct Capabilities {
     pub scene_fps_1080p: f32,
     /// GPUs hidden by `force_cpu` / `RENDERMESH_FORCE_CPU=1`.
     pub force_cpu: bool,
+    /// Measured speed per task class (see [`ShardSpec::class`](crate::ShardSpec::class)), in
+    /// the class's work units per second per shard slot. Each job kind fills in its own
+    /// classes from its calibration; bids are priced from these alone.
+    #[serde(default)]
+    pub speeds: BTreeMap<String, f32>,
+    /// Task classes or class families this node cannot run, with the reason (an encoder that
+    /// failed its test encode, or is not in this FFmpeg build). Shards of these are declined.
+    #[serde(default)]
+    pub lacks: BTreeMap<String, String>,
     pub binary_version: String,
     /// What the calibration is valid for: blake3 of the hardware facts and the binary version.
     pub fingerprint: String,
@@ -76,6 +87,44 @@ impl Capabilities {
     }
 }
 
+/// Most shard slots a node may claim; a claim above it is refused as absurd.
+pub const MAX_SLOTS: u32 = 1024;
+/// Most task classes (speeds or lacks) one capabilities record may list.
+pub const MAX_CLASSES: usize = 1024;
+/// Most encoders or GPUs one capabilities record may list.
+pub const MAX_DEVICES: usize = 512;
+/// Fastest speed a node may claim for a class (work units per second).
+pub const MAX_SPEED: f32 = 1e9;
+
+impl Capabilities {
+    /// Check what a peer claims about itself before anything uses it: counts of lists, and
+    /// speeds that are finite, positive and not absurd.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.speeds.len() > MAX_CLASSES || self.lacks.len() > MAX_CLASSES {
+            return Err(format!(
+                "{} speeds and {} lacks (at most {MAX_CLASSES} each)",
+                self.speeds.len(),
+                self.lacks.len()
+            ));
+        }
+        if self.encoders.len() > MAX_DEVICES || self.gpus.len() > MAX_DEVICES {
+            return Err(format!(
+                "{} encoders and {} GPUs (at most {MAX_DEVICES} each)",
+                self.encoders.len(),
+                self.gpus.len()
+            ));
+        }
+        if let Some((class, v)) = self
+            .speeds
+            .iter()
+            .find(|(_, v)| !v.is_finite() || **v <= 0.0 || **v > MAX_SPEED)
+        {
+            return Err(format!("speed {v} for {class}"));
+        }
+        Ok(())
+    }
+}
+
 /// What a node gossips about itself at start, on change, and as a heartbeat (~1 s).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerAnnounce {
@@ -94,6 +143,25 @@ pub struct PeerAnnounce {
     pub shard_ram_bytes: u64,
     /// Sender's clock when sent (ms since the Unix epoch); informational only.
     pub sent_unix_ms: u64,
+}
+
+impl PeerAnnounce {
+    /// Check the numbers a peer announces before they enter the peer table.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.slots > MAX_SLOTS {
+            return Err(format!("{} slots (at most {MAX_SLOTS})", self.slots));
+        }
+        if self.running > self.slots.max(1) * 4 {
+            return Err(format!(
+                "{} shards running on {} slots",
+                self.running, self.slots
+            ));
+        }
+        if self.listen.len() > 64 {
+            return Err(format!("{} listen addresses", self.listen.len()));
+        }
+        self.caps.validate()
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +202,8 @@ mod tests {
             scene_fps_720p: 1.0,
             scene_fps_1080p: 1.0,
             force_cpu: false,
+            speeds: BTreeMap::new(),
+            lacks: BTreeMap::new(),
             binary_version: "0".into(),
             fingerprint: "f".into(),
             calibrated_unix_ms: 0,

@@ -194,7 +194,6 @@ mod tests {
             job: JobId(7),
             index: 3,
             task: ShardTask::Encode {
-                chunk: ContentId::of(b"chunk"),
                 range: FrameRange {
                     start_pts: 1024,
                     end_pts: Some(2048),
@@ -206,11 +205,14 @@ mod tests {
                 },
                 options: EncodeOptions::default(),
             },
-            cost: CostHint {
-                frames: 60,
-                width: 1280,
-                height: 720,
-                bytes: 1 << 20,
+            class: "encode/libx264@720p".into(),
+            required: false,
+            inputs: vec![ContentId::of(b"chunk")],
+            cost: ShardCost {
+                units: 60,
+                work: 26.7,
+                ram: video_ram_estimate(1280, 720),
+                input_bytes: 1 << 20,
             },
         }
     }

@@ -217,50 +217,174 @@ impl FrameRange {
     }
 }
 
-/// Hints a bidder uses to estimate a shard's cost.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CostHint {
-    pub frames: u64,
-    pub width: u32,
-    pub height: u32,
-    /// Size of the input blob.
-    pub bytes: u64,
+/// Largest number of input blobs one shard may name.
+pub const MAX_SHARD_INPUTS: usize = 256;
+/// Largest number of output blobs one shard may return.
+pub const MAX_SHARD_OUTPUTS: usize = 256;
+/// Longest task class name.
+pub const MAX_CLASS_LEN: usize = 64;
+/// Largest number of work units (frames) of one shard: a day of 240 fps video.
+pub const MAX_SHARD_UNITS: u64 = 240 * 86_400;
+/// Largest work of one shard, in its class's units: a day of 8K video at 240 fps.
+pub const MAX_SHARD_WORK: f64 = 240.0 * 86_400.0 * 16.0;
+
+/// What a shard costs, in terms any bidder understands without knowing what it computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardCost {
+    /// Units of progress (frames, for video): what `frames_done` counts.
+    pub units: u64,
+    /// Work in the unit the task class's speed is measured in (see
+    /// [`Capabilities::speeds`](crate::Capabilities::speeds)): compute seconds on a node are
+    /// `work / speed`.
+    pub work: f64,
+    /// Memory a node needs to run it; a node whose limit or free memory is below declines.
+    pub ram: u64,
+    /// Bytes of input a node that holds none of it must fetch.
+    pub input_bytes: u64,
 }
 
-impl CostHint {
-    /// Memory a node needs to run the shard: decoder and encoder frame queues (about 64 frames
-    /// of 8-bit 4:2:0 at the shard's resolution, lookahead included) plus 64 MiB for the codec
-    /// and the process. A node whose limit is below it declines the shard.
-    pub fn ram_estimate(&self) -> u64 {
-        let frame = self.width as u64 * self.height as u64 * 3 / 2;
-        64 * frame + (64 << 20)
-    }
-}
-
-/// The work of one shard. Only these built-in tasks exist; nothing runs commands from the wire.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ShardTask {
-    /// Decode `range` from the chunk blob and encode it.
-    Encode {
-        chunk: ContentId,
-        range: FrameRange,
-        options: EncodeOptions,
-    },
-    /// Decode `range` from the chunk blob and score every frame for scene changes.
-    SceneScores {
-        chunk: ContentId,
-        range: FrameRange,
-        params: ScoreParams,
-    },
-}
-
-/// One unit of work of a job.
+/// One unit of work of a job: what the mesh schedules, moves and verifies.
+///
+/// The mesh reads only the envelope: the `inputs` it must move to the runner, the `class`
+/// whose measured speed prices it, whether that class is `required`, and the `cost`. The
+/// `task` says what to compute; only the node (its job kinds) looks inside it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShardSpec {
     pub job: JobId,
+    /// Unique within the job, across all its stages.
     pub index: u32,
     pub task: ShardTask,
-    pub cost: CostHint,
+    /// Task class, e.g. `encode/libx264@1080p`, `scenes@720p`, `checksum`: the key of the
+    /// speed a node measured for this kind of work. The part before `@` is the class family.
+    pub class: String,
+    /// Only nodes with a measured speed for `class` may run it (e.g. a named hardware
+    /// encoder); otherwise an uncalibrated node bids with a default speed.
+    pub required: bool,
+    /// Blobs the runner needs, fetched by content id from the coordinator and verified.
+    pub inputs: Vec<ContentId>,
+    pub cost: ShardCost,
+}
+
+impl ShardSpec {
+    /// The family of the class: `encode/libx264@1080p` → `encode/libx264`.
+    pub fn class_family(&self) -> &str {
+        self.class.split('@').next().unwrap_or(&self.class)
+    }
+
+    /// Check every number and length a peer could have made absurd. A spec that fails is
+    /// refused (declined, not run); nothing is sized by it before this passes.
+    pub fn validate(&self) -> Result<(), String> {
+        let c = &self.cost;
+        if self.class.is_empty() || self.class.len() > MAX_CLASS_LEN {
+            return Err(format!(
+                "shard {}: task class of {} bytes",
+                self.index,
+                self.class.len()
+            ));
+        }
+        if self.inputs.len() > MAX_SHARD_INPUTS {
+            return Err(format!(
+                "shard {}: {} inputs (at most {MAX_SHARD_INPUTS})",
+                self.index,
+                self.inputs.len()
+            ));
+        }
+        if c.units > MAX_SHARD_UNITS {
+            return Err(format!(
+                "shard {}: {} work units (at most {MAX_SHARD_UNITS})",
+                self.index, c.units
+            ));
+        }
+        if !c.work.is_finite() || c.work < 0.0 || c.work > MAX_SHARD_WORK {
+            return Err(format!(
+                "shard {}: work {} out of range",
+                self.index, c.work
+            ));
+        }
+        self.task
+            .validate()
+            .map_err(|e| format!("shard {}: {e}", self.index))
+    }
+}
+
+/// The memory a video shard needs at `width`×`height`: decoder and encoder frame queues
+/// (about 64 frames of 8-bit 4:2:0, lookahead included) plus 64 MiB for the codec and the
+/// process. Saturates instead of overflowing.
+pub fn video_ram_estimate(width: u32, height: u32) -> u64 {
+    let frame = (width as u64)
+        .saturating_mul(height as u64)
+        .saturating_mul(3)
+        / 2;
+    frame.saturating_mul(64).saturating_add(64 << 20)
+}
+
+/// The work of one shard. Only these built-in tasks exist; nothing runs commands from the wire.
+/// The mesh never looks inside: each variant belongs to one job kind of the node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ShardTask {
+    /// Decode `range` from the chunk blob (the shard's only input) and encode it.
+    Encode {
+        range: FrameRange,
+        options: EncodeOptions,
+    },
+    /// Decode `range` from the chunk blob (the shard's only input) and score every frame for
+    /// scene changes.
+    SceneScores {
+        range: FrameRange,
+        params: ScoreParams,
+    },
+    /// The checksum job, stage 1: blake3 of the input blob, then `rounds` more rounds of
+    /// blake3 over the digest (a stand-in for heavy work of a known result).
+    Checksum { rounds: u64 },
+    /// The checksum job, stage 2: blake3 over the digests of stage 1, in order.
+    CombineDigests { parts: Vec<ContentId> },
+}
+
+impl ShardTask {
+    /// The job kind whose runner runs this task.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ShardTask::Encode { .. } => "transcode",
+            ShardTask::SceneScores { .. } => "scenes",
+            ShardTask::Checksum { .. } | ShardTask::CombineDigests { .. } => "checksum",
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let range = |r: &FrameRange| {
+            if r.frames > MAX_SHARD_UNITS {
+                return Err(format!("{} frames in a range", r.frames));
+            }
+            if r.time_base.den <= 0 || r.time_base.num <= 0 || r.fps.den <= 0 || r.fps.num <= 0 {
+                return Err("a time base or frame rate that is not positive".to_string());
+            }
+            Ok(())
+        };
+        match self {
+            ShardTask::Encode { range: r, options } => {
+                range(r)?;
+                if options.preset.as_ref().is_some_and(|p| p.len() > 64)
+                    || options.encoder.as_ref().is_some_and(|e| e.len() > 64)
+                {
+                    return Err("an encoder or preset name over 64 bytes".into());
+                }
+                Ok(())
+            }
+            ShardTask::SceneScores { range: r, params } => {
+                range(r)?;
+                if params.analysis_width > 7680 {
+                    return Err(format!("analysis width {}", params.analysis_width));
+                }
+                Ok(())
+            }
+            ShardTask::Checksum { rounds } if *rounds > 1 << 40 => Err(format!("{rounds} rounds")),
+            ShardTask::Checksum { .. } => Ok(()),
+            ShardTask::CombineDigests { parts } if parts.len() > 1 << 16 => {
+                Err(format!("{} digests to combine", parts.len()))
+            }
+            ShardTask::CombineDigests { .. } => Ok(()),
+        }
+    }
 }
 
 /// Change of one frame against the one before: mean absolute delta of hue, saturation, luma.
@@ -292,15 +416,54 @@ pub struct SceneScores {
     pub last: Option<EdgeFrame>,
 }
 
-/// What a shard produced.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ShardOutput {
-    /// An encoded segment, stored as a blob.
-    Blob {
-        id: ContentId,
-        bytes: u64,
-    },
-    SceneScores(SceneScores),
+/// A blob a shard produced, by content id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub id: ContentId,
+    pub bytes: u64,
+}
+
+/// What a shard produced: output blobs (kept by the runner until the coordinator fetches
+/// them, by hash, verified) and small inline data (in the codec; its job kind decodes it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardOutput {
+    pub blobs: Vec<BlobRef>,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl ShardOutput {
+    /// One blob, no data (an encoded segment).
+    pub fn blob(id: ContentId, bytes: u64) -> Self {
+        Self {
+            blobs: vec![BlobRef { id, bytes }],
+            data: Vec::new(),
+        }
+    }
+
+    /// Inline data only: `value` in the codec.
+    pub fn inline<T: Serialize>(value: &T) -> Result<Self, crate::CodecError> {
+        Ok(Self {
+            blobs: Vec::new(),
+            data: crate::codec::encode(value)?,
+        })
+    }
+
+    /// The inline data as a `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::CodecError> {
+        crate::codec::decode(&self.data)
+    }
+
+    /// Check what a peer returned before anything is sized by it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.blobs.len() > MAX_SHARD_OUTPUTS {
+            return Err(format!(
+                "{} output blobs (at most {MAX_SHARD_OUTPUTS})",
+                self.blobs.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Counters a shard reports; tests use them to prove what did (not) happen.
@@ -362,6 +525,9 @@ pub struct ShardRow {
     /// What happened beyond the state, e.g. `"copy on c won; b cancelled"`.
     #[serde(default)]
     pub note: Option<String>,
+    /// The stage of the job the shard belongs to (0 = the first).
+    #[serde(default)]
+    pub stage: u32,
 }
 
 /// Lifecycle of a job.
@@ -400,6 +566,12 @@ pub struct JobStatus {
     pub notes: Vec<String>,
     pub started_unix_ms: u64,
     pub elapsed_ms: u64,
+    /// The stage running now (0 = the first), and its name (e.g. "analysis", "combine");
+    /// a job of one stage stays at 0 with the kind's own name.
+    #[serde(default)]
+    pub stage: u32,
+    #[serde(default)]
+    pub stage_name: String,
 }
 
 /// The scene list of one input file.
@@ -424,6 +596,87 @@ pub enum JobResult {
     },
     /// One scene list per input, in submit order.
     Scenes { lists: Vec<SceneList> },
+    /// The checksum job: the digest of every input (submit order) and their combination.
+    Checksum {
+        parts: Vec<ContentId>,
+        combined: ContentId,
+    },
+}
+
+/// Why a shard did not produce a result. Travels over the wire as such: nobody matches on
+/// the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// Nobody wants the run any more (another copy won, the lease was revoked, the job
+    /// ended), or its runner stopped it.
+    Cancelled,
+    /// Something passing went wrong (a lost peer, a transfer, the disk): worth another try.
+    Retryable,
+    /// The input itself is bad (broken media): no other node will do better.
+    Input,
+    /// The engine failed on this node (an encoder that would not open): another may succeed.
+    Engine,
+    /// The node would not run it (draining, too little memory, a spec it does not accept).
+    Refused,
+}
+
+/// A shard failed: what kind of failure, and one line saying what happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ShardError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl ShardError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Retryable, message)
+    }
+
+    pub fn input(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Input, message)
+    }
+
+    pub fn engine(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Engine, message)
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Refused, message)
+    }
+
+    /// The run was stopped because nobody wants its result any more. Not retryable:
+    /// whoever cancelled it knows.
+    pub fn cancelled() -> Self {
+        Self::new(FailureKind::Cancelled, "shard cancelled")
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == FailureKind::Cancelled
+    }
+
+    /// Worth running again (elsewhere).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            FailureKind::Retryable | FailureKind::Engine | FailureKind::Refused
+        )
+    }
+
+    /// The same failure, its message prefixed (e.g. with the peer it happened on).
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        Self {
+            kind: self.kind,
+            message: format!("{prefix}: {}", self.message),
+        }
+    }
 }
 
 #[cfg(test)]

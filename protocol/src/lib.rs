@@ -15,7 +15,7 @@ pub mod id;
 pub mod job;
 pub mod wire;
 
-pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION};
+pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION, MAX_SLOTS};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;

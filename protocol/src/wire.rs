@@ -14,10 +14,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CacheKey, ContentId, JobId, ShardResult, ShardSpec};
+use crate::{CacheKey, ContentId, JobId, ShardError, ShardResult, ShardSpec};
 
 /// Protocol name negotiated on each request stream.
-pub const REQUEST_PROTOCOL: &str = "/rendermesh/req/1";
+pub const REQUEST_PROTOCOL: &str = "/rendermesh/req/2";
 /// Largest request frame (a batch of pushed records).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 /// Largest response frame (a blob piece or a batch of records).
@@ -56,7 +56,7 @@ pub enum Request {
         offset: u64,
         len: u32,
     },
-    /// Run this shard (an award): fetch its input blob from the sender, run it, answer with
+    /// Run this shard (an award): fetch its input blobs from the sender, run it, answer with
     /// the result; an output blob stays with the runner until the sender fetches it.
     RunShard { shard: ShardSpec },
     /// A call for bids: how soon could the peer finish each of these shards? Answered with
@@ -127,6 +127,51 @@ pub struct BidSheet {
     pub bids: Vec<Bid>,
 }
 
+/// Longest wait a bidder may claim before its first slot frees (a day).
+pub const MAX_QUEUE_S: f64 = 86_400.0;
+/// Longest compute time a bidder may claim for one shard (a week).
+pub const MAX_COMPUTE_S: f64 = 7.0 * 86_400.0;
+
+impl BidSheet {
+    /// Check a peer's sheet for the `shards` (indices, in order) it answers before any of
+    /// its numbers are used: slots within [`crate::caps::MAX_SLOTS`], times finite and
+    /// bounded, one bid per shard, each for the shard it answers.
+    pub fn validate(&self, shards: &[u32]) -> Result<(), String> {
+        if self.slots > crate::caps::MAX_SLOTS || self.free_slots > self.slots {
+            return Err(format!("{} slots, {} free", self.slots, self.free_slots));
+        }
+        if !self.queue_s.is_finite() || self.queue_s < 0.0 || self.queue_s > MAX_QUEUE_S {
+            return Err(format!("a queue of {} s", self.queue_s));
+        }
+        if self.bids.len() != shards.len() {
+            return Err(format!(
+                "{} bids for {} shards",
+                self.bids.len(),
+                shards.len()
+            ));
+        }
+        for (b, &index) in self.bids.iter().zip(shards) {
+            let ok = match b {
+                Bid::Offer {
+                    shard, compute_s, ..
+                } => {
+                    *shard == index
+                        && compute_s.is_finite()
+                        && *compute_s >= 0.0
+                        && *compute_s <= MAX_COMPUTE_S
+                }
+                Bid::Decline { shard, reason } => *shard == index && reason.len() <= 1024,
+            };
+            if !ok {
+                return Err(format!(
+                    "a bid for shard {index} that does not match the call or is out of range"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The answer to a [`Request`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
@@ -152,11 +197,8 @@ pub enum Response {
     NoBlob,
     /// A shard ran; its output blob (if any) can be fetched from the runner.
     ShardDone(ShardResult),
-    /// A shard could not run; `retryable` = another node (or a later try) may succeed.
-    ShardFailed {
-        retryable: bool,
-        reason: String,
-    },
+    /// A shard could not run; the kind says whether another node (or a later try) may succeed.
+    ShardFailed(ShardError),
     /// Answer to a [`Request::CallForBids`].
     Bids(BidSheet),
     /// Answer to a [`Request::ShardProgress`] or [`Request::CancelShard`]: `keep` = the
@@ -185,7 +227,7 @@ impl Response {
             Response::BlobPiece { .. } => "BlobPiece",
             Response::NoBlob => "NoBlob",
             Response::ShardDone(_) => "ShardDone",
-            Response::ShardFailed { .. } => "ShardFailed",
+            Response::ShardFailed(_) => "ShardFailed",
             Response::Bids(_) => "Bids",
             Response::Lease { .. } => "Lease",
             Response::Prefetch { .. } => "Prefetch",

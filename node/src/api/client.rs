@@ -6,7 +6,7 @@ use std::time::Duration;
 use rendermesh_protocol::{JobId, JobResult, JobStatus};
 
 use super::ControlInfo;
-use crate::runtime::SubmitRequest;
+use crate::jobs::kind::SubmitRequest;
 
 /// A connection to a running node.
 pub struct Client {

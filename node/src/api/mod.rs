@@ -4,7 +4,7 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET | `/v1/health` | `{name, version}` (no token needed) |
-//! | POST | `/v1/jobs` | body [`SubmitRequest`](crate::runtime::SubmitRequest) → `{id}` |
+//! | POST | `/v1/jobs` | body [`SubmitRequest`](crate::jobs::kind::SubmitRequest) → `{id}` |
 //! | GET | `/v1/jobs` | every [`JobStatus`](rendermesh_protocol::JobStatus) |
 //! | GET | `/v1/jobs/{id}[?wait_ms=N]` | one `JobStatus`; with `wait_ms`, once the job ends or after N ms (at most 2000) |
 //! | GET | `/v1/jobs/{id}/result` | the [`JobResult`](rendermesh_protocol::JobResult) (409 while running) |

@@ -8,7 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use rendermesh_protocol::{JobId, JobResult};
 
 use super::{ControlInfo, INFO_FILE, TOKEN_FILE};
-use crate::runtime::{Runtime, SubmitRequest};
+use crate::jobs::kind::SubmitRequest;
+use crate::runtime::Runtime;
 
 /// Shared state of the handlers.
 pub struct ApiState {
@@ -90,8 +91,12 @@ async fn submit(
     body: web::Json<SubmitRequest>,
 ) -> HttpResponse {
     guard!(req, st);
-    let handle = st.runtime.submit(body.into_inner());
-    HttpResponse::Accepted().json(serde_json::json!({ "id": handle.id().to_string() }))
+    match st.runtime.submit(body.into_inner()) {
+        Ok(handle) => {
+            HttpResponse::Accepted().json(serde_json::json!({ "id": handle.id().to_string() }))
+        }
+        Err(e) => HttpResponse::BadRequest().json(serde_json::json!({ "error": e })),
+    }
 }
 
 async fn drain(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {

@@ -5,7 +5,8 @@ use rendermesh_protocol::Capabilities;
 
 use crate::cli::CapsArgs;
 use crate::config::NodeConfig;
-use crate::engine::caps::load_or_probe;
+use crate::jobs::calibrate::load_or_probe;
+use crate::jobs::registry::fill_speeds;
 
 pub fn run(cfg: NodeConfig, args: CapsArgs) -> anyhow::Result<i32> {
     let force_cpu = cfg.effective_force_cpu();
@@ -17,6 +18,7 @@ pub fn run(cfg: NodeConfig, args: CapsArgs) -> anyhow::Result<i32> {
         force_cpu,
         cfg.effective_threads(),
         args.recalibrate,
+        fill_speeds,
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&caps)?);

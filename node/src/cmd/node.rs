@@ -16,7 +16,8 @@ use crate::api::server::{routes, write_info, write_token, ApiState};
 use crate::api::{ControlInfo, MeshInfo, INFO_FILE, MESH_FILE};
 use crate::cli::NodeArgs;
 use crate::config::NodeConfig;
-use crate::engine::caps::load_or_probe;
+use crate::jobs::calibrate::load_or_probe;
+use crate::jobs::registry::fill_speeds;
 use crate::runtime::Runtime;
 use actix::Actor;
 use rendermesh_mesh::key::load_or_create_identity;
@@ -249,7 +250,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
     let model = runtime.model.clone();
     actix::spawn(async move {
         let probe = tokio::task::spawn_blocking(move || {
-            load_or_probe(&data_dir, force_cpu, threads, false)
+            load_or_probe(&data_dir, force_cpu, threads, false, fill_speeds)
         })
         .await;
         match probe {

@@ -129,6 +129,6 @@ pub fn decode_range(
             ),
         ));
     }
-    crate::engine::executor::count_decoded(passed);
+    crate::engine::count_decoded(passed);
     Ok(passed)
 }

@@ -184,7 +184,7 @@ pub fn encode_chunk(
             cause: format!("encoded {encoded} packets for {frames} frames"),
         });
     }
-    crate::engine::executor::count_encoded(encoded);
+    crate::engine::count_encoded(encoded);
     Ok(encoded)
 }
 
@@ -273,7 +273,7 @@ mod tests {
     use rendermesh_mesh::executor::CancelToken;
 
     use super::*;
-    use crate::engine::caps::test_clip;
+    use crate::engine::testclip::test_clip;
 
     /// A generated 320×180 clip of `frames` frames, its output path and x264 options with
     /// `preset`; the dir holds them.

@@ -28,7 +28,7 @@ pub enum MediaError {
     #[error("{file}: {cause}")]
     Other { file: PathBuf, cause: String },
     /// The shard was cancelled (its result is no longer wanted); not a fault of anything.
-    #[error("{}", rendermesh_mesh::executor::CANCELLED)]
+    #[error("shard cancelled")]
     Cancelled,
 }
 
@@ -57,5 +57,21 @@ impl MediaError {
     /// Is this a fault of the input itself (running it again elsewhere will not help)?
     pub fn is_input_fault(&self) -> bool {
         !matches!(self, MediaError::Write { .. } | MediaError::Encoder { .. })
+    }
+}
+
+impl From<MediaError> for rendermesh_mesh::ShardError {
+    /// Cancelled stays cancelled; a fault of the input is final; anything else (an encoder
+    /// that would not open, a write that failed) may go better on another node.
+    fn from(e: MediaError) -> Self {
+        use rendermesh_mesh::ShardError;
+        if matches!(e, MediaError::Cancelled) {
+            return ShardError::cancelled();
+        }
+        if e.is_input_fault() {
+            ShardError::input(e.to_string())
+        } else {
+            ShardError::engine(e.to_string())
+        }
     }
 }

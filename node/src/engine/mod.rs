@@ -5,25 +5,20 @@
 //! - [`decode`]: decode the frames of one [`FrameRange`](rendermesh_protocol::FrameRange) from a chunk.
 //! - [`encode`]: encode a chunk's frames into an encoded segment blob.
 //! - [`concat`]: join encoded segments and mux the source audio once ([`audio`]: copy or encode).
-//! - [`scenes`]: per-frame scene scores and the detectors that turn them into cuts.
-//! - [`export`]: scene lists as CSV, JSON and EDL.
-//! - [`caps`]: encoders proven by a test encode, calibrated speeds.
-//! - [`executor`]: the [`ShardExecutor`](rendermesh_mesh::ShardExecutor) the workers run.
-//! - [`transcode`]: the transcode job driver (plan into chunks, assemble the output).
+//!
+//! Only primitives live here; what a job does with them lives in its kind
+//! ([`crate::jobs`]).
 
 pub mod audio;
-pub mod caps;
 pub mod chunk;
 pub mod concat;
 pub mod decode;
 pub mod encode;
 pub mod error;
-pub mod executor;
-pub mod export;
 pub mod probe;
-pub mod scenes;
-pub mod transcode;
+pub mod testclip;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 
 pub use error::MediaError;
@@ -57,4 +52,23 @@ pub(crate) fn rational(r: ffmpeg_next::Rational) -> rendermesh_protocol::Rationa
 
 pub(crate) fn ff_rational(r: rendermesh_protocol::Rational) -> ffmpeg_next::Rational {
     ffmpeg_next::Rational::new(r.num, r.den)
+}
+
+static DECODED: AtomicU64 = AtomicU64::new(0);
+static ENCODED: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn count_decoded(n: u64) {
+    DECODED.fetch_add(n, Ordering::Relaxed);
+}
+
+pub(crate) fn count_encoded(n: u64) {
+    ENCODED.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Frames decoded and encoded by this process so far.
+pub fn process_counters() -> (u64, u64) {
+    (
+        DECODED.load(Ordering::Relaxed),
+        ENCODED.load(Ordering::Relaxed),
+    )
 }

@@ -1,34 +1,38 @@
-//! `rendermesh submit transcode|scenes`: send a job to the local node, or, when no node
-//! answers, run the same actors in this process as a mesh of one. Shows progress, then
-//! writes the results as the invoking user, atomically (temp file + rename).
+//! `rendermesh submit KIND`: send a job to the local node, or, when no node answers, run the
+//! same actors in this process as a mesh of one. Shows progress, then writes the results as
+//! the invoking user, atomically (temp file + rename).
+//!
+//! One file per kind turns its arguments into the kind's parameters and its result into
+//! files and lines: [`transcode`], [`scenes`], [`checksum`]. What they share is here.
+
+mod checksum;
+mod scenes;
+mod transcode;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rendermesh_protocol::{
-    EncodeOptions, JobId, JobResult, JobStatus, SceneDetector, SceneList, SceneOptions,
-    ScoreParams, VideoCodec,
-};
+use rendermesh_protocol::{JobId, JobResult, JobStatus};
 
 use crate::api::client::Client;
 use crate::api::read_control;
-use crate::cli::{CommonSubmit, DetectorArg, ScenesArgs, SubmitCmd, TranscodeArgs};
+use crate::cli::{CommonSubmit, SubmitCmd};
 use crate::config::NodeConfig;
-use crate::engine::concat::{check_output, container_for};
-use crate::engine::export::{scenes_from_cuts, to_csv, to_edl, to_json, Fps};
-use crate::runtime::{Runtime, SubmitRequest};
+use crate::jobs::kind::SubmitRequest;
+use crate::runtime::Runtime;
 
 pub fn run(cfg: NodeConfig, sub: SubmitCmd) -> anyhow::Result<i32> {
     match sub {
-        SubmitCmd::Transcode(a) => transcode(cfg, a),
-        SubmitCmd::Scenes(a) => scenes(cfg, a),
+        SubmitCmd::Transcode(a) => transcode::run(cfg, a),
+        SubmitCmd::Scenes(a) => scenes::run(cfg, a),
+        SubmitCmd::Checksum(a) => checksum::run(cfg, a),
     }
 }
 
 /// Where the finished job lives.
-enum Done {
+pub(super) enum Done {
     Node {
         client: Client,
         id: JobId,
@@ -39,186 +43,16 @@ enum Done {
 }
 
 /// An input path as the node will see it: absolute, and present.
-fn input_path(p: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn input_path(p: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(p).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!("{}: no such file", p.display()),
         _ => anyhow::anyhow!("{}: cannot read: {e}", p.display()),
     })
 }
 
-fn transcode(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
-    let codec: VideoCodec = match &a.encoder {
-        Some(name) => crate::engine::caps::codec_of_encoder(name).ok_or_else(|| {
-            let known: Vec<&str> = crate::engine::caps::HARDWARE_ENCODERS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect();
-            anyhow::anyhow!(
-                "--encoder: unknown encoder {name:?}; known hardware encoders: {}",
-                known.join(", ")
-            )
-        })?,
-        None => a
-            .codec
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("--codec: {e}"))?,
-    };
-    let input = input_path(&a.input)?;
-    check_output(&a.output)?;
-    let container = container_for(&a.output)?;
-    let req = SubmitRequest::Transcode {
-        input,
-        container,
-        options: EncodeOptions {
-            codec,
-            crf: a.crf,
-            preset: a.preset.clone(),
-            encoder: a.encoder.clone(),
-        },
-        chunk_seconds: a.common.chunk_seconds,
-    };
-    let (status, result, done) = execute(&cfg, req, &a.common)?;
-    let JobResult::Transcode {
-        output,
-        bytes,
-        frames,
-    } = result
-    else {
-        anyhow::bail!("node answered a transcode with another kind of result");
-    };
-    let written = match &done {
-        Done::Node { client, id } => {
-            let n = write_atomic(&a.output, client.output(*id)?)?;
-            if let Err(e) = client.drop_output(*id) {
-                tracing::warn!(error = %e, "node kept the output");
-            }
-            n
-        }
-        Done::Local { runtime_cache } => {
-            move_atomic(&runtime_cache.blobs.path(&output), &a.output)?
-        }
-    };
-    if written != bytes {
-        let _ = std::fs::remove_file(&a.output);
-        anyhow::bail!(
-            "{}: received {written} of {bytes} bytes; removed",
-            a.output.display()
-        );
-    }
-    println!(
-        "wrote {} ({} frames, {:.1} MB, {} shards) in {:.1}s",
-        a.output.display(),
-        frames,
-        bytes as f64 / 1e6,
-        status.shards.len(),
-        status.elapsed_ms as f64 / 1000.0
-    );
-    Ok(0)
-}
-
-fn scenes(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
-    let inputs = a
-        .inputs
-        .iter()
-        .map(|p| input_path(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    for out in [&a.csv, &a.json, &a.edl].into_iter().flatten() {
-        check_output(out)?;
-    }
-    let detector = match a.detector {
-        DetectorArg::Content => SceneDetector::Content {
-            threshold: a.threshold,
-        },
-        DetectorArg::Adaptive => SceneDetector::Adaptive {
-            adaptive_threshold: a.adaptive_threshold,
-            min_content_val: a.min_content_val,
-            window_width: a.window_width,
-        },
-    };
-    let options = SceneOptions {
-        detector,
-        min_scene_len: a.min_scene_len,
-        scoring: ScoreParams {
-            analysis_width: a.analysis_width,
-            fast_decode: !a.full_decode,
-        },
-        ..SceneOptions::default()
-    };
-    let req = SubmitRequest::Scenes {
-        inputs: inputs.clone(),
-        options,
-        chunk_seconds: a.common.chunk_seconds,
-    };
-    let (status, result, _done) = execute(&cfg, req, &a.common)?;
-    let JobResult::Scenes { lists } = result else {
-        anyhow::bail!("node answered a scenes job with another kind of result");
-    };
-    let many = lists.len() > 1;
-    for (input, list) in inputs.iter().zip(&lists) {
-        let title = input
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let fps = Fps {
-            num: list.fps.num.max(0) as u32,
-            den: list.fps.den.max(1) as u32,
-        };
-        let cuts: Vec<u32> = list.cuts.iter().map(|&c| c as u32).collect();
-        let scenes = scenes_from_cuts(&cuts, list.frames as u32);
-        for (path, text) in [
-            (&a.csv, to_csv(&scenes, fps)),
-            (&a.json, to_json(&scenes, fps, &title)),
-            (&a.edl, to_edl(&scenes, fps, &title)),
-        ] {
-            if let Some(p) = path {
-                let dest = per_input(p, input, many);
-                write_atomic(&dest, text.as_bytes())?;
-            }
-        }
-        print_scenes(
-            input,
-            list,
-            a.csv.is_none() && a.json.is_none() && a.edl.is_none(),
-        );
-    }
-    if status.from_cache {
-        println!(
-            "(answered from cache in {:.2}s)",
-            status.elapsed_ms as f64 / 1000.0
-        );
-    }
-    Ok(0)
-}
-
-fn print_scenes(input: &Path, list: &SceneList, table: bool) {
-    let fps = list.fps.as_f64().max(f64::MIN_POSITIVE);
-    println!(
-        "{}: {} scenes, {} frames ({:.2}s at {:.3} fps)",
-        input.display(),
-        list.cuts.len() + 1,
-        list.frames,
-        list.frames as f64 / fps,
-        fps
-    );
-    if table {
-        let mut start = 0u64;
-        for (i, end) in list.cuts.iter().copied().chain([list.frames]).enumerate() {
-            println!(
-                "  scene {:>3}: frames {:>6}..{:<6} {:>8.3}s .. {:>8.3}s",
-                i + 1,
-                start,
-                end,
-                start as f64 / fps,
-                end as f64 / fps
-            );
-            start = end;
-        }
-    }
-}
-
 /// With several inputs, one output file per input: `{name}` in the path is replaced by the
 /// input's stem, or the stem is appended (`cuts.csv` → `cuts-a.csv`).
-fn per_input(out: &Path, input: &Path, many: bool) -> PathBuf {
+pub(super) fn per_input(out: &Path, input: &Path, many: bool) -> PathBuf {
     if !many {
         return out.to_path_buf();
     }
@@ -273,7 +107,7 @@ pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
 
 /// Move a finished file to `dest` atomically: a rename when both are on one filesystem,
 /// else a copy through [`write_atomic`]. The source is gone afterwards either way.
-fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
+pub(super) fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
     let len = std::fs::metadata(src)?.len();
     let tmp = temp_beside(dest);
     if std::fs::rename(src, &tmp).is_ok() {
@@ -348,7 +182,7 @@ fn print_notes(status: &JobStatus) {
 
 fn write_report(path: &Option<PathBuf>, status: &JobStatus, mode: &str) -> anyhow::Result<()> {
     let Some(path) = path else { return Ok(()) };
-    let (decoded, encoded) = crate::engine::executor::process_counters();
+    let (decoded, encoded) = crate::engine::process_counters();
     let doc = serde_json::json!({
         "mode": mode,
         "status": status,
@@ -360,7 +194,7 @@ fn write_report(path: &Option<PathBuf>, status: &JobStatus, mode: &str) -> anyho
 }
 
 /// Run the job on the local node if one answers, else in-process; wait for the result.
-fn execute(
+pub(super) fn execute(
     cfg: &NodeConfig,
     req: SubmitRequest,
     common: &CommonSubmit,
@@ -415,7 +249,7 @@ fn execute_local(
     let sys = actix::System::new();
     let (status, result, cache) = sys.block_on(async move {
         let runtime = Runtime::start(cfg)?;
-        let handle = runtime.submit(req);
+        let handle = runtime.submit(req).map_err(|e| anyhow::anyhow!("{e}"))?;
         let pb = progress_bar(quiet);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let waiter = handle.clone();

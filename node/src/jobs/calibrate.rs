@@ -6,19 +6,19 @@
 //! encode, one shard's threads) and scene scoring at 720p and 1080p. Results are cached in the
 //! data dir per hardware/binary fingerprint.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use ffmpeg_next as ff;
 use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_protocol::{
-    Capabilities, EncodeOptions, EncoderCap, FrameRange, Rational, ScoreParams, VideoCodec,
-    CAPS_VERSION,
+    Capabilities, EncodeOptions, EncoderCap, FrameRange, ScoreParams, VideoCodec, CAPS_VERSION,
 };
 
-use super::encode::encode_chunk;
 use super::scenes::analyze::score_chunk;
-use super::MediaError;
+use crate::engine::encode::encode_chunk;
+use crate::engine::testclip::test_clip;
+use crate::engine::MediaError;
 
 /// Hardware encoders worth trying: (FFmpeg name, codec).
 pub const HARDWARE_ENCODERS: [(&str, VideoCodec); 16] = [
@@ -53,107 +53,9 @@ pub fn codec_of_encoder(name: &str) -> Option<VideoCodec> {
         })
 }
 
-/// A small generated clip (moving gradient and blocks), H.264 in NUT, and the range of all
-/// its frames.
-pub fn test_clip(
-    dir: &Path,
-    width: u32,
-    height: u32,
-    frames: u32,
-) -> Result<(PathBuf, FrameRange), MediaError> {
-    super::init();
-    let path = dir.join(format!(
-        "rendermesh-testclip-{width}x{height}-{frames}-{}.nut",
-        std::process::id()
-    ));
-    let werr = |e: ff::Error| MediaError::write(&path, e);
-    let codec = ff::encoder::find_by_name("libx264").ok_or_else(|| MediaError::Encoder {
-        encoder: "libx264".into(),
-        cause: "not in this FFmpeg build".into(),
-    })?;
-    let mut octx = ff::format::output_as(&path, "nut").map_err(werr)?;
-    let mut ctx = ff::codec::context::Context::new_with_codec(codec);
-    ctx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-    let mut enc = ctx.encoder().video().map_err(werr)?;
-    let tb = ff::Rational::new(1, 25);
-    enc.set_width(width);
-    enc.set_height(height);
-    enc.set_format(ff::format::Pixel::YUV420P);
-    enc.set_time_base(tb);
-    enc.set_frame_rate(Some(ff::Rational::new(25, 1)));
-    let mut opts = ff::Dictionary::new();
-    opts.set("preset", "ultrafast");
-    opts.set("crf", "18");
-    let mut encoder = enc.open_as_with(codec, opts).map_err(werr)?;
-    {
-        let mut ost = octx.add_stream(codec).map_err(werr)?;
-        ost.set_parameters(&encoder);
-        ost.set_time_base(tb);
-    }
-    octx.write_header().map_err(werr)?;
-    let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(tb);
-    let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, width, height);
-    let mut pkt = ff::Packet::empty();
-    let mut drain = |encoder: &mut ff::encoder::Video,
-                     octx: &mut ff::format::context::Output|
-     -> Result<(), MediaError> {
-        while encoder.receive_packet(&mut pkt).is_ok() {
-            pkt.set_stream(0);
-            pkt.rescale_ts(tb, out_tb);
-            pkt.write(octx).map_err(werr)?;
-        }
-        Ok(())
-    };
-    for i in 0..frames {
-        paint(&mut frame, i);
-        frame.set_pts(Some(i as i64));
-        encoder.send_frame(&frame).map_err(werr)?;
-        drain(&mut encoder, &mut octx)?;
-    }
-    encoder.send_eof().map_err(werr)?;
-    drain(&mut encoder, &mut octx)?;
-    octx.write_trailer().map_err(werr)?;
-    let range = FrameRange {
-        start_pts: 0,
-        end_pts: None,
-        time_base: Rational::new(1, 25),
-        first_frame: 0,
-        frames: frames as u64,
-        fps: Rational::new(25, 1),
-        ts_offset: 0,
-    };
-    Ok((path, range))
-}
-
-/// Deterministic moving content: a diagonal gradient that scrolls and a bright block.
-fn paint(f: &mut ff::frame::Video, i: u32) {
-    let (w, h) = (f.width() as usize, f.height() as usize);
-    let stride = f.stride(0);
-    let y = f.data_mut(0);
-    for r in 0..h {
-        for c in 0..w {
-            let in_block = (c / 32 + i as usize).is_multiple_of(7) && (r / 32) % 3 == 1;
-            y[r * stride + c] = if in_block {
-                235
-            } else {
-                ((r + c + 4 * i as usize) % 220 + 16) as u8
-            };
-        }
-    }
-    for p in 1..3 {
-        let stride = f.stride(p);
-        let plane = f.data_mut(p);
-        for r in 0..h / 2 {
-            for c in 0..w / 2 {
-                plane[r * stride + c] = ((r * p + c + i as usize) % 200 + 28) as u8;
-            }
-        }
-    }
-}
-
 /// Can `encoder` encode here? Runs a real test encode of a few frames.
 pub fn verify_encoder(name: &str, dir: &Path) -> Result<(), String> {
-    super::init();
+    crate::engine::init();
     let codec = codec_of_encoder(name)
         .ok_or_else(|| format!("{name} is not an encoder rendermesh knows"))?;
     if ff::encoder::find_by_name(name).is_none() {
@@ -262,7 +164,7 @@ pub fn fingerprint(host: &Capabilities) -> String {
         &host.threads.to_string(),
         &(host.ram_total_bytes >> 30).to_string(),
         env!("CARGO_PKG_VERSION"),
-        &super::ENGINE_VERSION.to_string(),
+        &crate::engine::ENGINE_VERSION.to_string(),
         &format!("{}", ff::format::version()),
         &host.force_cpu.to_string(),
     ] {
@@ -346,12 +248,14 @@ pub fn probe(
 
 /// Capabilities from `<data_dir>/caps.json` when its fingerprint still matches (available
 /// RAM refreshed), else probed and written there. `RENDERMESH_CALIBRATION_FRAMES` (default
-/// 12) sets the frames per measurement.
+/// 12) sets the frames per measurement. `speeds` fills in the speeds of the task classes
+/// from the measurements (see [`crate::jobs::registry::fill_speeds`]).
 pub fn load_or_probe(
     data_dir: &Path,
     force_cpu: bool,
     threads: usize,
     recalibrate: bool,
+    speeds: fn(&mut Capabilities),
 ) -> Result<(Capabilities, bool), MediaError> {
     let host = crate::host::probe(force_cpu);
     let file = data_dir.join("caps.json");
@@ -373,7 +277,9 @@ pub fn load_or_probe(
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|n| (2..=1000).contains(n))
         .unwrap_or(12);
-    let caps = probe(&host, threads, frames, data_dir)?;
+    let mut caps = probe(&host, threads, frames, data_dir)?;
+    // every kind turns the measurements into speeds of its task classes
+    speeds(&mut caps);
     let tmp = data_dir.join("caps.json.tmp");
     let text = serde_json::to_vec_pretty(&caps).map_err(|e| MediaError::write(&file, e))?;
     std::fs::write(&tmp, text)

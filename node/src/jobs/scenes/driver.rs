@@ -1,4 +1,4 @@
-//! The scene-detection job: time-sharded per file, file-sharded across files.
+//! The scene-detection driver: time-sharded per file, file-sharded across files.
 //!
 //! Plan: for each input, answer from the cached scene list if there is one; otherwise probe,
 //! cut into chunks, and make a score shard for every chunk whose scores are not cached.
@@ -9,11 +9,10 @@
 use std::path::PathBuf;
 
 use rendermesh_cache::{Cache, PinGuard};
-use rendermesh_mesh::{JobDriver, JobError, Plan};
+use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
-    codec, CacheKey, CacheKind, ContentId, CostHint, FrameRange, JobId, JobResult, SceneDetector,
-    SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec, ShardTask,
-    WorkStats,
+    codec, CacheKey, CacheKind, ContentId, FrameRange, JobId, JobResult, SceneDetector, SceneList,
+    SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec, ShardTask, WorkStats,
 };
 
 use super::analyze::from_edge;
@@ -23,6 +22,7 @@ use super::detect::{
 use crate::engine::chunk::{plan_chunks, write_chunks};
 use crate::engine::probe::{identify, probe_cached};
 use crate::engine::ENGINE_VERSION;
+use crate::jobs::video::{video_class, video_cost};
 
 struct FileWork {
     path: PathBuf,
@@ -124,16 +124,19 @@ impl JobDriver for ScenesDriver {
                 next_index += 1;
                 keyed.push((index, key));
                 match self.cache.entries.get::<SceneScores>(&key).unwrap_or(None) {
-                    Some(scores) => {
-                        want.push(false);
-                        done.push(ShardResult {
-                            job,
-                            index,
-                            peer: format!("{} (cache)", self.peer),
-                            output: ShardOutput::SceneScores(scores),
-                            stats: WorkStats::default(),
-                        });
-                    }
+                    Some(scores) => match ShardOutput::inline(&scores) {
+                        Ok(output) => {
+                            want.push(false);
+                            done.push(ShardResult {
+                                job,
+                                index,
+                                peer: format!("{} (cache)", self.peer),
+                                output,
+                                stats: WorkStats::default(),
+                            });
+                        }
+                        Err(_) => want.push(true),
+                    },
                     None => want.push(true),
                 }
             }
@@ -146,16 +149,13 @@ impl JobDriver for ScenesDriver {
                     job,
                     index: *index,
                     task: ShardTask::SceneScores {
-                        chunk,
                         range: plan.range,
                         params: self.options.scoring,
                     },
-                    cost: CostHint {
-                        frames: plan.range.frames,
-                        width: probe.width,
-                        height: probe.height,
-                        bytes,
-                    },
+                    class: video_class("scenes", probe.width, probe.height),
+                    required: false,
+                    inputs: vec![chunk],
+                    cost: video_cost(plan.range.frames, probe.width, probe.height, bytes),
                 });
             }
             self.files.push(FileWork {
@@ -174,16 +174,17 @@ impl JobDriver for ScenesDriver {
                 stats,
             });
         }
-        Ok(Plan::Shards {
+        Ok(Plan::Shards(Stage {
+            name: "scores".into(),
             shards,
             done,
             frames_total,
             stats,
             notes: Vec::new(),
-        })
+        }))
     }
 
-    fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError> {
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
         for pin in self.chunks.drain(..) {
             let id = *pin.id();
             drop(pin);
@@ -192,13 +193,13 @@ impl JobDriver for ScenesDriver {
         let mut by_index: std::collections::HashMap<u32, SceneScores> =
             std::collections::HashMap::new();
         for r in results {
-            match r.output {
-                ShardOutput::SceneScores(s) => {
+            match r.output.decode::<SceneScores>() {
+                Ok(s) => {
                     by_index.insert(r.index, s);
                 }
-                other => {
+                Err(e) => {
                     return Err(JobError(format!(
-                        "shard {} returned {other:?}, not scores",
+                        "shard {} returned no scene scores ({e})",
                         r.index
                     )))
                 }
@@ -265,7 +266,10 @@ impl JobDriver for ScenesDriver {
         if let Err(e) = self.cache.entries.flush() {
             tracing::warn!(error = %e, "cannot flush the cache");
         }
-        Ok((JobResult::Scenes { lists }, WorkStats::default()))
+        Ok(Finish::Done(
+            JobResult::Scenes { lists },
+            WorkStats::default(),
+        ))
     }
 }
 

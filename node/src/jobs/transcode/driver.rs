@@ -1,20 +1,22 @@
-//! The transcode job: probe, cut at keyframes into chunk blobs, one encode shard per chunk,
+//! The transcode driver: probe, cut at keyframes into chunk blobs, one encode shard per chunk,
 //! then concatenate the segments and mux the source audio once.
 
 use std::path::PathBuf;
 
 use rendermesh_cache::{Cache, PinGuard};
-use rendermesh_mesh::{JobDriver, JobError, Plan};
+use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
-    codec, CacheKey, CacheKind, ContentId, CostHint, EncodeOptions, FrameRange, JobId, JobResult,
+    codec, CacheKey, CacheKind, ContentId, EncodeOptions, FrameRange, JobId, JobResult,
     ShardOutput, ShardResult, ShardSpec, ShardTask, WorkStats,
 };
 
-use super::caps::verify_encoder;
-use super::chunk::{plan_chunks, write_chunks};
-use super::concat::concat;
-use super::encode::{available_codecs, encoder_available};
-use super::probe::{identify, probe_cached, Probe};
+use crate::engine::chunk::{plan_chunks, write_chunks};
+use crate::engine::concat::concat;
+use crate::engine::encode::{available_codecs, encoder_available};
+use crate::engine::probe::{identify, probe_cached, Probe};
+use crate::engine::{MediaError, ENGINE_VERSION};
+use crate::jobs::calibrate::verify_encoder;
+use crate::jobs::video::{video_class, video_cost};
 
 /// Plans and assembles one transcode.
 pub struct TranscodeDriver {
@@ -81,13 +83,14 @@ impl TranscodeDriver {
             range.end_pts,
             range.time_base,
         ));
-        CacheKey::derive(CacheKind::Segment, super::ENGINE_VERSION, &params, id)
+        CacheKey::derive(CacheKind::Segment, ENGINE_VERSION, &params, id)
     }
 
     /// A segment an earlier (interrupted) run of this job left here.
     fn reusable(&self, key: &CacheKey) -> Option<(ContentId, u64)> {
-        match self.cache.entries.get::<ShardOutput>(key).ok().flatten()? {
-            ShardOutput::Blob { id, bytes } if self.cache.blobs.contains(&id) => Some((id, bytes)),
+        let out = self.cache.entries.get::<ShardOutput>(key).ok().flatten()?;
+        match out.blobs.as_slice() {
+            [b] if self.cache.blobs.contains(&b.id) => Some((b.id, b.bytes)),
             _ => None,
         }
     }
@@ -137,7 +140,7 @@ impl JobDriver for TranscodeDriver {
                 available_codecs().join(", ")
             )));
         }
-        let err = |e: super::MediaError| JobError(e.to_string());
+        let err = |e: MediaError| JobError(e.to_string());
         let ident = identify(&self.cache, &self.input).map_err(err)?;
         let (probe, _) = probe_cached(&self.cache, &self.input, &ident.id).map_err(err)?;
         let plans = plan_chunks(&probe, self.chunk_seconds);
@@ -156,7 +159,7 @@ impl JobDriver for TranscodeDriver {
                         job,
                         index: plan.index,
                         peer: "(resumed)".into(),
-                        output: ShardOutput::Blob { id, bytes },
+                        output: ShardOutput::blob(id, bytes),
                         stats: WorkStats::default(),
                     });
                     want.push(false);
@@ -179,20 +182,19 @@ impl JobDriver for TranscodeDriver {
                 )));
             };
             self.chunks.push(self.cache.blobs.pin(&chunk));
+            let family = format!("encode/{}", self.options.encoder_name());
             shards.push(ShardSpec {
                 job,
                 index: plan.index,
                 task: ShardTask::Encode {
-                    chunk,
                     range: plan.range,
                     options: self.options.clone(),
                 },
-                cost: CostHint {
-                    frames: plan.range.frames,
-                    width: probe.width,
-                    height: probe.height,
-                    bytes,
-                },
+                class: video_class(&family, probe.width, probe.height),
+                // a named (hardware) encoder runs only where it passed its test encode
+                required: self.options.encoder.is_some(),
+                inputs: vec![chunk],
+                cost: video_cost(plan.range.frames, probe.width, probe.height, bytes),
             });
         }
         tracing::info!(
@@ -205,7 +207,8 @@ impl JobDriver for TranscodeDriver {
         );
         let frames_total = probe.frames;
         self.probe = Some(probe);
-        Ok(Plan::Shards {
+        Ok(Plan::Shards(Stage {
+            name: "encode".into(),
             shards,
             done,
             frames_total,
@@ -214,22 +217,23 @@ impl JobDriver for TranscodeDriver {
                 ..Default::default()
             },
             notes,
-        })
+        }))
     }
 
-    fn finish(&mut self, results: Vec<ShardResult>) -> Result<(JobResult, WorkStats), JobError> {
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
         let probe = self
             .probe
             .take()
             .ok_or_else(|| JobError("finish before plan".into()))?;
         let mut ids = Vec::with_capacity(results.len());
         for r in &results {
-            match &r.output {
-                ShardOutput::Blob { id, .. } => ids.push(*id),
+            match r.output.blobs.as_slice() {
+                [b] => ids.push(b.id),
                 other => {
                     return Err(JobError(format!(
-                        "shard {} returned {other:?}, not a segment",
-                        r.index
+                        "shard {} returned {} blobs, not one segment",
+                        r.index,
+                        other.len()
                     )))
                 }
             }
@@ -264,7 +268,7 @@ impl JobDriver for TranscodeDriver {
             .blobs
             .adopt(&tmp)
             .map_err(|e| JobError(format!("storing the output: {e}")))?;
-        Ok((
+        Ok(Finish::Done(
             JobResult::Transcode {
                 output,
                 bytes,
@@ -275,9 +279,10 @@ impl JobDriver for TranscodeDriver {
     }
 
     fn shard_done(&mut self, result: &ShardResult) {
-        if let (Some(key), ShardOutput::Blob { .. }) =
-            (self.segment_keys.get(result.index as usize), &result.output)
-        {
+        if let (Some(key), [_]) = (
+            self.segment_keys.get(result.index as usize),
+            result.output.blobs.as_slice(),
+        ) {
             // flushed at once: a coordinator killed right after must still find it (the store
             // otherwise writes out every half second)
             let stored = self

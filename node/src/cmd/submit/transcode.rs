@@ -1,0 +1,79 @@
+//! `rendermesh submit transcode IN -o OUT`: the transcode kind from the command line.
+
+use rendermesh_protocol::{EncodeOptions, JobResult, VideoCodec};
+
+use super::{execute, input_path, move_atomic, write_atomic, Done};
+use crate::cli::TranscodeArgs;
+use crate::config::NodeConfig;
+use crate::engine::concat::{check_output, container_for};
+use crate::jobs::calibrate::{codec_of_encoder, HARDWARE_ENCODERS};
+use crate::jobs::kind::{JobKind, SubmitRequest};
+use crate::jobs::transcode::{Params, Transcode};
+
+pub(super) fn run(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
+    let codec: VideoCodec = match &a.encoder {
+        Some(name) => codec_of_encoder(name).ok_or_else(|| {
+            let known: Vec<&str> = HARDWARE_ENCODERS.iter().map(|(n, _)| *n).collect();
+            anyhow::anyhow!(
+                "--encoder: unknown encoder {name:?}; known hardware encoders: {}",
+                known.join(", ")
+            )
+        })?,
+        None => a
+            .codec
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--codec: {e}"))?,
+    };
+    let input = input_path(&a.input)?;
+    check_output(&a.output)?;
+    let container = container_for(&a.output)?;
+    let params = Params {
+        input,
+        container,
+        options: EncodeOptions {
+            codec,
+            crf: a.crf,
+            preset: a.preset.clone(),
+            encoder: a.encoder.clone(),
+        },
+        chunk_seconds: a.common.chunk_seconds,
+    };
+    let req = SubmitRequest::new(Transcode.name(), &params)?;
+    let (status, result, done) = execute(&cfg, req, &a.common)?;
+    let JobResult::Transcode {
+        output,
+        bytes,
+        frames,
+    } = result
+    else {
+        anyhow::bail!("node answered a transcode with another kind of result");
+    };
+    let written = match &done {
+        Done::Node { client, id } => {
+            let n = write_atomic(&a.output, client.output(*id)?)?;
+            if let Err(e) = client.drop_output(*id) {
+                tracing::warn!(error = %e, "node kept the output");
+            }
+            n
+        }
+        Done::Local { runtime_cache } => {
+            move_atomic(&runtime_cache.blobs.path(&output), &a.output)?
+        }
+    };
+    if written != bytes {
+        let _ = std::fs::remove_file(&a.output);
+        anyhow::bail!(
+            "{}: received {written} of {bytes} bytes; removed",
+            a.output.display()
+        );
+    }
+    println!(
+        "wrote {} ({} frames, {:.1} MB, {} shards) in {:.1}s",
+        a.output.display(),
+        frames,
+        bytes as f64 / 1e6,
+        status.shards.len(),
+        status.elapsed_ms as f64 / 1000.0
+    );
+    Ok(0)
+}

@@ -1,0 +1,115 @@
+//! What a job kind implements ([`JobKind`]) and what it is given: the coordinating node's
+//! [`JobContext`] for its driver, the running node's [`RunEnv`] for its shards.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rendermesh_cache::{BlobStore, Cache};
+use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::{JobDriver, PeerEntry, ShardError};
+use rendermesh_protocol::{Capabilities, ShardOutput, ShardSpec, WorkStats};
+use serde::{Deserialize, Serialize};
+
+/// A job as the CLI sends it to a node (over the control API, or in-process): the kind's
+/// name and its parameters (the kind's own `Params`, as JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    pub kind: String,
+    pub params: serde_json::Value,
+}
+
+impl SubmitRequest {
+    pub fn new<P: Serialize>(kind: &str, params: &P) -> anyhow::Result<Self> {
+        Ok(Self {
+            kind: kind.to_string(),
+            params: serde_json::to_value(params)?,
+        })
+    }
+}
+
+/// What a kind's driver may use on the coordinating node.
+pub struct JobContext {
+    pub cache: Cache,
+    /// This node's name.
+    pub name: String,
+    /// Default chunk length of time-sharded kinds (config `chunk_seconds`).
+    pub chunk_seconds: f64,
+    /// The mesh's other nodes as they announce themselves.
+    pub peers: Vec<PeerEntry>,
+}
+
+impl JobContext {
+    /// A requested chunk length, when sane, else the node's default.
+    pub fn chunk(&self, requested: Option<f64>) -> f64 {
+        requested
+            .filter(|s| s.is_finite() && *s >= 0.5)
+            .unwrap_or(self.chunk_seconds)
+    }
+}
+
+/// A job ready to run: what to show as its inputs, and its driver.
+pub struct Started {
+    pub inputs: Vec<String>,
+    pub driver: Box<dyn JobDriver>,
+}
+
+/// What a shard runner may use on the node that runs it.
+pub struct RunEnv {
+    pub blobs: BlobStore,
+    /// Codec threads per shard.
+    pub threads: usize,
+}
+
+impl RunEnv {
+    /// Where input `n` of `shard` lies in the blob store (the mesh fetched and verified it
+    /// before the run).
+    pub fn input(&self, shard: &ShardSpec, n: usize) -> Result<PathBuf, ShardError> {
+        let id = shard.inputs.get(n).ok_or_else(|| {
+            ShardError::refused(format!("shard {} has no input {n}", shard.index))
+        })?;
+        let path = self.blobs.path(id);
+        if !path.is_file() {
+            return Err(ShardError::retryable(format!(
+                "input {} is not in the blob store",
+                id.short()
+            )));
+        }
+        Ok(path)
+    }
+}
+
+/// Task classes of a node: measured speeds and what it cannot run (see
+/// [`Capabilities::speeds`] and [`Capabilities::lacks`]).
+#[derive(Default)]
+pub struct Speeds {
+    pub speeds: BTreeMap<String, f32>,
+    pub lacks: BTreeMap<String, String>,
+}
+
+/// One kind of job.
+pub trait JobKind: Sync {
+    /// Its name: `rendermesh submit NAME`, and the kind a job's status shows.
+    fn name(&self) -> &'static str;
+
+    /// A driver for `params` (the kind's own parameters as JSON); an error is one line.
+    fn start(&self, ctx: &JobContext, params: serde_json::Value) -> Result<Started, String>;
+
+    /// Run one shard of this kind's tasks on the calling (blocking) thread.
+    fn run(
+        &self,
+        env: &RunEnv,
+        shard: &ShardSpec,
+        ctl: &ShardCtl<'_>,
+    ) -> Result<(ShardOutput, WorkStats), ShardError>;
+
+    /// The speeds of this kind's task classes from the node's calibration `caps`.
+    fn speeds(&self, caps: &Capabilities, out: &mut Speeds);
+}
+
+/// Parameters of a kind from JSON, with the kind named in the error.
+pub fn params<P: serde::de::DeserializeOwned>(
+    kind: &str,
+    value: serde_json::Value,
+) -> Result<P, String> {
+    serde_json::from_value(value).map_err(|e| format!("bad parameters for a {kind} job: {e}"))
+}

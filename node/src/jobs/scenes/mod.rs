@@ -1,0 +1,86 @@
+//! The scenes kind: per-frame scene scores in time shards over the mesh, the detectors that
+//! turn a whole file's scores into cuts, and the scene-list exports.
+//!
+//! - [`analyze`]: the scores of one shard (weighted HSV deltas of downscaled frames).
+//! - [`detect`]: the content and adaptive detectors.
+//! - [`driver`]: plans the score shards (cache, probe, cut) and stitches the results.
+//! - [`export`]: scene lists as CSV, JSON and EDL.
+//! - Here: the parameters, the shard runner and the speeds of the `scenes@720p|1080p` classes.
+
+pub mod analyze;
+pub mod detect;
+pub mod driver;
+pub mod export;
+
+use std::path::PathBuf;
+
+use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::ShardError;
+use rendermesh_protocol::{
+    Capabilities, SceneOptions, ShardOutput, ShardSpec, ShardTask, WorkStats,
+};
+use serde::{Deserialize, Serialize};
+
+use self::analyze::score_chunk;
+use self::driver::ScenesDriver;
+use super::kind::{params, JobContext, JobKind, RunEnv, Speeds, Started};
+use super::video::video_speeds;
+
+/// What `rendermesh submit scenes` sends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub inputs: Vec<PathBuf>,
+    pub options: SceneOptions,
+    pub chunk_seconds: Option<f64>,
+}
+
+pub struct Scenes;
+
+impl JobKind for Scenes {
+    fn name(&self) -> &'static str {
+        "scenes"
+    }
+
+    fn start(&self, ctx: &JobContext, value: serde_json::Value) -> Result<Started, String> {
+        let p: Params = params(self.name(), value)?;
+        if p.inputs.is_empty() {
+            return Err("a scenes job needs at least one input".into());
+        }
+        let inputs = p.inputs.iter().map(|p| p.display().to_string()).collect();
+        let driver = ScenesDriver::new(
+            ctx.cache.clone(),
+            p.inputs,
+            p.options,
+            ctx.chunk(p.chunk_seconds),
+            ctx.name.clone(),
+        );
+        Ok(Started {
+            inputs,
+            driver: Box::new(driver),
+        })
+    }
+
+    fn run(
+        &self,
+        env: &RunEnv,
+        shard: &ShardSpec,
+        ctl: &ShardCtl<'_>,
+    ) -> Result<(ShardOutput, WorkStats), ShardError> {
+        let ShardTask::SceneScores { range, params } = &shard.task else {
+            return Err(ShardError::refused("not a scenes task"));
+        };
+        let chunk = env.input(shard, 0)?;
+        let scores = score_chunk(&chunk, range, params, env.threads, ctl)?;
+        let stats = WorkStats {
+            decoded_frames: scores.deltas.len() as u64,
+            ..Default::default()
+        };
+        let output = ShardOutput::inline(&scores)
+            .map_err(|e| ShardError::engine(format!("scene scores too large to send: {e}")))?;
+        Ok((output, stats))
+    }
+
+    fn speeds(&self, caps: &Capabilities, out: &mut Speeds) {
+        video_speeds(out, "scenes", caps.scene_fps_720p, caps.scene_fps_1080p);
+    }
+}

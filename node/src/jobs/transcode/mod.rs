@@ -1,0 +1,111 @@
+//! The transcode kind: a file cut at keyframes into chunks, each chunk encoded on a slot
+//! somewhere in the mesh, the segments joined and the source audio muxed once.
+//!
+//! - [`driver`]: plans the encode stage (probe, cut, resume) and joins the segments.
+//! - Here: the parameters, the shard runner (decode a chunk's range, encode it) and the
+//!   speeds of the `encode/<encoder>@720p|1080p` classes from the calibrated encoders.
+
+pub mod driver;
+
+use std::path::PathBuf;
+
+use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::ShardError;
+use rendermesh_protocol::{
+    Capabilities, EncodeOptions, ShardOutput, ShardSpec, ShardTask, WorkStats,
+};
+use serde::{Deserialize, Serialize};
+
+use self::driver::TranscodeDriver;
+use super::kind::{params, JobContext, JobKind, RunEnv, Speeds, Started};
+use super::video::video_speeds;
+use crate::engine::encode::encode_chunk;
+
+/// What `rendermesh submit transcode` sends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub input: PathBuf,
+    /// Muxer of the output (from the output file's extension).
+    pub container: String,
+    pub options: EncodeOptions,
+    pub chunk_seconds: Option<f64>,
+}
+
+pub struct Transcode;
+
+impl JobKind for Transcode {
+    fn name(&self) -> &'static str {
+        "transcode"
+    }
+
+    fn start(&self, ctx: &JobContext, value: serde_json::Value) -> Result<Started, String> {
+        let p: Params = params(self.name(), value)?;
+        let peer_encoders = ctx
+            .peers
+            .iter()
+            .map(|p| {
+                let verified = p.caps.encoders.iter().filter(|e| e.verified);
+                (p.name.clone(), verified.map(|e| e.name.clone()).collect())
+            })
+            .collect();
+        let driver = TranscodeDriver::new(
+            ctx.cache.clone(),
+            p.input.clone(),
+            p.options,
+            p.container,
+            ctx.chunk(p.chunk_seconds),
+        )
+        .with_peer_encoders(peer_encoders);
+        Ok(Started {
+            inputs: vec![p.input.display().to_string()],
+            driver: Box::new(driver),
+        })
+    }
+
+    fn run(
+        &self,
+        env: &RunEnv,
+        shard: &ShardSpec,
+        ctl: &ShardCtl<'_>,
+    ) -> Result<(ShardOutput, WorkStats), ShardError> {
+        let ShardTask::Encode { range, options } = &shard.task else {
+            return Err(ShardError::refused("not a transcode task"));
+        };
+        let chunk = env.input(shard, 0)?;
+        let tmp = env.blobs.temp_path("segment.nut");
+        let frames = match encode_chunk(&chunk, range, options, &tmp, env.threads, ctl) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        let (id, bytes) = env
+            .blobs
+            .adopt(&tmp)
+            .map_err(|e| ShardError::retryable(format!("storing segment: {e}")))?;
+        let stats = WorkStats {
+            decoded_frames: frames,
+            encoded_frames: frames,
+            ..Default::default()
+        };
+        Ok((ShardOutput::blob(id, bytes), stats))
+    }
+
+    /// `encode/<encoder>@720p|1080p` from each verified encoder's measured fps; an encoder
+    /// that failed its test encode (or is not in this FFmpeg build) is a class this node lacks.
+    fn speeds(&self, caps: &Capabilities, out: &mut Speeds) {
+        for e in &caps.encoders {
+            let family = format!("encode/{}", e.name);
+            if e.verified {
+                video_speeds(out, &family, e.fps_720p, e.fps_1080p);
+            } else {
+                let why = e.reason.as_deref().unwrap_or("no reason given");
+                out.lacks.insert(
+                    family,
+                    format!("encoder {} failed its test encode here ({why})", e.name),
+                );
+            }
+        }
+    }
+}
