@@ -10,88 +10,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::mesh::*;
 use common::*;
 
 /// These tests start three nodes each: one at a time on 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn start(dir: &Path, name: &str, key: &Path, peers: &[String]) -> Daemon {
-    start_env(dir, name, key, peers, &[])
-}
-
-fn start_env(dir: &Path, name: &str, key: &Path, peers: &[String], env: &[(&str, &str)]) -> Daemon {
-    start_cfg(dir, name, key, peers, "", env)
-}
-
-/// A one-slot node named `name` with `extra` config lines and environment `env`.
-fn start_cfg(
-    dir: &Path,
-    name: &str,
-    key: &Path,
-    peers: &[String],
-    extra: &str,
-    env: &[(&str, &str)],
-) -> Daemon {
-    let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
-    Daemon::start_with_env(
-        &dir.join(name),
-        &format!(
-            "mdns = false\nname = {name:?}\nlisten = \"/ip4/127.0.0.1/tcp/0\"\npeers = [{}]\nkey_file = {:?}\nslots = 1\n{extra}",
-            peers.join(", "),
-            key.display().to_string()
-        ),
-        env,
-    )
-}
-
-/// Wait until all of `nodes` list each other.
-fn meet(nodes: &[Daemon]) {
-    let others = nodes.len() - 1;
-    wait_for(Duration::from_secs(10), || {
-        nodes.iter().all(|n| n.peer_ids().len() == others)
-    })
-    .expect("the nodes meet");
-}
-
-/// Rows of the newest job on `node` (empty when there is none).
-fn rows(node: &Daemon) -> Vec<serde_json::Value> {
-    last_job_opt(node)
-        .and_then(|j| j["shards"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// Send `signal` (e.g. "-STOP") to a node's process.
-fn signal(node: &Daemon, signal: &str) {
-    let st = std::process::Command::new("kill")
-        .args([signal, &node.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success(), "kill {signal} failed");
-}
-
-/// A, then B and C dialling A; returns once each lists the other two. The three are the same
-/// box, so B and C start from A's calibration (as a copied `caps.json`): three nodes
-/// calibrating at once on a shared machine would measure noise, and bids follow calibration.
-fn three(dir: &Path) -> Vec<Daemon> {
-    let key = keygen(dir, "swarm.key");
-    let a = start(dir, "a", &key, &[]);
-    let addr = a.mesh_addr();
-    let caps = a.data_dir.join("caps.json");
-    wait_for(Duration::from_secs(120), || caps.exists())
-        .unwrap_or_else(|| panic!("a never calibrated: {}", a.log()));
-    for other in ["b", "c"] {
-        std::fs::create_dir_all(dir.join(other)).unwrap();
-        std::fs::copy(&caps, dir.join(other).join("caps.json")).unwrap();
-    }
-    let b = start(dir, "b", &key, std::slice::from_ref(&addr));
-    let c = start(dir, "c", &key, &[addr]);
-    let nodes = vec![a, b, c];
-    wait_for(Duration::from_secs(10), || {
-        nodes.iter().all(|n| n.peer_ids().len() == 2)
-    })
-    .expect("three nodes meet");
-    nodes
-}
 
 /// `submit transcode SRC -o OUT` in one-second chunks, through the node of `data`.
 fn transcode(data: &Path, src: &Path, out: &Path) -> std::process::Output {
@@ -118,20 +41,6 @@ fn transcode_in_background(
 ) -> std::thread::JoinHandle<std::process::Output> {
     let (data, src, out) = (data.to_path_buf(), src.to_path_buf(), out.to_path_buf());
     std::thread::spawn(move || transcode(&data, &src, &out))
-}
-
-/// The newest job on `node` (from its API).
-fn last_job(node: &Daemon) -> serde_json::Value {
-    last_job_opt(node).expect("a job")
-}
-
-fn peers_of(job: &serde_json::Value) -> std::collections::BTreeSet<String> {
-    job["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["peer"].as_str().map(str::to_string))
-        .collect()
 }
 
 #[test]
@@ -366,14 +275,6 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
     assert!(st.success(), "{st:?}");
     assert!(nodes[1].log().contains("drained"), "{}", nodes[1].log());
     no_panic(&nodes);
-}
-
-fn last_job_opt(node: &Daemon) -> Option<serde_json::Value> {
-    node.api_get("/v1/jobs")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .max_by_key(|j| j["started_unix_ms"].as_u64())
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! binary, and a daemon on loopback with its own data dir.
 #![allow(dead_code)]
 
+pub mod mesh;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
