@@ -216,5 +216,26 @@ mod tests {
         assert_eq!(names, ["h264_qsv", "libx264"]);
         let bytes = crate::codec::encode(&caps).unwrap();
         assert_eq!(crate::codec::decode::<Capabilities>(&bytes).unwrap(), caps);
+
+        // what a peer claims is checked before it is used
+        let mut a = PeerAnnounce {
+            name: "n".into(),
+            listen: vec![],
+            caps: caps.clone(),
+            slots: 2,
+            running: 1,
+            shard_ram_bytes: 0,
+            sent_unix_ms: 0,
+        };
+        assert_eq!(a.validate(), Ok(()));
+        a.slots = 4_000_000_000;
+        assert!(a.validate().is_err());
+        a.slots = 2;
+        a.caps.speeds.insert("x".into(), f32::INFINITY);
+        assert!(a.validate().is_err());
+        a.caps.speeds.insert("x".into(), -1.0);
+        assert!(a.validate().is_err());
+        a.caps.speeds.insert("x".into(), 25.0);
+        assert_eq!(a.validate(), Ok(()));
     }
 }

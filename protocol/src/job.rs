@@ -702,6 +702,67 @@ mod tests {
         assert!(open.contains(i64::MAX));
     }
 
+    fn spec() -> ShardSpec {
+        ShardSpec {
+            job: JobId(1),
+            index: 2,
+            task: ShardTask::Checksum { rounds: 10 },
+            class: "checksum".into(),
+            required: false,
+            inputs: vec![ContentId::of(b"x")],
+            cost: ShardCost {
+                units: 10,
+                work: 1.0,
+                ram: 1 << 20,
+                input_bytes: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_spec_with_absurd_numbers_is_refused() {
+        assert_eq!(spec().validate(), Ok(()));
+        let mut bad = Vec::new();
+        let mut s = spec();
+        s.cost.units = 65535 * 65535;
+        bad.push(s);
+        let mut s = spec();
+        s.cost.work = f64::NAN;
+        bad.push(s);
+        let mut s = spec();
+        s.cost.work = 1e300;
+        bad.push(s);
+        let mut s = spec();
+        s.class = "c".repeat(1000);
+        bad.push(s);
+        let mut s = spec();
+        s.inputs = vec![ContentId::of(b"x"); 100_000];
+        bad.push(s);
+        let mut s = spec();
+        s.task = ShardTask::Checksum { rounds: u64::MAX };
+        bad.push(s);
+        let mut s = spec();
+        s.task = ShardTask::SceneScores {
+            range: FrameRange {
+                start_pts: 0,
+                end_pts: None,
+                time_base: Rational::new(1, 30),
+                first_frame: 0,
+                frames: 65535 * 65535,
+                fps: Rational::new(30, 1),
+                ts_offset: 0,
+            },
+            params: ScoreParams::default(),
+        };
+        bad.push(s);
+        for s in bad {
+            assert!(s.validate().is_err(), "{s:?}");
+        }
+        // the memory of a frame size a peer made up saturates instead of overflowing
+        assert_eq!(video_ram_estimate(u32::MAX, u32::MAX), u64::MAX);
+        assert_eq!(video_ram_estimate(0, 0), 64 << 20);
+    }
+
     #[test]
     fn codec_names_parse() {
         for c in VideoCodec::all() {

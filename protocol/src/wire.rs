@@ -235,3 +235,68 @@ impl Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(shard: u32, compute_s: f64) -> Bid {
+        Bid::Offer {
+            shard,
+            compute_s,
+            fetch_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_bid_sheet_with_absurd_numbers_is_refused() {
+        let ok = BidSheet {
+            slots: 2,
+            free_slots: 1,
+            queue_s: 3.0,
+            bids: vec![offer(4, 1.5), offer(5, 2.0)],
+        };
+        assert_eq!(ok.validate(&[4, 5]), Ok(()));
+        let bad = [
+            BidSheet {
+                slots: 4_000_000_000,
+                ..ok.clone()
+            },
+            BidSheet {
+                free_slots: 3,
+                ..ok.clone()
+            },
+            BidSheet {
+                queue_s: f64::NAN,
+                ..ok.clone()
+            },
+            BidSheet {
+                queue_s: 1e300,
+                ..ok.clone()
+            },
+            BidSheet {
+                queue_s: -1.0,
+                ..ok.clone()
+            },
+            BidSheet {
+                bids: vec![offer(4, 1.5)],
+                ..ok.clone()
+            },
+            BidSheet {
+                bids: vec![offer(4, 1.5), offer(6, 1.0)],
+                ..ok.clone()
+            },
+            BidSheet {
+                bids: vec![offer(4, f64::INFINITY), offer(5, 1.0)],
+                ..ok.clone()
+            },
+            BidSheet {
+                bids: vec![offer(4, -2.0), offer(5, 1.0)],
+                ..ok.clone()
+            },
+        ];
+        for sheet in bad {
+            assert!(sheet.validate(&[4, 5]).is_err(), "{sheet:?}");
+        }
+    }
+}
