@@ -117,7 +117,13 @@ fn a_two_stage_kind_runs_on_three_nodes_through_lease_loss_and_resume() {
             .iter()
             .any(|s| s["peer"] == "b" && s["state"] == "Running")
     };
-    wait_for(Duration::from_secs(60), on_b).expect("b never got a shard");
+    wait_for(Duration::from_secs(60), on_b).unwrap_or_else(|| {
+        panic!(
+            "b never got a shard: {:?}\n{}",
+            last_job_opt(&nodes[0]),
+            nodes[0].log()
+        )
+    });
     signal(&nodes[1], "-STOP");
     let lost = wait_for(Duration::from_secs(30), || {
         rows(&nodes[0]).iter().any(|s| {
@@ -166,15 +172,28 @@ fn a_two_stage_kind_runs_on_three_nodes_through_lease_loss_and_resume() {
     let inputs = files(&dir, 2, 8);
     let json = tmp.path().join("two.json");
     let job = submit_in_background(&nodes[0].data_dir, &inputs, rounds, &json);
+    // the rows of this job (not of the one before)
+    let these = |n: &Daemon| -> Vec<serde_json::Value> {
+        last_job_opt(n)
+            .filter(|j| j["inputs"][0].as_str().is_some_and(|i| i.contains("two")))
+            .and_then(|j| j["shards"].as_array().cloned())
+            .unwrap_or_default()
+    };
     wait_for(Duration::from_secs(90), || {
-        count(&rows(&nodes[0]), "Done") >= 3
+        count(&these(&nodes[0]), "Done") >= 3
     })
     .expect("no digests arrived");
-    let before = count(&rows(&nodes[0]), "Done");
+    let before = count(&these(&nodes[0]), "Done");
+    let at_kill = last_job_opt(&nodes[0]);
     let _ = nodes[0].child.kill();
     let _ = nodes[0].child.wait();
     let o = job.join().unwrap();
-    assert!(!o.status.success(), "the submit outlived its node");
+    assert!(
+        !o.status.success(),
+        "the submit outlived its node ({before} done at the kill: {at_kill:?}): {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     assert!(
         before < 8,
         "stage 1 ended before the kill ({before} done): no resume to test"

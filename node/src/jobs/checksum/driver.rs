@@ -9,7 +9,7 @@ use rendermesh_protocol::{
     ShardSpec, ShardTask, WorkStats,
 };
 
-use super::{CLASS, ROUNDS_PER_UNIT};
+use super::{units, CLASS, ROUNDS_PER_UNIT};
 use crate::engine::ENGINE_VERSION;
 
 /// Memory a checksum shard needs (its read buffer and the process).
@@ -87,7 +87,7 @@ impl JobDriver for ChecksumDriver {
             stage.stats.hashed_bytes += bytes;
             let key = CacheKey::derive(CacheKind::Segment, ENGINE_VERSION, &params, &id);
             self.keys.push(key);
-            stage.frames_total += self.rounds;
+            stage.frames_total += units(self.rounds);
             // a digest an interrupted run of the same job left here
             let earlier = self.cache.entries.get::<ShardOutput>(&key).ok().flatten();
             if let Some(output) = earlier.filter(|o| o.decode::<ContentId>().is_ok()) {
@@ -110,7 +110,7 @@ impl JobDriver for ChecksumDriver {
                 required: false,
                 inputs: vec![id],
                 cost: ShardCost {
-                    units: self.rounds,
+                    units: units(self.rounds),
                     work: (self.rounds as f64 / ROUNDS_PER_UNIT as f64).max(1e-3),
                     ram: RAM,
                     input_bytes: bytes,

@@ -23,8 +23,14 @@ use serde::{Deserialize, Serialize};
 use self::driver::ChecksumDriver;
 use super::kind::{params, JobContext, JobKind, RunEnv, Speeds, Started};
 
-/// Rounds per unit of work (the `checksum` class's speed is in these units per second).
+/// Rounds per unit of work and of progress (the `checksum` class's speed is in these units
+/// per second).
 pub const ROUNDS_PER_UNIT: u64 = 1 << 20;
+
+/// Units of progress of a shard of `rounds` rounds (at least one).
+pub fn units(rounds: u64) -> u64 {
+    rounds.div_ceil(ROUNDS_PER_UNIT).max(1)
+}
 /// The class of both stages' shards.
 pub const CLASS: &str = "checksum";
 
@@ -35,8 +41,8 @@ pub struct Params {
     pub rounds: u64,
 }
 
-/// `rounds` rounds of blake3 over `start`, reporting progress (in rounds) through `ctl` and
-/// stopping when it is cancelled.
+/// `rounds` rounds of blake3 over `start`, reporting progress (in [`units`]) through `ctl`
+/// and stopping when it is cancelled.
 pub fn stretch(start: ContentId, rounds: u64, ctl: &ShardCtl<'_>) -> Result<ContentId, ShardError> {
     let mut h = *start.as_bytes();
     let mut done = 0u64;
@@ -46,7 +52,7 @@ pub fn stretch(start: ContentId, rounds: u64, ctl: &ShardCtl<'_>) -> Result<Cont
             h = *blake3::hash(&h).as_bytes();
         }
         done += step;
-        ctl.progress(done);
+        ctl.progress(done / ROUNDS_PER_UNIT);
         if ctl.is_cancelled() {
             return Err(ShardError::cancelled());
         }
