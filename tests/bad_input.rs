@@ -323,3 +323,43 @@ fn a_node_survives_bad_input_and_keeps_serving() {
     assert_eq!(video_frames(&out), 50);
     no_panic(&[&node]);
 }
+
+#[test]
+fn a_device_or_a_pipe_as_input_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fifo = tmp.path().join("pipe.mp4");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for input in [std::path::Path::new("/dev/zero"), fifo.as_path()] {
+        for kind in ["scenes", "transcode", "checksum"] {
+            let out = tmp.path().join("out.mp4");
+            let mut args = vec!["submit", kind, input.to_str().unwrap(), "--local", "-q"];
+            if kind == "transcode" {
+                args.extend(["-o", out.to_str().unwrap()]);
+            }
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let data = data.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let _ = tx.send(rendermesh(&data, &args));
+            });
+            let o = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("submit {kind} {} hangs", input.display()));
+            assert!(!o.status.success(), "{kind} {}", input.display());
+            let err = stderr(&o);
+            assert!(err.contains("not a regular file"), "{kind}: {err}");
+            let lines = err
+                .lines()
+                .filter(|l| l.starts_with("rendermesh: ") && !l.contains("mesh of one"))
+                .count();
+            assert_eq!(lines, 1, "{kind}: {err}");
+            assert!(!out.exists());
+        }
+    }
+}

@@ -16,10 +16,12 @@ use crate::api::server::{routes, write_info, write_token, ApiState};
 use crate::api::{ControlInfo, MeshInfo, INFO_FILE, MESH_FILE};
 use crate::cli::NodeArgs;
 use crate::config::NodeConfig;
+use crate::engine::MediaError;
 use crate::jobs::calibrate::load_or_probe;
 use crate::jobs::registry::fill_speeds;
 use crate::runtime::Runtime;
 use actix::Actor;
+use rendermesh_mesh::executor::CancelToken;
 use rendermesh_mesh::key::load_or_create_identity;
 use rendermesh_mesh::network::{self, parse_tcp_addr};
 use rendermesh_mesh::remote::Coordinators;
@@ -91,6 +93,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         // drain: no new shards; finish those we run for peers and let them fetch the outputs
         tracing::info!("node draining");
         mesh.host.start_draining();
+        mesh.calibration.cancel();
         mesh.peers.do_send(Draining);
         if mesh.host.drained(DRAIN_LIMIT).await {
             tracing::info!("drained");
@@ -118,6 +121,8 @@ struct Mesh {
     view: PeerView,
     host: ShardHost,
     peers: actix::Addr<Peers>,
+    /// Stops the calibration of a node asked to stop.
+    calibration: CancelToken,
 }
 
 /// Start the network task and the peers actor; call inside the actix system.
@@ -248,9 +253,11 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
     let threads = cfg.effective_threads();
     let peers_addr = peers.clone();
     let model = runtime.model.clone();
+    let calibration = CancelToken::default();
+    let cancel = calibration.clone();
     actix::spawn(async move {
         let probe = tokio::task::spawn_blocking(move || {
-            load_or_probe(&data_dir, force_cpu, threads, false, fill_speeds)
+            load_or_probe(&data_dir, force_cpu, threads, false, fill_speeds, &cancel)
         })
         .await;
         match probe {
@@ -263,6 +270,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
                 model.set_caps(caps.clone());
                 peers.do_send(SetCaps(caps));
             }
+            Ok(Err(MediaError::Cancelled)) => tracing::info!("calibration stopped"),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "encoder probe failed; announcing host facts only")
             }
@@ -275,6 +283,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         view,
         host,
         peers: peers_addr,
+        calibration,
     })
 }
 

@@ -307,6 +307,20 @@ pub fn identify(
     cache: &rendermesh_cache::Cache,
     path: &Path,
 ) -> Result<rendermesh_cache::Identified, MediaError> {
+    // a device, a FIFO or a directory would be read forever (or not at all): one line, now
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "is a directory"
+            } else {
+                "not a regular file (a device or a pipe)"
+            };
+            return Err(MediaError::Unreadable {
+                file: path.to_path_buf(),
+                cause: what.into(),
+            });
+        }
+    }
     cache.files.identify(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => MediaError::Missing {
             file: path.to_path_buf(),

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ff;
+use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_protocol::{FrameRange, Rational};
 
 use super::MediaError;
@@ -15,6 +16,17 @@ pub fn test_clip(
     width: u32,
     height: u32,
     frames: u32,
+) -> Result<(PathBuf, FrameRange), MediaError> {
+    test_clip_until(dir, width, height, frames, &ShardCtl::detached())
+}
+
+/// [`test_clip`] that stops (and removes what it wrote) once `ctl` is cancelled.
+pub fn test_clip_until(
+    dir: &Path,
+    width: u32,
+    height: u32,
+    frames: u32,
+    ctl: &ShardCtl<'_>,
 ) -> Result<(PathBuf, FrameRange), MediaError> {
     super::init();
     let path = dir.join(format!(
@@ -60,6 +72,11 @@ pub fn test_clip(
         Ok(())
     };
     for i in 0..frames {
+        if ctl.is_cancelled() {
+            drop(octx);
+            let _ = std::fs::remove_file(&path);
+            return Err(MediaError::Cancelled);
+        }
         paint(&mut frame, i);
         frame.set_pts(Some(i as i64));
         encoder.send_frame(&frame).map_err(werr)?;

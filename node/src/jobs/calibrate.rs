@@ -10,14 +10,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use ffmpeg_next as ff;
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::executor::{CancelToken, ShardCtl};
 use rendermesh_protocol::{
     Capabilities, EncodeOptions, EncoderCap, FrameRange, ScoreParams, VideoCodec, CAPS_VERSION,
 };
 
 use super::scenes::analyze::score_chunk;
 use crate::engine::encode::encode_chunk;
-use crate::engine::testclip::test_clip;
+use crate::engine::testclip::{test_clip, test_clip_until};
 use crate::engine::MediaError;
 
 /// Hardware encoders worth trying: (FFmpeg name, codec).
@@ -119,6 +119,7 @@ fn time_encode(
     range: &FrameRange,
     dir: &Path,
     threads: usize,
+    ctl: &ShardCtl<'_>,
 ) -> f32 {
     let out = dir.join(format!(
         "rendermesh-calib-{name}-{}.nut",
@@ -131,7 +132,7 @@ fn time_encode(
         encoder: Some(name.to_string()),
     };
     let t = Instant::now();
-    let ok = encode_chunk(clip, range, &opts, &out, threads, &ShardCtl::detached()).is_ok();
+    let ok = encode_chunk(clip, range, &opts, &out, threads, ctl).is_ok();
     let _ = std::fs::remove_file(&out);
     if ok {
         range.frames as f32 / t.elapsed().as_secs_f32().max(1e-6)
@@ -140,17 +141,22 @@ fn time_encode(
     }
 }
 
-fn time_scenes(clip: &Path, range: &FrameRange, threads: usize) -> f32 {
+fn time_scenes(clip: &Path, range: &FrameRange, threads: usize, ctl: &ShardCtl<'_>) -> f32 {
     let t = Instant::now();
-    match score_chunk(
-        clip,
-        range,
-        &ScoreParams::default(),
-        threads,
-        &ShardCtl::detached(),
-    ) {
+    match score_chunk(clip, range, &ScoreParams::default(), threads, ctl) {
         Ok(_) => range.frames as f32 / t.elapsed().as_secs_f32().max(1e-6),
         Err(_) => 0.0,
+    }
+}
+
+/// The generated clips of a calibration, removed when it ends (however it ends).
+struct Clips(Vec<std::path::PathBuf>);
+
+impl Drop for Clips {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            let _ = std::fs::remove_file(c);
+        }
     }
 }
 
@@ -179,23 +185,36 @@ pub fn fingerprint(host: &Capabilities) -> String {
 }
 
 /// Probe every encoder and calibrate on top of the host-only record `host`; `frames` per
-/// measurement (more = steadier, slower).
+/// measurement (more = steadier, slower). Stops soon with [`MediaError::Cancelled`] once
+/// `cancel` is set (a node asked to stop does not wait for its calibration).
 #[tracing::instrument(skip_all)]
 pub fn probe(
     host: &Capabilities,
     threads: usize,
     frames: u32,
     dir: &Path,
+    cancel: &CancelToken,
 ) -> Result<Capabilities, MediaError> {
+    let ctl = ShardCtl::new(&|_| {}, cancel);
+    let stop = || {
+        if cancel.is_cancelled() {
+            Err(MediaError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     let force_cpu = host.force_cpu;
-    let (c720, r720) = test_clip(dir, 1280, 720, frames)?;
-    let (c1080, r1080) = test_clip(dir, 1920, 1080, frames)?;
+    let (c720, r720) = test_clip_until(dir, 1280, 720, frames, &ctl)?;
+    let mut clips = Clips(vec![c720.clone()]);
+    let (c1080, r1080) = test_clip_until(dir, 1920, 1080, frames, &ctl)?;
+    clips.0.push(c1080.clone());
     let mut encoders = Vec::new();
     let software = VideoCodec::all()
         .into_iter()
         .map(|c| (c.encoder_name(), c, false));
     let hardware = HARDWARE_ENCODERS.iter().map(|(n, c)| (*n, *c, true));
     for (name, codec, hw) in software.chain(hardware) {
+        stop()?;
         let present = ff::encoder::find_by_name(name).is_some();
         if !present && hw {
             continue; // not compiled in: nothing to report
@@ -213,8 +232,8 @@ pub fn probe(
         }
         let (fps_720p, fps_1080p) = if verified {
             (
-                time_encode(name, codec, &c720, &r720, dir, threads),
-                time_encode(name, codec, &c1080, &r1080, dir, threads),
+                time_encode(name, codec, &c720, &r720, dir, threads, &ctl),
+                time_encode(name, codec, &c1080, &r1080, dir, threads, &ctl),
             )
         } else {
             (0.0, 0.0)
@@ -229,10 +248,10 @@ pub fn probe(
             fps_1080p,
         });
     }
-    let scene_fps_720p = time_scenes(&c720, &r720, threads);
-    let scene_fps_1080p = time_scenes(&c1080, &r1080, threads);
-    let _ = std::fs::remove_file(&c720);
-    let _ = std::fs::remove_file(&c1080);
+    let scene_fps_720p = time_scenes(&c720, &r720, threads, &ctl);
+    let scene_fps_1080p = time_scenes(&c1080, &r1080, threads, &ctl);
+    drop(clips);
+    stop()?;
     Ok(Capabilities {
         encoders,
         scene_fps_720p,
@@ -256,6 +275,7 @@ pub fn load_or_probe(
     threads: usize,
     recalibrate: bool,
     speeds: fn(&mut Capabilities),
+    cancel: &CancelToken,
 ) -> Result<(Capabilities, bool), MediaError> {
     let host = crate::host::probe(force_cpu);
     let file = data_dir.join("caps.json");
@@ -277,7 +297,7 @@ pub fn load_or_probe(
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|n| (2..=1000).contains(n))
         .unwrap_or(12);
-    let mut caps = probe(&host, threads, frames, data_dir)?;
+    let mut caps = probe(&host, threads, frames, data_dir, cancel)?;
     // every kind turns the measurements into speeds of its task classes
     speeds(&mut caps);
     let tmp = data_dir.join("caps.json.tmp");
