@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rendermesh_cache::{BlobStore, Cache};
 use rendermesh_mesh::executor::ShardCtl;
 use rendermesh_mesh::{JobDriver, PeerEntry, ShardError};
-use rendermesh_protocol::{Capabilities, ShardOutput, ShardSpec, WorkStats};
+use rendermesh_protocol::{CacheKey, Capabilities, ShardOutput, ShardSpec, WorkStats};
 use serde::{Deserialize, Serialize};
 
 /// A job as the CLI sends it to a node (over the control API, or in-process): the kind's
@@ -104,6 +104,20 @@ pub trait JobKind: Sync {
 
     /// The speeds of this kind's task classes from the node's calibration `caps`.
     fn speeds(&self, caps: &Capabilities, out: &mut Speeds);
+}
+
+/// Remember a shard's output under `key` for a resumed job (`CacheKind::Segment`), flushed
+/// at once: a coordinator killed right after must still find it (the store otherwise writes
+/// out every half second). A failure costs only the resume.
+pub fn remember_output(cache: &Cache, key: &CacheKey, output: &ShardOutput) {
+    let stored = cache
+        .entries
+        .put(key, output)
+        .map_err(|e| e.to_string())
+        .and_then(|()| cache.entries.flush().map_err(|e| e.to_string()));
+    if let Err(e) = stored {
+        tracing::debug!(error = %e, "cannot remember a shard's output");
+    }
 }
 
 /// Parameters of a kind from JSON, with the kind named in the error.

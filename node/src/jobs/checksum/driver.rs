@@ -11,6 +11,7 @@ use rendermesh_protocol::{
 
 use super::{units, CLASS, ROUNDS_PER_UNIT};
 use crate::engine::ENGINE_VERSION;
+use crate::jobs::kind::remember_output;
 
 /// Memory a checksum shard needs (its read buffer and the process).
 const RAM: u64 = 64 << 20;
@@ -185,16 +186,7 @@ impl JobDriver for ChecksumDriver {
             return;
         }
         if let Some(key) = self.keys.get(result.index as usize) {
-            // flushed at once: a coordinator killed right after must still find it
-            let stored = self
-                .cache
-                .entries
-                .put(key, &result.output)
-                .map_err(|e| e.to_string())
-                .and_then(|()| self.cache.entries.flush().map_err(|e| e.to_string()));
-            if let Err(e) = stored {
-                tracing::debug!(error = %e, "cannot remember a digest");
-            }
+            remember_output(&self.cache, key, &result.output);
         }
     }
 }

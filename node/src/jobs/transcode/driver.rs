@@ -16,6 +16,7 @@ use crate::engine::encode::{available_codecs, encoder_available};
 use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::{MediaError, ENGINE_VERSION};
 use crate::jobs::calibrate::verify_encoder;
+use crate::jobs::kind::remember_output;
 use crate::jobs::video::{video_class, video_cost};
 
 /// Plans and assembles one transcode.
@@ -283,17 +284,7 @@ impl JobDriver for TranscodeDriver {
             self.segment_keys.get(result.index as usize),
             result.output.blobs.as_slice(),
         ) {
-            // flushed at once: a coordinator killed right after must still find it (the store
-            // otherwise writes out every half second)
-            let stored = self
-                .cache
-                .entries
-                .put(key, &result.output)
-                .map_err(|e| e.to_string())
-                .and_then(|()| self.cache.entries.flush().map_err(|e| e.to_string()));
-            if let Err(e) = stored {
-                tracing::debug!(error = %e, "cannot remember a segment");
-            }
+            remember_output(&self.cache, key, &result.output);
         }
     }
 }
