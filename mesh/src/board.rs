@@ -8,10 +8,11 @@ use actix::prelude::*;
 use rendermesh_protocol::{JobId, JobResult, JobState, JobStatus, WorkStats};
 use tokio::sync::watch;
 
+use crate::clock::now_ms;
 use crate::coordinator::Coordinator;
-use crate::executor::JobDriver;
+use crate::exec::JobDriver;
+use crate::exec::Worker;
 use crate::remote::MeshLink;
-use crate::worker::Worker;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Status updates cannot leave the data half-changed; recover from a poisoned lock.
@@ -122,13 +123,6 @@ impl JobHandle {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn new_job_id() -> JobId {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -165,7 +159,7 @@ impl JobBoard {
     }
 
     /// Live peers of the mesh (none for a mesh of one).
-    pub fn peers(&self) -> Vec<crate::PeerEntry> {
+    pub fn peers(&self) -> Vec<crate::peers::PeerEntry> {
         lock(&self.link)
             .as_ref()
             .map(|l| l.peers.rows())

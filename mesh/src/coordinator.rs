@@ -3,7 +3,7 @@
 //! On start it asks the [`JobDriver`] for a plan (on the blocking pool). Its shards become the
 //! lots of an [`Auction`]; the bidders are this node's worker and every live peer in the
 //! mesh (from the peer table: slots, memory). Each round awards lots to bidders with free
-//! slots (earliest estimated finish; see [`crate::auction`]); as shards finish the speeds are
+//! slots (earliest estimated finish; see [`crate::sched::auction`]); as shards finish the speeds are
 //! corrected from what was observed and the rest is auctioned again, so faster boxes take
 //! more. A shard on a peer runs through [`crate::remote`]. Results and progress go to the
 //! job's [`JobHandle`]; a shard whose failure is retryable goes back up for auction (up to
@@ -45,11 +45,11 @@ use rendermesh_protocol::{
     ShardState, WorkStats,
 };
 
-use crate::auction::{Auction, Bidder, Lot};
 use crate::board::JobHandle;
-use crate::executor::{CancelToken, Finish, JobDriver, JobError, Plan, ShardError, Stage};
+use crate::exec::{CancelToken, Finish, JobDriver, JobError, Plan, ShardError, Stage};
+use crate::exec::{RunShard, ShardObserver, Worker};
 use crate::remote::{self, Heartbeat, MeshLink};
-use crate::worker::{RunShard, ShardObserver, Worker};
+use crate::sched::auction::{Auction, Bidder, Lot};
 
 /// How long a peer has to answer a call for bids.
 const BID_TIMEOUT: Duration = Duration::from_secs(5);
@@ -990,7 +990,7 @@ impl Coordinator {
 
 /// One peer's bid sheet for `specs`, asked in batches of [`BID_BATCH`].
 async fn ask_bids(
-    net: &crate::network::NetworkHandle,
+    net: &crate::net::NetworkHandle,
     peer: PeerId,
     specs: &[ShardSpec],
 ) -> Result<BidSheet, String> {

@@ -30,32 +30,27 @@
 //! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
 //! workers join the same path.
 
-pub mod auction;
-pub mod bidder;
 pub mod blob_stream;
 pub mod board;
+mod clock;
 pub mod coordinator;
 pub mod discovery;
-pub mod executor;
-pub mod key;
-pub mod network;
+pub mod exec;
+pub mod net;
 pub mod peers;
 pub mod remote;
 pub mod replica;
-pub mod rpc;
+pub mod sched;
 pub mod service;
 pub mod transfer;
-pub mod worker;
 
 pub use board::{JobBoard, JobHandle};
 pub use coordinator::Coordinator;
-pub use executor::{
-    FailureKind, Finish, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage,
-};
-pub use key::{KeyError, MeshId, SwarmKey};
+pub use exec::{FailureKind, Finish, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage};
+pub use exec::{Load, RunShard, Worker};
 pub use libp2p::{Multiaddr, PeerId};
-pub use network::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
+pub use net::key::{KeyError, MeshId, SwarmKey};
+pub use net::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
 pub use peers::{Draining, PeerChange, PeerEntry, PeerView, Peers, SetCaps};
 pub use remote::{MeshLink, ShardHost};
 pub use replica::ReplicaConfig;
-pub use worker::{Load, RunShard, Worker};

@@ -30,12 +30,12 @@ use rendermesh_cache::{BlobStore, PinGuard};
 use rendermesh_protocol::{ContentId, JobId, Request, Response, ShardResult, ShardSpec};
 use tokio::sync::Notify;
 
-use crate::bidder::CostModel;
-use crate::executor::{CancelToken, ShardError};
-use crate::network::NetworkHandle;
+use crate::exec::{CancelToken, ShardError};
+use crate::exec::{Load, RunShard, ShardObserver, Worker};
+use crate::net::NetworkHandle;
 use crate::peers::PeerView;
+use crate::sched::bidder::CostModel;
 use crate::transfer::{self, FetchOptions};
-use crate::worker::{Load, RunShard, ShardObserver, Worker};
 
 /// How often a runner reports progress to the coordinator of an award (and renews its lease).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);

@@ -11,7 +11,7 @@ use rendermesh_protocol::{ContentId, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::blob_stream;
-use crate::network::Inbound;
+use crate::net::Inbound;
 use crate::remote::ShardHost;
 
 /// Requests waiting for an answer before new ones are refused as busy.
@@ -49,7 +49,7 @@ impl Faults {
 }
 
 /// Serve requests arriving on `rx` until it closes, and the blob streams of `streams` (from
-/// [`crate::network::NetworkHandle::accept_blob_streams`]); call inside the runtime. Without
+/// [`crate::net::NetworkHandle::accept_blob_streams`]); call inside the runtime. Without
 /// a `host`, shard awards are declined and heartbeats answered "stop".
 pub fn serve(
     mut rx: mpsc::Receiver<Inbound>,

@@ -52,7 +52,7 @@ use rendermesh_protocol::{ContentId, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::blob_stream;
-use crate::network::{NetworkHandle, RequestError};
+use crate::net::{NetworkHandle, RequestError};
 
 /// Default size of one piece request.
 pub const DEFAULT_PIECE: u32 = 1024 * 1024;
@@ -1215,7 +1215,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let (net, _loop) =
-                crate::network::build(cfg, libp2p::identity::Keypair::generate_ed25519(), &key)
+                crate::net::build(cfg, libp2p::identity::Keypair::generate_ed25519(), &key)
                     .unwrap();
             send(fetch(
                 &net,
