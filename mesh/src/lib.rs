@@ -30,7 +30,6 @@
 //! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
 //! workers join the same path.
 
-pub mod blob_stream;
 pub mod board;
 mod clock;
 pub mod coordinator;

@@ -200,7 +200,7 @@ impl NetworkHandle {
         let _ = self.tx.send(Command::Shutdown).await;
     }
 
-    /// Open a blob stream ([`crate::blob_stream`]) to `peer`, dialling it when not connected.
+    /// Open a blob stream ([`crate::transfer::blob_stream`]) to `peer`, dialling it when not connected.
     /// A peer that does not serve blob streams fails with `UnsupportedProtocol`.
     pub async fn open_blob_stream(
         &self,
@@ -212,7 +212,7 @@ impl NetworkHandle {
             .await
     }
 
-    /// The blob streams peers open to this node, for [`crate::blob_stream::serve`]; `None`
+    /// The blob streams peers open to this node, for [`crate::transfer::blob_stream::serve`]; `None`
     /// when they are already being accepted. Until this is called, peers are told this node
     /// does not serve blob streams (and fetch from it by pieces).
     pub fn accept_blob_streams(&self) -> Option<libp2p_stream::IncomingStreams> {
@@ -220,7 +220,7 @@ impl NetworkHandle {
     }
 }
 
-/// The libp2p protocol of blob streams ([`crate::blob_stream`]).
+/// The libp2p protocol of blob streams ([`crate::transfer::blob_stream`]).
 pub fn blob_stream_protocol() -> StreamProtocol {
     StreamProtocol::new(BLOB_STREAM_PROTOCOL)
 }
