@@ -30,11 +30,10 @@
 //! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
 //! workers join the same path.
 
-pub mod board;
 mod clock;
-pub mod coordinator;
 pub mod discovery;
 pub mod exec;
+pub mod jobs;
 pub mod net;
 pub mod peers;
 pub mod remote;
@@ -43,10 +42,9 @@ pub mod sched;
 pub mod service;
 pub mod transfer;
 
-pub use board::{JobBoard, JobHandle};
-pub use coordinator::Coordinator;
 pub use exec::{FailureKind, Finish, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage};
 pub use exec::{Load, RunShard, Worker};
+pub use jobs::{Coordinator, JobBoard, JobHandle};
 pub use libp2p::{Multiaddr, PeerId};
 pub use net::key::{KeyError, MeshId, SwarmKey};
 pub use net::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
