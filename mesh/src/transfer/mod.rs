@@ -40,7 +40,7 @@
 //! - [`blob_stream`]: blob streams, framed and served (a stretch of a blob as one stream).
 //! - `serve`: [`serve_piece`], one piece of a blob for a
 //!   [`Request::GetBlob`](rendermesh_protocol::Request::GetBlob).
-//! - `fetch`: [`fetch`], the peers in turn, retries with backoff, one fetch per blob at a time.
+//! - `fetch`: [`fetch()`], the peers in turn, retries with backoff, one fetch per blob at a time.
 //! - `session`: one peer's session (over blob streams or by pieces), the state of a fetch
 //!   across peers, its verification and adoption into the store.
 //! - `sink`: the partial file and the thread that writes and hashes it; [`partial_path`],

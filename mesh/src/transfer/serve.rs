@@ -1,5 +1,7 @@
 //! Serving blob pieces: [`serve_piece`] answers a [`Request::GetBlob`] from the local blob
 //! store. Blocking I/O: the request handler calls it on the blocking pool.
+//!
+//! [`Request::GetBlob`]: rendermesh_protocol::Request::GetBlob
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -13,6 +15,8 @@ use rendermesh_protocol::{ContentId, Response};
 /// from `offset`, with the blob's total size. An offset equal to the size gives an empty piece
 /// (that is how a fetcher asks for the size); beyond it is an error. Blocking I/O: call it on a
 /// blocking thread.
+///
+/// [`Request::GetBlob`]: rendermesh_protocol::Request::GetBlob
 pub fn serve_piece(blobs: &BlobStore, id: &ContentId, offset: u64, len: u32) -> Response {
     if !blobs.contains(id) {
         return Response::NoBlob;

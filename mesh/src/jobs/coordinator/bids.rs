@@ -214,6 +214,8 @@ impl Coordinator {
 
     /// Tell busy peers which input to fetch ahead: that of the shard each is expected to
     /// take next ([`Auction::hints`]). Not tied to this actor, like a cancel.
+    ///
+    /// [`Auction::hints`]: crate::sched::auction::Auction::hints
     pub(super) fn send_hints(&mut self, now: f64) {
         let Some(link) = self.link.clone() else {
             return;
