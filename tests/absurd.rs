@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::{Actor, Context, Handler};
 use common::*;
-use rendermesh_mesh::network::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
+use rendermesh_mesh::net::{self as network, Inbound, NetEvent, NetworkConfig, NetworkHandle};
 use rendermesh_mesh::{PeerId, SwarmKey};
 use rendermesh_protocol::{
     codec, Bid, BidSheet, Capabilities, ContentId, EncodeOptions, FailureKind, FrameRange, JobId,
@@ -146,7 +146,7 @@ async fn absurd_numbers_from_a_peer_are_declined_or_refused_and_the_node_goes_on
     // the liar: a real mesh endpoint with the right key
     let key = SwarmKey::load(&key_file).unwrap();
     let identity =
-        rendermesh_mesh::key::load_or_create_identity(&tmp.path().join("liar.key")).unwrap();
+        rendermesh_mesh::net::key::load_or_create_identity(&tmp.path().join("liar.key")).unwrap();
     let cfg = NetworkConfig {
         listen: network::parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
         static_peers: vec![],

@@ -274,7 +274,7 @@ impl actix::Handler<rendermesh_mesh::NetEvent> for Ignore {
 fn a_peer_pushing_a_corrupt_entry_is_refused_and_logged() {
     use actix::Actor;
     use rendermesh_cache::{Entries, MemStore};
-    use rendermesh_mesh::network::{self, parse_tcp_addr};
+    use rendermesh_mesh::net::{self, parse_tcp_addr};
     use rendermesh_mesh::{NetworkConfig, SwarmKey};
     use rendermesh_protocol::{
         CacheKey, CacheKind, ContentId, EntryRecord, Rational, Request, Response, SceneList,
@@ -306,8 +306,8 @@ fn a_peer_pushing_a_corrupt_entry_is_refused_and_logged() {
     let sys = actix::System::new();
     let answer = sys.block_on(async move {
         let swarm_key = SwarmKey::load(&key_file).unwrap();
-        let identity = rendermesh_mesh::key::load_or_create_identity(&rogue_key).unwrap();
-        let (net, event_loop) = network::build(
+        let identity = rendermesh_mesh::net::key::load_or_create_identity(&rogue_key).unwrap();
+        let (net, event_loop) = net::build(
             NetworkConfig {
                 listen: parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
                 static_peers: vec![parse_tcp_addr(&node.mesh_addr()).unwrap()],

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::{Actor, Context, Handler};
 use libp2p::identity;
 use rendermesh_cache::BlobStore;
-use rendermesh_mesh::blob_stream;
-use rendermesh_mesh::network::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
+use rendermesh_mesh::net::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
+use rendermesh_mesh::transfer::blob_stream;
 use rendermesh_mesh::transfer::{self, FetchOptions};
 use rendermesh_mesh::{Multiaddr, PeerId, SwarmKey};
 use rendermesh_protocol::{ContentId, Request, Response};
@@ -101,11 +101,11 @@ impl Handler<NetEvent> for Collector {
 /// Start a node on 127.0.0.1 that serves blob pieces from `blobs`; call inside an actix system.
 async fn start_node(blobs: BlobStore) -> Result<(NetworkHandle, Arc<Mutex<Vec<NetEvent>>>), Error> {
     let cfg = NetworkConfig {
-        listen: network::parse_tcp_addr("/ip4/127.0.0.1/tcp/0")?,
+        listen: net::parse_tcp_addr("/ip4/127.0.0.1/tcp/0")?,
         static_peers: vec![],
     };
     let key = SwarmKey::from_bytes([9; 32]);
-    let (net, event_loop) = network::build(cfg, identity::Keypair::generate_ed25519(), &key)?;
+    let (net, event_loop) = net::build(cfg, identity::Keypair::generate_ed25519(), &key)?;
     let events = Arc::new(Mutex::new(Vec::new()));
     let collector = Collector(events.clone()).start();
     let (tx, mut rx) = mpsc::channel::<Inbound>(256);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rendermesh_cache::Cache;
-use rendermesh_mesh::network::{self, parse_tcp_addr, NetEvent};
+use rendermesh_mesh::net::{self, parse_tcp_addr, NetEvent};
 use rendermesh_mesh::replica::{self, ReplicaConfig};
 use rendermesh_mesh::{service, NetworkConfig, NetworkHandle, PeerChange, SwarmKey};
 use rendermesh_protocol::{
@@ -55,7 +55,7 @@ async fn node(
     tokio::sync::mpsc::UnboundedSender<PeerChange>,
 ) {
     let cache = Cache::open(dir).expect("cache");
-    let (net, event_loop) = network::build(
+    let (net, event_loop) = net::build(
         NetworkConfig {
             listen: parse_tcp_addr("/ip4/127.0.0.1/tcp/0").expect("addr"),
             static_peers: peers,

@@ -1,61 +1,58 @@
-//! The actors that run jobs, independent of what a shard does.
+//! The mesh: the actors and the network that run jobs on this node and its peers, independent
+//! of what a shard does (the media engine plugs in through [`ShardExecutor`] and [`JobDriver`]).
 //!
-//! ```text
-//!   JobBoard ──start──▶ Coordinator (one per job) ──RunShard──▶ Worker (slots = cores)
-//!      ▲                     │  plan/finish on the blocking pool      │ ShardExecutor::run
-//!      └──── JobStatus ◀─────┘◀──────────── ShardResult ─────────────┘ on the blocking pool
-//! ```
-//!
-//! - [`executor`]: the [`ShardExecutor`] and [`JobDriver`] traits the media engine implements.
-//! - [`worker`]: the [`Worker`] actor: runs shards, at most `slots` at a time.
-//! - [`coordinator`]: the [`Coordinator`] actor: plans a job, hands out shards, retries, finishes.
-//! - [`auction`]: the contract-net auction as pure logic (lots, bids, awards), simulated at scale.
-//! - [`bidder`]: this node's cost model: its bids for shards, declines, corrections from observed runs.
-//! - [`board`]: the [`JobBoard`]: the jobs of this node, their status and results.
-//!
-//! The mesh itself:
-//!
-//! ```text
-//!   EventLoop (tokio task, owns the libp2p Swarm) ──NetEvent──▶ Peers (actor: peer table)
-//!          ▲                                                      │
-//!          └──────────── NetworkHandle (publish, shutdown) ◀──────┘
-//! ```
-//!
-//! - [`key`]: the pre-shared mesh key, its public [`MeshId`], this node's identity.
-//! - [`network`]: the swarm: TCP + noise (its prologue keyed by the mesh key) + yamux, identify, ping, gossipsub.
+//! - [`jobs`]: the [`JobBoard`], each job's [`JobHandle`], the [`Coordinator`] actor (one per job).
+//! - [`sched`]: the contract-net auction as pure logic; this node's cost model and its bids.
+//! - [`remote`]: shards on peers: an award's coordinator half, the [`ShardHost`] that runs them.
+//! - [`exec`]: the executor and driver traits, and the [`Worker`] actor that runs shards.
+//! - [`transfer`]: blobs by [`ContentId`](rendermesh_protocol::ContentId) between nodes.
+//! - [`service`]: the request handler: peers' requests to the remote, replica and transfer parts.
 //! - [`peers`]: the [`Peers`] actor: capability gossip, heartbeats, the peer table.
-//! - [`transfer`]: blobs by [`ContentId`](rendermesh_protocol::ContentId) between nodes: serve pieces, fetch pipelined, resume, verify.
-//! - [`discovery`]: mDNS on the local network: announces this node, dials the nodes of its mesh.
+//! - [`replica`]: cache replication: the mesh keeps the nodes' entry stores in step.
+//! - [`discovery`]: mDNS on the local network: announces this node, dials its mesh's nodes.
+//! - [`net`]: the network task that owns the swarm, its [`NetworkHandle`], codec and mesh key.
+//! - `clock`: wall-clock milliseconds, as statuses and the peer table carry them.
+//!
+//! How a shard flows through them:
+//!
+//! ```text
+//!   JobBoard::start ──▶ Coordinator ── JobDriver::plan (blocking pool) ──▶ a stage of shards
+//!     │ call for bids: CallForBids ──▶ each live peer ──service──▶ ShardHost::bids
+//!     │   (this node bids from its own CostModel)
+//!     │ sched::auction: the shards are lots, the bid sheets make bidders ──▶ awards
+//!     ├─ award here:    RunShard ─────────────────────────────────────────▶ exec::Worker
+//!     └─ award to peer: remote::run_on ──service──▶ ShardHost ──RunShard──▶ its exec::Worker
+//!                       (inputs fetched through transfer; heartbeats renew the lease)
+//!   exec::Worker ── ShardExecutor::run (own thread) ──▶ ShardResult
+//!     ▼ back to the Coordinator (a peer's output blobs fetched through transfer, verified)
+//!   Coordinator: JobDriver::shard_done; a retryable failure goes back up for auction
+//!     ▼ every shard of the stage in: JobDriver::finish (blocking pool)
+//!     ├─ Finish::Next ──▶ the next stage: a new call for bids
+//!     ├─ Finish::Done ──▶ the JobHandle holds the result: done
+//!     └─ an error, or a failure that cannot be retried ──▶ the job fails
+//! ```
 //!
 //! A node alone is a mesh of one: its coordinator sends shards to its own worker. Remote
 //! workers join the same path.
 
-pub mod auction;
-pub mod bidder;
-pub mod blob_stream;
-pub mod board;
-pub mod coordinator;
+mod clock;
 pub mod discovery;
-pub mod executor;
-pub mod key;
-pub mod network;
+pub mod exec;
+pub mod jobs;
+pub mod net;
 pub mod peers;
 pub mod remote;
 pub mod replica;
-pub mod rpc;
+pub mod sched;
 pub mod service;
 pub mod transfer;
-pub mod worker;
 
-pub use board::{JobBoard, JobHandle};
-pub use coordinator::Coordinator;
-pub use executor::{
-    FailureKind, Finish, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage,
-};
-pub use key::{KeyError, MeshId, SwarmKey};
+pub use exec::{FailureKind, Finish, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage};
+pub use exec::{Load, RunShard, Worker};
+pub use jobs::{Coordinator, JobBoard, JobHandle};
 pub use libp2p::{Multiaddr, PeerId};
-pub use network::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
+pub use net::key::{KeyError, MeshId, SwarmKey};
+pub use net::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
 pub use peers::{Draining, PeerChange, PeerEntry, PeerView, Peers, SetCaps};
 pub use remote::{MeshLink, ShardHost};
 pub use replica::ReplicaConfig;
-pub use worker::{Load, RunShard, Worker};

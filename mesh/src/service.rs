@@ -1,5 +1,5 @@
 //! Answers requests from peers: cache replication ([`crate::replica`]), blob pieces
-//! ([`crate::transfer`]) and blob streams ([`crate::blob_stream`]), shard awards, their heartbeats and cancels ([`crate::remote`]).
+//! ([`crate::transfer`]) and blob streams ([`crate::transfer::blob_stream`]), shard awards, their heartbeats and cancels ([`crate::remote`]).
 //! Store and file reads run on the blocking pool; awards and heartbeats run as tasks; the
 //! network task sends the answer back.
 
@@ -10,9 +10,9 @@ use rendermesh_cache::Cache;
 use rendermesh_protocol::{ContentId, Request, Response};
 use tokio::sync::mpsc;
 
-use crate::blob_stream;
-use crate::network::Inbound;
+use crate::net::Inbound;
 use crate::remote::ShardHost;
+use crate::transfer::blob_stream;
 
 /// Requests waiting for an answer before new ones are refused as busy.
 pub const QUEUE: usize = 256;
@@ -49,7 +49,7 @@ impl Faults {
 }
 
 /// Serve requests arriving on `rx` until it closes, and the blob streams of `streams` (from
-/// [`crate::network::NetworkHandle::accept_blob_streams`]); call inside the runtime. Without
+/// [`crate::net::NetworkHandle::accept_blob_streams`]); call inside the runtime. Without
 /// a `host`, shard awards are declined and heartbeats answered "stop".
 pub fn serve(
     mut rx: mpsc::Receiver<Inbound>,

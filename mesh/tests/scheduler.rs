@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Actor;
-use rendermesh_mesh::executor::{CancelToken, ShardCtl};
-use rendermesh_mesh::worker::ShardObserver;
+use rendermesh_mesh::exec::ShardObserver;
+use rendermesh_mesh::exec::{CancelToken, ShardCtl};
 use rendermesh_mesh::RunShard;
 use rendermesh_mesh::{
     Finish, JobBoard, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage, Worker,

@@ -8,7 +8,7 @@
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-use rendermesh_mesh::auction::{Auction, Bidder, Lot};
+use rendermesh_mesh::sched::auction::{Auction, Bidder, Lot};
 
 struct Rng(u64);
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 use actix::prelude::{Actor, Context, Handler};
 use libp2p::identity;
 use rendermesh_cache::BlobStore;
-use rendermesh_mesh::blob_stream::{self, ServeOptions};
-use rendermesh_mesh::executor::ShardCtl;
-use rendermesh_mesh::network::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
+use rendermesh_mesh::exec::ShardCtl;
+use rendermesh_mesh::net::{self, Inbound, NetEvent, NetworkConfig, NetworkHandle};
+use rendermesh_mesh::transfer::blob_stream::{self, ServeOptions};
 use rendermesh_mesh::transfer::{self, FetchError, FetchOptions, Fetched};
 use rendermesh_mesh::{PeerId, ShardError, ShardExecutor, ShardHost, SwarmKey, Worker};
 use rendermesh_protocol::wire::{BlobHead, BlobRead};
@@ -84,12 +84,11 @@ async fn node(mode: Mode) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let blobs = BlobStore::open(&dir.path().join("blobs")).unwrap();
     let cfg = NetworkConfig {
-        listen: network::parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
+        listen: net::parse_tcp_addr("/ip4/127.0.0.1/tcp/0").unwrap(),
         static_peers: vec![],
     };
     let key = SwarmKey::from_bytes([42; 32]);
-    let (net, event_loop) =
-        network::build(cfg, identity::Keypair::generate_ed25519(), &key).unwrap();
+    let (net, event_loop) = net::build(cfg, identity::Keypair::generate_ed25519(), &key).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let collector = Collector(events.clone()).start();
     let (tx, mut rx) = mpsc::channel::<Inbound>(64);

@@ -159,11 +159,10 @@ impl NodeConfig {
                 self.chunk_seconds
             );
         }
-        rendermesh_mesh::network::parse_tcp_addr(&self.listen)
+        rendermesh_mesh::net::parse_tcp_addr(&self.listen)
             .map_err(|e| anyhow::anyhow!("listen: {e}"))?;
         for p in &self.peers {
-            rendermesh_mesh::network::parse_tcp_addr(p)
-                .map_err(|e| anyhow::anyhow!("peers: {e}"))?;
+            rendermesh_mesh::net::parse_tcp_addr(p).map_err(|e| anyhow::anyhow!("peers: {e}"))?;
         }
         for name in &self.mdns_interfaces {
             if name.is_empty()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::Actor;
 use rendermesh_cache::Cache;
-use rendermesh_mesh::bidder::CostModel;
+use rendermesh_mesh::sched::bidder::CostModel;
 use rendermesh_mesh::{JobBoard, JobHandle, Load, Worker};
 
 use crate::config::NodeConfig;

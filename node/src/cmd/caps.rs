@@ -19,7 +19,7 @@ pub fn run(cfg: NodeConfig, args: CapsArgs) -> anyhow::Result<i32> {
         cfg.effective_threads(),
         args.recalibrate,
         fill_speeds,
-        &rendermesh_mesh::executor::CancelToken::default(),
+        &rendermesh_mesh::exec::CancelToken::default(),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&caps)?);

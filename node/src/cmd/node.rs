@@ -21,9 +21,9 @@ use crate::jobs::calibrate::load_or_probe;
 use crate::jobs::registry::fill_speeds;
 use crate::runtime::Runtime;
 use actix::Actor;
-use rendermesh_mesh::executor::CancelToken;
-use rendermesh_mesh::key::load_or_create_identity;
-use rendermesh_mesh::network::{self, parse_tcp_addr};
+use rendermesh_mesh::exec::CancelToken;
+use rendermesh_mesh::net::key::load_or_create_identity;
+use rendermesh_mesh::net::{self, parse_tcp_addr};
 use rendermesh_mesh::remote::Coordinators;
 use rendermesh_mesh::{replica, service, Draining, MeshLink, ReplicaConfig, ShardHost};
 use rendermesh_mesh::{NetworkConfig, PeerView, Peers, SetCaps, SwarmKey};
@@ -149,7 +149,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         .iter()
         .map(|p| parse_tcp_addr(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let (network, event_loop) = network::build(
+    let (network, event_loop) = net::build(
         NetworkConfig {
             listen,
             static_peers,

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_protocol::{EncodeOptions, FrameRange, VideoCodec};
 
 use super::decode::decode_range;
@@ -270,7 +270,7 @@ mod tests {
     use std::cell::RefCell;
     use std::path::PathBuf;
 
-    use rendermesh_mesh::executor::CancelToken;
+    use rendermesh_mesh::exec::CancelToken;
 
     use super::*;
     use crate::engine::testclip::test_clip;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ff;
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_protocol::{FrameRange, Rational};
 
 use super::MediaError;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use ffmpeg_next as ff;
-use rendermesh_mesh::executor::{CancelToken, ShardCtl};
+use rendermesh_mesh::exec::{CancelToken, ShardCtl};
 use rendermesh_protocol::{
     Capabilities, EncodeOptions, EncoderCap, FrameRange, ScoreParams, VideoCodec, CAPS_VERSION,
 };

@@ -2,7 +2,7 @@
 //! [`super::registry`]); a task no kind of this binary owns is refused.
 
 use rendermesh_cache::BlobStore;
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_mesh::{ShardError, ShardExecutor};
 use rendermesh_protocol::{ShardOutput, ShardSpec, WorkStats};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rendermesh_cache::{BlobStore, Cache};
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_mesh::{JobDriver, PeerEntry, ShardError};
 use rendermesh_protocol::{CacheKey, Capabilities, ShardOutput, ShardSpec, WorkStats};
 use serde::{Deserialize, Serialize};

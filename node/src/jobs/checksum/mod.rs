@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_mesh::ShardError;
 use rendermesh_protocol::{Capabilities, ContentId, ShardOutput, ShardSpec, ShardTask, WorkStats};
 use serde::{Deserialize, Serialize};

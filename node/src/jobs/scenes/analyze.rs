@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_protocol::{EdgeFrame, FrameRange, SceneScores, ScoreParams};
 
 use super::detect::{frame_delta, HsvFrame};

@@ -14,7 +14,7 @@ pub mod export;
 
 use std::path::PathBuf;
 
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_mesh::ShardError;
 use rendermesh_protocol::{
     Capabilities, SceneOptions, ShardOutput, ShardSpec, ShardTask, WorkStats,

@@ -9,7 +9,7 @@ pub mod driver;
 
 use std::path::PathBuf;
 
-use rendermesh_mesh::executor::ShardCtl;
+use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_mesh::ShardError;
 use rendermesh_protocol::{
     Capabilities, EncodeOptions, ShardOutput, ShardSpec, ShardTask, WorkStats,

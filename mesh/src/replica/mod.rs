@@ -31,7 +31,7 @@ use rendermesh_cache::{Entries, Remote, BUCKETS};
 use rendermesh_protocol::{CacheKey, EntryRecord, Request, Response};
 use tokio::sync::mpsc;
 
-use crate::network::NetworkHandle;
+use crate::net::NetworkHandle;
 use crate::peers::PeerChange;
 
 /// How often every peer's digest is compared with ours.

@@ -20,9 +20,9 @@ use libp2p::PeerId;
 use rendermesh_protocol::{codec, Capabilities, PeerAnnounce};
 use serde::{Deserialize, Serialize};
 
-use crate::board::now_ms;
-use crate::network::{NetEvent, NetworkHandle, MAX_GOSSIP_BYTES};
-use crate::worker::Load;
+use crate::clock::now_ms;
+use crate::exec::Load;
+use crate::net::{NetEvent, NetworkHandle, MAX_GOSSIP_BYTES};
 
 /// A peer entered or left the table (for the replicator and the scheduler).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

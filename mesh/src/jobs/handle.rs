@@ -1,19 +1,14 @@
-//! The jobs this node coordinates: their live status and, once finished, their result.
+//! [`JobHandle`]: the shared view of one job, read by the control API and written by its
+//! coordinator: the live status, and once the job is over, its result.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix::prelude::*;
 use rendermesh_protocol::{JobId, JobResult, JobState, JobStatus, WorkStats};
 use tokio::sync::watch;
 
-use crate::coordinator::Coordinator;
-use crate::executor::JobDriver;
-use crate::remote::MeshLink;
-use crate::worker::Worker;
+use crate::clock::now_ms;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Status updates cannot leave the data half-changed; recover from a poisoned lock.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -32,7 +27,7 @@ pub struct JobHandle {
 
 impl JobHandle {
     /// A job just submitted: planning, nothing done, started now.
-    fn planning(id: JobId, kind: &str, inputs: Vec<String>) -> Self {
+    pub(super) fn planning(id: JobId, kind: &str, inputs: Vec<String>) -> Self {
         Self::new(JobStatus {
             id,
             kind: kind.to_string(),
@@ -119,78 +114,6 @@ impl JobHandle {
         });
         *lock(&self.inner.result) = Some(result);
         self.inner.done.send_replace(true);
-    }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn new_job_id() -> JobId {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    JobId(h.finish())
-}
-
-/// The jobs of this node.
-pub struct JobBoard {
-    jobs: Mutex<HashMap<JobId, JobHandle>>,
-    workers: Vec<(Addr<Worker>, usize)>,
-    link: Mutex<Option<MeshLink>>,
-}
-
-impl JobBoard {
-    /// `workers`: this node's workers and the slots of each.
-    pub fn new(workers: Vec<(Addr<Worker>, usize)>) -> Self {
-        Self {
-            jobs: Mutex::new(HashMap::new()),
-            workers,
-            link: Mutex::new(None),
-        }
-    }
-
-    /// Jobs started from now on also auction their shards to the mesh's peers.
-    pub fn set_mesh(&self, link: MeshLink) {
-        *lock(&self.link) = Some(link);
-    }
-
-    /// Live peers of the mesh (none for a mesh of one).
-    pub fn peers(&self) -> Vec<crate::PeerEntry> {
-        lock(&self.link)
-            .as_ref()
-            .map(|l| l.peers.rows())
-            .unwrap_or_default()
-    }
-
-    /// Start a job; must be called inside a running actix system.
-    pub fn start(&self, kind: &str, inputs: Vec<String>, driver: Box<dyn JobDriver>) -> JobHandle {
-        let id = new_job_id();
-        let handle = JobHandle::planning(id, kind, inputs);
-        lock(&self.jobs).insert(id, handle.clone());
-        let link = lock(&self.link).clone();
-        Coordinator::new(id, driver, self.workers.clone(), link, handle.clone()).start();
-        handle
-    }
-
-    pub fn get(&self, id: JobId) -> Option<JobHandle> {
-        lock(&self.jobs).get(&id).cloned()
-    }
-
-    /// Every job, newest first.
-    pub fn list(&self) -> Vec<JobStatus> {
-        let mut all: Vec<JobStatus> = lock(&self.jobs).values().map(|h| h.status()).collect();
-        all.sort_by_key(|j| std::cmp::Reverse(j.started_unix_ms));
-        all
     }
 }
 

@@ -1,23 +1,10 @@
-//! Shards on other nodes.
+//! The runner's half of an award: [`ShardHost`] runs shards awarded by other nodes on the
+//! local [`Worker`], fetching their inputs from the coordinator first (or ahead, on a hint).
 //!
-//! ```text
-//!   coordinator ──RunShard{shard}──────────▶ runner: fetch the input blobs from the coordinator
-//!        │                                    (verified), run it on its Worker, keep any output
-//!        │ ◀── ShardProgress{frames_done} ──  every 2 s while the award lasts (a heartbeat)
-//!        │ ──── Lease{keep} ──────────────▶  keep = false: the runner stops the shard
-//!        │ ──── CancelShard ──────────────▶  the runner stops the shard (another copy won)
-//!        │ ◀── ShardDone(result) ──────────  (or ShardFailed)
-//!   coordinator: fetch the output blobs from the runner (verified), then use the result
-//! ```
-//!
-//! A runner that dies mid-shard closes its connection: the request fails at once and the
-//! coordinator puts the shard back up for auction. A runner that freezes (its connection stays
-//! up) stops sending heartbeats and loses the award when its lease runs out; a result whose
-//! blob does not verify is refused the same way.
-//!
-//! Both sides live here: [`run_on`] is the coordinator's half of an award, [`ShardHost`] the
-//! runner's (it also passes heartbeats addressed to this node's coordinators on to them,
-//! through [`Coordinators`]).
+//! In: the request handler's calls (`run`, `bids`, `prefetch`, `heartbeat`, `cancel`,
+//! `served`). Out: `RunShard` to the worker; `ShardProgress` heartbeats to the award's
+//! coordinator every [`HEARTBEAT`], whose `Lease { keep: false }` stops the run; heartbeats
+//! for this node's own jobs handed to their coordinators as [`Heartbeat`]s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -27,15 +14,15 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use libp2p::PeerId;
 use rendermesh_cache::{BlobStore, PinGuard};
-use rendermesh_protocol::{ContentId, JobId, Request, Response, ShardResult, ShardSpec};
+use rendermesh_protocol::{ContentId, JobId, Request, Response, ShardSpec};
 use tokio::sync::Notify;
 
-use crate::bidder::CostModel;
-use crate::executor::{CancelToken, ShardError};
-use crate::network::NetworkHandle;
-use crate::peers::PeerView;
+use super::award::{lock, Coordinators, Heartbeat};
+use crate::exec::{CancelToken, ShardError};
+use crate::exec::{Load, RunShard, ShardObserver, Worker};
+use crate::net::NetworkHandle;
+use crate::sched::bidder::CostModel;
 use crate::transfer::{self, FetchOptions};
-use crate::worker::{Load, RunShard, ShardObserver, Worker};
 
 /// How often a runner reports progress to the coordinator of an award (and renews its lease).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -44,111 +31,6 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A runner whose heartbeats found no coordinator for this long stops the shard: nobody can
 /// take its result.
 pub const ORPHAN_AFTER: Duration = Duration::from_secs(60);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What a coordinator needs to use the mesh: the network, who is in it, where blobs live,
-/// where its heartbeats arrive and how long an award's lease lasts.
-#[derive(Clone)]
-pub struct MeshLink {
-    pub net: NetworkHandle,
-    pub peers: PeerView,
-    pub blobs: BlobStore,
-    /// Coordinators register here for the heartbeats of their awards (the node's
-    /// [`ShardHost`] receives them and holds the same directory).
-    pub coordinators: Coordinators,
-    /// An award on a peer whose heartbeats stop for this long is lost and put up again.
-    pub lease: Duration,
-    /// This node's cost model: the local worker's bids.
-    pub model: CostModel,
-}
-
-/// A runner's progress heartbeat for one award, as its coordinator receives it; the answer
-/// is whether the coordinator still wants that run (`false` = stop it).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "bool")]
-pub struct Heartbeat {
-    pub peer: PeerId,
-    pub index: u32,
-    pub frames_done: u64,
-}
-
-/// The coordinators of this node, by job: where heartbeats from runners go.
-#[derive(Clone, Default)]
-pub struct Coordinators(Arc<Mutex<HashMap<JobId, Recipient<Heartbeat>>>>);
-
-impl Coordinators {
-    pub fn register(&self, job: JobId, to: Recipient<Heartbeat>) {
-        lock(&self.0).insert(job, to);
-    }
-
-    pub fn unregister(&self, job: JobId) {
-        lock(&self.0).remove(&job);
-    }
-
-    /// Hand `beat` to the coordinator of `job`; `false` when there is none (the job ended or
-    /// is not ours) or it no longer wants that run.
-    pub async fn heartbeat(&self, job: JobId, beat: Heartbeat) -> bool {
-        let to = lock(&self.0).get(&job).cloned();
-        match to {
-            Some(to) => to.send(beat).await.unwrap_or(false),
-            None => false,
-        }
-    }
-}
-
-/// Run `shard` on `peer` and bring its output here.
-pub async fn run_on(
-    link: &MeshLink,
-    peer: PeerId,
-    shard: ShardSpec,
-) -> Result<ShardResult, ShardError> {
-    let index = shard.index;
-    let answer = link
-        .net
-        .request(peer, Request::RunShard { shard })
-        .await
-        .map_err(|e| ShardError::retryable(format!("peer lost: {e}")))?;
-    let result = match answer {
-        Response::ShardDone(r) if r.index == index => r,
-        Response::ShardDone(r) => {
-            return Err(ShardError::retryable(format!(
-                "peer {peer} answered shard {} for shard {index}",
-                r.index
-            )))
-        }
-        // a run the coordinator still wanted, stopped by the runner, is worth another try:
-        // the coordinator counts a cancelled run it did not cancel itself as retryable
-        Response::ShardFailed(e) => return Err(e.context(format!("on peer {peer}"))),
-        other => {
-            return Err(ShardError::retryable(format!(
-                "peer {peer} gave no shard result: {}",
-                other.name()
-            )))
-        }
-    };
-    result
-        .output
-        .validate()
-        .map_err(|e| ShardError::retryable(format!("result of shard {index} from {peer}: {e}")))?;
-    for blob in &result.output.blobs {
-        // outputs come back by hash; a blob that does not verify fails the attempt
-        let fetched = transfer::fetch(
-            &link.net,
-            &[peer],
-            blob.id,
-            &link.blobs,
-            FetchOptions::default(),
-        )
-        .await
-        .map_err(|e| ShardError::retryable(format!("result of shard {index} from {peer}: {e}")))?;
-        // the driver reads it soon; the store's LRU order keeps a fresh blob last
-        drop(fetched.pin);
-    }
-    Ok(result)
-}
 
 /// Awards running on this node for peers, by (coordinator, job, shard): their stop flags.
 type Awards = Arc<Mutex<HashMap<(PeerId, JobId, u32), CancelToken>>>;

@@ -17,9 +17,9 @@ use rendermesh_protocol::{ShardResult, ShardSpec};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::bidder::CostModel;
-pub use crate::executor::CancelToken;
-use crate::executor::{ShardCtl, ShardError, ShardExecutor};
+pub use super::executor::CancelToken;
+use super::executor::{ShardCtl, ShardError, ShardExecutor};
+use crate::sched::bidder::CostModel;
 
 /// Callbacks a shard reports through: started (on which peer), and frames done.
 pub trait ShardObserver: Send + Sync + 'static {

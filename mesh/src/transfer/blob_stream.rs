@@ -91,7 +91,7 @@ where
     T: AsyncRead + Unpin + Send,
     M: DeserializeOwned,
 {
-    crate::rpc::read_frame(io, MAX_BLOB_STREAM_FRAME).await
+    crate::net::rpc::read_frame(io, MAX_BLOB_STREAM_FRAME).await
 }
 
 /// Serve the blob streams peers open, from `blobs`, until `incoming` ends; call inside the

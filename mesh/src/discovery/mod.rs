@@ -33,8 +33,8 @@ use mdns_sd::{
 };
 use tokio::sync::watch;
 
-use crate::key::MeshId;
-use crate::network::{NetworkHandle, PROTOCOL_VERSION};
+use crate::net::key::MeshId;
+use crate::net::{NetworkHandle, PROTOCOL_VERSION};
 
 /// The DNS-SD service type every node registers and browses.
 pub const SERVICE_TYPE: &str = "_rendermesh._tcp.local.";
@@ -444,7 +444,7 @@ mod tests {
     use mdns_sd::IntoTxtProperties;
 
     use super::*;
-    use crate::key::SwarmKey;
+    use crate::net::key::SwarmKey;
 
     fn props(pairs: &[(&str, &str)]) -> TxtProperties {
         pairs.into_txt_properties()
