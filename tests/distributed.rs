@@ -233,6 +233,8 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
     })
     .expect("b never got a shard");
     let running = shards_on_b(&nodes[0], "Running");
+    let b_id = nodes[1].peer_id();
+    let termed = std::time::Instant::now();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &nodes[1].child.id().to_string()])
         .status();
@@ -268,12 +270,32 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
         after.iter().all(|i| before.contains(i)),
         "b took a shard after it began draining: before {before:?}, after {after:?}"
     );
-    // b exits by itself, cleanly
+    // b exits by itself, cleanly, within 30 s of the SIGTERM, and says it left no task behind
     let st = nodes[1]
         .terminate(30)
         .expect("b did not exit after draining");
     assert!(st.success(), "{st:?}");
-    assert!(nodes[1].log().contains("drained"), "{}", nodes[1].log());
+    assert!(
+        termed.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        termed.elapsed()
+    );
+    let log = nodes[1].log();
+    assert!(log.contains("drained"), "{log}");
+    let report = log
+        .lines()
+        .find(|l| l.contains("shutdown report"))
+        .unwrap_or_else(|| panic!("no shutdown report: {log}"));
+    assert!(report.contains("tasks_left=0"), "{report}");
+    // the others saw it go
+    wait_for(Duration::from_secs(10), || {
+        nodes[0]
+            .log()
+            .lines()
+            .any(|l| l.contains("peer left") && l.contains(&b_id))
+    })
+    .unwrap_or_else(|| panic!("a never saw b leave: {}", nodes[0].log()));
+    assert!(!nodes[0].peer_ids().contains(&b_id));
     no_panic(&nodes);
 }
 

@@ -130,7 +130,12 @@ async fn start_node(blobs: BlobStore) -> Result<(NetworkHandle, Arc<Mutex<Vec<Ne
     let streams = net
         .accept_blob_streams()
         .ok_or("blob streams are already accepted")?;
-    blob_stream::serve(streams, blobs, Default::default());
+    blob_stream::serve(
+        streams,
+        blobs,
+        Default::default(),
+        &rendermesh_mesh::Tasks::root("example"),
+    );
     actix::spawn(event_loop.run(collector.recipient(), tx));
     let mut listen = net.watch_listen();
     tokio::time::timeout(Duration::from_secs(5), listen.wait_for(|a| !a.is_empty()))

@@ -65,13 +65,21 @@ async fn node(
     )
     .expect("network");
     let (in_tx, in_rx) = tokio::sync::mpsc::channel(service::QUEUE);
-    service::serve(in_rx, cache.clone(), None, net.accept_blob_streams());
+    let tasks = rendermesh_mesh::Tasks::root("example");
+    service::serve(
+        in_rx,
+        cache.clone(),
+        None,
+        net.accept_blob_streams(),
+        &tasks,
+    );
     let (ch_tx, ch_rx) = tokio::sync::mpsc::unbounded_channel();
     replica::start(
         cache.entries.clone(),
         net.clone(),
         ReplicaConfig { replicas: 0 },
         ch_rx,
+        &tasks,
     );
     actix::spawn(event_loop.run(Ignore.start().recipient(), in_tx));
     let mut rx = net.watch_listen();

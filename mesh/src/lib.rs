@@ -11,6 +11,8 @@
 //! - [`replica`]: cache replication: the mesh keeps the nodes' entry stores in step.
 //! - [`discovery`]: mDNS on the local network: announces this node, dials its mesh's nodes.
 //! - [`net`]: the network task that owns the swarm, its [`NetworkHandle`], codec and mesh key.
+//! - [`tasks`]: the node's long-lived tasks as a tree tied to stop signals ([`Tasks`]); a
+//!   stopping node stops them in order and reports what is left.
 //! - `clock`: wall-clock milliseconds, as statuses and the peer table carry them.
 //!
 //! How a shard flows through them:
@@ -45,6 +47,7 @@ pub mod remote;
 pub mod replica;
 pub mod sched;
 pub mod service;
+pub mod tasks;
 pub mod transfer;
 
 pub use exec::{FailureKind, Finish, JobDriver, JobError, Plan, ShardError, ShardExecutor, Stage};
@@ -56,3 +59,4 @@ pub use net::{NetEvent, NetworkConfig, NetworkError, NetworkHandle};
 pub use peers::{Draining, PeerChange, PeerEntry, PeerView, Peers, SetCaps};
 pub use remote::{MeshLink, ShardHost};
 pub use replica::ReplicaConfig;
+pub use tasks::Tasks;

@@ -12,17 +12,37 @@ use tokio::sync::mpsc;
 
 use crate::net::Inbound;
 use crate::remote::ShardHost;
+use crate::tasks::Tasks;
 use crate::transfer::blob_stream;
 
 /// Requests waiting for an answer before new ones are refused as busy.
 pub const QUEUE: usize = 256;
 
-/// Environment switch for fault-injection tests, a comma-separated list:
+/// Environment switch for fault-injection tests, a comma-separated list (read only by test
+/// builds: debug builds, or a build with the `fault-injection` feature; a release binary
+/// ignores it and says so):
 /// - `corrupt-blobs`: this node flips a byte in every blob piece it serves, and in every
 ///   stretch of a blob stream (a lying peer);
 /// - `slow-shards` or `slow-shards=MS`: every shard it runs for a peer takes MS more
 ///   milliseconds per frame (default 1000; a slow box).
 pub const FAULT_ENV: &str = "RENDERMESH_FAULT";
+
+/// The faults [`FAULT_ENV`] asks for, in a test build.
+#[cfg(any(debug_assertions, feature = "fault-injection"))]
+fn faults() -> Faults {
+    std::env::var(FAULT_ENV)
+        .map(|v| Faults::parse(&v))
+        .unwrap_or_default()
+}
+
+/// A shipped build injects no faults.
+#[cfg(not(any(debug_assertions, feature = "fault-injection")))]
+fn faults() -> Faults {
+    if std::env::var_os(FAULT_ENV).is_some() {
+        tracing::warn!("{FAULT_ENV} is set, but this build has no fault injection; ignored");
+    }
+    Faults::default()
+}
 
 /// The faults [`FAULT_ENV`] asks for.
 #[derive(Debug, Default, PartialEq)]
@@ -32,6 +52,10 @@ struct Faults {
 }
 
 impl Faults {
+    #[cfg_attr(
+        not(any(debug_assertions, feature = "fault-injection")),
+        allow(dead_code)
+    )]
     fn parse(text: &str) -> Self {
         let mut f = Faults::default();
         for item in text.split(',').map(str::trim) {
@@ -56,10 +80,9 @@ pub fn serve(
     cache: Cache,
     host: Option<ShardHost>,
     streams: Option<libp2p_stream::IncomingStreams>,
+    tasks: &Tasks,
 ) {
-    let faults = std::env::var(FAULT_ENV)
-        .map(|v| Faults::parse(&v))
-        .unwrap_or_default();
+    let faults = faults();
     let corrupt = faults.corrupt_blobs;
     if corrupt {
         tracing::warn!("fault injection: every blob piece this node serves is corrupted");
@@ -79,9 +102,11 @@ pub fn serve(
             Arc::new(move |id: &ContentId, offset, len, total| h.served(id, offset, len, total))
         });
         let opts = blob_stream::ServeOptions { served, corrupt };
-        blob_stream::serve(incoming, cache.blobs.clone(), opts);
+        blob_stream::serve(incoming, cache.blobs.clone(), opts, tasks);
     }
-    tokio::spawn(async move {
+    let spawner = tasks.clone();
+    tasks.spawn("requests", async move {
+        let tasks = spawner;
         while let Some(Inbound {
             peer,
             request,
@@ -91,7 +116,7 @@ pub fn serve(
             let request = match request {
                 Request::RunShard { shard } => {
                     let host = host.clone();
-                    tokio::spawn(async move {
+                    tasks.spawn("award", async move {
                         let answer = match host {
                             Some(h) => h.run(peer, shard).await,
                             None => {
@@ -110,7 +135,7 @@ pub fn serve(
                     frames_done,
                 } => {
                     let host = host.clone();
-                    tokio::spawn(async move {
+                    tasks.spawn("heartbeat", async move {
                         let answer = match host {
                             Some(h) => h.heartbeat(peer, job, index, frames_done).await,
                             None => Response::Lease { keep: false },
@@ -147,7 +172,7 @@ pub fn serve(
             };
             let cache = cache.clone();
             let host2 = host.clone();
-            tokio::spawn(async move {
+            tasks.spawn("request", async move {
                 let answer = tokio::task::spawn_blocking(move || match request {
                     Request::GetBlob { id, offset, len } => {
                         let mut piece =

@@ -545,7 +545,12 @@ async fn stream_node(mode: StreamMode) -> (Node, Served) {
                 served: Some(hook),
                 corrupt,
             };
-            blob_stream::serve(incoming, n.blobs.clone(), opts);
+            blob_stream::serve(
+                incoming,
+                n.blobs.clone(),
+                opts,
+                &rendermesh_mesh::Tasks::root("test"),
+            );
         }
         other => {
             let (blobs, log) = (n.blobs.clone(), served.clone());

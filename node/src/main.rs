@@ -30,9 +30,11 @@ fn main() {
     };
     let filter =
         EnvFilter::try_from_env("RENDERMESH_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // colours only on a terminal: the journal and log files get plain text
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let code = match run(cli) {

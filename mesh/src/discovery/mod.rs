@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use crate::net::key::MeshId;
 use crate::net::{NetworkHandle, PROTOCOL_VERSION};
+use crate::tasks::Tasks;
 
 /// The DNS-SD service type every node registers and browses.
 pub const SERVICE_TYPE: &str = "_rendermesh._tcp.local.";
@@ -206,11 +207,12 @@ pub fn listen_port(addrs: &[Multiaddr]) -> Option<u16> {
 
 /// Start discovery for the node behind `network`; call inside the actix system. The task
 /// announces this node once its listen port is known, dials the peers of its mesh and stops
-/// (sending mDNS goodbyes) when the network stops or the system is dropped.
+/// (sending mDNS goodbyes) when the network stops or `tasks` is stopped.
 pub fn start(
     cfg: DiscoveryConfig,
     network: NetworkHandle,
     mesh: MeshId,
+    tasks: &Tasks,
 ) -> Result<(), DiscoveryError> {
     let daemon = ServiceDaemon::new().map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
     // the daemon owns its thread from here: Discovery's Drop shuts it down on every path
@@ -255,7 +257,8 @@ pub fn start(
     };
     tracing::info!(%interfaces, service = SERVICE_TYPE, mesh_id = %d.mesh_text, "mDNS discovery on");
     let listen = d.network.watch_listen();
-    actix::spawn(d.run(listen, events, monitor));
+    // stopping `tasks` drops the task and with it the daemon: mDNS goodbyes go out
+    tasks.spawn("mdns", d.run(listen, events, monitor));
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use rendermesh_protocol::{JobId, JobStatus};
 
-use super::coordinator::Coordinator;
+use super::coordinator::{Coordinator, StopJob};
 use super::handle::{lock, JobHandle};
 use crate::exec::JobDriver;
 use crate::exec::Worker;
@@ -31,6 +31,8 @@ fn new_job_id() -> JobId {
 /// The jobs of this node.
 pub struct JobBoard {
     jobs: Mutex<HashMap<JobId, JobHandle>>,
+    /// The coordinator of each job (gone once it has stopped).
+    coordinators: Mutex<HashMap<JobId, Addr<Coordinator>>>,
     workers: Vec<(Addr<Worker>, usize)>,
     link: Mutex<Option<MeshLink>>,
 }
@@ -40,6 +42,7 @@ impl JobBoard {
     pub fn new(workers: Vec<(Addr<Worker>, usize)>) -> Self {
         Self {
             jobs: Mutex::new(HashMap::new()),
+            coordinators: Mutex::new(HashMap::new()),
             workers,
             link: Mutex::new(None),
         }
@@ -64,8 +67,40 @@ impl JobBoard {
         let handle = JobHandle::planning(id, kind, inputs);
         lock(&self.jobs).insert(id, handle.clone());
         let link = lock(&self.link).clone();
-        Coordinator::new(id, driver, self.workers.clone(), link, handle.clone()).start();
+        let addr = Coordinator::new(id, driver, self.workers.clone(), link, handle.clone()).start();
+        lock(&self.coordinators).insert(id, addr);
         handle
+    }
+
+    /// Stop every job still running (its node is stopping): each fails with `reason` and its
+    /// runs are cancelled. Returns how many were stopped.
+    pub fn stop_all(&self, reason: &str) -> usize {
+        let running: Vec<JobId> = lock(&self.jobs)
+            .iter()
+            .filter(|(_, h)| !h.status().state.is_final())
+            .map(|(id, _)| *id)
+            .collect();
+        let coordinators = std::mem::take(&mut *lock(&self.coordinators));
+        let mut stopped = 0;
+        for id in running {
+            if let Some(addr) = coordinators.get(&id) {
+                if addr.try_send(StopJob(reason.to_string())).is_ok() {
+                    stopped += 1;
+                }
+            }
+        }
+        stopped
+    }
+
+    /// Wait up to `limit` until no job is running; how many still are.
+    pub async fn stopped(&self, limit: std::time::Duration) -> usize {
+        let handles: Vec<JobHandle> = lock(&self.jobs).values().cloned().collect();
+        let wait = futures::future::join_all(handles.iter().map(|h| h.wait()));
+        let _ = tokio::time::timeout(limit, wait).await;
+        handles
+            .iter()
+            .filter(|h| !h.status().state.is_final())
+            .count()
     }
 
     pub fn get(&self, id: JobId) -> Option<JobHandle> {

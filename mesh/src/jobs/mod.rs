@@ -17,5 +17,5 @@ mod coordinator;
 mod handle;
 
 pub use board::JobBoard;
-pub use coordinator::{Coordinator, LEASE, MAX_RETRIES};
+pub use coordinator::{Coordinator, StopJob, LEASE, MAX_RETRIES};
 pub use handle::JobHandle;

@@ -17,6 +17,7 @@ use crate::exec::ShardError;
 use crate::net::NetworkHandle;
 use crate::peers::PeerView;
 use crate::sched::bidder::CostModel;
+use crate::tasks::Tasks;
 use crate::transfer::{self, FetchOptions};
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -37,6 +38,9 @@ pub struct MeshLink {
     pub lease: Duration,
     /// This node's cost model: the local worker's bids.
     pub model: CostModel,
+    /// Where a coordinator's short requests that outlive it (cancels, hints) run: the node's
+    /// task tree, so a stopping node ends them.
+    pub tasks: Tasks,
 }
 
 /// A runner's progress heartbeat for one award, as its coordinator receives it; the answer

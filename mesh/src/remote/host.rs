@@ -22,6 +22,7 @@ use crate::exec::{CancelToken, ShardError};
 use crate::exec::{Load, RunShard, ShardObserver, Worker};
 use crate::net::NetworkHandle;
 use crate::sched::bidder::CostModel;
+use crate::tasks::Tasks;
 use crate::transfer::{self, FetchOptions};
 
 /// How often a runner reports progress to the coordinator of an award (and renews its lease).
@@ -64,6 +65,8 @@ pub struct ShardHost {
     bidding: Option<(CostModel, u32, Load)>,
     prefetched: Prefetched,
     prefetches: Arc<AtomicU64>,
+    /// Where fetches ahead run (they end when the node stops).
+    tasks: Tasks,
 }
 
 /// Keeps an award in [`ShardHost::awards`] while alive.
@@ -160,7 +163,14 @@ impl ShardHost {
             bidding: None,
             prefetched: Arc::default(),
             prefetches: Arc::default(),
+            tasks: Tasks::root("host"),
         }
+    }
+
+    /// Run fetches ahead under `tasks` (the node's tree), so a stopping node ends them.
+    pub fn with_tasks(mut self, tasks: Tasks) -> Self {
+        self.tasks = tasks;
+        self
     }
 
     /// A coordinator expects to award this node the shard whose input is `id` next: fetch
@@ -201,7 +211,7 @@ impl ShardHost {
             self.drop_unpinned(&old);
         }
         let host = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("prefetch", async move {
             let fetched =
                 transfer::fetch(&host.net, &[from], id, &host.blobs, FetchOptions::default()).await;
             match fetched {

@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 
 use crate::net::NetworkHandle;
 use crate::peers::PeerChange;
+use crate::tasks::Tasks;
 
 /// How often every peer's digest is compared with ours.
 pub const ANTI_ENTROPY: Duration = Duration::from_secs(10);
@@ -221,12 +222,13 @@ impl Remote for Hook {
 }
 
 /// Start replicating `entries` over `net`; membership changes arrive on `changes`. Call
-/// inside the runtime (actix system); the replicator runs until `changes` closes.
+/// inside the actix system; the replicator runs until `changes` closes or `tasks` stops.
 pub fn start(
     entries: Entries,
     net: NetworkHandle,
     cfg: ReplicaConfig,
     changes: mpsc::UnboundedReceiver<PeerChange>,
+    tasks: &Tasks,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let members = Members::default();
@@ -243,8 +245,9 @@ pub fn start(
         net,
         cfg,
         members,
+        tasks: tasks.clone(),
     };
-    tokio::spawn(r.run(rx, changes));
+    tasks.spawn("replicator", r.run(rx, changes));
 }
 
 struct Replicator {
@@ -252,6 +255,8 @@ struct Replicator {
     net: NetworkHandle,
     cfg: ReplicaConfig,
     members: Members,
+    /// Where its pushes and syncs run (they end when replication is stopped).
+    tasks: Tasks,
 }
 
 impl Replicator {
@@ -291,7 +296,7 @@ impl Replicator {
                 () = &mut flush, if !pending.is_empty() => {
                     let keys: Vec<CacheKey> = std::mem::take(&mut pending).into_iter().collect();
                     let r = this.clone();
-                    tokio::spawn(async move { r.push(keys).await });
+                    this.tasks.spawn("push", async move { r.push(keys).await });
                     flush.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
                 }
                 ch = changes.recv() => match ch {
@@ -300,7 +305,7 @@ impl Replicator {
                         m.insert(p);
                         this.members.set(m);
                         let r = this.clone();
-                        tokio::spawn(async move {
+                        this.tasks.spawn("sync", async move {
                             r.sync(p).await;
                             r.rebalance().await;
                         });
@@ -310,13 +315,13 @@ impl Replicator {
                         m.remove(&p);
                         this.members.set(m);
                         let r = this.clone();
-                        tokio::spawn(async move { r.rebalance().await });
+                        this.tasks.spawn("rebalance", async move { r.rebalance().await });
                     }
                     None => break,
                 },
                 _ = tick.tick() => {
                     let r = this.clone();
-                    tokio::spawn(async move {
+                    this.tasks.spawn("anti-entropy", async move {
                         for p in r.members.get() {
                             r.sync(p).await;
                         }

@@ -30,6 +30,8 @@ use rendermesh_cache::BlobStore;
 use rendermesh_protocol::wire::{BlobHead, BlobRead, BLOB_STREAM_PROTOCOL, MAX_BLOB_STREAM_FRAME};
 use rendermesh_protocol::{codec, ContentId};
 use serde::de::DeserializeOwned;
+
+use crate::tasks::Tasks;
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -94,16 +96,22 @@ where
     crate::net::rpc::read_frame(io, MAX_BLOB_STREAM_FRAME).await
 }
 
-/// Serve the blob streams peers open, from `blobs`, until `incoming` ends; call inside the
-/// runtime.
-pub fn serve(mut incoming: libp2p_stream::IncomingStreams, blobs: BlobStore, opts: ServeOptions) {
+/// Serve the blob streams peers open, from `blobs`, until `incoming` ends or `tasks` stops;
+/// call inside the actix system.
+pub fn serve(
+    mut incoming: libp2p_stream::IncomingStreams,
+    blobs: BlobStore,
+    opts: ServeOptions,
+    tasks: &Tasks,
+) {
     let slots = Arc::new(Semaphore::new(MAX_STREAMS));
-    tokio::spawn(async move {
+    let spawner = tasks.clone();
+    tasks.spawn("blob-streams", async move {
         while let Some((peer, stream)) = incoming.next().await {
             let permit = slots.clone().try_acquire_owned().ok();
             let blobs = blobs.clone();
             let opts = opts.clone();
-            tokio::spawn(async move {
+            spawner.spawn("blob-stream", async move {
                 if let Err(e) = serve_one(stream, &blobs, &opts, permit.is_some()).await {
                     tracing::debug!(%peer, error = %e, "blob stream ended early");
                 }

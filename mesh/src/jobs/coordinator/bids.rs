@@ -232,7 +232,7 @@ impl Coordinator {
             let (peer, job) = (*peer, self.job);
             tracing::debug!(%job, shard, peer = %name, "input sent ahead");
             let net = link.net.clone();
-            tokio::spawn(async move {
+            link.tasks.spawn("hint", async move {
                 let ask = net.request(peer, Request::Prefetch { id });
                 match tokio::time::timeout(CANCEL_TIMEOUT, ask).await {
                     Ok(Ok(Response::Prefetch { started: true })) => {}

@@ -313,6 +313,19 @@ impl Coordinator {
     }
 }
 
+/// Stop the job now (its node is stopping): it fails with the reason, its runs are cancelled.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct StopJob(pub String);
+
+impl Handler<StopJob> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, stop: StopJob, ctx: &mut Context<Self>) {
+        self.fail(stop.0, ctx);
+    }
+}
+
 impl Actor for Coordinator {
     type Context = Context<Self>;
 

@@ -138,7 +138,8 @@ impl Coordinator {
             let (peer, job, index) = (*peer, self.job, run.shard);
             // not tied to this actor: the job may end (and the actor stop) right after the
             // winning result, and the cancel must still go out; it ends within CANCEL_TIMEOUT
-            tokio::spawn(async move {
+            let tasks = link.tasks.clone();
+            tasks.spawn("cancel", async move {
                 let cancel = link.net.request(peer, Request::CancelShard { job, index });
                 match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
                     Ok(Ok(_)) => {}

@@ -1,12 +1,18 @@
 //! `rendermesh node`: the daemon. Starts the runtime, the mesh (network task + peers actor)
-//! and the control API; stops on SIGTERM or SIGINT (the HTTP server finishes its requests,
-//! then the process exits).
+//! and the control API; stops on SIGTERM, SIGINT or `rendermesh drain`: the HTTP server
+//! finishes its requests, then [`shutdown`] stops the rest in order and logs its report.
+//!
+//! Every long-lived task runs in one [`Tasks`] tree: `node/network` (the swarm's event loop,
+//! the request and blob-stream servers), `node/replica`, `node/discovery`, and the node's own
+//! (watchdog, mesh.json, calibration, fetches ahead, coordinators' cancels).
 //!
 //! Under systemd (`Type=notify`) it reports READY once the control API and the mesh listen,
 //! pings the watchdog from its event loop, and reports STOPPING on shutdown.
 //!
 //! The mesh listens at once and announces host facts only; the encoder probe runs on the
 //! blocking pool and its full capabilities are announced when it finishes.
+
+mod shutdown;
 
 use std::sync::Arc;
 
@@ -25,8 +31,8 @@ use rendermesh_mesh::exec::CancelToken;
 use rendermesh_mesh::net::key::load_or_create_identity;
 use rendermesh_mesh::net::{self, parse_tcp_addr};
 use rendermesh_mesh::remote::Coordinators;
-use rendermesh_mesh::{replica, service, Draining, MeshLink, ReplicaConfig, ShardHost};
-use rendermesh_mesh::{NetworkConfig, PeerView, Peers, SetCaps, SwarmKey};
+use rendermesh_mesh::{replica, service, MeshLink, ReplicaConfig, ShardHost};
+use rendermesh_mesh::{NetworkConfig, NetworkHandle, PeerView, Peers, SetCaps, SwarmKey, Tasks};
 
 pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     if let Some(addr) = args.control_listen {
@@ -74,7 +80,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         // loop stops them and systemd restarts the node
         crate::notify::notify("READY=1");
         if let Some(every) = crate::notify::watchdog_interval() {
-            actix::spawn(async move {
+            mesh.tasks.spawn("watchdog", async move {
                 loop {
                     tokio::time::sleep(every).await;
                     crate::notify::notify("WATCHDOG=1");
@@ -84,45 +90,37 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         let server = server.run();
         // `rendermesh drain` stops the server the way SIGTERM does
         let handle = server.handle();
-        actix::spawn(async move {
+        mesh.tasks.spawn("drain-signal", async move {
             drain.notified().await;
             handle.stop(true).await;
         });
         server.await?;
         crate::notify::notify("STOPPING=1");
-        // drain: no new shards; finish those we run for peers and let them fetch the outputs
-        tracing::info!("node draining");
-        mesh.host.start_draining();
-        mesh.calibration.cancel();
-        mesh.peers.do_send(Draining);
-        if mesh.host.drained(DRAIN_LIMIT).await {
-            tracing::info!("drained");
-        }
-        tracing::info!("node stopping");
-        if let Err(e) = runtime.cache.entries.flush() {
-            tracing::warn!(error = %e, "cache flush failed");
-        }
+        let report = shutdown::shutdown(&runtime, mesh).await;
+        report.log();
         anyhow::Ok(())
     });
-    // Dropping the runtime would wait for every blocking task (an encoder calibration, a shard
-    // of a job this node coordinated) however long it runs; the process is about to exit, and
-    // the cache is flushed, so leave them to the exit.
-    std::mem::forget(sys);
+    // the runtime ends here: every task was stopped, every run cancelled; what is left on the
+    // blocking pool (a job's planning) ends on its own
+    drop(sys);
     let _ = std::fs::remove_file(data_dir.join(INFO_FILE));
     let _ = std::fs::remove_file(data_dir.join(MESH_FILE));
     result.map(|_| 0)
 }
-
-/// How long a stopping node waits for the shards it runs for peers (systemd allows 30 s).
-const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// The running mesh parts the daemon needs again when it stops.
 struct Mesh {
     view: PeerView,
     host: ShardHost,
     peers: actix::Addr<Peers>,
+    network: NetworkHandle,
     /// Stops the calibration of a node asked to stop.
     calibration: CancelToken,
+    /// The node's task tree and the subtrees it stops one by one.
+    tasks: Tasks,
+    replica: Tasks,
+    discovery: Tasks,
+    net_tasks: Tasks,
 }
 
 /// Start the network task and the peers actor; call inside the actix system.
@@ -159,11 +157,23 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
     )?;
     let mesh_id = key.mesh_id().to_string();
     tracing::info!(mesh_id = %mesh_id, peer_id = %network.peer_id(), static_peers = cfg.peers.len(), "mesh starting");
+    let tasks = Tasks::root("node");
+    let (net_tasks, replica_tasks, discovery_tasks) = (
+        tasks.child("network"),
+        tasks.child("replica"),
+        tasks.child("discovery"),
+    );
     if cfg.mdns {
         let mdns = rendermesh_mesh::discovery::DiscoveryConfig {
             interfaces: cfg.mdns_interfaces.clone(),
         };
-        if let Err(e) = rendermesh_mesh::discovery::start(mdns, network.clone(), key.mesh_id()) {
+        let started = rendermesh_mesh::discovery::start(
+            mdns,
+            network.clone(),
+            key.mesh_id(),
+            &discovery_tasks,
+        );
+        if let Err(e) = started {
             tracing::warn!(error = %e, "mDNS discovery is off; static peers only");
         }
     }
@@ -191,6 +201,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         runtime.worker.clone(),
     )
     .with_ram_limit(cfg.shard_ram_limit_bytes)
+    .with_tasks(tasks.clone())
     .with_coordinators(coordinators.clone())
     .with_bidding(
         runtime.model.clone(),
@@ -202,6 +213,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         runtime.cache.clone(),
         Some(host.clone()),
         network.accept_blob_streams(),
+        &net_tasks,
     );
     runtime.board.set_mesh(MeshLink {
         net: network.clone(),
@@ -210,6 +222,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         coordinators,
         lease: cfg.shard_lease(),
         model: runtime.model.clone(),
+        tasks: tasks.clone(),
     });
     replica::start(
         runtime.cache.entries.clone(),
@@ -218,14 +231,18 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
             replicas: cfg.cache_replicas,
         },
         changes_rx,
+        &replica_tasks,
     );
-    actix::spawn(event_loop.run(peers.clone().recipient(), inbound_tx));
+    net_tasks.spawn(
+        "event-loop",
+        event_loop.run(peers.clone().recipient(), inbound_tx),
+    );
 
     // mesh.json follows the actual listen addresses
     let mut listen_rx = network.watch_listen();
     let data_dir = cfg.data_dir.clone();
     let peer_id = network.peer_id().to_string();
-    actix::spawn(async move {
+    tasks.spawn("mesh-info", async move {
         loop {
             let info = MeshInfo {
                 pid: std::process::id(),
@@ -255,7 +272,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
     let model = runtime.model.clone();
     let calibration = CancelToken::default();
     let cancel = calibration.clone();
-    actix::spawn(async move {
+    tasks.spawn("calibration", async move {
         let probe = tokio::task::spawn_blocking(move || {
             load_or_probe(&data_dir, force_cpu, threads, false, fill_speeds, &cancel)
         })
@@ -283,7 +300,12 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         view,
         host,
         peers: peers_addr,
+        network,
         calibration,
+        tasks,
+        replica: replica_tasks,
+        discovery: discovery_tasks,
+        net_tasks,
     })
 }
 
