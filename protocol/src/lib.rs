@@ -1,7 +1,8 @@
 //! Every type that crosses a process boundary in rendermesh, and the codec that carries them.
 //!
 //! - [`id`]: [`ContentId`] (blake3 of bytes), [`CacheKey`] and [`JobId`].
-//! - [`job`]: what a user submits ([`JobSpec`]), the shards a coordinator plans ([`ShardSpec`]),
+//! - [`media`]: time bases, codecs, encoder and scene options, frame ranges, scene scores and lists.
+//! - [`job`]: the shards a coordinator plans ([`ShardSpec`]),
 //!   what a worker returns ([`ShardResult`]) and the progress a job reports ([`JobStatus`]).
 //! - [`caps`]: what a node can do ([`Capabilities`]): host facts, verified encoders, speeds.
 //! - [`wire`]: point-to-point requests between nodes (cache replication, blob pieces).
@@ -13,10 +14,12 @@ pub mod caps;
 pub mod codec;
 pub mod id;
 pub mod job;
+pub mod media;
 pub mod wire;
 
 pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION, MAX_SLOTS};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;
+pub use media::*;
 pub use wire::{Bid, BidSheet, EntryRecord, Request, Response};
