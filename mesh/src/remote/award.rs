@@ -83,6 +83,15 @@ pub async fn run_on(
     peer: PeerId,
     shard: ShardSpec,
 ) -> Result<ShardResult, ShardError> {
+    let span = tracing::info_span!("remote run", job = %shard.job, shard = shard.index, %peer);
+    tracing::Instrument::instrument(run_remote(link, peer, shard), span).await
+}
+
+async fn run_remote(
+    link: &MeshLink,
+    peer: PeerId,
+    shard: ShardSpec,
+) -> Result<ShardResult, ShardError> {
     let index = shard.index;
     let answer = link
         .net

@@ -382,6 +382,11 @@ impl ShardHost {
 
     /// Run `shard` for `from`: fetch its input from `from`, run it, answer.
     pub async fn run(&self, from: PeerId, shard: ShardSpec) -> Response {
+        let span = tracing::info_span!("award", job = %shard.job, shard = shard.index, coordinator = %from);
+        tracing::Instrument::instrument(self.run_award(from, shard), span).await
+    }
+
+    async fn run_award(&self, from: PeerId, shard: ShardSpec) -> Response {
         self.drain.running.fetch_add(1, Ordering::SeqCst);
         let _running = Running(self.drain.clone());
         if self.is_draining() {

@@ -274,7 +274,9 @@ impl Coordinator {
         };
         self.handle.update(|s| s.state = JobState::Finishing);
         let results: Vec<ShardResult> = std::mem::take(&mut self.results).into_values().collect();
+        let span = tracing::info_span!("finish", job = %self.job, stage = self.stage);
         let fut = tokio::task::spawn_blocking(move || {
+            let _span = span.entered();
             let finished = driver.finish(results);
             (driver, finished)
         });
@@ -339,7 +341,9 @@ impl Actor for Coordinator {
             return;
         };
         let job = self.job;
+        let span = tracing::info_span!("plan", %job);
         let fut = tokio::task::spawn_blocking(move || {
+            let _span = span.entered();
             let plan = driver.plan(job);
             (driver, plan)
         });
