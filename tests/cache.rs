@@ -22,16 +22,6 @@ fn ok(o: &std::process::Output, what: &str) -> String {
     stdout(o)
 }
 
-fn cuts_of_json(path: &Path) -> Vec<u64> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["cuts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_u64().unwrap())
-        .collect()
-}
-
 fn assert_known_cuts(found: &[u64]) {
     assert_eq!(found.len(), SCENE_CUTS.len(), "found {found:?}");
     for (f, t) in found.iter().zip(SCENE_CUTS) {

@@ -54,27 +54,7 @@ fn node_runs_jobs_for_the_cli_and_stops_on_sigterm() {
     // scenes through the node, same answer as the known truth
     let clip = scenes_clip(tmp.path());
     let json = tmp.path().join("s.json");
-    let o = rendermesh(
-        &node.data_dir,
-        &[
-            "submit",
-            "scenes",
-            clip.to_str().unwrap(),
-            "--chunk-seconds",
-            "2",
-            "--json",
-            json.to_str().unwrap(),
-            "-q",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let cuts: Vec<u64> = v["cuts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_u64().unwrap())
-        .collect();
+    let cuts = submit_scenes(&node.data_dir, &clip, "2", &json);
     assert_eq!(cuts.len(), SCENE_CUTS.len());
 
     // status: both jobs, done, with their shard tables and who ran each shard

@@ -83,27 +83,7 @@ fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
     // scenes: same cut list as the known truth (and as one box, see tests/scenes.rs)
     let clip = scenes_clip(tmp.path());
     let json = tmp.path().join("s.json");
-    let o = rendermesh(
-        &a.data_dir,
-        &[
-            "submit",
-            "scenes",
-            clip.to_str().unwrap(),
-            "--chunk-seconds",
-            "2",
-            "--json",
-            json.to_str().unwrap(),
-            "-q",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let cuts: Vec<u64> = v["cuts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_u64().unwrap())
-        .collect();
+    let cuts = submit_scenes(&a.data_dir, &clip, "2", &json);
     assert_eq!(cuts, SCENE_CUTS);
     let job = last_job(a);
     assert_eq!(peers_of(&job).len(), 3, "{job}");

@@ -64,16 +64,6 @@ fn scenes(node: &Daemon, clip: &Path, out: &Path) -> serde_json::Value {
         .clone()
 }
 
-fn cuts(json: &Path) -> Vec<u64> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
-    v["cuts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_u64().unwrap())
-        .collect()
-}
-
 fn job_count(node: &Daemon) -> usize {
     node.api_get("/v1/jobs")
         .and_then(|v| v.as_array().map(Vec::len))
@@ -94,7 +84,7 @@ fn a_file_analysed_once_is_answered_everywhere_and_a_late_node_gets_every_entry(
     let job_a = scenes(&a, &clip, &tmp.path().join("a.json"));
     assert_eq!(job_a["from_cache"], false);
     assert!(job_a["stats"]["decoded_frames"].as_u64().unwrap() > 0);
-    assert_eq!(cuts(&tmp.path().join("a.json")), SCENE_CUTS);
+    assert_eq!(cuts_of_json(&tmp.path().join("a.json")), SCENE_CUTS);
     let on_a = keys(&a);
     // probe, one entry per shard, the scene list
     assert!(on_a.len() >= 3, "{on_a:?}");
@@ -111,7 +101,7 @@ fn a_file_analysed_once_is_answered_everywhere_and_a_late_node_gets_every_entry(
     assert_eq!(job_b["from_cache"], true, "{job_b}");
     assert_eq!(job_b["stats"]["decoded_frames"], 0, "{job_b}");
     assert!(job_b["shards"].as_array().unwrap().is_empty(), "{job_b}");
-    assert_eq!(cuts(&tmp.path().join("b.json")), SCENE_CUTS);
+    assert_eq!(cuts_of_json(&tmp.path().join("b.json")), SCENE_CUTS);
     assert_eq!(job_count(&a), jobs_on_a, "a ran something for b");
 
     // C joins afterwards and holds every entry within 5 s
@@ -198,7 +188,7 @@ fn with_two_replicas_each_entry_lives_on_its_two_owners_and_survives_one() {
     let clip = scenes_clip(tmp.path());
     let job = scenes(&nodes[0], &clip, &tmp.path().join("a.json"));
     assert_eq!(job["from_cache"], false);
-    assert_eq!(cuts(&tmp.path().join("a.json")), SCENE_CUTS);
+    assert_eq!(cuts_of_json(&tmp.path().join("a.json")), SCENE_CUTS);
     let refs: Vec<&Daemon> = nodes.iter().collect();
     let n_keys = holders(&refs, &ids).len();
     assert!(n_keys >= 3);
@@ -236,7 +226,7 @@ fn with_two_replicas_each_entry_lives_on_its_two_owners_and_survives_one() {
     let job = scenes(&nodes[asker], &copy, &tmp.path().join("b.json"));
     assert_eq!(job["from_cache"], true, "{job}\n{}", nodes[asker].log());
     assert_eq!(job["stats"]["decoded_frames"], 0, "{job}");
-    assert_eq!(cuts(&tmp.path().join("b.json")), SCENE_CUTS);
+    assert_eq!(cuts_of_json(&tmp.path().join("b.json")), SCENE_CUTS);
 
     // the survivors place every entry on its owners among the three live nodes
     let live: Vec<&Daemon> = nodes

@@ -18,16 +18,6 @@ const PYSCENEDETECT_COLUMNS: [&str; 10] = [
     "Length (seconds)",
 ];
 
-fn cuts_of_json(path: &std::path::Path) -> Vec<u64> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["cuts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_u64().unwrap())
-        .collect()
-}
-
 fn assert_cuts_match(found: &[u64], truth: &[u64]) {
     assert_eq!(found.len(), truth.len(), "found {found:?}, truth {truth:?}");
     for (f, t) in found.iter().zip(truth) {

@@ -355,6 +355,37 @@ pub fn no_mdns_unless_asked(config: &str) -> String {
     }
 }
 
+/// The cut list (frame indices) of a scene list written by `submit scenes --json`.
+pub fn cuts_of_json(path: &Path) -> Vec<u64> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect()
+}
+
+/// `submit scenes CLIP --chunk-seconds SECS --json JSON -q` through the node of `data`:
+/// asserts it succeeded and returns the cuts it wrote.
+pub fn submit_scenes(data: &Path, clip: &Path, chunk_seconds: &str, json: &Path) -> Vec<u64> {
+    let o = rendermesh(
+        data,
+        &[
+            "submit",
+            "scenes",
+            clip.to_str().unwrap(),
+            "--chunk-seconds",
+            chunk_seconds,
+            "--json",
+            json.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    cuts_of_json(json)
+}
+
 /// A `rendermesh node` on 127.0.0.1 (port 0) with its own data dir; killed on drop.
 pub struct Daemon {
     pub child: Child,
