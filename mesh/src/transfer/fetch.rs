@@ -200,12 +200,7 @@ async fn session(net: &NetworkHandle, peer: PeerId, opts: &FetchOptions, st: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, BlobStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path()).unwrap();
-        (dir, s)
-    }
+    use crate::transfer::test_store as store;
 
     #[test]
     fn fetch_is_send() {

@@ -195,3 +195,11 @@ fn failure_list(failures: &[PeerFailure]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// A blob store in a temp dir, for the tests of this module's parts.
+#[cfg(test)]
+fn test_store() -> (tempfile::TempDir, rendermesh_cache::BlobStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = rendermesh_cache::BlobStore::open(dir.path()).unwrap();
+    (dir, s)
+}

@@ -62,12 +62,7 @@ fn read_piece(path: &Path, offset: u64, len: u32) -> io::Result<Option<Response>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, BlobStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path()).unwrap();
-        (dir, s)
-    }
+    use crate::transfer::test_store as store;
 
     #[test]
     fn serve_piece_reads_caps_and_refuses() {

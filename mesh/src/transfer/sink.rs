@@ -220,12 +220,7 @@ fn join_sync(h: std::thread::JoinHandle<io::Result<()>>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, BlobStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path()).unwrap();
-        (dir, s)
-    }
+    use crate::transfer::test_store as store;
 
     #[test]
     fn partial_files_live_in_the_temp_dir_and_stale_ones_go() {
