@@ -363,3 +363,31 @@ fn a_device_or_a_pipe_as_input_is_refused_at_once() {
         }
     }
 }
+
+#[test]
+fn the_input_as_its_own_output_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let src = small_clip(tmp.path(), "a.mp4", 1, &[]);
+    let before = std::fs::read(&src).unwrap();
+    // the same file, named directly and through another path
+    let other = tmp.path().join(".").join("a.mp4");
+    for out in [&src, &other] {
+        let o = rendermesh(
+            &data,
+            &[
+                "submit",
+                "transcode",
+                src.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--local",
+                "-q",
+            ],
+        );
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(err.contains("is the input file"), "{err}");
+        assert_eq!(std::fs::read(&src).unwrap(), before, "the source changed");
+    }
+}

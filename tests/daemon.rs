@@ -198,3 +198,41 @@ fn sigterm_does_not_wait_for_a_long_calibration() {
     assert!(st.success(), "{st:?}");
     eprintln!("stopped {} ms after SIGTERM", t.elapsed().as_millis());
 }
+
+#[test]
+fn two_identical_transcodes_at_once_both_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Daemon::start_with(
+        &tmp.path().join("data"),
+        "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\nslots = 2\n",
+    );
+    let src = clip_720p_open_gop(tmp.path(), 6);
+    let runs: Vec<_> = ["one.mp4", "two.mp4"]
+        .into_iter()
+        .map(|name| {
+            let (data, src, out) = (node.data_dir.clone(), src.clone(), tmp.path().join(name));
+            std::thread::spawn(move || {
+                let o = rendermesh(
+                    &data,
+                    &[
+                        "submit",
+                        "transcode",
+                        src.to_str().unwrap(),
+                        "-o",
+                        out.to_str().unwrap(),
+                        "--chunk-seconds",
+                        "1",
+                        "-q",
+                    ],
+                );
+                (o, out)
+            })
+        })
+        .collect();
+    for run in runs {
+        let (o, out) = run.join().unwrap();
+        assert!(o.status.success(), "{}\n{}", stderr(&o), node.log());
+        assert_eq!(video_frames(&out), video_frames(&src));
+    }
+    no_panic(&[node]);
+}

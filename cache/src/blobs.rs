@@ -410,6 +410,24 @@ impl BlobStore {
         r
     }
 
+    /// Delete a blob unless something pins it (checked under the same lock as [`pin`], so no
+    /// pin can slip in between). Returns whether it was deleted (or was not there).
+    ///
+    /// [`pin`]: BlobStore::pin
+    pub fn remove_unpinned(&self, id: &ContentId) -> io::Result<bool> {
+        let mut ix = self.index();
+        if ix.is_pinned(id) {
+            return Ok(false);
+        }
+        match fs::remove_file(self.file_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => {
+                ix.remove(id);
+                Ok(true)
+            }
+        }
+    }
+
     /// Keep `id` from being evicted until the guard is dropped.
     pub fn pin(&self, id: &ContentId) -> PinGuard {
         self.index().pin(*id);

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rendermesh_cache::{BlobStore, Cache};
+use rendermesh_cache::{BlobStore, Cache, PinGuard};
 use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_mesh::{JobDriver, PeerEntry, ShardError};
-use rendermesh_protocol::{CacheKey, Capabilities, ShardOutput, ShardSpec, WorkStats};
+use rendermesh_protocol::{CacheKey, Capabilities, ContentId, ShardOutput, ShardSpec, WorkStats};
 use serde::{Deserialize, Serialize};
 
 /// A job as the CLI sends it to a node (over the control API, or in-process): the kind's
@@ -117,6 +117,21 @@ pub fn remember_output(cache: &Cache, key: &CacheKey, output: &ShardOutput) {
         .and_then(|()| cache.entries.flush().map_err(|e| e.to_string()));
     if let Err(e) = stored {
         tracing::debug!(error = %e, "cannot remember a shard's output");
+    }
+}
+
+/// A job is done with these blobs (its chunks, its shards' outputs): drop its pins and delete
+/// each blob no other job pins. Content-addressed blobs are shared: two jobs on the same file
+/// cut the same chunks, and the first to finish must leave the other's in place.
+pub fn release_blobs(cache: &Cache, pins: Vec<PinGuard>) {
+    let mut ids: Vec<ContentId> = pins.iter().map(|p| *p.id()).collect();
+    drop(pins);
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        if let Err(e) = cache.blobs.remove_unpinned(&id) {
+            tracing::debug!(blob = %id.short(), error = %e, "cannot remove a job's blob");
+        }
     }
 }
 

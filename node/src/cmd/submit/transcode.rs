@@ -26,6 +26,13 @@ pub(super) fn run(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
     };
     let input = input_path(&a.input)?;
     check_output(&a.output)?;
+    // the output replaces its file only at the end: that must never be the source
+    if std::fs::canonicalize(&a.output).is_ok_and(|out| out == input) {
+        anyhow::bail!(
+            "{}: is the input file; write the output to another path",
+            a.output.display()
+        );
+    }
     let container = container_for(&a.output)?;
     let params = Params {
         input,

@@ -11,7 +11,7 @@ use rendermesh_protocol::{
 
 use super::{units, CLASS, ROUNDS_PER_UNIT};
 use crate::engine::ENGINE_VERSION;
-use crate::jobs::kind::remember_output;
+use crate::jobs::kind::{release_blobs, remember_output};
 
 /// Memory a checksum shard needs (its read buffer and the process).
 const RAM: u64 = 64 << 20;
@@ -166,13 +166,7 @@ impl JobDriver for ChecksumDriver {
                 for key in std::mem::take(&mut self.keys) {
                     let _ = self.cache.entries.remove(&key);
                 }
-                for pin in self.pins.drain(..) {
-                    let id = *pin.id();
-                    drop(pin);
-                    if !self.cache.blobs.is_pinned(&id) {
-                        let _ = self.cache.blobs.remove(&id);
-                    }
-                }
+                release_blobs(&self.cache, std::mem::take(&mut self.pins));
                 Ok(Finish::Done(
                     JobResult::Checksum { parts, combined },
                     WorkStats::default(),

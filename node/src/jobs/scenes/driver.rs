@@ -22,6 +22,7 @@ use super::detect::{
 use crate::engine::chunk::{plan_chunks, write_chunks};
 use crate::engine::probe::{identify, probe_cached};
 use crate::engine::ENGINE_VERSION;
+use crate::jobs::kind::release_blobs;
 use crate::jobs::video::{video_class, video_cost};
 
 struct FileWork {
@@ -185,11 +186,7 @@ impl JobDriver for ScenesDriver {
     }
 
     fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
-        for pin in self.chunks.drain(..) {
-            let id = *pin.id();
-            drop(pin);
-            let _ = self.cache.blobs.remove(&id);
-        }
+        release_blobs(&self.cache, std::mem::take(&mut self.chunks));
         let mut by_index: std::collections::HashMap<u32, SceneScores> =
             std::collections::HashMap::new();
         for r in results {

@@ -16,7 +16,7 @@ use crate::engine::encode::{available_codecs, encoder_available};
 use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::{MediaError, ENGINE_VERSION};
 use crate::jobs::calibrate::verify_encoder;
-use crate::jobs::kind::remember_output;
+use crate::jobs::kind::{release_blobs, remember_output};
 use crate::jobs::video::{video_class, video_cost};
 
 /// Plans and assembles one transcode.
@@ -32,8 +32,9 @@ pub struct TranscodeDriver {
     chunks: Vec<PinGuard>,
     /// Segment cache key of each shard, by index.
     segment_keys: Vec<CacheKey>,
-    /// Segments reused from an interrupted run, pinned until the join.
-    reused: Vec<PinGuard>,
+    /// The segments of this job (reused from an interrupted run, or arrived), pinned until
+    /// the join.
+    segments: Vec<PinGuard>,
     /// Live peers and the encoders each verified by a test encode.
     peer_encoders: Vec<(String, Vec<String>)>,
 }
@@ -55,7 +56,7 @@ impl TranscodeDriver {
             probe: None,
             chunks: Vec::new(),
             segment_keys: Vec::new(),
-            reused: Vec::new(),
+            segments: Vec::new(),
             peer_encoders: Vec::new(),
         }
     }
@@ -96,11 +97,11 @@ impl TranscodeDriver {
         }
     }
 
-    fn cleanup(&mut self, segments: &[ContentId]) {
-        let chunks: Vec<ContentId> = self.chunks.drain(..).map(|pin| *pin.id()).collect();
-        for id in chunks.iter().chain(segments) {
-            let _ = self.cache.blobs.remove(id);
-        }
+    /// The job's chunks and segments are no longer needed here (another job on the same
+    /// file may still need the same blobs: those stay).
+    fn cleanup(&mut self, pins: Vec<PinGuard>) {
+        let mine = self.chunks.drain(..).chain(self.segments.drain(..));
+        release_blobs(&self.cache, mine.chain(pins).collect());
     }
 }
 
@@ -155,7 +156,7 @@ impl JobDriver for TranscodeDriver {
         for (plan, key) in plans.iter().zip(&self.segment_keys) {
             match self.reusable(key) {
                 Some((id, bytes)) => {
-                    self.reused.push(self.cache.blobs.pin(&id));
+                    self.segments.push(self.cache.blobs.pin(&id));
                     done.push(ShardResult {
                         job,
                         index: plan.index,
@@ -243,9 +244,7 @@ impl JobDriver for TranscodeDriver {
         let paths: Vec<PathBuf> = ids.iter().map(|id| self.cache.blobs.path(id)).collect();
         let tmp = self.cache.blobs.temp_path("output");
         let result = concat(&paths, &self.input, &probe, &tmp, &self.container);
-        drop(pins);
-        self.reused.clear();
-        self.cleanup(&ids);
+        self.cleanup(pins);
         for key in std::mem::take(&mut self.segment_keys) {
             let _ = self.cache.entries.remove(&key);
         }
@@ -285,6 +284,10 @@ impl JobDriver for TranscodeDriver {
             result.output.blobs.as_slice(),
         ) {
             remember_output(&self.cache, key, &result.output);
+        }
+        // pinned until the join: a job on the same file that ends first leaves it in place
+        for b in &result.output.blobs {
+            self.segments.push(self.cache.blobs.pin(&b.id));
         }
     }
 }

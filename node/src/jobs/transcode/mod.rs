@@ -21,6 +21,10 @@ use super::kind::{params, JobContext, JobKind, RunEnv, Speeds, Started};
 use super::video::video_speeds;
 use crate::engine::encode::encode_chunk;
 
+/// The muxers an output may use (what `container_for` picks from an output's extension). A
+/// request naming another (`hls`, `null`, …) is refused: those write stray files or nothing.
+pub const CONTAINERS: [&str; 5] = ["mp4", "mov", "matroska", "webm", "nut"];
+
 /// What `rendermesh submit transcode` sends.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
@@ -40,6 +44,13 @@ impl JobKind for Transcode {
 
     fn start(&self, ctx: &JobContext, value: serde_json::Value) -> Result<Started, String> {
         let p: Params = params(self.name(), value)?;
+        if !CONTAINERS.contains(&p.container.as_str()) {
+            return Err(format!(
+                "output container {:?} is not one rendermesh writes (use {})",
+                p.container,
+                CONTAINERS.join(", ")
+            ));
+        }
         let peer_encoders = ctx
             .peers
             .iter()
@@ -106,6 +117,38 @@ impl JobKind for Transcode {
                     format!("encoder {} failed its test encode here ({why})", e.name),
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_known_containers_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = JobContext {
+            cache: rendermesh_cache::Cache::open(&dir.path().join("cache")).unwrap(),
+            name: "n".into(),
+            chunk_seconds: 2.0,
+            peers: Vec::new(),
+        };
+        let request = |container: &str| {
+            serde_json::to_value(Params {
+                input: dir.path().join("in.mp4"),
+                container: container.into(),
+                options: EncodeOptions::default(),
+                chunk_seconds: None,
+            })
+            .unwrap()
+        };
+        for bad in ["hls", "null", "image2", ""] {
+            let e = Transcode.start(&ctx, request(bad)).err().unwrap();
+            assert!(e.contains("is not one rendermesh writes"), "{e}");
+        }
+        for good in CONTAINERS {
+            assert!(Transcode.start(&ctx, request(good)).is_ok(), "{good}");
         }
     }
 }
