@@ -391,3 +391,30 @@ fn the_input_as_its_own_output_is_refused_and_left_alone() {
         assert_eq!(std::fs::read(&src).unwrap(), before, "the source changed");
     }
 }
+
+#[test]
+fn absurd_chunk_lengths_are_refused_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let src = small_clip(tmp.path(), "a.mp4", 1, &[]);
+    for v in ["0", "nan", "1e9", "inf", "0.1", "abc", "-1"] {
+        let arg = format!("--chunk-seconds={v}");
+        let o = rendermesh(
+            &data,
+            &[
+                "submit",
+                "scenes",
+                src.to_str().unwrap(),
+                &arg,
+                "--local",
+                "-q",
+            ],
+        );
+        assert!(!o.status.success(), "{v} was accepted");
+        let err = stderr(&o);
+        assert!(
+            err.contains("out of range") || err.contains("not a number"),
+            "{v}: {err}"
+        );
+    }
+}

@@ -87,6 +87,17 @@ fn node_runs_jobs_for_the_cli_and_stops_on_sigterm() {
         "GET /v1/jobs HTTP/1.0\r\nAuthorization: Bearer 00\r\n\r\n",
     );
     assert!(wrong.contains("401"), "{wrong}");
+    // a job request without the token is refused before its body is read
+    for body in ["{}", "not json at all"] {
+        let post = http_status(
+            &node.addr,
+            &format!(
+                "POST /v1/jobs HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(post.contains("401"), "{post}");
+    }
     let mode = std::fs::metadata(node.data_dir.join("control.token")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,

@@ -83,8 +83,8 @@ pub struct CommonSubmit {
     /// Run in this process even when a node is running.
     #[arg(long)]
     pub local: bool,
-    /// Target chunk length in seconds (default: the node's chunk_seconds).
-    #[arg(long, value_name = "SECONDS")]
+    /// Target chunk length in seconds, 0.5 to 3600 (default: the node's chunk_seconds).
+    #[arg(long, value_name = "SECONDS", value_parser = chunk_seconds)]
     pub chunk_seconds: Option<f64>,
     /// Write the final job status (shards, counters) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -238,4 +238,12 @@ pub struct CacheGcArgs {
     /// (default: delete every unpinned blob).
     #[arg(long, value_name = "BYTES")]
     pub keep: Option<u64>,
+}
+
+/// `--chunk-seconds`: a number of seconds within [`crate::jobs::kind::CHUNK_SECONDS`].
+fn chunk_seconds(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    crate::jobs::kind::check_chunk_seconds(v)
 }

@@ -132,8 +132,15 @@ pub fn min_psnr(a: &Path, b: &Path) -> f64 {
         .args(["-lavfi", "[0:v][1:v]psnr=stats_file=-", "-f", "null", "-"])
         .output()
         .expect("ffmpeg");
+    // a failed comparison is a failure, never a pass: ffmpeg must succeed and score frames
+    assert!(
+        out.status.success(),
+        "ffmpeg psnr failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let scores: Vec<f64> = text
+        .lines()
         .filter_map(|l| {
             l.split_whitespace()
                 .find_map(|kv| kv.strip_prefix("psnr_avg:"))
@@ -145,7 +152,9 @@ pub fn min_psnr(a: &Path, b: &Path) -> f64 {
                 v.parse().unwrap_or(0.0)
             }
         })
-        .fold(f64::INFINITY, f64::min)
+        .collect();
+    assert!(!scores.is_empty(), "ffmpeg scored no frame: {text}");
+    scores.into_iter().fold(f64::INFINITY, f64::min)
 }
 
 /// A 1280x720 30 fps H.264 + AAC clip of `secs` seconds with B-frames and open GOPs

@@ -85,13 +85,19 @@ async fn health(st: web::Data<ApiState>) -> HttpResponse {
         .json(serde_json::json!({ "name": st.runtime.name, "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn submit(
-    req: HttpRequest,
-    st: web::Data<ApiState>,
-    body: web::Json<SubmitRequest>,
-) -> HttpResponse {
+async fn submit(req: HttpRequest, st: web::Data<ApiState>, body: web::Bytes) -> HttpResponse {
+    // the token first: nothing of an unauthenticated body is read
     guard!(req, st);
-    match st.runtime.submit(body.into_inner()) {
+    let body: SubmitRequest = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                &format!("not a job request: {e}"),
+            )
+        }
+    };
+    match st.runtime.submit(body) {
         Ok(handle) => {
             HttpResponse::Accepted().json(serde_json::json!({ "id": handle.id().to_string() }))
         }

@@ -39,11 +39,12 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// A requested chunk length, when sane, else the node's default.
-    pub fn chunk(&self, requested: Option<f64>) -> f64 {
-        requested
-            .filter(|s| s.is_finite() && *s >= 0.5)
-            .unwrap_or(self.chunk_seconds)
+    /// The requested chunk length, checked, or the node's default when none was asked.
+    pub fn chunk(&self, requested: Option<f64>) -> Result<f64, String> {
+        match requested {
+            Some(s) => check_chunk_seconds(s),
+            None => Ok(self.chunk_seconds),
+        }
     }
 }
 
@@ -117,6 +118,22 @@ pub fn remember_output(cache: &Cache, key: &CacheKey, output: &ShardOutput) {
         .and_then(|()| cache.entries.flush().map_err(|e| e.to_string()));
     if let Err(e) = stored {
         tracing::debug!(error = %e, "cannot remember a shard's output");
+    }
+}
+
+/// Chunk lengths a job may ask for, in seconds.
+pub const CHUNK_SECONDS: std::ops::RangeInclusive<f64> = 0.5..=3600.0;
+
+/// `seconds` when it is a chunk length a job may ask for, else why not (one line).
+pub fn check_chunk_seconds(seconds: f64) -> Result<f64, String> {
+    if CHUNK_SECONDS.contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "chunk length {seconds} s is out of range ({} to {} s)",
+            CHUNK_SECONDS.start(),
+            CHUNK_SECONDS.end()
+        ))
     }
 }
 

@@ -51,7 +51,7 @@ impl JobKind for Scenes {
             ctx.cache.clone(),
             p.inputs,
             p.options,
-            ctx.chunk(p.chunk_seconds),
+            ctx.chunk(p.chunk_seconds)?,
             ctx.name.clone(),
         );
         Ok(Started {

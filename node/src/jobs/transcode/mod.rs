@@ -64,7 +64,7 @@ impl JobKind for Transcode {
             p.input.clone(),
             p.options,
             p.container,
-            ctx.chunk(p.chunk_seconds),
+            ctx.chunk(p.chunk_seconds)?,
         )
         .with_peer_encoders(peer_encoders);
         Ok(Started {
