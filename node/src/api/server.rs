@@ -93,7 +93,7 @@ async fn submit(req: HttpRequest, st: web::Data<ApiState>, body: web::Bytes) -> 
         Err(e) => {
             return error(
                 actix_web::http::StatusCode::BAD_REQUEST,
-                &format!("not a job request: {e}"),
+                format!("not a job request: {e}"),
             )
         }
     };
