@@ -28,6 +28,7 @@ use std::time::SystemTime;
 
 use rendermesh_protocol::ContentId;
 
+use crate::files::hash_file;
 use crate::quota::Index;
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -399,31 +400,22 @@ impl BlobStore {
 
     /// Delete a blob (pinned or not: the owner decides). Missing is not an error.
     pub fn remove(&self, id: &ContentId) -> io::Result<()> {
-        let mut ix = self.index();
-        let r = match fs::remove_file(self.file_path(id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-        if r.is_ok() {
-            ix.remove(id);
-        }
-        r
+        self.delete(&mut self.index(), id)
     }
 
-    /// Delete a blob unless something pins it (checked under the same lock as [`pin`], so no
-    /// pin can slip in between). Returns whether it was deleted (or was not there).
-    ///
-    /// [`pin`]: BlobStore::pin
+    /// Delete a blob unless something pins it, checked under the lock [`BlobStore::pin`] takes.
+    /// Returns whether it was deleted (or was not there).
     pub fn remove_unpinned(&self, id: &ContentId) -> io::Result<bool> {
         let mut ix = self.index();
-        if ix.is_pinned(id) {
-            return Ok(false);
-        }
+        Ok(!ix.is_pinned(id) && self.delete(&mut ix, id).map(|()| true)?)
+    }
+
+    fn delete(&self, ix: &mut Index, id: &ContentId) -> io::Result<()> {
         match fs::remove_file(self.file_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => {
                 ix.remove(id);
-                Ok(true)
+                Ok(())
             }
         }
     }
@@ -603,13 +595,6 @@ fn touch_file(path: &Path) {
     if let Err(e) = File::open(path).and_then(|f| f.set_modified(SystemTime::now())) {
         tracing::debug!(path = %path.display(), error = %e, "cannot mark blob as used");
     }
-}
-
-/// blake3 of a file (memory-mapped for large files) and its length.
-pub fn hash_file(path: &Path) -> io::Result<(ContentId, u64)> {
-    let mut h = blake3::Hasher::new();
-    h.update_mmap(path)?;
-    Ok((ContentId::from_hasher(&h), h.count()))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use rendermesh_protocol::{codec, ContentId};
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::hash_file;
 use crate::store::{Store, StoreError, Tree};
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
@@ -78,6 +77,13 @@ impl FileIdentity {
         let raw = codec::encode(rec).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.store.put(Tree::Files, key, &raw)
     }
+}
+
+/// blake3 of a file (memory-mapped for large files) and its length.
+pub fn hash_file(path: &Path) -> std::io::Result<(ContentId, u64)> {
+    let mut h = blake3::Hasher::new();
+    h.update_mmap(path)?;
+    Ok((ContentId::from_hasher(&h), h.count()))
 }
 
 #[cfg(test)]
