@@ -178,7 +178,9 @@ fn a_peer_returning_a_wrong_segment_is_caught_and_the_shard_runs_elsewhere() {
     // was already running elsewhere), and nothing of b's was used
     assert!(
         shards.iter().any(|s| s["retries"].as_u64() > Some(0)
-            || s["note"].as_str().is_some_and(|n| n.contains("run on b failed"))),
+            || s["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("run on b failed"))),
         "{job}"
     );
     assert!(shards.iter().all(|s| s["peer"] != "b"), "{job}");

@@ -15,7 +15,9 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores, ShardOutput};
+use rendermesh_protocol::{
+    codec, BeatGrid, CacheKey, CacheKind, SceneList, SceneScores, ShardOutput,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,17 +29,22 @@ const HASH: usize = 32;
 
 /// Every kind, for reading tags back. [`kind_is_listed`] fails to compile when a kind is added
 /// to the protocol and not here.
-const KINDS: [CacheKind; 4] = [
+const KINDS: [CacheKind; 5] = [
     CacheKind::Probe,
     CacheKind::SceneShard,
     CacheKind::SceneList,
     CacheKind::Segment,
+    CacheKind::BeatGrid,
 ];
 
 #[allow(dead_code)]
 fn kind_is_listed(k: CacheKind) {
     match k {
-        CacheKind::Probe | CacheKind::SceneShard | CacheKind::SceneList | CacheKind::Segment => {}
+        CacheKind::Probe
+        | CacheKind::SceneShard
+        | CacheKind::SceneList
+        | CacheKind::Segment
+        | CacheKind::BeatGrid => {}
     }
 }
 
@@ -53,6 +60,10 @@ impl CacheValue for SceneScores {
 
 impl CacheValue for SceneList {
     const KIND: CacheKind = CacheKind::SceneList;
+}
+
+impl CacheValue for BeatGrid {
+    const KIND: CacheKind = CacheKind::BeatGrid;
 }
 
 /// An encode shard's output: its segment blob.

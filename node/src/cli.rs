@@ -60,6 +60,30 @@ pub enum SubmitCmd {
     /// Digest files on the mesh, then combine the digests (two stages): a check that every
     /// box computes the same, and the smallest job kind.
     Checksum(ChecksumArgs),
+    /// Track tempo, beats, bars and sections of songs (audio files, or videos' audio).
+    Beats(BeatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BeatsArgs {
+    /// Audio or video files.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Write the grid as JSON to FILE (with several inputs, `{name}` in FILE is each input's
+    /// name, else it is appended).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write one CSV row per beat to FILE: time_s,is_downbeat,bar,beat_in_bar,loudness,onset.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Slowest tempo to consider.
+    #[arg(long, value_name = "BPM", default_value_t = 50.0)]
+    pub min_bpm: f32,
+    /// Fastest tempo to consider.
+    #[arg(long, value_name = "BPM", default_value_t = 240.0)]
+    pub max_bpm: f32,
+    #[command(flatten)]
+    pub common: CommonSubmit,
 }
 
 #[derive(Args, Debug)]

@@ -138,6 +138,8 @@ pub enum CacheKind {
     /// The encoded segment of one transcode shard (a blob id), so a re-submitted job reuses
     /// the segments this node still holds.
     Segment,
+    /// The beat grid of one file.
+    BeatGrid,
 }
 
 impl CacheKind {
@@ -148,6 +150,7 @@ impl CacheKind {
             CacheKind::SceneShard => "scene-shard",
             CacheKind::SceneList => "scene-list",
             CacheKind::Segment => "segment",
+            CacheKind::BeatGrid => "beat-grid",
         }
     }
 }

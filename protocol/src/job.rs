@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::beats::{BeatGrid, BeatParams};
 use crate::id::{ContentId, JobId};
 use crate::media::{EncodeOptions, FrameRange, SceneList, ScoreParams};
 
@@ -131,6 +132,9 @@ pub enum ShardTask {
     Checksum { rounds: u64 },
     /// The checksum job, stage 2: blake3 over the digests of stage 1, in order.
     CombineDigests { parts: Vec<ContentId> },
+    /// Decode the audio of the input blob (a file, or a video's audio track) and track its
+    /// beats.
+    Beats { params: BeatParams },
 }
 
 impl ShardTask {
@@ -140,6 +144,7 @@ impl ShardTask {
             ShardTask::Encode { .. } => "transcode",
             ShardTask::SceneScores { .. } => "scenes",
             ShardTask::Checksum { .. } | ShardTask::CombineDigests { .. } => "checksum",
+            ShardTask::Beats { .. } => "beats",
         }
     }
 
@@ -176,6 +181,7 @@ impl ShardTask {
                 Err(format!("{} digests to combine", parts.len()))
             }
             ShardTask::CombineDigests { .. } => Ok(()),
+            ShardTask::Beats { params } => params.validate(),
         }
     }
 }
@@ -354,6 +360,8 @@ pub enum JobResult {
         parts: Vec<ContentId>,
         combined: ContentId,
     },
+    /// One beat grid per input, in submit order.
+    Beats { grids: Vec<BeatGrid> },
 }
 
 /// Why a shard did not produce a result. Travels over the wire as such: nobody matches on

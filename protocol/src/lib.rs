@@ -2,6 +2,7 @@
 //!
 //! - [`id`]: [`ContentId`] (blake3 of bytes), [`CacheKey`] and [`JobId`].
 //! - [`media`]: time bases, codecs, encoder and scene options, frame ranges, scene scores and lists.
+//! - [`beats`]: beat-analysis parameters and beat grids.
 //! - [`job`]: the shards a coordinator plans ([`ShardSpec`]),
 //!   what a worker returns ([`ShardResult`]) and the progress a job reports ([`JobStatus`]).
 //! - [`caps`]: what a node can do ([`Capabilities`]): host facts, verified encoders, speeds.
@@ -10,6 +11,7 @@
 //!
 //! This crate does no I/O and depends on no other rendermesh crate.
 
+pub mod beats;
 pub mod caps;
 pub mod codec;
 pub mod id;
@@ -17,6 +19,7 @@ pub mod job;
 pub mod media;
 pub mod wire;
 
+pub use beats::{BeatGrid, BeatParams};
 pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION, MAX_SLOTS};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use rendermesh_cache::{Cache, RawEntry, StoreError, StoredKind};
-use rendermesh_protocol::{codec, CacheKey, CacheKind, SceneList, SceneScores, ShardOutput};
+use rendermesh_protocol::{
+    codec, BeatGrid, CacheKey, CacheKind, SceneList, SceneScores, ShardOutput,
+};
 
 use crate::api::client::Client;
 use crate::api::read_control;
@@ -78,6 +80,7 @@ fn decode_json(raw: &RawEntry) -> Option<Result<serde_json::Value, String>> {
         StoredKind::Known(CacheKind::SceneShard) => Some(json::<SceneScores>(&raw.payload)),
         StoredKind::Known(CacheKind::SceneList) => Some(json::<SceneList>(&raw.payload)),
         StoredKind::Known(CacheKind::Segment) => Some(json::<ShardOutput>(&raw.payload)),
+        StoredKind::Known(CacheKind::BeatGrid) => Some(json::<BeatGrid>(&raw.payload)),
         StoredKind::Other(_) | StoredKind::Unmarked => None,
     }
 }
@@ -94,6 +97,7 @@ fn decodes(raw: &RawEntry) -> Result<(), String> {
         StoredKind::Known(CacheKind::SceneShard) => check::<SceneScores>(&raw.payload),
         StoredKind::Known(CacheKind::SceneList) => check::<SceneList>(&raw.payload),
         StoredKind::Known(CacheKind::Segment) => check::<ShardOutput>(&raw.payload),
+        StoredKind::Known(CacheKind::BeatGrid) => check::<BeatGrid>(&raw.payload),
         StoredKind::Other(_) | StoredKind::Unmarked => Ok(()),
     }
 }

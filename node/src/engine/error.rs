@@ -15,6 +15,8 @@ pub enum MediaError {
     NotMedia { file: PathBuf, cause: String },
     #[error("{file}: no video stream")]
     NoVideo { file: PathBuf },
+    #[error("{file}: no audio stream")]
+    NoAudio { file: PathBuf },
     #[error("{file}: unsupported video codec {codec}")]
     UnsupportedCodec { file: PathBuf, codec: String },
     #[error("{file}: truncated or damaged ({cause})")]

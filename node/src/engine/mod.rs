@@ -5,6 +5,7 @@
 //! - [`decode`]: decode the frames of one [`FrameRange`](rendermesh_protocol::FrameRange) from a chunk.
 //! - [`encode`]: encode a chunk's frames into an encoded segment blob.
 //! - [`concat`]: join encoded segments and mux the source audio once ([`audio`]: copy or encode).
+//! - [`pcm`]: decode a file's audio to mono float samples, streamed.
 //!
 //! Only primitives live here; what a job does with them lives in its kind
 //! ([`crate::jobs`]).
@@ -15,6 +16,7 @@ pub mod concat;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod pcm;
 pub mod probe;
 pub mod testclip;
 

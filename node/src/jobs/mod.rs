@@ -8,6 +8,8 @@
 //!
 //! - [`transcode`]: cut at keyframes, encode chunks, join, mux the audio once.
 //! - [`scenes`]: per-frame scene scores in time shards, the detectors, CSV/JSON/EDL exports.
+//! - [`beats`]: tempo, beats, bars and sections of songs, one shard per file, from a
+//!   pure-Rust tracker.
 //! - [`checksum`]: two stages (digest every file, then combine the digests): the smallest
 //!   kind, and the example of how to write one.
 //! - [`kind`]: the [`JobKind`](kind::JobKind) trait a kind implements, and what it is given.
@@ -26,6 +28,7 @@
 //! `ShardTask` variants in the protocol, one row in [`registry::KINDS`], and a `submit`
 //! subcommand in the CLI. Nothing in the mesh changes.
 
+pub mod beats;
 pub mod calibrate;
 pub mod checksum;
 pub mod executor;

@@ -2,13 +2,14 @@
 
 use rendermesh_protocol::Capabilities;
 
+use super::beats::Beats;
 use super::checksum::Checksum;
 use super::kind::{JobContext, JobKind, Speeds, Started, SubmitRequest};
 use super::scenes::Scenes;
 use super::transcode::Transcode;
 
 /// Every kind this binary runs. A peer's shard whose task belongs to none is refused.
-pub const KINDS: &[&dyn JobKind] = &[&Transcode, &Scenes, &Checksum];
+pub const KINDS: &[&dyn JobKind] = &[&Transcode, &Scenes, &Checksum, &Beats];
 
 /// The kind called `name`.
 pub fn kind(name: &str) -> Option<&'static dyn JobKind> {

@@ -3,8 +3,9 @@
 //! the invoking user, atomically (temp file + rename).
 //!
 //! One file per kind turns its arguments into the kind's parameters and its result into
-//! files and lines: [`transcode`], [`scenes`], [`checksum`]. What they share is here.
+//! files and lines: [`transcode`], [`scenes`], [`checksum`], [`beats`]. What they share is here.
 
+mod beats;
 mod checksum;
 mod scenes;
 mod transcode;
@@ -28,6 +29,7 @@ pub fn run(cfg: NodeConfig, sub: SubmitCmd) -> anyhow::Result<i32> {
         SubmitCmd::Transcode(a) => transcode::run(cfg, a),
         SubmitCmd::Scenes(a) => scenes::run(cfg, a),
         SubmitCmd::Checksum(a) => checksum::run(cfg, a),
+        SubmitCmd::Beats(a) => beats::run(cfg, a),
     }
 }
 
