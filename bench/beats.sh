@@ -109,6 +109,14 @@ run_tracker() { # tracker mix out.json
     esac
 }
 
+# an untimed warm-up of each tracker on 10 s of the first mix: the timed runs then
+# find bytecode and numba's compiled functions cached, as on any run after a first one
+WARM=$OUT/warmup.flac
+[[ -s $WARM ]] || ffmpeg -v error -y -i "$(head -1 "$OUT/songs.tsv" | cut -f3)" -t 10 "$WARM"
+for tracker in $TRACKERS; do
+    run_tracker "$tracker" "$WARM" "$WORK/warmup.json" < /dev/null
+done
+
 : > "$OUT/walls.tsv"
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 while IFS=$'\t' read -r slug _dir mix _dur; do

@@ -133,8 +133,10 @@ pub enum ShardTask {
     /// The checksum job, stage 2: blake3 over the digests of stage 1, in order.
     CombineDigests { parts: Vec<ContentId> },
     /// Decode the audio of the input blob (a file, or a video's audio track) and track its
-    /// beats.
-    Beats { params: BeatParams },
+    /// beats. `trim_s` seconds of decoded sound come before the file's time 0 (an encoder's
+    /// priming that the file's container marked and the extracted track cannot) and are
+    /// dropped.
+    Beats { params: BeatParams, trim_s: f32 },
 }
 
 impl ShardTask {
@@ -181,7 +183,10 @@ impl ShardTask {
                 Err(format!("{} digests to combine", parts.len()))
             }
             ShardTask::CombineDigests { .. } => Ok(()),
-            ShardTask::Beats { params } => params.validate(),
+            ShardTask::Beats { trim_s, .. } if !(0.0..=10.0).contains(trim_s) => {
+                Err(format!("{trim_s} s to trim"))
+            }
+            ShardTask::Beats { params, .. } => params.validate(),
         }
     }
 }

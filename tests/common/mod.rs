@@ -3,6 +3,7 @@
 //! binary, and a daemon on loopback with its own data dir.
 #![allow(dead_code)]
 
+pub mod audio;
 pub mod mesh;
 
 use std::path::{Path, PathBuf};

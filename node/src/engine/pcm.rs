@@ -20,13 +20,21 @@ pub struct PcmStats {
 }
 
 /// Decode the best audio stream of `path` to mono f32 at `rate` Hz, handing blocks of samples
-/// to `sink` in order. `sink` returns false to stop early (the result is then
-/// [`MediaError::Cancelled`]). A file without audio is [`MediaError::NoAudio`].
+/// to `sink` in order, the first `trim_s` seconds dropped. `sink` returns false to stop
+/// early (the result is then [`MediaError::Cancelled`]). A file without audio is
+/// [`MediaError::NoAudio`].
 pub fn decode_mono(
     path: &Path,
     rate: u32,
+    trim_s: f64,
     mut sink: impl FnMut(&[f32]) -> bool,
 ) -> Result<PcmStats, MediaError> {
+    let mut to_drop = (trim_s.max(0.0) * f64::from(rate)).round() as usize;
+    let mut sink = move |block: &[f32]| {
+        let skip = to_drop.min(block.len());
+        to_drop -= skip;
+        skip == block.len() || sink(&block[skip..])
+    };
     let mut ictx = open_input(path)?;
     let stream =
         ictx.streams()
@@ -55,6 +63,7 @@ pub fn decode_mono(
      -> Result<(), MediaError> {
         while decoder.receive_frame(&mut frame).is_ok() {
             stats.frames += 1;
+            super::count_decoded(1);
             let shape = Shape::of(&frame);
             if graph.as_ref().is_none_or(|(_, s)| *s != shape) {
                 // a new stream layout mid-file (rare): drain the old graph, build a new one
@@ -204,14 +213,16 @@ fn drain(
 pub enum AudioSource {
     /// The file has no video: it travels whole.
     Whole { seconds: f64 },
-    /// Its audio track was copied into the NUT file asked for.
-    Extracted { seconds: f64 },
+    /// Its audio track was copied into the NUT file asked for. The copy starts at its first
+    /// packet: `trim_s` seconds of decoded sound come before the file's time 0 (encoder
+    /// priming that the source marked by a negative start and NUT cannot).
+    Extracted { seconds: f64, trim_s: f64 },
 }
 
 impl AudioSource {
     pub fn seconds(&self) -> f64 {
         match *self {
-            AudioSource::Whole { seconds } | AudioSource::Extracted { seconds } => seconds,
+            AudioSource::Whole { seconds } | AudioSource::Extracted { seconds, .. } => seconds,
         }
     }
 }
@@ -294,5 +305,6 @@ pub fn audio_source(path: &Path, out: &Path) -> Result<AudioSource, MediaError> 
     }
     Ok(AudioSource::Extracted {
         seconds: secs(end - first),
+        trim_s: (-secs(first)).max(0.0),
     })
 }

@@ -17,6 +17,15 @@ use super::features::{Features, SLOW, TIMBRE};
 pub const METERS: [u8; 2] = [4, 3];
 /// Cost of leaving the bar rhythm (a skipped or added beat, a change of meter).
 const BREAK_COST: f32 = 6.0;
+/// Weights of the downbeat cues (low-band onset, harmony, accent, onset) before their bar
+/// salience.
+const CUE_WEIGHTS: [f32; 4] = [1.0, 2.0, 1.0, 1.0];
+/// A change of harmony this large (L1 distance of normalised chroma) counts 1.
+const CHORD_CHANGE: f32 = 0.2;
+/// An accent this loud counts 1.
+const ACCENT_DB: f32 = 3.0;
+/// No cue of one beat counts more than this.
+const CUE_BOUND: f32 = 5.0;
 /// Beats on each side of a candidate section boundary.
 const SECTION_BEATS: usize = 16;
 /// Shortest section.
@@ -115,11 +124,7 @@ fn standardise(v: &[f32]) -> Vec<f32> {
     if v.is_empty() {
         return Vec::new();
     }
-    let mut sorted = v.to_vec();
-    sorted.sort_by(f32::total_cmp);
-    let q = |p: f32| sorted[((sorted.len() - 1) as f32 * p).round() as usize];
-    let (lo, hi) = (q(0.02), q(0.98));
-    let clipped: Vec<f32> = v.iter().map(|x| x.clamp(lo, hi)).collect();
+    let clipped = clip(v);
     let n = clipped.len() as f32;
     let mean = clipped.iter().sum::<f32>() / n;
     let sd = (clipped.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n).sqrt();
@@ -129,50 +134,71 @@ fn standardise(v: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// `x` with its outer 2 % on each side clipped: one silent beat at the end must not outweigh
+/// the rest.
+fn clip(x: &[f32]) -> Vec<f32> {
+    if x.is_empty() {
+        return Vec::new();
+    }
+    let mut sorted = x.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let q = |p: f32| sorted[((sorted.len() - 1) as f32 * p).round() as usize];
+    let (lo, hi) = (q(0.02), q(0.98));
+    x.iter().map(|v| v.clamp(lo, hi)).collect()
+}
+
+/// A cue clipped to its outer 2 % and to ±[`CUE_BOUND`]: the silence after the last beat
+/// must not outweigh a song's bars.
+fn bounded(x: &[f32]) -> Vec<f32> {
+    clip(x)
+        .into_iter()
+        .map(|v| v.clamp(-CUE_BOUND, CUE_BOUND))
+        .collect()
+}
+
 fn distance<const K: usize>(a: &[f32; K], b: &[f32; K]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum()
 }
 
-/// How clearly `x` repeats with some meter: the largest gap, over meters and phases, between
-/// its mean on one beat of each bar and its mean on the others.
-fn bar_salience(x: &[f32]) -> f32 {
+/// How clearly `x` repeats in bars of `m` beats: the largest gap, over phases, between its
+/// mean on one beat of each bar and its mean on the others.
+fn bar_salience(x: &[f32], m: usize) -> f32 {
+    if x.len() < 2 * m {
+        return 0.0;
+    }
     let mut best = 0.0f32;
-    for &m in &METERS {
-        let m = m as usize;
-        if x.len() < 2 * m {
-            continue;
-        }
-        for phase in 0..m {
-            let (mut on, mut non, mut off, mut noff) = (0.0f32, 0usize, 0.0f32, 0usize);
-            for (i, v) in x.iter().enumerate() {
-                if i % m == phase {
-                    on += v;
-                    non += 1;
-                } else {
-                    off += v;
-                    noff += 1;
-                }
+    for phase in 0..m {
+        let (mut on, mut non, mut off, mut noff) = (0.0f32, 0usize, 0.0f32, 0usize);
+        for (i, v) in x.iter().enumerate() {
+            if i % m == phase {
+                on += v;
+                non += 1;
+            } else {
+                off += v;
+                noff += 1;
             }
-            best = best.max(on / non.max(1) as f32 - off / noff.max(1) as f32);
         }
+        best = best.max(on / non.max(1) as f32 - off / noff.max(1) as f32);
     }
     best
 }
 
-/// How much each beat looks like a bar start: low-band onset, change of harmony, accent and
-/// onset strength, each standardised and weighted by how clearly it repeats bar by bar (a
-/// cue the music does not use weighs nothing).
-fn downbeat_scores(v: &BeatValues) -> Vec<f32> {
+/// How much each beat looks like the start of a bar of `m` beats: low-band onset, change of
+/// harmony between the bar before and the bar after, accent and onset strength, each
+/// in units that keep its size, weighted by how clearly it repeats bar by bar (so that a
+/// meter nothing repeats in scores near zero). Also returns the weights.
+fn scored(v: &BeatValues, m: usize) -> (Vec<f32>, Vec<f32>) {
     let n = v.low.len();
-    // harmony: the two beats after against the two before
+    // a whole bar against the bar before: one accented beat per bar changes nothing
     let harmony: Vec<f32> = (0..n)
         .map(|i| {
-            if i == 0 || i + 1 >= n {
+            if i < m || i + m > n {
                 return 0.0;
             }
-            let before = mean_rows(&v.chroma, i.saturating_sub(2)..i);
-            let after = mean_rows(&v.chroma, i..(i + 2).min(n));
-            distance(&before, &after)
+            distance(
+                &mean_rows(&v.chroma, i - m..i),
+                &mean_rows(&v.chroma, i..i + m),
+            )
         })
         .collect();
     let accent: Vec<f32> = (0..n)
@@ -185,28 +211,55 @@ fn downbeat_scores(v: &BeatValues) -> Vec<f32> {
             v.loudness_db[i] - prev
         })
         .collect();
+    // each cue in units that keep its size: a cue the music does not use stays near zero
+    let relative = |x: &[f32]| {
+        let mean = x.iter().sum::<f32>() / x.len().max(1) as f32;
+        bounded(
+            &x.iter()
+                .map(|v| v / mean.max(1e-9) - 1.0)
+                .collect::<Vec<_>>(),
+        )
+    };
     let cues = [
-        standardise(&v.low),
-        standardise(&harmony),
-        standardise(&accent),
-        standardise(&v.onset),
+        relative(&v.low),
+        bounded(&harmony.iter().map(|h| h / CHORD_CHANGE).collect::<Vec<_>>()),
+        bounded(&accent.iter().map(|a| a / ACCENT_DB).collect::<Vec<_>>()),
+        relative(&v.onset),
     ];
-    let weights: Vec<f32> = cues.iter().map(|c| bar_salience(c)).collect();
-    (0..n)
+    // each cue weighs as clearly as it repeats bar by bar; chords change on bar starts far
+    // more often than anything else happens there, so harmony counts twice
+    let weights: Vec<f32> = cues
+        .iter()
+        .zip(CUE_WEIGHTS)
+        .map(|(c, w)| w * bar_salience(c, m))
+        .collect();
+
+    tracing::trace!(m, ?weights, "downbeat cues");
+    let score = (0..n)
         .map(|i| cues.iter().zip(&weights).map(|(c, w)| c[i] * w).sum())
-        .collect()
+        .collect();
+    (score, weights)
 }
 
-/// How clearly these beats group into bars (in spreads of the downbeat score): what tells a
-/// tempo from its double when both look like a pulse.
+/// How clearly these beats group into bars: the bar salience of the downbeat score, in the
+/// units of its cues (the score over the sum of its weights), of the clearer meter. What
+/// tells a tempo from its double when both look like a pulse.
 pub fn bar_clarity(v: &BeatValues) -> f32 {
-    bar_salience(&standardise(&downbeat_scores(v)))
+    METERS
+        .iter()
+        .map(|&m| {
+            let (score, weights) = scored(v, m as usize);
+            let total = weights.iter().sum::<f32>().max(1e-6);
+            let mean: Vec<f32> = score.iter().map(|x| x / total).collect();
+            bar_salience(&mean, m as usize)
+        })
+        .fold(0.0, f32::max)
 }
 
 /// Meter and the indices of bar-starting beats.
 pub fn downbeats(v: &BeatValues) -> (u8, Vec<usize>) {
-    let score = downbeat_scores(v);
-    let n = score.len();
+    let scores: Vec<Vec<f32>> = METERS.iter().map(|&m| scored(v, m as usize).0).collect();
+    let n = v.low.len();
     if n == 0 {
         return (0, Vec::new());
     }
@@ -216,7 +269,13 @@ pub fn downbeats(v: &BeatValues) -> (u8, Vec<usize>) {
         .flat_map(|&m| (0..m).map(move |p| (m, p)))
         .collect();
     let s = states.len();
-    let emit = |i: usize, (_, p): (u8, u8)| if p == 0 { score[i] } else { 0.0 };
+    let emit = |i: usize, (m, p): (u8, u8)| {
+        if p != 0 {
+            return 0.0;
+        }
+        let k = METERS.iter().position(|&x| x == m).unwrap_or(0);
+        scores[k][i]
+    };
     let mut cur: Vec<f32> = states.iter().map(|&st| emit(0, st)).collect();
     let mut back = vec![vec![0u8; s]; n];
     for (i, back_i) in back.iter_mut().enumerate().skip(1) {
@@ -328,7 +387,7 @@ mod tests {
                 _ => 0.0,
             })
             .collect();
-        let s = bar_salience(&standardise(&x));
+        let s = bar_salience(&standardise(&x), 4);
         assert!(s > 1.5, "{s}");
     }
 }

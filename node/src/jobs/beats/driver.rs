@@ -60,11 +60,11 @@ impl BeatsDriver {
     }
 
     /// The sound of `path` as a pinned blob (the file itself, or its audio track when it has
-    /// video), and its length in seconds.
+    /// video), and what it is.
     fn audio_blob(
         &self,
         path: &std::path::Path,
-    ) -> Result<(ContentId, u64, f64, PinGuard), JobError> {
+    ) -> Result<(ContentId, u64, AudioSource, PinGuard), JobError> {
         let tmp = self.cache.blobs.temp_path("beats-audio.nut");
         let fail = |e: String| {
             let _ = std::fs::remove_file(&tmp);
@@ -80,7 +80,7 @@ impl BeatsDriver {
             .blobs
             .adopt_pinned(&tmp)
             .map_err(|e| fail(format!("{}: cannot store its audio: {e}", path.display())))?;
-        Ok((id, bytes, source.seconds(), pin))
+        Ok((id, bytes, source, pin))
     }
 }
 
@@ -106,7 +106,12 @@ impl JobDriver for BeatsDriver {
                 });
                 continue;
             }
-            let (audio, bytes, seconds, pin) = self.audio_blob(&path)?;
+            let (audio, bytes, source, pin) = self.audio_blob(&path)?;
+            let seconds = source.seconds();
+            let trim_s = match source {
+                AudioSource::Extracted { trim_s, .. } => trim_s as f32,
+                AudioSource::Whole { .. } => 0.0,
+            };
             self.pins.push(pin);
             let index = stage.shards.len() as u32;
             let units = seconds.ceil().max(1.0) as u64;
@@ -116,6 +121,7 @@ impl JobDriver for BeatsDriver {
                 index,
                 task: ShardTask::Beats {
                     params: self.params,
+                    trim_s,
                 },
                 class: CLASS.into(),
                 required: false,

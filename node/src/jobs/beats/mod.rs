@@ -48,17 +48,18 @@ pub struct Params {
     pub beats: BeatParams,
 }
 
-/// The beat grid of the audio in `path` (a file, or a blob of its audio track), decoded as a
-/// stream. `progress` gets the seconds decoded so far and returns false to stop.
+/// The beat grid of the audio in `path` (a file, or a blob of its audio track, whose first
+/// `trim_s` seconds are dropped), decoded as a stream. `progress` gets the seconds decoded so far and returns false to stop.
 pub fn analyse_file(
     path: &Path,
     input: ContentId,
     params: &BeatParams,
+    trim_s: f64,
     mut progress: impl FnMut(u64) -> bool,
 ) -> Result<(BeatGrid, u64), MediaError> {
     let mut fe = FrontEnd::new();
     let mut seconds = 0u64;
-    let stats = decode_mono(path, RATE, |block| {
+    let stats = decode_mono(path, RATE, trim_s, |block| {
         fe.push(block);
         let s = fe_seconds(&fe);
         if s != seconds {
@@ -101,13 +102,13 @@ impl JobKind for Beats {
         shard: &ShardSpec,
         ctl: &ShardCtl<'_>,
     ) -> Result<(ShardOutput, WorkStats), ShardError> {
-        let ShardTask::Beats { params } = &shard.task else {
+        let ShardTask::Beats { params, trim_s } = &shard.task else {
             return Err(ShardError::refused("not a beats task"));
         };
         let started = Instant::now();
         let path = env.input(shard, 0)?;
         let id = shard.inputs[0];
-        let (grid, frames) = analyse_file(&path, id, params, |s| {
+        let (grid, frames) = analyse_file(&path, id, params, f64::from(*trim_s), |s| {
             ctl.progress(s);
             !ctl.is_cancelled()
         })?;

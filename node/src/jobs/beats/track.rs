@@ -133,52 +133,6 @@ pub fn is_subdivision(strength: &[f32], k: usize) -> bool {
     strong > 0.0 && others < SUBDIVISION_BELOW * strong
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dp_finds_every_pulse_and_snap_finds_between_frame_times() {
-        let mut o = vec![0.0f32; 2000];
-        let period = 6000.0 / 128.0; // 46.875 frames
-        let mut want = Vec::new();
-        let mut t = 20.3f64;
-        while t < 1990.0 {
-            let i = t.floor() as usize;
-            let frac = (t - i as f64) as f32;
-            // a peak centred between frames i and i+1
-            o[i] += 1.0 - frac;
-            o[i + 1] += frac;
-            o[i.saturating_sub(1)] += 0.3 * (1.0 - frac);
-            o[i + 2] += 0.3 * frac;
-            want.push(t);
-            t += period as f64;
-        }
-        let beats = dp(&o, &vec![period; o.len()]);
-        assert_eq!(beats.len(), want.len(), "{beats:?}");
-        let coarse: Vec<f64> = beats.iter().map(|&b| b as f64).collect();
-        let fine = snap(&o, &coarse);
-        for (g, w) in fine.iter().zip(&want) {
-            assert!((g - w).abs() < 0.35, "beat at {g}, pulse at {w}");
-        }
-    }
-
-    #[test]
-    fn strong_and_weak_halves_are_a_subdivision_equal_ones_are_not() {
-        let alt: Vec<f32> = (0..40)
-            .map(|i| if i % 2 == 0 { 1.0 } else { 0.2 })
-            .collect();
-        assert!(is_subdivision(&alt, 2));
-        let even = vec![1.0; 40];
-        assert!(!is_subdivision(&even, 2));
-        assert!(!is_subdivision(&even, 3));
-        let waltz: Vec<f32> = (0..42)
-            .map(|i| if i % 3 == 0 { 1.0 } else { 0.1 })
-            .collect();
-        assert!(is_subdivision(&waltz, 3));
-    }
-}
-
 /// Where beats are likely, frame by frame: the full onset plus twice the low-band onset (kick
 /// drums mark the beat even where snares and hi-hats play off it), each scaled by its spread.
 /// A low band that carries almost nothing (under 2–5 % of the flux: clicks, a solo flute)
@@ -338,4 +292,50 @@ fn fit_grid(part: &[f64], ev: &[f32]) -> Option<Vec<f64>> {
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     Some(grid_at(best.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dp_finds_every_pulse_and_snap_finds_between_frame_times() {
+        let mut o = vec![0.0f32; 2000];
+        let period = 6000.0 / 128.0; // 46.875 frames
+        let mut want = Vec::new();
+        let mut t = 20.3f64;
+        while t < 1990.0 {
+            let i = t.floor() as usize;
+            let frac = (t - i as f64) as f32;
+            // a peak centred between frames i and i+1
+            o[i] += 1.0 - frac;
+            o[i + 1] += frac;
+            o[i.saturating_sub(1)] += 0.3 * (1.0 - frac);
+            o[i + 2] += 0.3 * frac;
+            want.push(t);
+            t += period as f64;
+        }
+        let beats = dp(&o, &vec![period; o.len()]);
+        assert_eq!(beats.len(), want.len(), "{beats:?}");
+        let coarse: Vec<f64> = beats.iter().map(|&b| b as f64).collect();
+        let fine = snap(&o, &coarse);
+        for (g, w) in fine.iter().zip(&want) {
+            assert!((g - w).abs() < 0.35, "beat at {g}, pulse at {w}");
+        }
+    }
+
+    #[test]
+    fn strong_and_weak_halves_are_a_subdivision_equal_ones_are_not() {
+        let alt: Vec<f32> = (0..40)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 0.2 })
+            .collect();
+        assert!(is_subdivision(&alt, 2));
+        let even = vec![1.0; 40];
+        assert!(!is_subdivision(&even, 2));
+        assert!(!is_subdivision(&even, 3));
+        let waltz: Vec<f32> = (0..42)
+            .map(|i| if i % 3 == 0 { 1.0 } else { 0.1 })
+            .collect();
+        assert!(is_subdivision(&waltz, 3));
+    }
 }
