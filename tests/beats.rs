@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::audio::{
-    chart_offset, decode, errors, f_measure, metronome, midi_grid, write_wav, Voice,
+    chart_offset, decode, errors, f_measure, metronome, midi_grid, write_pcm, write_wav, Voice,
 };
 use common::mesh::{last_job, three};
 use common::*;
@@ -377,4 +377,53 @@ fn a_second_request_on_another_node_is_answered_from_its_replica_without_decodin
     assert_eq!(grid_a["beats"], grid_b["beats"]);
     assert_eq!(grid_b["file"], "copy-on-b.wav");
     no_panic(&nodes);
+}
+
+/// Peak resident memory of the biggest child this test process has waited for, in MiB.
+fn children_peak_mib() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    u.ru_maxrss as u64 / 1024
+}
+
+#[test]
+fn a_three_hour_file_streams_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 3 h of 8-bit 8 kHz sound (86 MB), a click every half second (120 BPM)
+    let rate = 8_000usize;
+    let seconds = 3 * 3600;
+    let mut data = vec![128u8; rate * seconds];
+    for beat in 0..seconds * 2 {
+        let start = beat * rate / 2;
+        for k in 0..40 {
+            let phase = (k % 8) as f32 / 8.0 * std::f32::consts::TAU;
+            data[start + k] = (128.0 + 100.0 * phase.sin() * (1.0 - k as f32 / 40.0)) as u8;
+        }
+    }
+    let path = tmp.path().join("long.wav");
+    write_pcm(&path, &data, rate as u32, 8);
+    drop(data);
+    let t = std::time::Instant::now();
+    let g = &submit(tmp.path(), &[path])[0];
+    let took = t.elapsed();
+    let peak = children_peak_mib();
+    eprintln!(
+        "3 h of audio: {:.1} s, peak memory of the largest child {peak} MiB",
+        took.as_secs_f64()
+    );
+    assert!(
+        (g["duration_s"].as_f64().unwrap() - 10_800.0).abs() < 1.0,
+        "{}",
+        g["duration_s"]
+    );
+    assert!(
+        (g["tempo_bpm"].as_f64().unwrap() - 120.0).abs() < 1.2,
+        "{}",
+        g["tempo_bpm"]
+    );
+    let n = g["beats"].as_array().unwrap().len();
+    assert!(n.abs_diff(21_600) <= 2, "{n} beats");
+    // the samples alone at 24 kHz would be 1 GiB: the decode is streamed
+    assert!(peak < 400, "peak {peak} MiB");
 }

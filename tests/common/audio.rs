@@ -72,12 +72,18 @@ fn add_hit(x: &mut [f32], t: f64, bar: bool, voice: Voice) {
     }
 }
 
-/// Write mono 16-bit PCM WAV.
+/// Write mono 16-bit PCM WAV at [`RATE`].
 pub fn write_wav(path: &Path, x: &[f32]) {
     let data: Vec<u8> = x
         .iter()
         .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
         .collect();
+    write_pcm(path, &data, RATE, 16);
+}
+
+/// Write mono PCM WAV of `bits` (8: unsigned, 16: signed LE) per sample.
+pub fn write_pcm(path: &Path, data: &[u8], rate: u32, bits: u16) {
+    let bytes = u32::from(bits / 8);
     let mut out = Vec::with_capacity(44 + data.len());
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
@@ -85,13 +91,13 @@ pub fn write_wav(path: &Path, x: &[f32]) {
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&1u16.to_le_bytes()); // PCM
     out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&RATE.to_le_bytes());
-    out.extend_from_slice(&(RATE * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * bytes).to_le_bytes());
+    out.extend_from_slice(&(bytes as u16).to_le_bytes());
+    out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(b"data");
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
+    out.extend_from_slice(data);
     std::fs::write(path, out).unwrap();
 }
 
