@@ -162,6 +162,37 @@ fn bars_of_three_and_of_four_get_their_meter_and_downbeats() {
             "{name}: {downs:?} vs {bars:?}"
         );
     }
+    // the CSV of the waltz (answered from the cache): a row per beat, bars counted in threes
+    let csv = tmp.path().join("waltz.csv");
+    let o = rendermesh(
+        &tmp.path().join("data"),
+        &[
+            "submit",
+            "beats",
+            inputs[0].to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "--local",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(
+        text.lines().next(),
+        Some("time_s,is_downbeat,bar,beat_in_bar,loudness,onset")
+    );
+    assert_eq!(rows.len(), cases[0].1.len());
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[1], if i % 3 == 0 { "1" } else { "0" }, "row {i}: {r:?}");
+        assert_eq!(r[2], (i / 3 + 1).to_string(), "row {i}: {r:?}");
+        assert_eq!(r[3], (i % 3 + 1).to_string(), "row {i}: {r:?}");
+    }
 }
 
 #[test]
@@ -424,6 +455,27 @@ fn a_three_hour_file_streams_in_bounded_memory() {
     );
     let n = g["beats"].as_array().unwrap().len();
     assert!(n.abs_diff(21_600) <= 2, "{n} beats");
+    // identical clicks: nothing marks bars, so common time
+    assert_eq!(g["meter"], 4);
     // the samples alone at 24 kHz would be 1 GiB: the decode is streamed
     assert!(peak < 400, "peak {peak} MiB");
+}
+
+#[test]
+fn a_change_of_sound_starts_a_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 24 s of clicks, then 24 s of kick drums, at one tempo: one grid, two sections
+    let (mut x, _) = metronome(&[(120.0, 24.0)], 4, Voice::Click, 0.5);
+    x.truncate((24.5 * 44_100.0) as usize);
+    let (kicks, _) = metronome(&[(120.0, 24.0)], 4, Voice::Kick, 0.0);
+    x.extend(kicks);
+    let path = tmp.path().join("two-parts.wav");
+    write_wav(&path, &x);
+    let g = &submit(tmp.path(), &[path])[0];
+    let sections = times(&g["sections"]);
+    assert_eq!(sections.len(), 2, "{sections:?}");
+    assert!((sections[0] - 0.5).abs() < 0.02, "{sections:?}");
+    assert!((sections[1] - 24.5).abs() < 0.02, "{sections:?}");
+    let beats = times(&g["beats"]);
+    assert!(beats.len().abs_diff(96) <= 1, "{} beats", beats.len());
 }

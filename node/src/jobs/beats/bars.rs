@@ -24,6 +24,8 @@ const CUE_WEIGHTS: [f32; 4] = [1.0, 2.0, 1.0, 1.0];
 const CHORD_CHANGE: f32 = 0.2;
 /// An accent this loud counts 1.
 const ACCENT_DB: f32 = 3.0;
+/// Below this bar salience of the downbeat score in every meter, nothing marks bars.
+const NO_BARS_BELOW: f32 = 0.05;
 /// No cue of one beat counts more than this.
 const CUE_BOUND: f32 = 5.0;
 /// Beats on each side of a candidate section boundary.
@@ -316,6 +318,14 @@ pub fn downbeats(v: &BeatValues) -> (u8, Vec<usize>) {
     } else {
         METERS[0]
     };
+    // nothing repeats bar by bar (identical clicks): common time from the first beat
+    let clear = scores
+        .iter()
+        .zip(METERS)
+        .any(|(s, m)| bar_salience(s, m as usize) >= NO_BARS_BELOW);
+    if !clear {
+        return (4, (0..n).step_by(4).collect());
+    }
     (meter, bars)
 }
 

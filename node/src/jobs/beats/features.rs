@@ -161,11 +161,6 @@ impl FrontEnd {
         }
     }
 
-    /// Samples fed so far.
-    pub fn samples(&self) -> u64 {
-        self.out.samples
-    }
-
     /// Feed the next samples.
     pub fn push(&mut self, samples: &[f32]) {
         self.out.samples += samples.len() as u64;

@@ -36,6 +36,9 @@ use crate::engine::MediaError;
 
 /// The class of beat shards; its speed is in seconds of audio per second.
 pub const CLASS: &str = "beats";
+/// Samples handed from the decoder to the front end at a time, and blocks in flight.
+const BLOCK: usize = 1 << 14;
+const QUEUE_BLOCKS: usize = 8;
 /// Version of the tracker's results, part of every grid's cache key: bump it when a change
 /// makes old grids wrong.
 pub const TRACKER_VERSION: u32 = 1;
@@ -57,23 +60,54 @@ pub fn analyse_file(
     trim_s: f64,
     mut progress: impl FnMut(u64) -> bool,
 ) -> Result<(BeatGrid, u64), MediaError> {
-    let mut fe = FrontEnd::new();
-    let mut seconds = 0u64;
-    let stats = decode_mono(path, RATE, trim_s, |block| {
-        fe.push(block);
-        let s = fe_seconds(&fe);
-        if s != seconds {
-            seconds = s;
-            return progress(s);
+    // the front end runs beside the decoder, fed blocks through a short queue
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(QUEUE_BLOCKS);
+    let t0 = Instant::now();
+    let (decoded, f) = std::thread::scope(|scope| {
+        let front = scope.spawn(move || {
+            let mut fe = FrontEnd::new();
+            for block in rx {
+                fe.push(&block);
+            }
+            fe.finish()
+        });
+        let mut block = Vec::with_capacity(BLOCK);
+        let mut samples = 0u64;
+        let mut seconds = 0u64;
+        let decoded = decode_mono(path, RATE, trim_s, |s| {
+            block.extend_from_slice(s);
+            samples += s.len() as u64;
+            if block.len() >= BLOCK {
+                let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
+                if tx.send(full).is_err() {
+                    return false;
+                }
+            }
+            let now = samples / u64::from(RATE);
+            if now != seconds {
+                seconds = now;
+                return progress(now);
+            }
+            true
+        });
+        if !block.is_empty() {
+            let _ = tx.send(block);
         }
-        true
-    })?;
-    let f = fe.finish();
-    Ok((analyze::grid(input, &f, params), stats.frames))
-}
-
-fn fe_seconds(fe: &FrontEnd) -> u64 {
-    fe.samples() / u64::from(RATE)
+        drop(tx);
+        let f = front.join();
+        (decoded, f)
+    });
+    let stats = decoded?;
+    let f = f.map_err(|_| MediaError::other(path, "the beat tracker's front end failed"))?;
+    let t = Instant::now();
+    let grid = analyze::grid(input, &f, params);
+    tracing::debug!(
+        frames = f.frames(),
+        decode_ms = (t - t0).as_millis() as u64,
+        analysis_ms = t.elapsed().as_millis() as u64,
+        "beat grid"
+    );
+    Ok((grid, stats.frames))
 }
 
 pub struct Beats;
