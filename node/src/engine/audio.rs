@@ -271,7 +271,6 @@ fn build_graph(
     encoder: &ff::encoder::Audio,
     codec: ff::Codec,
 ) -> Result<ff::filter::Graph, ff::Error> {
-    let mut g = ff::filter::Graph::new();
     let args = format!(
         "time_base={}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
         decoder.time_base(),
@@ -279,16 +278,7 @@ fn build_graph(
         decoder.format().name(),
         decoder.channel_layout().bits()
     );
-    g.add(
-        &ff::filter::find("abuffer").ok_or(ff::Error::FilterNotFound)?,
-        "in",
-        &args,
-    )?;
-    g.add(
-        &ff::filter::find("abuffersink").ok_or(ff::Error::FilterNotFound)?,
-        "out",
-        "",
-    )?;
+    let mut g = super::pcm::buffer_graph(&args)?;
     if let Some(mut out) = g.get("out") {
         out.set_sample_format(encoder.format());
         out.set_channel_layout(encoder.channel_layout());

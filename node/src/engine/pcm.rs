@@ -36,15 +36,8 @@ pub fn decode_mono(
         skip == block.len() || sink(&block[skip..])
     };
     let mut ictx = open_input(path)?;
-    let stream =
-        ictx.streams()
-            .best(ff::media::Type::Audio)
-            .ok_or_else(|| MediaError::NoAudio {
-                file: path.to_path_buf(),
-            })?;
-    let index = stream.index();
-    let tb = stream.time_base();
-    let mut dctx = ff::codec::context::Context::from_parameters(stream.parameters())
+    let (index, tb, params) = best_audio(&ictx, path)?;
+    let mut dctx = ff::codec::context::Context::from_parameters(params)
         .map_err(|e| MediaError::decode(path, e))?;
     dctx.set_time_base(tb);
     let mut decoder = dctx
@@ -153,7 +146,6 @@ impl Shape {
 }
 
 fn build(s: &Shape, tb: ff::Rational, rate: u32) -> Result<ff::filter::Graph, ff::Error> {
-    let mut g = ff::filter::Graph::new();
     let layout = if s.layout != 0 {
         format!("channel_layout=0x{:x}", s.layout)
     } else {
@@ -165,20 +157,41 @@ fn build(s: &Shape, tb: ff::Rational, rate: u32) -> Result<ff::filter::Graph, ff
         s.rate.max(1),
         s.format.name(),
     );
+    let mut g = buffer_graph(&args)?;
+    let chain = format!("aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono");
+    g.output("in", 0)?.input("out", 0)?.parse(&chain)?;
+    g.validate()?;
+    Ok(g)
+}
+
+/// A filter graph with an audio source "in" (of `args`) and a sink "out", not yet linked.
+pub(super) fn buffer_graph(args: &str) -> Result<ff::filter::Graph, ff::Error> {
+    let mut g = ff::filter::Graph::new();
     g.add(
         &ff::filter::find("abuffer").ok_or(ff::Error::FilterNotFound)?,
         "in",
-        &args,
+        args,
     )?;
     g.add(
         &ff::filter::find("abuffersink").ok_or(ff::Error::FilterNotFound)?,
         "out",
         "",
     )?;
-    let chain = format!("aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono");
-    g.output("in", 0)?.input("out", 0)?.parse(&chain)?;
-    g.validate()?;
     Ok(g)
+}
+
+/// The best audio stream of `path`: its index, time base and parameters.
+fn best_audio(
+    ictx: &ff::format::context::Input,
+    path: &Path,
+) -> Result<(usize, ff::Rational, ff::codec::Parameters), MediaError> {
+    let stream =
+        ictx.streams()
+            .best(ff::media::Type::Audio)
+            .ok_or_else(|| MediaError::NoAudio {
+                file: path.to_path_buf(),
+            })?;
+    Ok((stream.index(), stream.time_base(), stream.parameters()))
 }
 
 fn drain(
@@ -232,18 +245,11 @@ impl AudioSource {
 /// Timestamps that go backwards are nudged forward, as ffmpeg's own remux does.
 pub fn audio_source(path: &Path, out: &Path) -> Result<AudioSource, MediaError> {
     let mut ictx = open_input(path)?;
-    let stream =
-        ictx.streams()
-            .best(ff::media::Type::Audio)
-            .ok_or_else(|| MediaError::NoAudio {
-                file: path.to_path_buf(),
-            })?;
-    let index = stream.index();
-    let tb = stream.time_base();
-    let params = stream.parameters();
+    let (index, tb, params) = best_audio(&ictx, path)?;
     let secs =
         |ticks: i64| ticks as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
-    let stream_seconds = (stream.duration() > 0).then(|| secs(stream.duration()));
+    let duration = ictx.stream(index).map_or(0, |st| st.duration());
+    let stream_seconds = (duration > 0).then(|| secs(duration));
     if ictx.streams().best(ff::media::Type::Video).is_none() {
         let seconds = stream_seconds
             .or_else(|| (ictx.duration() > 0).then(|| ictx.duration() as f64 / 1e6))
