@@ -67,7 +67,9 @@ pub fn decode_mono(
                     .map_err(|e| MediaError::decode(path, format!("audio conversion: {e}")))?;
                 *graph = Some((g, shape));
             }
-            let (g, _) = graph.as_mut().expect("built above");
+            let Some((g, _)) = graph.as_mut() else {
+                return Err(MediaError::other(path, "audio graph missing"));
+            };
             let ts = frame.timestamp();
             frame.set_pts(ts);
             g.get("in")
