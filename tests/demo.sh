@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo: build rendermesh, make a sample clip with hard cuts, start a local mesh of three nodes
 # (a, b, c) on loopback, each with its own data dir, one shard slot and the same generated
-# key, then transcode the sample and detect its scenes through node a: the shard tables show
+# key, then transcode the sample, detect its scenes and track the beats of three generated
+# songs through node a: the shard tables show
 # which node ran each shard. Everything goes under target/demo; the nodes stop at the end.
 # No traffic leaves the machine: every node listens on 127.0.0.1 and mDNS is off.
 set -euo pipefail
@@ -22,6 +23,17 @@ if [ ! -f "$SAMPLE" ]; then
         -filter_complex "[0:v]trim=end_frame=120,setpts=PTS-STARTPTS,format=yuv420p[a];[1:v]trim=end_frame=120,setpts=PTS-STARTPTS,format=yuv420p[b];[2:v]trim=end_frame=120,setpts=PTS-STARTPTS,format=yuv420p[c];[3:v]trim=end_frame=120,setpts=PTS-STARTPTS,format=yuv420p[d];[4:v]trim=end_frame=120,setpts=PTS-STARTPTS,format=yuv420p[e];[a][b][c][d][e]concat=n=5:v=1:a=0[v]" \
         -map "[v]" -map 5:a -c:v libx264 -preset veryfast -bf 3 -g 60 -c:a aac "$SAMPLE"
 fi
+
+# three 20 s metronome "songs" (100, 120 and 140 BPM, a louder, higher click on each bar start)
+for bpm in 100 120 140; do
+    song="$DEMO/song-$bpm.flac"
+    [ -f "$song" ] && continue
+    p=$(awk -v b="$bpm" 'BEGIN { print 60 / b }')
+    bar="lt(mod(t\\,4*$p)\\,$p)"
+    ffmpeg -y -hide_banner -loglevel error -nostdin -f lavfi \
+        -i "aevalsrc='(0.5+0.4*$bar)*sin(2*PI*(1000+500*$bar)*t)*exp(-mod(t\\,$p)*120)':s=44100:d=20" \
+        -c:a flac "$song"
+done
 
 # the demo nodes stay on loopback: control API and mesh port both on 127.0.0.1, no mDNS;
 # b and c dial a (static peers), and a learns them from their connections
@@ -77,12 +89,13 @@ done
 
 "$BIN" --data-dir "$DEMO/a/data" submit transcode "$SAMPLE" -o "$DEMO/sample-h264.mp4" --crf 23 --chunk-seconds 2
 "$BIN" --data-dir "$DEMO/a/data" submit scenes "$SAMPLE" --csv "$DEMO/scenes.csv" --edl "$DEMO/scenes.edl" --chunk-seconds 2
+"$BIN" --data-dir "$DEMO/a/data" submit beats "$DEMO"/song-*.flac --json "$DEMO/beats-{name}.json"
 echo "demo: again, answered from the cache:" >&2
 "$BIN" --data-dir "$DEMO/a/data" submit scenes "$SAMPLE" --json "$DEMO/scenes.json"
 "$BIN" --data-dir "$DEMO/a/data" status
 # the shard tables: which node ran each shard
-for kind in transcode scenes; do
+for kind in transcode scenes beats; do
     job=$("$BIN" --data-dir "$DEMO/a/data" status | awk -v k="$kind" '$2 == k && !/from cache/ { print $1; exit }')
     [ -n "$job" ] && "$BIN" --data-dir "$DEMO/a/data" status "$job"
 done
-echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json); node logs in $DEMO/{a,b,c}/node.log" >&2
+echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json, beats-song-*.json); node logs in $DEMO/{a,b,c}/node.log" >&2

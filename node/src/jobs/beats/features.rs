@@ -79,9 +79,9 @@ pub struct FrontEnd {
     low_bands: usize,
     chroma_of: Vec<Option<usize>>,
     timbre_of: Vec<usize>,
+    /// Log band magnitudes of the frame before (silence before the first).
     prev: Vec<f32>,
     cur: Vec<f32>,
-    have_prev: bool,
     slow_chroma: [f32; 12],
     slow_timbre: [f32; TIMBRE],
     slow_n: usize,
@@ -153,7 +153,6 @@ impl FrontEnd {
             timbre_of,
             prev: vec![0.0; bands],
             cur: vec![0.0; bands],
-            have_prev: false,
             slow_chroma: [0.0; 12],
             slow_timbre: [0.0; TIMBRE],
             slow_n: 0,
@@ -229,20 +228,18 @@ impl FrontEnd {
             *x = (1.0 + COMPRESS * *x).ln();
         }
         let (mut flux, mut low) = (0.0f32, 0.0f32);
-        if self.have_prev {
-            let n = self.bands;
-            for b in 0..n {
-                let lo = b.saturating_sub(1);
-                let hi = (b + 1).min(n - 1);
-                let reference = self.prev[lo..=hi].iter().copied().fold(0.0, f32::max);
-                let d = (self.cur[b] - reference).max(0.0);
-                flux += d;
-                if b < self.low_bands {
-                    low += d;
-                }
+        // before the first frame there is silence: a sound at the very start is an onset
+        let n = self.bands;
+        for b in 0..n {
+            let lo = b.saturating_sub(1);
+            let hi = (b + 1).min(n - 1);
+            let reference = self.prev[lo..=hi].iter().copied().fold(0.0, f32::max);
+            let d = (self.cur[b] - reference).max(0.0);
+            flux += d;
+            if b < self.low_bands {
+                low += d;
             }
         }
-        self.have_prev = true;
         std::mem::swap(&mut self.prev, &mut self.cur);
         self.out.onset.push(flux);
         self.out.low.push(low);
@@ -303,5 +300,21 @@ mod tests {
         assert!((95..=101).contains(&peak), "peak at frame {peak}");
         assert!(f.onset[..90].iter().all(|&o| o == 0.0));
         assert!((f.peak - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_sound_at_the_very_start_is_an_onset() {
+        let mut fe = FrontEnd::new();
+        let mut x = vec![0.0f32; RATE as usize];
+        for (i, s) in x[..48].iter_mut().enumerate() {
+            *s = if i % 2 == 0 { 0.8 } else { -0.8 };
+        }
+        fe.push(&x);
+        let f = fe.finish();
+        let peak = (0..f.frames())
+            .max_by(|&a, &b| f.onset[a].total_cmp(&f.onset[b]))
+            .unwrap();
+        assert!(peak <= 1, "peak at frame {peak}");
+        assert!(f.onset[0] > 0.0);
     }
 }
