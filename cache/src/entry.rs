@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use rendermesh_protocol::{
-    codec, BeatGrid, CacheKey, CacheKind, SceneList, SceneScores, ShardOutput,
+    codec, BeatGrid, CacheKey, CacheKind, FileLooks, SceneList, SceneScores, ShardOutput,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,12 +29,13 @@ const HASH: usize = 32;
 
 /// Every kind, for reading tags back. [`kind_is_listed`] fails to compile when a kind is added
 /// to the protocol and not here.
-const KINDS: [CacheKind; 5] = [
+const KINDS: [CacheKind; 6] = [
     CacheKind::Probe,
     CacheKind::SceneShard,
     CacheKind::SceneList,
     CacheKind::Segment,
     CacheKind::BeatGrid,
+    CacheKind::FrameLooks,
 ];
 
 #[allow(dead_code)]
@@ -44,7 +45,8 @@ fn kind_is_listed(k: CacheKind) {
         | CacheKind::SceneShard
         | CacheKind::SceneList
         | CacheKind::Segment
-        | CacheKind::BeatGrid => {}
+        | CacheKind::BeatGrid
+        | CacheKind::FrameLooks => {}
     }
 }
 
@@ -64,6 +66,10 @@ impl CacheValue for SceneList {
 
 impl CacheValue for BeatGrid {
     const KIND: CacheKind = CacheKind::BeatGrid;
+}
+
+impl CacheValue for FileLooks {
+    const KIND: CacheKind = CacheKind::FrameLooks;
 }
 
 /// An encode shard's output: its segment blob.

@@ -140,6 +140,8 @@ pub enum CacheKind {
     Segment,
     /// The beat grid of one file.
     BeatGrid,
+    /// How the sampled frames of one file look (a montage's material analysis).
+    FrameLooks,
 }
 
 impl CacheKind {
@@ -151,6 +153,7 @@ impl CacheKind {
             CacheKind::SceneList => "scene-list",
             CacheKind::Segment => "segment",
             CacheKind::BeatGrid => "beat-grid",
+            CacheKind::FrameLooks => "frame-looks",
         }
     }
 }

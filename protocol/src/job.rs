@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::beats::{BeatGrid, BeatParams};
 use crate::id::{ContentId, JobId};
 use crate::media::{EncodeOptions, FrameRange, SceneList, ScoreParams};
+use crate::montage::{MontagePlan, RenderSpec};
 
 /// Largest number of input blobs one shard may name.
 pub const MAX_SHARD_INPUTS: usize = 256;
@@ -122,10 +123,11 @@ pub enum ShardTask {
         options: EncodeOptions,
     },
     /// Decode `range` from the chunk blob (the shard's only input) and score every frame for
-    /// scene changes.
+    /// scene changes; with `looks`, also measure how sampled frames look.
     SceneScores {
         range: FrameRange,
         params: ScoreParams,
+        looks: bool,
     },
     /// The checksum job, stage 1: blake3 of the input blob, then `rounds` more rounds of
     /// blake3 over the digest (a stand-in for heavy work of a known result).
@@ -137,6 +139,13 @@ pub enum ShardTask {
     /// priming that the file's container marked and the extracted track cannot) and are
     /// dropped.
     Beats { params: BeatParams, trim_s: f32 },
+    /// Render one shot of a montage: decode the chunk blobs (the shard's inputs, one per
+    /// range of `chunks`, in time order), conform the frames `spec` asks for and encode them.
+    MontageRender {
+        chunks: Vec<FrameRange>,
+        spec: RenderSpec,
+        options: EncodeOptions,
+    },
 }
 
 impl ShardTask {
@@ -147,6 +156,7 @@ impl ShardTask {
             ShardTask::SceneScores { .. } => "scenes",
             ShardTask::Checksum { .. } | ShardTask::CombineDigests { .. } => "checksum",
             ShardTask::Beats { .. } => "beats",
+            ShardTask::MontageRender { .. } => "montage",
         }
     }
 
@@ -170,7 +180,9 @@ impl ShardTask {
                 }
                 Ok(())
             }
-            ShardTask::SceneScores { range: r, params } => {
+            ShardTask::SceneScores {
+                range: r, params, ..
+            } => {
                 range(r)?;
                 if params.analysis_width > 7680 {
                     return Err(format!("analysis width {}", params.analysis_width));
@@ -187,6 +199,24 @@ impl ShardTask {
                 Err(format!("{trim_s} s to trim"))
             }
             ShardTask::Beats { params, .. } => params.validate(),
+            ShardTask::MontageRender {
+                chunks,
+                spec,
+                options,
+            } => {
+                if chunks.is_empty() || chunks.len() > MAX_SHARD_INPUTS {
+                    return Err(format!("{} chunks to render from", chunks.len()));
+                }
+                for r in chunks {
+                    range(r)?;
+                }
+                if options.preset.as_ref().is_some_and(|p| p.len() > 64)
+                    || options.encoder.as_ref().is_some_and(|e| e.len() > 64)
+                {
+                    return Err("an encoder or preset name over 64 bytes".into());
+                }
+                spec.validate()
+            }
         }
     }
 }
@@ -367,6 +397,13 @@ pub enum JobResult {
     },
     /// One beat grid per input, in submit order.
     Beats { grids: Vec<BeatGrid> },
+    /// The montage, as a blob in the coordinating node's store, and the plan it rendered.
+    Montage {
+        output: ContentId,
+        bytes: u64,
+        frames: u64,
+        plan: Box<MontagePlan>,
+    },
 }
 
 /// Why a shard did not produce a result. Travels over the wire as such: nobody matches on
@@ -501,6 +538,7 @@ mod tests {
                 ts_offset: 0,
             },
             params: ScoreParams::default(),
+            looks: false,
         };
         bad.push(s);
         for s in bad {

@@ -3,6 +3,7 @@
 //! - [`id`]: [`ContentId`] (blake3 of bytes), [`CacheKey`] and [`JobId`].
 //! - [`media`]: time bases, codecs, encoder and scene options, frame ranges, scene scores and lists.
 //! - [`beats`]: beat-analysis parameters and beat grids.
+//! - [`montage`]: the montage plan document and what a render shard makes.
 //! - [`job`]: the shards a coordinator plans ([`ShardSpec`]),
 //!   what a worker returns ([`ShardResult`]) and the progress a job reports ([`JobStatus`]).
 //! - [`caps`]: what a node can do ([`Capabilities`]): host facts, verified encoders, speeds.
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod id;
 pub mod job;
 pub mod media;
+pub mod montage;
 pub mod wire;
 
 pub use beats::{BeatGrid, BeatParams};
@@ -25,4 +27,5 @@ pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;
 pub use media::*;
+pub use montage::{Fit, MontagePlan, PlanMusic, PlanSegment, PlanSource, RenderSpec};
 pub use wire::{Bid, BidSheet, EntryRecord, Request, Response};

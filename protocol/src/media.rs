@@ -220,6 +220,38 @@ pub struct SceneScores {
     pub deltas: Vec<Option<HsvDelta>>,
     pub first: Option<EdgeFrame>,
     pub last: Option<EdgeFrame>,
+    /// How sampled frames look (every [`LOOK_EVERY`]th frame of the stream), when the shard
+    /// was asked for them (a montage's analysis); empty otherwise.
+    pub looks: Vec<FrameLook>,
+}
+
+/// Frames between two [`FrameLook`] samples (counted on the whole stream: frame indices that
+/// are multiples of it).
+pub const LOOK_EVERY: u64 = 4;
+
+/// How one frame looks, for choosing material: measured on the frame scaled to the scene
+/// analysis size.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameLook {
+    /// Index of the frame in the whole stream.
+    pub frame: u64,
+    /// Mean luma (0–255).
+    pub luma: u8,
+    /// Standard deviation of luma (0–255): contrast.
+    pub contrast: u8,
+    /// Mean absolute Laplacian of luma: sharpness (higher is sharper).
+    pub sharpness: f32,
+    /// Mean absolute luma change against the previous frame: motion.
+    pub motion: f32,
+    /// 64-bit average hash of an 8×8 luma grid: near-duplicate frames differ in few bits.
+    pub hash: u64,
+}
+
+/// The frame looks of one whole file (its shards' looks stitched in order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileLooks {
+    pub input: crate::id::ContentId,
+    pub looks: Vec<FrameLook>,
 }
 
 /// The scene list of one input file.

@@ -10,9 +10,11 @@
 //! Only primitives live here; what a job does with them lives in its kind
 //! ([`crate::jobs`]).
 
+pub mod assemble;
 pub mod audio;
 pub mod chunk;
 pub mod concat;
+pub mod conform;
 pub mod decode;
 pub mod encode;
 pub mod error;

@@ -143,7 +143,7 @@ fn time_encode(
 
 fn time_scenes(clip: &Path, range: &FrameRange, threads: usize, ctl: &ShardCtl<'_>) -> f32 {
     let t = Instant::now();
-    match score_chunk(clip, range, &ScoreParams::default(), threads, ctl) {
+    match score_chunk(clip, range, &ScoreParams::default(), false, threads, ctl) {
         Ok(_) => range.frames as f32 / t.elapsed().as_secs_f32().max(1e-6),
         Err(_) => 0.0,
     }

@@ -33,6 +33,7 @@ pub mod calibrate;
 pub mod checksum;
 pub mod executor;
 pub mod kind;
+pub mod montage;
 pub mod registry;
 pub mod scenes;
 pub mod transcode;

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use ffmpeg_next as ff;
 use rendermesh_mesh::exec::ShardCtl;
-use rendermesh_protocol::{EdgeFrame, FrameRange, SceneScores, ScoreParams};
+use rendermesh_protocol::{EdgeFrame, FrameRange, SceneScores, ScoreParams, LOOK_EVERY};
 
 use super::detect::{frame_delta, HsvFrame};
+use super::looks::{look, luma_of};
 use crate::engine::decode::decode_range;
 use crate::engine::MediaError;
 
@@ -52,12 +53,14 @@ pub fn from_edge(e: &EdgeFrame) -> Option<HsvFrame> {
     })
 }
 
-/// Decode `range` from the chunk and score every frame.
+/// Decode `range` from the chunk and score every frame; with `looks`, also measure how every
+/// [`LOOK_EVERY`]th frame of the stream looks.
 #[tracing::instrument(skip_all, fields(first_frame = range.first_frame, frames = range.frames))]
 pub fn score_chunk(
     chunk: &Path,
     range: &FrameRange,
     params: &ScoreParams,
+    looks: bool,
     threads: usize,
     ctl: &ShardCtl<'_>,
 ) -> Result<SceneScores, MediaError> {
@@ -65,6 +68,8 @@ pub fn score_chunk(
     let mut prev: Option<HsvFrame> = None;
     let mut first: Option<HsvFrame> = None;
     let mut deltas = Vec::with_capacity(range.frames as usize);
+    let mut sampled = Vec::new();
+    let mut prev_luma: Option<Vec<u8>> = None;
     let mut n = 0u64;
     decode_range(chunk, range, threads, params.fast_decode, |frame| {
         if ctl.is_cancelled() {
@@ -96,6 +101,14 @@ pub fn score_chunk(
             None => None,
         };
         deltas.push(delta);
+        if looks {
+            let frame = range.first_frame + n;
+            let luma = luma_of(*w, *h, rgb.stride(0), rgb.data(0));
+            if frame.is_multiple_of(LOOK_EVERY) {
+                sampled.push(look(frame, *w, *h, &luma, prev_luma.as_deref()));
+            }
+            prev_luma = Some(luma);
+        }
         if first.is_none() {
             first = Some(hsv.clone());
         }
@@ -111,6 +124,7 @@ pub fn score_chunk(
         deltas,
         first: first.as_ref().map(to_edge),
         last: prev.as_ref().map(to_edge),
+        looks: sampled,
     })
 }
 

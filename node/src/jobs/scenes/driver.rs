@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
-    codec, CacheKey, CacheKind, ContentId, FrameRange, JobId, JobResult, SceneDetector, SceneList,
-    SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec, ShardTask, WorkStats,
+    codec, CacheKey, CacheKind, ContentId, FileLooks, FrameRange, JobId, JobResult,
+    SceneDetector, SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec,
+    ShardTask, WorkStats,
 };
 
 use super::analyze::from_edge;
@@ -31,6 +32,8 @@ struct FileWork {
     frames: u64,
     fps: rendermesh_protocol::Rational,
     list: Option<SceneList>,
+    /// How its sampled frames look (when asked for).
+    looks: Option<FileLooks>,
     /// Global shard indices of this file, in time order, with their cache keys.
     shards: Vec<(u32, CacheKey)>,
 }
@@ -45,6 +48,8 @@ pub struct ScenesDriver {
     files: Vec<FileWork>,
     /// This job's chunk blobs, pinned so a blob-store quota cannot evict them mid-job.
     chunks: Vec<PinGuard>,
+    /// Measure how frames look too (a montage's analysis).
+    looks: bool,
 }
 
 impl ScenesDriver {
@@ -63,7 +68,26 @@ impl ScenesDriver {
             peer,
             files: Vec::new(),
             chunks: Vec::new(),
+            looks: false,
         }
+    }
+
+    /// Also measure how every [`rendermesh_protocol::LOOK_EVERY`]th frame looks; the looks
+    /// are cached per file beside the scene list and given by [`ScenesDriver::looks`].
+    pub fn with_looks(mut self) -> Self {
+        self.looks = true;
+        self
+    }
+
+    /// The frame looks of each input (submit order), once the job is done; empty when they
+    /// were not asked for.
+    pub fn looks(&self) -> Vec<FileLooks> {
+        self.files.iter().filter_map(|f| f.looks.clone()).collect()
+    }
+
+    fn looks_key(&self, id: &ContentId) -> CacheKey {
+        let params = codec::canonical(&("looks", rendermesh_protocol::LOOK_EVERY, self.options.scoring));
+        CacheKey::derive(CacheKind::FrameLooks, ENGINE_VERSION, &params, id)
     }
 
     fn list_key(&self, id: &ContentId) -> CacheKey {
@@ -76,12 +100,22 @@ impl ScenesDriver {
     }
 
     fn shard_key(&self, id: &ContentId, range: &FrameRange) -> CacheKey {
-        let params = codec::canonical(&(
-            self.options.scoring,
-            range.start_pts,
-            range.end_pts,
-            range.time_base,
-        ));
+        let params = if self.looks {
+            codec::canonical(&(
+                self.options.scoring,
+                range.start_pts,
+                range.end_pts,
+                range.time_base,
+                "looks",
+            ))
+        } else {
+            codec::canonical(&(
+                self.options.scoring,
+                range.start_pts,
+                range.end_pts,
+                range.time_base,
+            ))
+        };
         CacheKey::derive(CacheKind::SceneShard, ENGINE_VERSION, &params, id)
     }
 }
@@ -102,7 +136,15 @@ impl JobDriver for ScenesDriver {
                 .entries
                 .get::<SceneList>(&self.list_key(&ident.id))
                 .unwrap_or(None);
-            if let Some(list) = list {
+            let looks = match self.looks {
+                true => self
+                    .cache
+                    .entries
+                    .get::<FileLooks>(&self.looks_key(&ident.id))
+                    .unwrap_or(None),
+                false => None,
+            };
+            if let Some(list) = list.filter(|_| looks.is_some() || !self.looks) {
                 stats.cache_hits += 1;
                 self.files.push(FileWork {
                     path,
@@ -110,6 +152,7 @@ impl JobDriver for ScenesDriver {
                     frames: list.frames,
                     fps: list.fps,
                     list: Some(list),
+                    looks,
                     shards: Vec::new(),
                 });
                 continue;
@@ -152,6 +195,7 @@ impl JobDriver for ScenesDriver {
                     task: ShardTask::SceneScores {
                         range: plan.range,
                         params: self.options.scoring,
+                        looks: self.looks,
                     },
                     class: video_class("scenes", probe.width, probe.height),
                     required: false,
@@ -165,6 +209,7 @@ impl JobDriver for ScenesDriver {
                 frames: probe.frames,
                 fps: probe.fps,
                 list: None,
+                looks: None,
                 shards: keyed,
             });
         }
@@ -203,11 +248,13 @@ impl JobDriver for ScenesDriver {
             }
         }
         let mut lists = Vec::with_capacity(self.files.len());
-        for f in &self.files {
+        let looks_keys: Vec<CacheKey> = self.files.iter().map(|f| self.looks_key(&f.id)).collect();
+        for (f, looks_key) in self.files.iter_mut().zip(looks_keys) {
             if let Some(list) = &f.list {
                 lists.push(list.clone());
                 continue;
             }
+            let mut looks = Vec::new();
             let mut deltas: Vec<Option<FrameDelta>> = Vec::with_capacity(f.frames as usize);
             let mut prev_last = None;
             for (index, key) in &f.shards {
@@ -238,6 +285,7 @@ impl JobDriver for ScenesDriver {
                     }
                 }
                 deltas.extend(shard_deltas);
+                looks.extend_from_slice(&s.looks);
                 prev_last = s.last.clone();
             }
             if deltas.len() as u64 != f.frames {
@@ -255,7 +303,23 @@ impl JobDriver for ScenesDriver {
                 frames: f.frames,
                 cuts: cuts.into_iter().map(u64::from).collect(),
             };
-            if let Err(e) = self.cache.entries.put(&self.list_key(&f.id), &list) {
+            if self.looks {
+                let file_looks = FileLooks {
+                    input: f.id,
+                    looks,
+                };
+                if let Err(e) = self.cache.entries.put(&looks_key, &file_looks) {
+                    tracing::warn!(error = %e, "cannot cache frame looks");
+                }
+                f.looks = Some(file_looks);
+            }
+            let list_key = CacheKey::derive(
+                CacheKind::SceneList,
+                ENGINE_VERSION,
+                &codec::canonical(&self.options),
+                &f.id,
+            );
+            if let Err(e) = self.cache.entries.put(&list_key, &list) {
                 tracing::warn!(error = %e, "cannot cache scene list");
             }
             lists.push(list);

@@ -5,12 +5,14 @@
 //! - [`detect`]: the content and adaptive detectors.
 //! - [`driver`]: plans the score shards (cache, probe, cut) and stitches the results.
 //! - [`export`]: scene lists as CSV, JSON and EDL.
+//! - [`looks`]: how sampled frames look (a montage's material analysis).
 //! - Here: the parameters, the shard runner and the speeds of the `scenes@720p|1080p` classes.
 
 pub mod analyze;
 pub mod detect;
 pub mod driver;
 pub mod export;
+pub mod looks;
 
 use std::path::PathBuf;
 
@@ -66,11 +68,16 @@ impl JobKind for Scenes {
         shard: &ShardSpec,
         ctl: &ShardCtl<'_>,
     ) -> Result<(ShardOutput, WorkStats), ShardError> {
-        let ShardTask::SceneScores { range, params } = &shard.task else {
+        let ShardTask::SceneScores {
+            range,
+            params,
+            looks,
+        } = &shard.task
+        else {
             return Err(ShardError::refused("not a scenes task"));
         };
         let chunk = env.input(shard, 0)?;
-        let scores = score_chunk(&chunk, range, params, env.threads, ctl)?;
+        let scores = score_chunk(&chunk, range, params, *looks, env.threads, ctl)?;
         let stats = WorkStats {
             decoded_frames: scores.deltas.len() as u64,
             ..Default::default()

@@ -1,0 +1,1 @@
+//! Join a montage's segments frame-exactly and mux the song once.
