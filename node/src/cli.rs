@@ -62,6 +62,68 @@ pub enum SubmitCmd {
     Checksum(ChecksumArgs),
     /// Track tempo, beats, bars and sections of songs (audio files, or videos' audio).
     Beats(BeatsArgs),
+    /// Cut clips to a song: a beat-synced montage, with timelines an editor opens.
+    Montage(MontageArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MontageArgs {
+    /// Video files, or directories of them.
+    #[arg(required_unless_present = "from_plan")]
+    pub clips: Vec<PathBuf>,
+    /// The song (with --from-plan: the plan's song).
+    #[arg(long, value_name = "SONG", required_unless_present = "from_plan")]
+    pub music: Option<PathBuf>,
+    /// Output file; its extension picks the container (.mp4, .mkv, .mov, .webm, .nut).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Length in seconds (default: the song from --start to its end, at most 60 s).
+    #[arg(long, value_name = "SECONDS")]
+    pub length: Option<f64>,
+    /// Output size, WxH (default: that of the most common clip format).
+    #[arg(long, value_name = "WxH", value_parser = size)]
+    pub size: Option<(u32, u32)>,
+    /// Output frame rate, e.g. 30, 25, 29.97 or 30000/1001 (default: the most common clip's).
+    #[arg(long, value_name = "N", value_parser = fps)]
+    pub fps: Option<rendermesh_protocol::Rational>,
+    /// How fast the cuts come: auto (from the music's energy), fast, medium, slow.
+    #[arg(long, default_value = "auto")]
+    pub pace: String,
+    /// Seed of the choices; the same seed gives the same montage.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where in the song the montage starts, seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub start: f64,
+    /// Use footage twice when there is too little to fill the length.
+    #[arg(long)]
+    pub allow_reuse: bool,
+    /// Write the cut as an OpenTimelineIO timeline.
+    #[arg(long, value_name = "FILE")]
+    pub otio: Option<PathBuf>,
+    /// Write the cut as a CMX 3600 EDL.
+    #[arg(long, value_name = "FILE")]
+    pub edl: Option<PathBuf>,
+    /// Write the cut as FCPXML (1.9).
+    #[arg(long, value_name = "FILE")]
+    pub fcpxml: Option<PathBuf>,
+    /// Write the plan (JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Render this plan (JSON, e.g. an edited --plan) instead of making one.
+    #[arg(long, value_name = "FILE")]
+    pub from_plan: Option<PathBuf>,
+    /// Video codec: h264, h265, av1, vp9.
+    #[arg(long, default_value = "h264")]
+    pub codec: String,
+    /// Constant rate factor (quality; lower is better).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub crf: u8,
+    /// Encoder preset (x264/x265: ultrafast…veryslow).
+    #[arg(long)]
+    pub preset: Option<String>,
+    #[command(flatten)]
+    pub common: CommonSubmit,
 }
 
 #[derive(Args, Debug)]
@@ -265,6 +327,48 @@ pub struct CacheGcArgs {
 }
 
 /// `--chunk-seconds`: a number of seconds within [`crate::jobs::kind::CHUNK_SECONDS`].
+fn size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{text:?} is not WxH (e.g. 1920x1080)"))?;
+    let n = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{text:?} is not WxH (e.g. 1920x1080)"))
+    };
+    let (w, h) = (n(w)?, n(h)?);
+    if w < 16 || h < 16 || w > 8192 || h > 8192 || w % 2 != 0 || h % 2 != 0 {
+        return Err(format!("{w}x{h}: sides must be even, 16 to 8192"));
+    }
+    Ok((w, h))
+}
+
+fn fps(text: &str) -> Result<rendermesh_protocol::Rational, String> {
+    use rendermesh_protocol::Rational;
+    let bad = || format!("{text:?} is not a frame rate (e.g. 30, 29.97, 30000/1001)");
+    let r = match text.split_once('/') {
+        Some((a, b)) => Rational::new(
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        ),
+        None => {
+            let v: f64 = text.trim().parse().map_err(|_| bad())?;
+            match [23.976, 29.97, 59.94]
+                .iter()
+                .position(|s| (v - s).abs() < 0.005)
+            {
+                Some(i) => Rational::new([24000, 30000, 60000][i], 1001),
+                None if v.fract() == 0.0 => Rational::new(v as i32, 1),
+                None => Rational::new((v * 1000.0).round() as i32, 1000),
+            }
+        }
+    };
+    if r.den <= 0 || r.num <= 0 || !(1.0..=240.0).contains(&r.as_f64()) {
+        return Err(format!("{text}: frame rates run from 1 to 240"));
+    }
+    Ok(r)
+}
+
 fn chunk_seconds(text: &str) -> Result<f64, String> {
     let v: f64 = text
         .parse()

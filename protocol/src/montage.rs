@@ -171,7 +171,11 @@ impl MontagePlan {
                 return Err(format!("segment {i} has no frames"));
             }
             let src = self.sources.get(s.source).ok_or_else(|| {
-                format!("segment {i} names source {} of {}", s.source, self.sources.len())
+                format!(
+                    "segment {i} names source {} of {}",
+                    s.source,
+                    self.sources.len()
+                )
             })?;
             let end_s = (s.src_start + s.frames) as f64 / fps;
             if end_s > src.duration_s + 0.5 / fps {
@@ -343,11 +347,26 @@ mod tests {
         };
         assert_eq!(good.validate(), Ok(()));
         for bad in [
-            RenderSpec { rotation: 45, ..good.clone() },
-            RenderSpec { frames: 0, ..good.clone() },
-            RenderSpec { start_s: f64::NAN, ..good.clone() },
-            RenderSpec { width: 9000, ..good.clone() },
-            RenderSpec { fps: Rational::new(1, 0), ..good.clone() },
+            RenderSpec {
+                rotation: 45,
+                ..good.clone()
+            },
+            RenderSpec {
+                frames: 0,
+                ..good.clone()
+            },
+            RenderSpec {
+                start_s: f64::NAN,
+                ..good.clone()
+            },
+            RenderSpec {
+                width: 9000,
+                ..good.clone()
+            },
+            RenderSpec {
+                fps: Rational::new(1, 0),
+                ..good.clone()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

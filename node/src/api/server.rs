@@ -213,7 +213,8 @@ async fn result(
 
 fn output_of(h: &rendermesh_mesh::JobHandle) -> Option<rendermesh_protocol::ContentId> {
     match h.result() {
-        Some(Ok(JobResult::Transcode { output, .. })) => Some(output),
+        Some(Ok(JobResult::Transcode { output, .. }))
+        | Some(Ok(JobResult::Montage { output, .. })) => Some(output),
         _ => None,
     }
 }

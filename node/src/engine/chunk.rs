@@ -277,6 +277,7 @@ mod tests {
             end_pts: end,
             audio: None,
             bytes: 0,
+            rotation: 0,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Probe {
     pub end_pts: i64,
     pub audio: Option<AudioInfo>,
     pub bytes: u64,
+    /// Clockwise rotation a player applies (0, 90, 180, 270).
+    pub rotation: u32,
 }
 
 impl rendermesh_cache::CacheValue for Probe {
@@ -269,6 +271,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         end_pts,
         audio,
         bytes,
+        rotation: 0,
     })
 }
 

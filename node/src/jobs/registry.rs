@@ -5,11 +5,12 @@ use rendermesh_protocol::Capabilities;
 use super::beats::Beats;
 use super::checksum::Checksum;
 use super::kind::{JobContext, JobKind, Speeds, Started, SubmitRequest};
+use super::montage::Montage;
 use super::scenes::Scenes;
 use super::transcode::Transcode;
 
 /// Every kind this binary runs. A peer's shard whose task belongs to none is refused.
-pub const KINDS: &[&dyn JobKind] = &[&Transcode, &Scenes, &Checksum, &Beats];
+pub const KINDS: &[&dyn JobKind] = &[&Transcode, &Scenes, &Checksum, &Beats, &Montage];
 
 /// The kind called `name`.
 pub fn kind(name: &str) -> Option<&'static dyn JobKind> {

@@ -3,10 +3,11 @@
 //! the invoking user, atomically (temp file + rename).
 //!
 //! One file per kind turns its arguments into the kind's parameters and its result into
-//! files and lines: [`transcode`], [`scenes`], [`checksum`], [`beats`]. What they share is here.
+//! files and lines: [`transcode`], [`scenes`], [`checksum`], [`beats`], [`montage`]. What they share is here.
 
 mod beats;
 mod checksum;
+mod montage;
 mod scenes;
 mod transcode;
 
@@ -30,6 +31,7 @@ pub fn run(cfg: NodeConfig, sub: SubmitCmd) -> anyhow::Result<i32> {
         SubmitCmd::Scenes(a) => scenes::run(cfg, a),
         SubmitCmd::Checksum(a) => checksum::run(cfg, a),
         SubmitCmd::Beats(a) => beats::run(cfg, a),
+        SubmitCmd::Montage(a) => montage::run(cfg, a),
     }
 }
 

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
-    codec, CacheKey, CacheKind, ContentId, FileLooks, FrameRange, JobId, JobResult,
-    SceneDetector, SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec,
-    ShardTask, WorkStats,
+    codec, CacheKey, CacheKind, ContentId, FileLooks, FrameRange, JobId, JobResult, SceneDetector,
+    SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec, ShardTask,
+    WorkStats,
 };
 
 use super::analyze::from_edge;
@@ -86,7 +86,11 @@ impl ScenesDriver {
     }
 
     fn looks_key(&self, id: &ContentId) -> CacheKey {
-        let params = codec::canonical(&("looks", rendermesh_protocol::LOOK_EVERY, self.options.scoring));
+        let params = codec::canonical(&(
+            "looks",
+            rendermesh_protocol::LOOK_EVERY,
+            self.options.scoring,
+        ));
         CacheKey::derive(CacheKind::FrameLooks, ENGINE_VERSION, &params, id)
     }
 
@@ -304,10 +308,7 @@ impl JobDriver for ScenesDriver {
                 cuts: cuts.into_iter().map(u64::from).collect(),
             };
             if self.looks {
-                let file_looks = FileLooks {
-                    input: f.id,
-                    looks,
-                };
+                let file_looks = FileLooks { input: f.id, looks };
                 if let Err(e) = self.cache.entries.put(&looks_key, &file_looks) {
                     tracing::warn!(error = %e, "cannot cache frame looks");
                 }

@@ -88,10 +88,10 @@ pub fn average_hash(w: usize, h: usize, luma: &[u8]) -> u64 {
         *cell = sum / n.max(1) as f64;
     }
     let mean = cells.iter().sum::<f64>() / 64.0;
-    cells
-        .iter()
-        .enumerate()
-        .fold(0u64, |acc, (i, &c)| if c > mean { acc | 1 << i } else { acc })
+    cells.iter().enumerate().fold(
+        0u64,
+        |acc, (i, &c)| if c > mean { acc | 1 << i } else { acc },
+    )
 }
 
 /// Bits in which two hashes differ: 0 for the same picture, about 32 for unrelated ones.
@@ -104,7 +104,10 @@ mod tests {
     use super::*;
 
     fn image(w: usize, h: usize, f: impl Fn(usize, usize) -> u8) -> Vec<u8> {
-        (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y)).collect()
+        (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y))
+            .collect()
     }
 
     #[test]
@@ -125,8 +128,16 @@ mod tests {
     #[test]
     fn near_duplicates_hash_close_and_different_pictures_far() {
         let a = image(96, 54, |x, y| ((x * 3 + y * 2) % 256) as u8);
-        let noisy: Vec<u8> = a.iter().enumerate().map(|(i, &v)| v.saturating_add((i % 3) as u8)).collect();
-        let other = image(96, 54, |x, y| if (x / 24 + y / 13) % 2 == 0 { 30 } else { 220 });
+        let noisy: Vec<u8> = a
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v.saturating_add((i % 3) as u8))
+            .collect();
+        let other = image(
+            96,
+            54,
+            |x, y| if (x / 24 + y / 13) % 2 == 0 { 30 } else { 220 },
+        );
         let (ha, hn, ho) = (
             average_hash(96, 54, &a),
             average_hash(96, 54, &noisy),
