@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod mesh;
+pub mod montage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
