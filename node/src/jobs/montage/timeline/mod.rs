@@ -18,9 +18,8 @@ mod edl;
 mod fcpxml;
 mod otio;
 
-pub use edl::edl;
-pub use fcpxml::fcpxml;
-pub use otio::otio;
+#[cfg_attr(not(test), allow(unused_imports))]
+pub use {edl::edl, fcpxml::fcpxml, otio::otio};
 
 use std::path::Path;
 
