@@ -521,7 +521,7 @@ pub(crate) mod tests {
             .zip(ids)
             .map(|(plan, id)| {
                 let (id, _) = id.expect("chunk written");
-                (cache.blobs.path(&id), plan.range.clone())
+                (cache.blobs.path(&id), plan.range)
             })
             .collect()
     }
@@ -907,7 +907,7 @@ pub(crate) mod tests {
         };
         let out = dir.path().join("out.nut");
         let good = spec(160, 90, 5, 0.0, 0, Fit::Fill);
-        let res = render(&[(junk, range.clone())], &good, &out);
+        let res = render(&[(junk, range)], &good, &out);
         assert!(matches!(res, Err(MediaError::NotMedia { .. })), "{res:?}");
         let res = render(&[], &good, &out);
         assert!(matches!(res, Err(MediaError::Other { .. })), "{res:?}");
