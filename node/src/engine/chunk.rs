@@ -268,6 +268,7 @@ mod tests {
             codec: "h264".into(),
             width: 16,
             height: 16,
+            rotation: 0,
             time_base: Rational::new(1, 1),
             fps: Rational::new(1, 1),
             packet_pts: pts,
@@ -277,7 +278,6 @@ mod tests {
             end_pts: end,
             audio: None,
             bytes: 0,
-            rotation: 0,
         }
     }
 

@@ -32,7 +32,7 @@ pub fn available_codecs() -> Vec<&'static str> {
 /// (documented in docs/architecture.md): software `crf`; NVENC `cq` (VBR, preset p4);
 /// Quick Sync `global_quality` (ICQ); VAAPI and AMF constant `qp`; V4L2 M2M and
 /// VideoToolbox have no quality scale and keep their default rate control.
-fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictionary<'static> {
+pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictionary<'static> {
     let mut d = ff::Dictionary::new();
     let q = o.crf.to_string();
     let name = o.encoder_name();

@@ -6,6 +6,7 @@
 //! - [`encode`]: encode a chunk's frames into an encoded segment blob.
 //! - [`concat`]: join encoded segments and mux the source audio once ([`audio`]: copy or encode).
 //! - [`pcm`]: decode a file's audio to mono float samples, streamed.
+//! - [`conform`]: render a montage shot; [`assemble`]: join the shots and the song ([`song`]).
 //!
 //! Only primitives live here; what a job does with them lives in its kind
 //! ([`crate::jobs`]).
@@ -20,6 +21,7 @@ pub mod encode;
 pub mod error;
 pub mod pcm;
 pub mod probe;
+pub mod song;
 pub mod testclip;
 
 use std::sync::atomic::{AtomicU64, Ordering};

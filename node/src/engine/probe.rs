@@ -32,6 +32,10 @@ pub struct Probe {
     pub codec: String,
     pub width: u32,
     pub height: u32,
+    /// Clockwise rotation a player applies to the coded frames (0, 90, 180 or 270), from
+    /// the stream's display matrix.
+    #[serde(default)]
+    pub rotation: u32,
     pub time_base: Rational,
     /// Average frame rate.
     pub fps: Rational,
@@ -47,8 +51,6 @@ pub struct Probe {
     pub end_pts: i64,
     pub audio: Option<AudioInfo>,
     pub bytes: u64,
-    /// Clockwise rotation a player applies (0, 90, 180, 270).
-    pub rotation: u32,
 }
 
 impl rendermesh_cache::CacheValue for Probe {
@@ -151,6 +153,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         let p = params.as_ptr();
         ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
     };
+    let rotation = stream_rotation(&video);
     let time_base = rational(video.time_base());
     let mut fps = rational(video.avg_frame_rate());
     if fps.num <= 0 || fps.den <= 0 {
@@ -262,6 +265,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         codec: format!("{codec_id:?}").to_lowercase(),
         width,
         height,
+        rotation,
         time_base,
         fps,
         frames: packet_pts.len() as u64,
@@ -271,8 +275,36 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         end_pts,
         audio,
         bytes,
-        rotation: 0,
     })
+}
+
+/// The clockwise rotation (0, 90, 180, 270) a player applies to `stream`, from its display
+/// matrix side data; 0 without one.
+fn stream_rotation(stream: &ff::format::stream::Stream) -> u32 {
+    use ff::codec::packet::side_data::Type;
+    stream
+        .side_data()
+        .find(|sd| sd.kind() == Type::DisplayMatrix && sd.data().len() >= 9 * 4)
+        .map(|sd| {
+            let mut m = [0i32; 9];
+            for (v, b) in m.iter_mut().zip(sd.data().chunks_exact(4)) {
+                *v = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            // SAFETY: `m` is the 3×3 matrix the function reads.
+            let ccw = unsafe { ff::ffi::av_display_rotation_get(m.as_ptr()) };
+            clockwise_quarter_turns(ccw)
+        })
+        .unwrap_or(0)
+}
+
+/// A counter-clockwise angle in degrees (as the display matrix gives it) as the clockwise
+/// rotation a player applies, rounded to a multiple of 90 in 0..360 (0 if not a number).
+fn clockwise_quarter_turns(ccw_degrees: f64) -> u32 {
+    if !ccw_degrees.is_finite() {
+        return 0;
+    }
+    let quarters = (-ccw_degrees / 90.0).round() as i64;
+    (quarters.rem_euclid(4) * 90) as u32
 }
 
 fn fourcc_of(params: &ff::codec::Parameters) -> String {
@@ -333,4 +365,31 @@ pub fn identify(
             cause: e.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A matrix made for a clockwise turn reads back (counter-clockwise, negated) as that
+    /// turn.
+    #[test]
+    fn display_matrix_angles_become_clockwise_quarter_turns() {
+        for (set, cw) in [
+            (0.0, 0),
+            (90.0, 90),
+            (-90.0, 270),
+            (180.0, 180),
+            (270.0, 270),
+        ] {
+            let mut m = [0i32; 9];
+            // SAFETY: `m` is the 3×3 matrix the functions write and read.
+            unsafe { ff::ffi::av_display_rotation_set(m.as_mut_ptr(), set) };
+            let got = unsafe { ff::ffi::av_display_rotation_get(m.as_ptr()) };
+            assert_eq!(clockwise_quarter_turns(got), cw, "{set}");
+        }
+        assert_eq!(clockwise_quarter_turns(-89.6), 90);
+        assert_eq!(clockwise_quarter_turns(271.0), 90);
+        assert_eq!(clockwise_quarter_turns(f64::NAN), 0);
+    }
 }

@@ -12,13 +12,11 @@
 //! absolute, so each becomes a `file://` URL as is.
 
 // The montage command calls these; the binary does not use every one in each build.
-#![cfg_attr(not(test), allow(dead_code))]
 
 mod edl;
 mod fcpxml;
 mod otio;
 
-#[cfg_attr(not(test), allow(unused_imports))]
 pub use {edl::edl, fcpxml::fcpxml, otio::otio};
 
 use std::path::Path;
