@@ -16,6 +16,13 @@ const FPS: f64 = 30.0;
 const START: f64 = 2.0;
 const LENGTH: f64 = 12.0;
 
+/// Tests that use the first montage's data dir take turns (one process opens it at a time).
+static DATA: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn data_turn() -> std::sync::MutexGuard<'static, ()> {
+    DATA.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Media made once for every test here.
 struct Media {
     dir: tempfile::TempDir,
@@ -185,8 +192,34 @@ fn the_montage_has_its_length_and_cuts_on_beats_inside_scenes() {
 }
 
 #[test]
+fn the_timelines_describe_the_rendered_cut_for_the_reference_library() {
+    let f = first();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join("target/py-otio/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: tests/deps.sh makes it",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(root.join("tests/timeline_check.py"))
+        .args(["plan.json", "cut.otio", "cut.edl", "cut.fcpxml"].map(|n| f.files.join(n)))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let n = segments(&f.plan).len();
+    assert_eq!(
+        text.trim(),
+        format!("timeline ok: {n} clips, {} frames", (LENGTH * FPS) as u64)
+    );
+}
+
+#[test]
 fn scene_detection_on_the_output_finds_the_planned_cuts() {
     let f = first();
+    let _turn = data_turn();
     let planned: Vec<u64> = segments(&f.plan)[1..].iter().map(|s| s.0).collect();
     let found = submit_scenes(&f.data, &f.out, "4", &f.files.join("found.json"));
     for p in &planned {
@@ -237,6 +270,7 @@ fn the_songs_audio_is_in_sync_and_fades_out() {
 #[test]
 fn another_seed_and_length_plans_from_the_cache_and_renders_only() {
     let f = first();
+    let _turn = data_turn();
     let m = media();
     let out = f.files.join("second.mp4");
     let report = f.files.join("second.json");
@@ -282,6 +316,7 @@ fn another_seed_and_length_plans_from_the_cache_and_renders_only() {
 #[test]
 fn an_edited_plan_renders_as_edited() {
     let f = first();
+    let _turn = data_turn();
     let mut plan = f.plan.clone();
     // swap the first two shots and drop the last one
     let segs = plan["segments"].as_array_mut().unwrap();
@@ -331,7 +366,10 @@ fn fails(clips: &[&Path], extra: &[&str]) -> String {
     if !has_music {
         args.extend(["--music".into(), m.song.display().to_string()]);
     }
-    args.extend(["-o".into(), out.display().to_string(), "-q".into()]);
+    if !extra.contains(&"-o") {
+        args.extend(["-o".into(), out.display().to_string()]);
+    }
+    args.push("-q".into());
     args.extend(extra.iter().map(|s| s.to_string()));
     let o = run(&dir.path().join("data"), &args);
     assert!(!o.status.success(), "succeeded: {}", stdout(&o));
@@ -382,8 +420,8 @@ fn bad_inputs_get_one_clear_line_and_no_output() {
         "{e}"
     );
     // a length beyond the song names both
-    let e = fails(&good, &["--length", "39", "--start", "2"]);
-    assert!(e.contains("--length 39") && e.contains("song.wav"), "{e}");
+    let e = fails(&good, &["--length", "45", "--start", "2"]);
+    assert!(e.contains("--length 45") && e.contains("song.wav"), "{e}");
     // an output that cannot be written
     let e = fails(&good, &["-o", "/proc/nope/out.mp4"]);
     assert!(e.contains("/proc/nope"), "{e}");

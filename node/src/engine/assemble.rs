@@ -45,6 +45,8 @@ struct Layout {
     params: ff::codec::Parameters,
     /// Frames of each segment.
     frames: Vec<u64>,
+    /// How far each segment's timestamps were moved by its muxer (frames), taken off again.
+    shifts: Vec<i64>,
     /// Reorder delay in frames: packet `g` (decode order, whole output) gets dts `g - delay`.
     delay: i64,
 }
@@ -53,7 +55,7 @@ struct Layout {
 fn segment_pts(
     path: &Path,
     frame_tb: ff::Rational,
-) -> Result<(Vec<i64>, ff::codec::Parameters), MediaError> {
+) -> Result<(Vec<i64>, i64, ff::codec::Parameters), MediaError> {
     let mut ictx = open_input(path)?;
     let stream =
         ictx.streams()
@@ -83,16 +85,24 @@ fn segment_pts(
             .ok_or_else(|| MediaError::other(path, "encoded packet without a timestamp"))?;
         pts.push(p.rescale(tb, frame_tb));
     }
-    Ok((pts, params))
+    // a muxer may have moved the whole segment later so that no decode timestamp is
+    // negative (B-frames): its first frame is frame 0 again
+    let first = pts.iter().copied().min().unwrap_or(0);
+    for p in &mut pts {
+        *p -= first;
+    }
+    Ok((pts, first, params))
 }
 
 /// Check the segments and find the output's reorder delay.
 fn layout(segments: &[PathBuf], frame_tb: ff::Rational) -> Result<Layout, MediaError> {
     let mut first: Option<(ff::codec::Parameters, Vec<u8>)> = None;
     let mut frames = Vec::with_capacity(segments.len());
+    let mut shifts = Vec::with_capacity(segments.len());
     let mut delay = 0i64;
     for path in segments {
-        let (pts, params) = segment_pts(path, frame_tb)?;
+        let (pts, shift, params) = segment_pts(path, frame_tb)?;
+        shifts.push(shift);
         let mut sorted = pts.clone();
         sorted.sort_unstable();
         if sorted.iter().enumerate().any(|(i, &p)| p != i as i64) {
@@ -130,6 +140,7 @@ fn layout(segments: &[PathBuf], frame_tb: ff::Rational) -> Result<Layout, MediaE
     Ok(Layout {
         params,
         frames,
+        shifts,
         delay,
     })
 }
@@ -195,7 +206,7 @@ fn join(
 
     let mut written = 0u64;
     let mut anext = audio.next()?;
-    for (path, &n) in segments.iter().zip(&lay.frames) {
+    for ((path, &n), &shift) in segments.iter().zip(&lay.frames).zip(&lay.shifts) {
         let mut ictx = open_input(path)?;
         let Some((index, tb)) = ictx
             .streams()
@@ -221,7 +232,7 @@ fn join(
             if pkt.stream() != index {
                 continue;
             }
-            let local = pkt.pts().unwrap_or(0).rescale(tb, frame_tb);
+            let local = pkt.pts().unwrap_or(0).rescale(tb, frame_tb) - shift;
             let dts = written as i64 - lay.delay;
             // audio that plays before this frame decodes goes first
             let vt = dts.rescale(frame_tb, us);

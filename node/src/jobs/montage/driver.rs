@@ -52,6 +52,8 @@ pub struct MontageDriver {
     grid: Option<BeatGrid>,
     music_id: Option<ContentId>,
     render: Option<Render>,
+    /// Notes already shown with the analysis stage.
+    reported: Vec<String>,
 }
 
 fn media(e: MediaError) -> JobError {
@@ -84,6 +86,7 @@ impl MontageDriver {
             grid: None,
             music_id: None,
             render: None,
+            reported: Vec::new(),
         }
     }
 
@@ -229,6 +232,7 @@ impl MontageDriver {
 
     /// Stage 3: the render shards of `plan`.
     fn start_render(&mut self, job: JobId, plan: MontagePlan) -> Result<Plan, JobError> {
+        let plan_notes = plan.notes.clone();
         let base = self.parts.as_ref().map_or(0, |(_, b)| b.base + b.count);
         let mut render = Render::new(
             self.cache.clone(),
@@ -236,7 +240,12 @@ impl MontageDriver {
             self.p.options.clone(),
             self.p.container.clone(),
         );
-        let stage = render.plan(job, base, &self.clips)?;
+        let mut stage = render.plan(job, base, &self.clips)?;
+        // what the plan says that the analysis stage did not already
+        stage.notes = plan_notes
+            .into_iter()
+            .filter(|n| !self.reported.contains(n))
+            .collect();
         self.render = Some(render);
         self.phase = Phase::Render;
         Ok(Plan::Shards(stage))
@@ -367,9 +376,11 @@ impl JobDriver for MontageDriver {
         }
         self.parts = Some(parts);
         if self.lists.is_some() && self.grid.is_some() {
+            // nothing to analyse: the notes go with the render stage
             let plan = self.make_plan()?;
             return self.start_render(job, plan);
         }
+        self.reported = stage.notes.clone();
         Ok(Plan::Shards(stage))
     }
 

@@ -237,11 +237,11 @@ mod tests {
     /// of them fails the check. Writes its files into `$TIMELINE_SAMPLE_DIR` (default: a
     /// folder in the temp dir) and leaves the good ones there.
     #[test]
-    #[ignore = "needs the opentimelineio venv of tests/deps.sh (target/py-otio)"]
     fn reference_library_reads_the_exports() {
+        let tmp = tempfile::tempdir().expect("tempdir");
         let base = std::env::var_os("TIMELINE_SAMPLE_DIR")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("rendermesh-timeline-sample"));
+            .unwrap_or_else(|| tmp.path().to_path_buf());
         for (tag, plan) in [("ntsc", sample::ntsc()), ("pal", sample::pal())] {
             let dir = base.join(tag);
             std::fs::create_dir_all(&dir).expect("sample dir");
