@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Demo: build rendermesh, make a sample clip with hard cuts, start a local mesh of three nodes
 # (a, b, c) on loopback, each with its own data dir, one shard slot and the same generated
-# key, then transcode the sample, detect its scenes and track the beats of three generated
-# songs through node a: the shard tables show
+# key, then transcode the sample, detect its scenes, track the beats of three generated
+# songs and cut the sample to one of them (a montage) through node a: the shard tables show
 # which node ran each shard. Everything goes under target/demo; the nodes stop at the end.
 # No traffic leaves the machine: every node listens on 127.0.0.1 and mDNS is off.
 set -euo pipefail
@@ -90,12 +90,16 @@ done
 "$BIN" --data-dir "$DEMO/a/data" submit transcode "$SAMPLE" -o "$DEMO/sample-h264.mp4" --crf 23 --chunk-seconds 2
 "$BIN" --data-dir "$DEMO/a/data" submit scenes "$SAMPLE" --csv "$DEMO/scenes.csv" --edl "$DEMO/scenes.edl" --chunk-seconds 2
 "$BIN" --data-dir "$DEMO/a/data" submit beats "$DEMO"/song-*.flac --json "$DEMO/beats-{name}.json"
+# a 10 s montage of the sample's scenes cut to the 120 BPM song, with its plan and timelines
+"$BIN" --data-dir "$DEMO/a/data" submit montage "$SAMPLE" --music "$DEMO/song-120.flac" \
+    -o "$DEMO/montage.mp4" --length 10 --size 640x360 --plan "$DEMO/montage-plan.json" \
+    --otio "$DEMO/montage.otio" --edl "$DEMO/montage.edl" --fcpxml "$DEMO/montage.fcpxml"
 echo "demo: again, answered from the cache:" >&2
 "$BIN" --data-dir "$DEMO/a/data" submit scenes "$SAMPLE" --json "$DEMO/scenes.json"
 "$BIN" --data-dir "$DEMO/a/data" status
 # the shard tables: which node ran each shard
-for kind in transcode scenes beats; do
+for kind in transcode scenes beats montage; do
     job=$("$BIN" --data-dir "$DEMO/a/data" status | awk -v k="$kind" '$2 == k && !/from cache/ { print $1; exit }')
     [ -n "$job" ] && "$BIN" --data-dir "$DEMO/a/data" status "$job"
 done
-echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json, beats-song-*.json); node logs in $DEMO/{a,b,c}/node.log" >&2
+echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json, beats-song-*.json, montage.mp4 with montage-plan.json, .otio, .edl, .fcpxml); node logs in $DEMO/{a,b,c}/node.log" >&2
