@@ -19,6 +19,7 @@ use super::grid::Pace;
 use super::plan::{make_plan, Settings, SourceFacts};
 use super::render::{Clip, Render};
 use super::Params;
+use crate::engine::encode::{available_codecs, encoder_available};
 use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::MediaError;
 use crate::jobs::beats::driver::BeatsDriver;
@@ -54,6 +55,7 @@ pub struct MontageDriver {
     render: Option<Render>,
     /// Notes already shown with the analysis stage.
     reported: Vec<String>,
+    chunk_seconds: f64,
 }
 
 fn media(e: MediaError) -> JobError {
@@ -61,12 +63,13 @@ fn media(e: MediaError) -> JobError {
 }
 
 impl MontageDriver {
-    pub fn new(cache: Cache, p: Params, peer: String) -> Self {
+    /// `chunk_seconds`: the length of the scene analysis shards.
+    pub fn new(cache: Cache, p: Params, peer: String, chunk_seconds: f64) -> Self {
         let scenes = ScenesDriver::new(
             cache.clone(),
             Vec::new(),
             SceneOptions::default(),
-            p.chunk_seconds.unwrap_or(4.0),
+            chunk_seconds,
             peer.clone(),
         )
         .with_looks();
@@ -87,6 +90,7 @@ impl MontageDriver {
             music_id: None,
             render: None,
             reported: Vec::new(),
+            chunk_seconds,
         }
     }
 
@@ -305,6 +309,15 @@ fn count(stage: &Stage) -> u32 {
 impl JobDriver for MontageDriver {
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         self.job = Some(job);
+        let codec = self.p.options.codec;
+        if !encoder_available(codec) {
+            return Err(JobError(format!(
+                "encoder {} for --codec {} is not in this FFmpeg build (available: {})",
+                codec.encoder_name(),
+                codec.name(),
+                available_codecs().join(", ")
+            )));
+        }
         if let Some(plan) = self.p.from_plan.clone() {
             plan.validate()
                 .map_err(|e| JobError(format!("the plan does not hold: {e}")))?;
@@ -336,7 +349,7 @@ impl JobDriver for MontageDriver {
             self.cache.clone(),
             self.clips.iter().map(|c| c.path.clone()).collect(),
             SceneOptions::default(),
-            self.p.chunk_seconds.unwrap_or(4.0),
+            self.chunk_seconds,
             self.peer.clone(),
         )
         .with_looks();

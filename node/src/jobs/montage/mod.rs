@@ -102,12 +102,10 @@ impl JobKind for Montage {
                 return Err(format!("--fps {}/{} is outside 1 to 240", f.num, f.den));
             }
         }
-        if let Some(c) = p.chunk_seconds {
-            crate::jobs::kind::check_chunk_seconds(c)?;
-        }
+        let chunk_seconds = ctx.chunk(p.chunk_seconds)?;
         let mut inputs: Vec<String> = p.clips.iter().map(|c| c.display().to_string()).collect();
         inputs.push(p.music.display().to_string());
-        let driver = MontageDriver::new(ctx.cache.clone(), p, ctx.name.clone());
+        let driver = MontageDriver::new(ctx.cache.clone(), p, ctx.name.clone(), chunk_seconds);
         Ok(Started {
             inputs,
             driver: Box::new(driver),
