@@ -63,7 +63,7 @@ pub enum SubmitCmd {
     /// Track tempo, beats, bars and sections of songs (audio files, or videos' audio).
     Beats(BeatsArgs),
     /// Cut clips to a song: a beat-synced montage, with timelines an editor opens.
-    Montage(MontageArgs),
+    Montage(Box<MontageArgs>),
 }
 
 #[derive(Args, Debug)]

@@ -132,8 +132,8 @@ impl MontagePlan {
             || self.height < 16
             || self.width > MAX_SIDE
             || self.height > MAX_SIDE
-            || self.width % 2 != 0
-            || self.height % 2 != 0
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
         {
             return Err(format!(
                 "output size {}x{} (sides must be even, 16 to {MAX_SIDE})",
@@ -229,8 +229,8 @@ impl RenderSpec {
             || self.height < 16
             || self.width > MAX_SIDE
             || self.height > MAX_SIDE
-            || self.width % 2 != 0
-            || self.height % 2 != 0
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
         {
             return Err(format!("render size {}x{}", self.width, self.height));
         }

@@ -200,7 +200,7 @@ impl EventLoop {
                     Some(Command::Publish(data)) => self.publish(data),
                     Some(Command::Dial { peer, addrs }) => self.dial(peer, addrs),
                     Some(Command::Request { peer, request, reply }) => {
-                        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, *request);
                         self.outbound.insert(id, (peer, reply));
                     }
                     Some(Command::Shutdown) | None => break,

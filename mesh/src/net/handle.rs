@@ -126,7 +126,7 @@ pub enum Command {
     /// Send a request; the answer (or the failure) comes back on `reply`.
     Request {
         peer: PeerId,
-        request: Request,
+        request: Box<Request>,
         reply: oneshot::Sender<Result<Response, RequestError>>,
     },
     /// Stop the event loop.
@@ -182,7 +182,7 @@ impl NetworkHandle {
         self.tx
             .send(Command::Request {
                 peer,
-                request,
+                request: Box::new(request),
                 reply,
             })
             .await

@@ -31,7 +31,7 @@ pub fn run(cfg: NodeConfig, sub: SubmitCmd) -> anyhow::Result<i32> {
         SubmitCmd::Scenes(a) => scenes::run(cfg, a),
         SubmitCmd::Checksum(a) => checksum::run(cfg, a),
         SubmitCmd::Beats(a) => beats::run(cfg, a),
-        SubmitCmd::Montage(a) => montage::run(cfg, a),
+        SubmitCmd::Montage(a) => montage::run(cfg, *a),
     }
 }
 
