@@ -224,6 +224,57 @@ fn send_junk(addr: &str, bytes: &[u8]) {
     let _ = s.flush();
 }
 
+/// Two thousand junk connections make a few counted lines in the log, not two thousand.
+#[test]
+fn a_flood_of_junk_connections_is_logged_a_few_times_with_a_count() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let key = checked_keygen(tmp.path(), "mesh.key");
+    let mut a = Daemon::start_with(&tmp.path().join("a"), &config("a", &key, ANY_PORT, &[]));
+    let addr_a = a.mesh_addr();
+    let parts: Vec<&str> = addr_a.split('/').collect();
+    let sock = format!("{}:{}", parts[2], parts[4]);
+    let line = "refusing incoming connection: handshake failed";
+    let sent = 2000;
+    for i in 0..sent {
+        send_junk(&sock, &junk(64, i));
+    }
+    // the count of the quiet ones comes once the 5 s window has passed
+    let counted = |log: &str| {
+        log.lines()
+            .filter_map(|l| l.split("refused ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+            + log
+                .lines()
+                .filter_map(|l| l.split("; ").nth(1))
+                .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+    };
+    let seen = |log: &str| log.matches(line).count() as u64;
+    wait_for(Duration::from_secs(20), || {
+        let log = a.log();
+        seen(&log) + counted(&log) >= sent * 9 / 10
+    })
+    .unwrap_or_else(|| {
+        let log = a.log();
+        panic!(
+            "{} lines and {} counted for {sent} junk connections:\n{}",
+            seen(&log),
+            counted(&log),
+            log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        )
+    });
+    let log = a.log();
+    assert!(
+        seen(&log) <= 6,
+        "{} lines for {sent} junk connections",
+        seen(&log)
+    );
+    assert!(a.alive());
+    no_panic(&[&a]);
+}
+
 #[test]
 fn junk_on_the_mesh_port_harms_nothing() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

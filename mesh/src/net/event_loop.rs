@@ -24,10 +24,13 @@ use super::handle::{
     CAPS_TOPIC, CONNECT_TIMEOUT, MAX_GOSSIP_BYTES, PROTOCOL_VERSION, REQUEST_TIMEOUT,
 };
 use super::key::SwarmKey;
+use super::repeats::Repeats;
 use super::rpc::{self, MeshCodec};
 
 const REDIAL_MIN: Duration = Duration::from_millis(300);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
+/// At most one line a window about refused incoming connections; the rest are counted.
+const REFUSED_WINDOW: Duration = Duration::from_secs(5);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -66,6 +69,8 @@ pub struct EventLoop {
     >,
     /// Inbound requests waiting for the handler's answer.
     answering: futures::stream::FuturesUnordered<Pending>,
+    /// Refused incoming connections (junk, or another mesh key): one line a window.
+    refused: Repeats,
 }
 
 /// Build the swarm, start listening and subscribe to the caps topic; call inside a tokio
@@ -178,6 +183,7 @@ pub(crate) fn build_versioned(
             version: version.to_string(),
             outbound: Default::default(),
             answering: Default::default(),
+            refused: Repeats::new(REFUSED_WINDOW),
         },
     ))
 }
@@ -205,7 +211,15 @@ impl EventLoop {
                     }
                     Some(Command::Shutdown) | None => break,
                 },
-                _ = tick.tick() => self.redial(),
+                _ = tick.tick() => {
+                    self.redial();
+                    if let Some(n) = self.refused.flush(Instant::now()) {
+                        tracing::warn!(
+                            "refused {n} more incoming connections in the last {} s (handshake failed)",
+                            self.refused.window().as_secs()
+                        );
+                    }
+                }
             }
         }
         tracing::info!("network stopped");
@@ -419,10 +433,15 @@ impl EventLoop {
                 send_back_addr,
                 error,
                 ..
-            } => {
-                tracing::warn!(from = %send_back_addr, %error,
-                    "refusing incoming connection: handshake failed (wrong mesh key, or not a rendermesh node?)");
-            }
+            } => match self.refused.hit(Instant::now()) {
+                Some(0) => tracing::warn!(from = %send_back_addr, %error,
+                    "refusing incoming connection: handshake failed (wrong mesh key, or not a rendermesh node?)"),
+                Some(n) => tracing::warn!(from = %send_back_addr, %error,
+                    "refusing incoming connection: handshake failed (wrong mesh key, or not a rendermesh node?); {n} more refused since the last such line"),
+                None => {
+                    tracing::debug!(from = %send_back_addr, %error, "refusing incoming connection")
+                }
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

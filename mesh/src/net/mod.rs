@@ -16,6 +16,7 @@
 //!   requests that come out, the protocol's constants and timeouts.
 //! - `event_loop`: [`build`] and the [`EventLoop`] that owns the swarm.
 //! - [`rpc`]: the request-response codec (length-prefixed codec frames).
+//! - `repeats`: a warning that may repeat without bound, logged once a window with a count.
 //!
 //! What the requests mean is not decided here: the request handler ([`crate::service`])
 //! answers them.
@@ -23,6 +24,7 @@
 mod event_loop;
 mod handle;
 pub mod key;
+mod repeats;
 pub mod rpc;
 
 pub use event_loop::{build, EventLoop};
