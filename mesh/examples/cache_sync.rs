@@ -42,6 +42,7 @@ fn scores(i: u32) -> SceneScores {
             .collect(),
         first: None,
         last: None,
+        looks: Vec::new(),
     }
 }
 

@@ -39,6 +39,49 @@ pub fn container_accepts(octx: &ff::format::context::Output, codec: ff::codec::I
     }
 }
 
+/// Open audio encoder `codec` at `rate` and `layout` (its first sample format) and add its
+/// stream to `octx` (written to `out`), before the header is written.
+pub(crate) fn open_encoder(
+    codec: ff::Codec,
+    octx: &mut ff::format::context::Output,
+    out: &Path,
+    rate: i32,
+    layout: ff::ChannelLayout,
+    bit_rate: usize,
+) -> Result<ff::encoder::Audio, MediaError> {
+    let enc_err = |e: ff::Error| MediaError::Encoder {
+        encoder: codec.name().into(),
+        cause: e.to_string(),
+    };
+    let sample_fmt = codec
+        .audio()
+        .ok()
+        .and_then(|a| a.formats())
+        .and_then(|mut f| f.next())
+        .unwrap_or(ff::format::Sample::F32(ff::format::sample::Type::Planar));
+    let mut ectx = ff::codec::context::Context::new_with_codec(codec);
+    if octx
+        .format()
+        .flags()
+        .contains(ff::format::Flags::GLOBAL_HEADER)
+    {
+        ectx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut enc = ectx.encoder().audio().map_err(enc_err)?;
+    enc.set_rate(rate);
+    enc.set_channel_layout(layout);
+    enc.set_format(sample_fmt);
+    enc.set_bit_rate(bit_rate);
+    enc.set_time_base((1, rate));
+    let encoder = enc.open_as(codec).map_err(enc_err)?;
+    let mut ost = octx
+        .add_stream(codec)
+        .map_err(|e| MediaError::write(out, format!("audio stream: {e}")))?;
+    ost.set_parameters(&encoder);
+    ost.set_time_base((1, rate));
+    Ok(encoder)
+}
+
 impl AudioTrack {
     /// Add the audio stream (as stream 1) to `octx`, before its header is written.
     pub fn add(
@@ -81,10 +124,6 @@ impl AudioTrack {
             encoder: name.into(),
             cause: e.to_string(),
         })?;
-        let enc_err = |e: ff::Error| MediaError::Encoder {
-            encoder: name.into(),
-            cause: e.to_string(),
-        };
         let mut dctx = ff::codec::context::Context::from_parameters(params)
             .map_err(|e| MediaError::decode(source, e))?;
         dctx.set_time_base(in_tb);
@@ -108,34 +147,12 @@ impl AudioTrack {
             }
             None => decoder.rate() as i32,
         };
-        let sample_fmt = acodec
-            .formats()
-            .and_then(|mut f| f.next())
-            .unwrap_or(ff::format::Sample::F32(ff::format::sample::Type::Planar));
-        let mut ectx = ff::codec::context::Context::new_with_codec(codec);
-        if octx
-            .format()
-            .flags()
-            .contains(ff::format::Flags::GLOBAL_HEADER)
-        {
-            ectx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-        }
-        let mut enc = ectx.encoder().audio().map_err(enc_err)?;
-        enc.set_rate(rate);
-        enc.set_channel_layout(layout);
-        enc.set_format(sample_fmt);
-        enc.set_bit_rate(if decoder.bit_rate() > 0 {
+        let bit_rate = if decoder.bit_rate() > 0 {
             decoder.bit_rate().min(320_000)
         } else {
             128_000
-        });
-        enc.set_time_base((1, rate));
-        let encoder = enc.open_as(codec).map_err(enc_err)?;
-        {
-            let mut ost = octx.add_stream(codec).map_err(wout)?;
-            ost.set_parameters(&encoder);
-            ost.set_time_base((1, rate));
-        }
+        };
+        let encoder = open_encoder(codec, octx, out, rate, layout, bit_rate)?;
         let graph = build_graph(&decoder, &encoder, codec).map_err(|e| MediaError::Encoder {
             encoder: name.into(),
             cause: format!("audio conversion: {e}"),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ff::Rescale;
 use ffmpeg_next as ff;
 
+use super::audio::open_encoder;
 use super::probe::open_input;
 use super::MediaError;
 
@@ -92,32 +93,7 @@ impl SongTrack {
             None if decoder.rate() > 0 => decoder.rate() as i32,
             None => 48_000,
         };
-        let sample_fmt = acodec
-            .formats()
-            .and_then(|mut f| f.next())
-            .unwrap_or(ff::format::Sample::F32(ff::format::sample::Type::Planar));
-        let mut ectx = ff::codec::context::Context::new_with_codec(codec);
-        if octx
-            .format()
-            .flags()
-            .contains(ff::format::Flags::GLOBAL_HEADER)
-        {
-            ectx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-        }
-        let mut enc = ectx.encoder().audio().map_err(enc_err)?;
-        enc.set_rate(rate);
-        enc.set_channel_layout(ff::ChannelLayout::STEREO);
-        enc.set_format(sample_fmt);
-        enc.set_bit_rate(192_000);
-        enc.set_time_base((1, rate));
-        let encoder = enc.open_as(codec).map_err(enc_err)?;
-        {
-            let mut ost = octx
-                .add_stream(codec)
-                .map_err(|e| MediaError::write(out, format!("audio stream: {e}")))?;
-            ost.set_parameters(&encoder);
-            ost.set_time_base((1, rate));
-        }
+        let encoder = open_encoder(codec, octx, out, rate, ff::ChannelLayout::STEREO, 192_000)?;
         let r = f64::from(rate);
         let want = (length_s * r).round() as i64;
         Ok(Self {

@@ -79,6 +79,30 @@ impl RunEnv {
     }
 }
 
+impl RunEnv {
+    /// Run `make` on a temp path of the blob store (`name` shows in it) and keep what it wrote
+    /// as a blob: its result, the blob's id and size. A failed `make` leaves no file behind.
+    pub fn make_blob<T>(
+        &self,
+        name: &str,
+        make: impl FnOnce(&std::path::Path) -> Result<T, crate::engine::MediaError>,
+    ) -> Result<(T, ContentId, u64), ShardError> {
+        let tmp = self.blobs.temp_path(name);
+        let made = match make(&tmp) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        let (id, bytes) = self
+            .blobs
+            .adopt(&tmp)
+            .map_err(|e| ShardError::retryable(format!("storing {name}: {e}")))?;
+        Ok((made, id, bytes))
+    }
+}
+
 /// Task classes of a node: measured speeds and what it cannot run (see
 /// [`Capabilities::speeds`] and [`Capabilities::lacks`]).
 #[derive(Default)]

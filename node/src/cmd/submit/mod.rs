@@ -111,7 +111,7 @@ pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
 
 /// Move a finished file to `dest` atomically: a rename when both are on one filesystem,
 /// else a copy through [`write_atomic`]. The source is gone afterwards either way.
-pub(super) fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
+fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
     let len = std::fs::metadata(src)?.len();
     let tmp = temp_beside(dest);
     if std::fs::rename(src, &tmp).is_ok() {
@@ -129,6 +129,34 @@ pub(super) fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
     let n = write_atomic(dest, std::fs::File::open(src)?)?;
     let _ = std::fs::remove_file(src);
     Ok(n)
+}
+
+/// Bring a finished job's output blob (`bytes` long) to `dest`: streamed from the node, or
+/// moved out of the in-process store; a short copy is removed and is an error.
+pub(super) fn deliver(
+    done: &Done,
+    output: &rendermesh_protocol::ContentId,
+    bytes: u64,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    let written = match done {
+        Done::Node { client, id } => {
+            let n = write_atomic(dest, client.output(*id)?)?;
+            if let Err(e) = client.drop_output(*id) {
+                tracing::warn!(error = %e, "node kept the output");
+            }
+            n
+        }
+        Done::Local { runtime_cache } => move_atomic(&runtime_cache.blobs.path(output), dest)?,
+    };
+    if written != bytes {
+        let _ = std::fs::remove_file(dest);
+        anyhow::bail!(
+            "{}: received {written} of {bytes} bytes; removed",
+            dest.display()
+        );
+    }
+    Ok(())
 }
 
 fn progress_bar(quiet: bool) -> ProgressBar {

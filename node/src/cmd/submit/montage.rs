@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rendermesh_protocol::{EncodeOptions, JobResult, JobStatus, MontagePlan, VideoCodec};
 
-use super::{execute, input_path, move_atomic, write_atomic, Done};
+use super::{deliver, execute, input_path, write_atomic};
 use crate::cli::MontageArgs;
 use crate::config::NodeConfig;
 use crate::engine::concat::{check_output, container_for};
@@ -143,25 +143,7 @@ pub(super) fn run(cfg: NodeConfig, a: MontageArgs) -> anyhow::Result<i32> {
     else {
         anyhow::bail!("node answered a montage with another kind of result");
     };
-    let written = match &done {
-        Done::Node { client, id } => {
-            let n = write_atomic(&a.output, client.output(*id)?)?;
-            if let Err(e) = client.drop_output(*id) {
-                tracing::warn!(error = %e, "node kept the output");
-            }
-            n
-        }
-        Done::Local { runtime_cache } => {
-            move_atomic(&runtime_cache.blobs.path(&output), &a.output)?
-        }
-    };
-    if written != bytes {
-        let _ = std::fs::remove_file(&a.output);
-        anyhow::bail!(
-            "{}: received {written} of {bytes} bytes; removed",
-            a.output.display()
-        );
-    }
+    deliver(&done, &output, bytes, &a.output)?;
     let title = a
         .output
         .file_stem()

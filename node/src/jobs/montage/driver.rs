@@ -321,6 +321,12 @@ impl JobDriver for MontageDriver {
         if let Some(plan) = self.p.from_plan.clone() {
             plan.validate()
                 .map_err(|e| JobError(format!("the plan does not hold: {e}")))?;
+            if !plan.music.path.is_file() {
+                return Err(JobError(format!(
+                    "{}: no such file (the plan's song)",
+                    plan.music.path.display()
+                )));
+            }
             let paths: Vec<PathBuf> = plan.sources.iter().map(|s| s.path.clone()).collect();
             self.read_clips(&paths)?;
             if self.clips.len() != plan.sources.len() {

@@ -130,18 +130,9 @@ impl JobKind for Montage {
         for (i, range) in chunks.iter().enumerate() {
             inputs.push((env.input(shard, i)?, *range));
         }
-        let tmp = env.blobs.temp_path("shot.nut");
-        let frames = match render_shot(&inputs, spec, options, &tmp, env.threads, ctl) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        let (id, bytes) = env
-            .blobs
-            .adopt(&tmp)
-            .map_err(|e| ShardError::retryable(format!("storing a shot: {e}")))?;
+        let (frames, id, bytes) = env.make_blob("shot.nut", |tmp| {
+            render_shot(&inputs, spec, options, tmp, env.threads, ctl)
+        })?;
         let stats = WorkStats {
             encoded_frames: frames,
             ..Default::default()

@@ -83,18 +83,9 @@ impl JobKind for Transcode {
             return Err(ShardError::refused("not a transcode task"));
         };
         let chunk = env.input(shard, 0)?;
-        let tmp = env.blobs.temp_path("segment.nut");
-        let frames = match encode_chunk(&chunk, range, options, &tmp, env.threads, ctl) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        let (id, bytes) = env
-            .blobs
-            .adopt(&tmp)
-            .map_err(|e| ShardError::retryable(format!("storing segment: {e}")))?;
+        let (frames, id, bytes) = env.make_blob("segment.nut", |tmp| {
+            encode_chunk(&chunk, range, options, tmp, env.threads, ctl)
+        })?;
         let stats = WorkStats {
             decoded_frames: frames,
             encoded_frames: frames,
