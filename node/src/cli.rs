@@ -337,7 +337,7 @@ fn size(text: &str) -> Result<(u32, u32), String> {
             .map_err(|_| format!("{text:?} is not WxH (e.g. 1920x1080)"))
     };
     let (w, h) = (n(w)?, n(h)?);
-    if w < 16 || h < 16 || w > 8192 || h > 8192 || w % 2 != 0 || h % 2 != 0 {
+    if !rendermesh_protocol::montage::size_ok(w, h) {
         return Err(format!("{w}x{h}: sides must be even, 16 to 8192"));
     }
     Ok((w, h))

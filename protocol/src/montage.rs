@@ -22,6 +22,12 @@ pub const MAX_SIDE: u32 = 8192;
 /// Output frame rates a montage may use.
 pub const FPS_LIMITS: std::ops::RangeInclusive<f64> = 1.0..=240.0;
 
+/// A frame size a montage may have: even sides from 16 to [`MAX_SIDE`].
+pub fn size_ok(width: u32, height: u32) -> bool {
+    let side = |v: u32| (16..=MAX_SIDE).contains(&v) && v.is_multiple_of(2);
+    side(width) && side(height)
+}
+
 /// A montage plan: the whole cut, reproducible from it alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MontagePlan {
@@ -128,13 +134,7 @@ impl MontagePlan {
                 self.version
             ));
         }
-        if self.width < 16
-            || self.height < 16
-            || self.width > MAX_SIDE
-            || self.height > MAX_SIDE
-            || !self.width.is_multiple_of(2)
-            || !self.height.is_multiple_of(2)
-        {
+        if !size_ok(self.width, self.height) {
             return Err(format!(
                 "output size {}x{} (sides must be even, 16 to {MAX_SIDE})",
                 self.width, self.height
@@ -225,13 +225,7 @@ pub struct RenderSpec {
 impl RenderSpec {
     pub fn validate(&self) -> Result<(), String> {
         let fps = self.fps.as_f64();
-        if self.width < 16
-            || self.height < 16
-            || self.width > MAX_SIDE
-            || self.height > MAX_SIDE
-            || !self.width.is_multiple_of(2)
-            || !self.height.is_multiple_of(2)
-        {
+        if !size_ok(self.width, self.height) {
             return Err(format!("render size {}x{}", self.width, self.height));
         }
         if self.fps.den <= 0 || self.fps.num <= 0 || !FPS_LIMITS.contains(&fps) {

@@ -176,6 +176,24 @@ pub fn release_blobs(cache: &Cache, pins: Vec<PinGuard>) {
     }
 }
 
+/// The one blob each result holds (a segment), in order; a result with none or several is
+/// an error naming its shard.
+pub fn one_blob_each(
+    results: &[rendermesh_protocol::ShardResult],
+) -> Result<Vec<ContentId>, rendermesh_mesh::JobError> {
+    results
+        .iter()
+        .map(|r| match r.output.blobs.as_slice() {
+            [b] => Ok(b.id),
+            other => Err(rendermesh_mesh::JobError(format!(
+                "shard {} returned {} blobs, not one segment",
+                r.index,
+                other.len()
+            ))),
+        })
+        .collect()
+}
+
 /// Parameters of a kind from JSON, with the kind named in the error.
 pub fn params<P: serde::de::DeserializeOwned>(
     kind: &str,

@@ -90,7 +90,7 @@ impl JobKind for Montage {
             }
         }
         if let Some((w, h)) = p.size {
-            if w < 16 || h < 16 || w > 8192 || h > 8192 || w % 2 != 0 || h % 2 != 0 {
+            if !rendermesh_protocol::montage::size_ok(w, h) {
                 return Err(format!("--size {w}x{h}: sides must be even, 16 to 8192"));
             }
         }

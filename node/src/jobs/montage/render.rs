@@ -19,7 +19,7 @@ use crate::engine::assemble::join_montage;
 use crate::engine::chunk::{plan_chunks, write_chunks};
 use crate::engine::probe::Probe;
 use crate::engine::ENGINE_VERSION;
-use crate::jobs::kind::{release_blobs, remember_output};
+use crate::jobs::kind::{one_blob_each, release_blobs, remember_output};
 use crate::jobs::video::{video_class, video_cost};
 
 /// Source chunks are cut at clean keyframes at least this far apart.
@@ -209,19 +209,7 @@ impl Render {
 
     /// Join the segments (results in shard order) and mux the song.
     pub fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
-        let mut ids = Vec::with_capacity(results.len());
-        for r in &results {
-            match r.output.blobs.as_slice() {
-                [b] => ids.push(b.id),
-                other => {
-                    return Err(JobError(format!(
-                        "render shard {} returned {} blobs, not one segment",
-                        r.index,
-                        other.len()
-                    )))
-                }
-            }
-        }
+        let ids = one_blob_each(&results)?;
         if ids.len() != self.plan.segments.len() {
             return Err(JobError(format!(
                 "{} segments rendered for {} shots",

@@ -16,7 +16,7 @@ use crate::engine::encode::{available_codecs, encoder_available};
 use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::{MediaError, ENGINE_VERSION};
 use crate::jobs::calibrate::verify_encoder;
-use crate::jobs::kind::{release_blobs, remember_output};
+use crate::jobs::kind::{one_blob_each, release_blobs, remember_output};
 use crate::jobs::video::{video_class, video_cost};
 
 /// Plans and assembles one transcode.
@@ -227,19 +227,7 @@ impl JobDriver for TranscodeDriver {
             .probe
             .take()
             .ok_or_else(|| JobError("finish before plan".into()))?;
-        let mut ids = Vec::with_capacity(results.len());
-        for r in &results {
-            match r.output.blobs.as_slice() {
-                [b] => ids.push(b.id),
-                other => {
-                    return Err(JobError(format!(
-                        "shard {} returned {} blobs, not one segment",
-                        r.index,
-                        other.len()
-                    )))
-                }
-            }
-        }
+        let ids = one_blob_each(&results)?;
         let pins: Vec<PinGuard> = ids.iter().map(|id| self.cache.blobs.pin(id)).collect();
         let paths: Vec<PathBuf> = ids.iter().map(|id| self.cache.blobs.path(id)).collect();
         let tmp = self.cache.blobs.temp_path("output");
