@@ -58,6 +58,14 @@ impl rendermesh_cache::CacheValue for Probe {
 }
 
 impl Probe {
+    /// Width and height as a player shows them (a rotated clip's sides swapped).
+    pub fn display_size(&self) -> (u32, u32) {
+        match self.rotation {
+            90 | 270 => (self.height, self.width),
+            _ => (self.width, self.height),
+        }
+    }
+
     pub fn duration_s(&self) -> f64 {
         (self.end_pts - self.start_pts) as f64 * self.time_base.as_f64()
     }

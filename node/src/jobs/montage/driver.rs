@@ -20,7 +20,7 @@ use super::plan::{make_plan, Settings, SourceFacts};
 use super::render::{Clip, Render};
 use super::Params;
 use crate::engine::encode::{available_codecs, encoder_available};
-use crate::engine::probe::{identify, probe_cached, Probe};
+use crate::engine::probe::{identify, probe_cached};
 use crate::engine::MediaError;
 use crate::jobs::beats::driver::BeatsDriver;
 use crate::jobs::scenes::driver::ScenesDriver;
@@ -130,7 +130,7 @@ impl MontageDriver {
     fn format(&self) -> (u32, u32, rendermesh_protocol::Rational) {
         let mut counts: Vec<((u32, u32, rendermesh_protocol::Rational), usize)> = Vec::new();
         for c in &self.clips {
-            let (w, h) = display_size(&c.probe);
+            let (w, h) = c.probe.display_size();
             let key = (w & !1, h & !1, standard_rate(c.probe.fps));
             match counts.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, n)) => *n += 1,
@@ -253,14 +253,6 @@ impl MontageDriver {
         self.render = Some(render);
         self.phase = Phase::Render;
         Ok(Plan::Shards(stage))
-    }
-}
-
-/// Width and height as shown (a rotated clip's sides swapped).
-pub fn display_size(p: &Probe) -> (u32, u32) {
-    match p.rotation {
-        90 | 270 => (p.height, p.width),
-        _ => (p.width, p.height),
     }
 }
 

@@ -106,7 +106,7 @@ impl Render {
                         .unwrap_or(0)
                 };
                 let (a, b) = (find(t0), find(t_last));
-                let display = crate::jobs::montage::driver::display_size(probe);
+                let display = probe.display_size();
                 let spec = RenderSpec {
                     width: plan.width,
                     height: plan.height,
