@@ -422,6 +422,10 @@ fn bad_inputs_get_one_clear_line_and_no_output() {
     // a length beyond the song names both
     let e = fails(&good, &["--length", "45", "--start", "2"]);
     assert!(e.contains("--length 45") && e.contains("song.wav"), "{e}");
+    // a pace that does not exist is refused by the command line, before any work
+    let e = fails(&good, &["--pace", "turbo"]);
+    assert!(e.contains("turbo") && e.contains("fast"), "{e}");
+    assert!(!e.contains("in-process"), "{e}");
     // an output that cannot be written
     let e = fails(&good, &["-o", "/proc/nope/out.mp4"]);
     assert!(e.contains("/proc/nope"), "{e}");

@@ -87,7 +87,7 @@ pub struct MontageArgs {
     #[arg(long, value_name = "N", value_parser = fps)]
     pub fps: Option<rendermesh_protocol::Rational>,
     /// How fast the cuts come: auto (from the music's energy), fast, medium, slow.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = ["auto", "fast", "medium", "slow"])]
     pub pace: String,
     /// Seed of the choices; the same seed gives the same montage.
     #[arg(long, default_value_t = 0)]
