@@ -14,7 +14,7 @@ use ff::Rescale;
 use ffmpeg_next as ff;
 use rendermesh_protocol::Rational;
 
-use super::probe::open_input;
+use super::probe::{open_input, read_packet};
 use super::song::SongTrack;
 use super::{ff_rational, MediaError};
 
@@ -66,17 +66,7 @@ fn segment_pts(
     let (index, tb, params) = (stream.index(), stream.time_base(), stream.parameters());
     let mut pts = Vec::new();
     let mut pkt = ff::Packet::empty();
-    loop {
-        match pkt.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(e) => {
-                return Err(MediaError::Truncated {
-                    file: path.to_path_buf(),
-                    cause: e.to_string(),
-                })
-            }
-        }
+    while read_packet(&mut ictx, &mut pkt, path)? {
         if pkt.stream() != index {
             continue;
         }
@@ -218,17 +208,7 @@ fn join(
         let base = written;
         let mut in_segment = 0u64;
         let mut pkt = ff::Packet::empty();
-        loop {
-            match pkt.read(&mut ictx) {
-                Ok(()) => {}
-                Err(ff::Error::Eof) => break,
-                Err(e) => {
-                    return Err(MediaError::Truncated {
-                        file: path.clone(),
-                        cause: e.to_string(),
-                    })
-                }
-            }
+        while read_packet(&mut ictx, &mut pkt, path)? {
             if pkt.stream() != index {
                 continue;
             }

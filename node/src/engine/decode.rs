@@ -13,7 +13,7 @@ use rendermesh_protocol::FrameRange;
 
 use ff::Rescale;
 
-use super::probe::open_input;
+use super::probe::{open_input, read_packet};
 use super::{ff_rational, MediaError};
 
 /// Decode `range` from the chunk at `path`, calling `on_frame` for each frame in range, in
@@ -86,17 +86,7 @@ pub fn decode_range(
             Ok(())
         };
     let mut pkt = ff::Packet::empty();
-    loop {
-        match pkt.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(e) => {
-                return Err(MediaError::Truncated {
-                    file: path.to_path_buf(),
-                    cause: e.to_string(),
-                })
-            }
-        }
+    while read_packet(&mut ictx, &mut pkt, path)? {
         if pkt.stream() != index {
             continue;
         }

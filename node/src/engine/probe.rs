@@ -118,6 +118,23 @@ pub fn open_input(path: &Path) -> Result<ff::format::context::Input, MediaError>
     })
 }
 
+/// Read the next packet of `ictx` into `pkt`: `false` at the end of the file; a read error
+/// is the file `path` being truncated.
+pub fn read_packet(
+    ictx: &mut ff::format::context::Input,
+    pkt: &mut ff::Packet,
+    path: &Path,
+) -> Result<bool, MediaError> {
+    match pkt.read(ictx) {
+        Ok(()) => Ok(true),
+        Err(ff::Error::Eof) => Ok(false),
+        Err(e) => Err(MediaError::Truncated {
+            file: path.to_path_buf(),
+            cause: e.to_string(),
+        }),
+    }
+}
+
 /// Does the file start like a media container (MP4/MOV, Matroska/WebM, AVI, NUT, MPEG-TS)?
 fn looks_like_container(path: &Path) -> bool {
     let mut head = [0u8; 12];
