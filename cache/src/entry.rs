@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use rendermesh_protocol::{
-    codec, BeatGrid, CacheKey, CacheKind, FileLooks, SceneList, SceneScores, ShardOutput,
+    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, SceneList, SceneScores, ShardOutput,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,13 +29,14 @@ const HASH: usize = 32;
 
 /// Every kind, for reading tags back. [`kind_is_listed`] fails to compile when a kind is added
 /// to the protocol and not here.
-const KINDS: [CacheKind; 6] = [
+const KINDS: [CacheKind; 7] = [
     CacheKind::Probe,
     CacheKind::SceneShard,
     CacheKind::SceneList,
     CacheKind::Segment,
     CacheKind::BeatGrid,
     CacheKind::FrameLooks,
+    CacheKind::FileOutput,
 ];
 
 #[allow(dead_code)]
@@ -46,7 +47,8 @@ fn kind_is_listed(k: CacheKind) {
         | CacheKind::SceneList
         | CacheKind::Segment
         | CacheKind::BeatGrid
-        | CacheKind::FrameLooks => {}
+        | CacheKind::FrameLooks
+        | CacheKind::FileOutput => {}
     }
 }
 
@@ -66,6 +68,10 @@ impl CacheValue for SceneList {
 
 impl CacheValue for BeatGrid {
     const KIND: CacheKind = CacheKind::BeatGrid;
+}
+
+impl CacheValue for FileOutput {
+    const KIND: CacheKind = CacheKind::FileOutput;
 }
 
 impl CacheValue for FileLooks {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Version of the capabilities record; bump on incompatible change.
-pub const CAPS_VERSION: u16 = 2;
+pub const CAPS_VERSION: u16 = 3;
 
 /// A graphics device found on the host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -142,6 +142,8 @@ pub enum CacheKind {
     BeatGrid,
     /// How the sampled frames of one file look (a montage's material analysis).
     FrameLooks,
+    /// A finished file of a batch or proxy job (a blob id): asking again costs no encode.
+    FileOutput,
 }
 
 impl CacheKind {
@@ -154,6 +156,7 @@ impl CacheKind {
             CacheKind::Segment => "segment",
             CacheKind::BeatGrid => "beat-grid",
             CacheKind::FrameLooks => "frame-looks",
+            CacheKind::FileOutput => "file-output",
         }
     }
 }

@@ -377,6 +377,9 @@ pub struct JobStatus {
     pub stage: u32,
     #[serde(default)]
     pub stage_name: String,
+    /// The files of a job of many files, each with its state (empty for other jobs).
+    #[serde(default)]
+    pub items: Vec<crate::batch::JobItem>,
 }
 
 /// What a finished job produced.
@@ -404,6 +407,9 @@ pub enum JobResult {
         frames: u64,
         plan: Box<MontagePlan>,
     },
+    /// A job of many files: each file as it ended (outputs are blobs in the coordinating
+    /// node's store; two files of the same content share one).
+    Batch { items: Vec<crate::batch::JobItem> },
 }
 
 /// Why a shard did not produce a result. Travels over the wire as such: nobody matches on

@@ -2,6 +2,7 @@
 //!
 //! - [`id`]: [`ContentId`] (blake3 of bytes), [`CacheKey`] and [`JobId`].
 //! - [`media`]: time bases, codecs, encoder and scene options, frame ranges, scene scores and lists.
+//! - [`batch`]: jobs of many files: each file's state and a finished file's cache entry.
 //! - [`beats`]: beat-analysis parameters and beat grids.
 //! - [`montage`]: the montage plan document and what a render shard makes.
 //! - [`job`]: the shards a coordinator plans ([`ShardSpec`]),
@@ -12,6 +13,7 @@
 //!
 //! This crate does no I/O and depends on no other rendermesh crate.
 
+pub mod batch;
 pub mod beats;
 pub mod caps;
 pub mod codec;
@@ -21,6 +23,7 @@ pub mod media;
 pub mod montage;
 pub mod wire;
 
+pub use batch::{FileOutput, ItemState, JobItem};
 pub use beats::{BeatGrid, BeatParams};
 pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION, MAX_SLOTS};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};

@@ -34,6 +34,10 @@ pub enum VideoCodec {
     H265,
     Av1,
     Vp9,
+    /// Apple ProRes (FFmpeg's `prores_ks`, profile *proxy*): an editing proxy codec.
+    ProRes,
+    /// Avid DNxHR (FFmpeg's `dnxhd`, profile LB): an editing proxy codec.
+    DnxHr,
 }
 
 impl VideoCodec {
@@ -44,6 +48,8 @@ impl VideoCodec {
             VideoCodec::H265 => "libx265",
             VideoCodec::Av1 => "libsvtav1",
             VideoCodec::Vp9 => "libvpx-vp9",
+            VideoCodec::ProRes => "prores_ks",
+            VideoCodec::DnxHr => "dnxhd",
         }
     }
 
@@ -53,16 +59,25 @@ impl VideoCodec {
             VideoCodec::H265 => "h265",
             VideoCodec::Av1 => "av1",
             VideoCodec::Vp9 => "vp9",
+            VideoCodec::ProRes => "prores",
+            VideoCodec::DnxHr => "dnxhr",
         }
     }
 
-    pub fn all() -> [VideoCodec; 4] {
+    pub fn all() -> [VideoCodec; 6] {
         [
             VideoCodec::H264,
             VideoCodec::H265,
             VideoCodec::Av1,
             VideoCodec::Vp9,
+            VideoCodec::ProRes,
+            VideoCodec::DnxHr,
         ]
+    }
+
+    /// An intra-only editing codec (ProRes, DNxHR): no rate factor, written in QuickTime.
+    pub fn is_intermediate(self) -> bool {
+        matches!(self, VideoCodec::ProRes | VideoCodec::DnxHr)
     }
 }
 
@@ -74,8 +89,10 @@ impl std::str::FromStr for VideoCodec {
             "h265" | "hevc" | "x265" | "libx265" => Ok(VideoCodec::H265),
             "av1" | "svtav1" | "libsvtav1" => Ok(VideoCodec::Av1),
             "vp9" | "libvpx-vp9" => Ok(VideoCodec::Vp9),
+            "prores" | "prores_ks" => Ok(VideoCodec::ProRes),
+            "dnxhr" | "dnxhd" => Ok(VideoCodec::DnxHr),
             other => Err(format!(
-                "unknown codec {other:?}; choose one of h264, h265, av1, vp9"
+                "unknown codec {other:?}; choose one of h264, h265, av1, vp9, prores, dnxhr"
             )),
         }
     }
@@ -93,7 +110,14 @@ pub struct EncodeOptions {
     /// The coordinator checks it against the node's verified encoders and falls back to
     /// software, with a logged reason, when it cannot be used.
     pub encoder: Option<String>,
+    /// Scale to this height (even), the width following the display aspect (even, square
+    /// pixels); `None` keeps the source's size. Proxies use it.
+    #[serde(default)]
+    pub height: Option<u32>,
 }
+
+/// Heights an encode may scale to.
+pub const SCALE_HEIGHTS: std::ops::RangeInclusive<u32> = 16..=4320;
 
 impl EncodeOptions {
     /// The FFmpeg encoder these options run.
@@ -109,6 +133,7 @@ impl Default for EncodeOptions {
             crf: 23,
             preset: None,
             encoder: None,
+            height: None,
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rendermesh_protocol::{JobId, JobResult, ShardOutput, ShardResult, ShardSpec, WorkStats};
+use rendermesh_protocol::{JobId, JobItem, JobResult, ShardOutput, ShardResult, ShardSpec, WorkStats};
 
 pub use rendermesh_protocol::{FailureKind, ShardError};
 
@@ -120,4 +120,15 @@ pub trait JobDriver: Send + 'static {
     fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError>;
     /// A shard's result arrived (e.g. to remember it for a resumed job). Must be quick.
     fn shard_done(&mut self, _result: &ShardResult) {}
+    /// A shard failed for good (bad input, or its retries used up). `true`: the driver takes
+    /// the loss (a job of many files fails that one file) and the stage goes on without the
+    /// shard; `false` (the default): the job fails. Must be quick.
+    fn shard_failed(&mut self, _index: u32, _error: &ShardError) -> bool {
+        false
+    }
+    /// The job's items (the files of a job of many files) when they changed since the last
+    /// call; asked after every shard's answer, every tick and at the end. Must be quick.
+    fn items(&mut self) -> Option<Vec<JobItem>> {
+        None
+    }
 }

@@ -44,6 +44,7 @@ impl JobHandle {
             elapsed_ms: 0,
             stage: 0,
             stage_name: kind.to_string(),
+            items: Vec::new(),
         })
     }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use rendermesh_cache::{Cache, RawEntry, StoreError, StoredKind};
 use rendermesh_protocol::{
-    codec, BeatGrid, CacheKey, CacheKind, FileLooks, SceneList, SceneScores, ShardOutput,
+    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, SceneList, SceneScores, ShardOutput,
 };
 
 use crate::api::client::Client;
@@ -82,6 +82,7 @@ fn decode_json(raw: &RawEntry) -> Option<Result<serde_json::Value, String>> {
         StoredKind::Known(CacheKind::Segment) => Some(json::<ShardOutput>(&raw.payload)),
         StoredKind::Known(CacheKind::BeatGrid) => Some(json::<BeatGrid>(&raw.payload)),
         StoredKind::Known(CacheKind::FrameLooks) => Some(json::<FileLooks>(&raw.payload)),
+        StoredKind::Known(CacheKind::FileOutput) => Some(json::<FileOutput>(&raw.payload)),
         StoredKind::Other(_) | StoredKind::Unmarked => None,
     }
 }
@@ -100,6 +101,7 @@ fn decodes(raw: &RawEntry) -> Result<(), String> {
         StoredKind::Known(CacheKind::Segment) => check::<ShardOutput>(&raw.payload),
         StoredKind::Known(CacheKind::BeatGrid) => check::<BeatGrid>(&raw.payload),
         StoredKind::Known(CacheKind::FrameLooks) => check::<FileLooks>(&raw.payload),
+        StoredKind::Known(CacheKind::FileOutput) => check::<FileOutput>(&raw.payload),
         StoredKind::Other(_) | StoredKind::Unmarked => Ok(()),
     }
 }

@@ -611,6 +611,7 @@ pub(crate) mod tests {
             crf: 12,
             preset: Some("ultrafast".into()),
             encoder: None,
+            height: None,
         }
     }
 

@@ -82,6 +82,17 @@ pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictiona
             d.set("row-mt", "1");
             d.set("threads", &threads.to_string());
         }
+        // intra-only editing codecs: a profile instead of a rate factor
+        VideoCodec::ProRes => {
+            d = ff::Dictionary::new();
+            d.set("profile", "proxy");
+            d.set("threads", &threads.to_string());
+        }
+        VideoCodec::DnxHr => {
+            d = ff::Dictionary::new();
+            d.set("profile", "dnxhr_lb");
+            d.set("threads", &threads.to_string());
+        }
     }
     d
 }
@@ -295,6 +306,7 @@ mod tests {
             crf: 23,
             preset: Some(preset.into()),
             encoder: None,
+            height: None,
         };
         (dir, clip, range, out, opts)
     }

@@ -71,6 +71,7 @@ pub fn verify_encoder(name: &str, dir: &Path) -> Result<(), String> {
         crf: 28,
         preset: None,
         encoder: Some(name.to_string()),
+        height: None,
     };
     let result = encode_chunk(&clip, &range, &opts, &out, 1, &ShardCtl::detached());
     let _ = std::fs::remove_file(&clip);
@@ -130,6 +131,7 @@ fn time_encode(
         crf: 23,
         preset: None,
         encoder: Some(name.to_string()),
+        height: None,
     };
     let t = Instant::now();
     let ok = encode_chunk(clip, range, &opts, &out, threads, ctl).is_ok();

@@ -48,6 +48,7 @@ impl Coordinator {
             self.run_failed(run, e, ctx);
         }
         self.speculate(ctx);
+        self.refresh_items();
     }
 }
 

@@ -9,7 +9,9 @@
 //! job's [`JobHandle`]; a shard whose failure is retryable goes back up for auction (up to
 //! [`MAX_RETRIES`] times), and a peer that was lost takes no further shards of this job. When
 //! every shard is in, the driver assembles the result. The first non-retryable failure fails
-//! the job.
+//! the job, unless the driver takes the loss ([`JobDriver::shard_failed`]: a job of many files
+//! fails that one file); then the stage ends without that shard. A driver with items (files)
+//! has them copied into the status after every answer and every tick.
 //!
 //! Every start of a shard somewhere is a *run* (an award, or a speculative copy), kept in
 //! `running` under its own id; a result is used only while its run is still there, so the
@@ -105,6 +107,8 @@ pub struct Coordinator {
     link: Option<MeshLink>,
     handle: JobHandle,
     results: BTreeMap<u32, ShardResult>,
+    /// Shards of this stage that failed for good and whose loss the driver took.
+    given_up: BTreeSet<u32>,
     expected: usize,
     failed: bool,
     targets: Vec<Target>,
@@ -141,6 +145,7 @@ impl Coordinator {
             workers,
             handle,
             results: BTreeMap::new(),
+            given_up: BTreeSet::new(),
             expected: 0,
             failed: false,
             targets: Vec::new(),
@@ -179,7 +184,17 @@ impl Coordinator {
                 self.handle.complete(Ok(result), stats);
                 ctx.stop();
             }
-            Ok(Plan::Shards(stage)) => self.start_stage(stage, ctx),
+            Ok(Plan::Shards(stage)) => {
+                self.refresh_items();
+                self.start_stage(stage, ctx)
+            }
+        }
+    }
+
+    /// Copy the driver's items into the status when they changed.
+    pub(super) fn refresh_items(&mut self) {
+        if let Some(items) = self.driver.as_mut().and_then(|d| d.items()) {
+            self.handle.update(|s| s.items = items);
         }
     }
 
@@ -261,12 +276,13 @@ impl Coordinator {
         self.specs.clear();
         self.copied.clear();
         self.results.clear();
+        self.given_up.clear();
         self.expected = 0;
         self.on_plan(Ok(plan), ctx);
     }
 
     fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
-        if self.results.len() < self.expected || self.driver.is_none() {
+        if self.results.len() + self.given_up.len() < self.expected || self.driver.is_none() {
             return;
         }
         let Some(mut driver) = self.driver.take() else {
@@ -288,6 +304,10 @@ impl Coordinator {
                     Err(JobError(format!("finishing the job crashed: {e}"))),
                 ),
             };
+            // the items as the stage (or job) ended
+            act.driver = driver;
+            act.refresh_items();
+            let driver = act.driver.take();
             match res {
                 Ok(Finish::Done(result, stats)) => {
                     tracing::info!(job = %act.job, "job done");

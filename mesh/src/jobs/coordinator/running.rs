@@ -202,6 +202,7 @@ impl Coordinator {
         if let Some(d) = self.driver.as_mut() {
             d.shard_done(&r);
         }
+        self.refresh_items();
         self.handle.update(|s| {
             s.stats.add(&r.stats);
             if let Some(row) = s.shards.iter_mut().find(|x| x.index == r.index) {
@@ -262,12 +263,27 @@ impl Coordinator {
                 self.schedule(ctx);
             }
             _ => {
+                let taken = self
+                    .driver
+                    .as_mut()
+                    .is_some_and(|d| d.shard_failed(shard, &e));
                 self.handle.update(|s| {
                     if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard) {
                         row.state = ShardState::Failed;
+                        if taken {
+                            add_note(row, e.message.clone());
+                        }
                     }
                 });
-                self.fail(e.message, ctx);
+                if !taken {
+                    self.fail(e.message, ctx);
+                    return;
+                }
+                tracing::warn!(job = %self.job, shard, error = %e, "shard failed; the job goes on without it");
+                self.given_up.insert(shard);
+                self.refresh_items();
+                self.schedule(ctx);
+                self.maybe_finish(ctx);
             }
         }
     }

@@ -129,6 +129,7 @@ pub(super) fn run(cfg: NodeConfig, a: MontageArgs) -> anyhow::Result<i32> {
             crf: a.crf,
             preset: a.preset.clone(),
             encoder: None,
+            height: None,
         },
         chunk_seconds: a.common.chunk_seconds,
     };

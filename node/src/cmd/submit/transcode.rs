@@ -42,6 +42,7 @@ pub(super) fn run(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
             crf: a.crf,
             preset: a.preset.clone(),
             encoder: a.encoder.clone(),
+            height: None,
         },
         chunk_seconds: a.common.chunk_seconds,
     };
