@@ -53,8 +53,12 @@ pub struct NodeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SubmitCmd {
-    /// Transcode one file, split into chunks encoded in parallel.
+    /// Transcode a file (cut into chunks encoded in parallel), or a batch of files into a
+    /// directory, one output each, all in one auction.
     Transcode(TranscodeArgs),
+    /// Editing proxies of many files: smaller, same frames, rate, timecode and audio; kept
+    /// by content, so asking again on any box costs no encode.
+    Proxy(ProxyArgs),
     /// Detect scene cuts in one or more files.
     Scenes(ScenesArgs),
     /// Digest files on the mesh, then combine the digests (two stages): a check that every
@@ -182,12 +186,21 @@ pub struct CommonSubmit {
 
 #[derive(Args, Debug)]
 pub struct TranscodeArgs {
-    /// Source file.
-    pub input: PathBuf,
-    /// Output file; its extension picks the container (.mp4, .mkv, .mov, .webm, .nut).
+    /// Source file; or several files (or directories of them): a batch, one output each.
+    #[arg(required = true, value_name = "IN")]
+    pub inputs: Vec<PathBuf>,
+    /// Output file; its extension picks the container (.mp4, .mkv, .mov, .webm, .nut). For a
+    /// batch (several inputs, or OUT ending in / or an existing directory): the directory.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
-    /// Video codec: h264, h265, av1, vp9.
+    /// A batch's output names: {name} is the input's name without extension, {ext} the
+    /// container's usual extension; the extension written picks the container.
+    #[arg(long, value_name = "TEMPLATE", default_value = "{name}.{ext}")]
+    pub name: String,
+    /// A batch replaces outputs that exist (else they are skipped).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Video codec: h264, h265, av1, vp9 (also prores, dnxhr).
     #[arg(long, default_value = "h264")]
     pub codec: String,
     /// Constant rate factor (quality; lower is better).
@@ -200,6 +213,44 @@ pub struct TranscodeArgs {
     /// cannot encode on the node falls back to the codec's software encoder, with a note.
     #[arg(long, value_name = "NAME")]
     pub encoder: Option<String>,
+    #[command(flatten)]
+    pub common: CommonSubmit,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyCodec {
+    H264,
+    Prores,
+    Dnxhr,
+}
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// Source files, or directories of them.
+    #[arg(required = true, value_name = "IN")]
+    pub inputs: Vec<PathBuf>,
+    /// The directory the proxies go to.
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// Height of the proxies (the width follows the picture's aspect).
+    #[arg(long, default_value_t = 540, value_parser = clap::value_parser!(u32).range(16..=4320))]
+    pub height: u32,
+    /// h264 (in .mp4), prores (ProRes Proxy in .mov, PCM audio) or dnxhr (DNxHR LB in .mov,
+    /// PCM audio).
+    #[arg(long, value_enum, default_value = "h264")]
+    pub codec: ProxyCodec,
+    /// Output names: {name} is the source's name without extension, {ext} the container's.
+    #[arg(long, value_name = "TEMPLATE", default_value = "{name}_proxy.{ext}")]
+    pub name: String,
+    /// Replace proxies that exist (else they are skipped).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// h264 proxies: constant rate factor.
+    #[arg(long, default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
+    pub crf: u8,
+    /// h264 proxies: x264 preset.
+    #[arg(long, default_value = "veryfast")]
+    pub preset: String,
     #[command(flatten)]
     pub common: CommonSubmit,
 }

@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod cmd;
 mod config;
+mod delivery;
 mod engine;
 mod host;
 mod jobs;

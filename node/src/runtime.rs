@@ -11,7 +11,7 @@ use rendermesh_mesh::{JobBoard, JobHandle, Load, Worker};
 
 use crate::config::NodeConfig;
 use crate::jobs::executor::KindExecutor;
-use crate::jobs::kind::{JobContext, SubmitRequest};
+use crate::jobs::kind::{JobContext, MeshBlobs, SubmitRequest};
 use crate::jobs::registry;
 
 /// Cache, workers and jobs of this node.
@@ -78,6 +78,7 @@ impl Runtime {
             name: self.name.clone(),
             chunk_seconds: self.cfg.chunk_seconds,
             peers: self.board.peers(),
+            mesh: self.board.link().map(MeshBlobs::new),
         };
         let (kind, started) = registry::start(&ctx, req)?;
         Ok(self.board.start(kind, started.inputs, started.driver))

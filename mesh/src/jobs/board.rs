@@ -53,6 +53,11 @@ impl JobBoard {
         *lock(&self.link) = Some(link);
     }
 
+    /// The mesh this node is part of (none for a mesh of one).
+    pub fn link(&self) -> Option<MeshLink> {
+        lock(&self.link).clone()
+    }
+
     /// Live peers of the mesh (none for a mesh of one).
     pub fn peers(&self) -> Vec<crate::peers::PeerEntry> {
         lock(&self.link)

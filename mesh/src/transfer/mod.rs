@@ -40,6 +40,7 @@
 //! - [`blob_stream`]: blob streams, framed and served (a stretch of a blob as one stream).
 //! - `serve`: [`serve_piece`], one piece of a blob for a
 //!   [`Request::GetBlob`](rendermesh_protocol::Request::GetBlob).
+//! - `from_any`: [`fetch_from_any`], a blob from whichever live peer of the mesh holds it.
 //! - `fetch`: [`fetch()`], the peers in turn, retries with backoff, one fetch per blob at a time.
 //! - `session`: one peer's session (over blob streams or by pieces), the state of a fetch
 //!   across peers, its verification and adoption into the store.
@@ -48,6 +49,7 @@
 
 pub mod blob_stream;
 mod fetch;
+mod from_any;
 mod serve;
 mod session;
 mod sink;
@@ -62,6 +64,7 @@ use rendermesh_cache::PinGuard;
 use rendermesh_protocol::ContentId;
 
 pub use fetch::fetch;
+pub use from_any::fetch_from_any;
 pub use serve::serve_piece;
 pub use sink::{partial_path, remove_stale_partials, PARTIAL_PREFIX, PARTIAL_SUFFIX};
 

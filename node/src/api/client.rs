@@ -109,6 +109,23 @@ impl Client {
         Ok(())
     }
 
+    /// The output file of item `n` of a job of many files, as a reader.
+    pub fn item_output(&self, id: JobId, n: usize) -> anyhow::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(
+            self.get(&format!("/v1/jobs/{id}/items/{n}/output"))?
+                .into_reader(),
+        ))
+    }
+
+    pub fn drop_item_output(&self, id: JobId, n: usize) -> anyhow::Result<()> {
+        self.agent
+            .delete(&format!("{}/v1/jobs/{id}/items/{n}/output", self.base))
+            .set("Authorization", &self.auth())
+            .call()
+            .map_err(api_err)?;
+        Ok(())
+    }
+
     pub fn drop_output(&self, id: JobId) -> anyhow::Result<()> {
         self.agent
             .delete(&format!("{}/v1/jobs/{id}/output", self.base))

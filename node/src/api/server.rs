@@ -260,6 +260,65 @@ async fn drop_output(
     HttpResponse::NoContent().finish()
 }
 
+/// Item `n` of a job of many files, and its output blob (when it has one).
+fn item_of(
+    req: &HttpRequest,
+    st: &ApiState,
+    path: &(String, usize),
+) -> Result<rendermesh_protocol::ContentId, Box<HttpResponse>> {
+    let _ = req;
+    let h = job_of(&path.0, st)?;
+    let status = h.status();
+    let item = status.items.get(path.1).ok_or_else(|| {
+        Box::new(error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            format!("job {} has no item {}", status.id, path.1),
+        ))
+    })?;
+    match (item.state.is_ok(), item.output) {
+        (true, Some(id)) => Ok(id),
+        _ => Err(Box::new(error(
+            actix_web::http::StatusCode::CONFLICT,
+            format!("{}: has no output (yet)", item.name),
+        ))),
+    }
+}
+
+async fn item_output(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<(String, usize)>,
+) -> HttpResponse {
+    guard!(req, st);
+    let id = match item_of(&req, &st, &path) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    match actix_files::NamedFile::open_async(st.runtime.cache.blobs.path(&id)).await {
+        Ok(f) => f.into_response(&req),
+        Err(e) => error(
+            actix_web::http::StatusCode::GONE,
+            format!("output is no longer stored: {e}"),
+        ),
+    }
+}
+
+async fn drop_item_output(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<(String, usize)>,
+) -> HttpResponse {
+    guard!(req, st);
+    match item_of(&req, &st, &path) {
+        Ok(id) => {
+            // a blob another job pins stays
+            let _ = st.runtime.cache.blobs.remove_unpinned(&id);
+            HttpResponse::NoContent().finish()
+        }
+        Err(r) => *r,
+    }
+}
+
 /// Routes of the control API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::JsonConfig::default().limit(1 << 20))
@@ -272,5 +331,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/jobs/{id}", web::get().to(status))
         .route("/v1/jobs/{id}/result", web::get().to(result))
         .route("/v1/jobs/{id}/output", web::get().to(output))
-        .route("/v1/jobs/{id}/output", web::delete().to(drop_output));
+        .route("/v1/jobs/{id}/output", web::delete().to(drop_output))
+        .route("/v1/jobs/{id}/items/{n}/output", web::get().to(item_output))
+        .route(
+            "/v1/jobs/{id}/items/{n}/output",
+            web::delete().to(drop_item_output),
+        );
 }

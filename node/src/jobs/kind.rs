@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use rendermesh_cache::{BlobStore, Cache, PinGuard};
 use rendermesh_mesh::exec::ShardCtl;
-use rendermesh_mesh::{JobDriver, PeerEntry, ShardError};
+use rendermesh_mesh::transfer::fetch_from_any;
+use rendermesh_mesh::{JobDriver, MeshLink, PeerEntry, ShardError};
 use rendermesh_protocol::{CacheKey, Capabilities, ContentId, ShardOutput, ShardSpec, WorkStats};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,35 @@ pub struct JobContext {
     pub chunk_seconds: f64,
     /// The mesh's other nodes as they announce themselves.
     pub peers: Vec<PeerEntry>,
+    /// Blobs the mesh's other nodes hold (none for a mesh of one).
+    pub mesh: Option<MeshBlobs>,
+}
+
+/// Blobs held by the mesh's other nodes, fetched by id into this node's store. For a driver's
+/// `plan` or `finish` (they run on blocking threads, never on the async executor).
+#[derive(Clone)]
+pub struct MeshBlobs {
+    link: MeshLink,
+    rt: tokio::runtime::Handle,
+}
+
+impl MeshBlobs {
+    /// Call inside the node's async runtime (it keeps that runtime's handle).
+    pub fn new(link: MeshLink) -> Self {
+        Self {
+            link,
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Blob `id` from whichever live peer holds it (at most `max_size` bytes), verified and
+    /// pinned here; one line when no peer could deliver it.
+    pub fn fetch(&self, id: ContentId, max_size: u64) -> Result<PinGuard, String> {
+        self.rt
+            .block_on(fetch_from_any(&self.link, id, max_size))
+            .map(|f| f.pin)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl JobContext {

@@ -7,6 +7,8 @@
 //! (inputs, class, cost) without looking inside.
 //!
 //! - [`transcode`]: cut at keyframes, encode chunks, join, mux the audio once.
+//! - [`batch`]: many files in one auction (batch transcodes, proxies, watched folders); a
+//!   file fails alone; finished files are remembered by content.
 //! - [`scenes`]: per-frame scene scores in time shards, the detectors, CSV/JSON/EDL exports.
 //! - [`beats`]: tempo, beats, bars and sections of songs, one shard per file, from a
 //!   pure-Rust tracker.
@@ -28,6 +30,7 @@
 //! `ShardTask` variants in the protocol, one row in [`registry::KINDS`], and a `submit`
 //! subcommand in the CLI. Nothing in the mesh changes.
 
+pub mod batch;
 pub mod beats;
 pub mod calibrate;
 pub mod checksum;

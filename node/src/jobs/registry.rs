@@ -2,6 +2,7 @@
 
 use rendermesh_protocol::Capabilities;
 
+use super::batch::Batch;
 use super::beats::Beats;
 use super::checksum::Checksum;
 use super::kind::{JobContext, JobKind, Speeds, Started, SubmitRequest};
@@ -10,7 +11,9 @@ use super::scenes::Scenes;
 use super::transcode::Transcode;
 
 /// Every kind this binary runs. A peer's shard whose task belongs to none is refused.
-pub const KINDS: &[&dyn JobKind] = &[&Transcode, &Scenes, &Checksum, &Beats, &Montage];
+pub const KINDS: &[&dyn JobKind] = &[
+    &Transcode, &Scenes, &Checksum, &Beats, &Montage, &Batch,
+];
 
 /// The kind called `name`.
 pub fn kind(name: &str) -> Option<&'static dyn JobKind> {

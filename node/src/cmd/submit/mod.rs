@@ -5,13 +5,14 @@
 //! One file per kind turns its arguments into the kind's parameters and its result into
 //! files and lines: [`transcode`], [`scenes`], [`checksum`], [`beats`], [`montage`]. What they share is here.
 
+pub mod batch;
 mod beats;
 mod checksum;
 mod montage;
+pub mod proxy;
 mod scenes;
 mod transcode;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rendermesh_protocol::{JobId, JobResult, JobStatus};
 
 use crate::api::client::Client;
+pub use crate::delivery::files::write_atomic;
+use crate::delivery::files::move_atomic;
+use crate::delivery::{HttpView, JobView, LocalView};
 use crate::api::read_control;
 use crate::cli::{CommonSubmit, SubmitCmd};
 use crate::config::NodeConfig;
@@ -28,6 +32,7 @@ use crate::runtime::Runtime;
 pub fn run(cfg: NodeConfig, sub: SubmitCmd) -> anyhow::Result<i32> {
     match sub {
         SubmitCmd::Transcode(a) => transcode::run(cfg, a),
+        SubmitCmd::Proxy(a) => proxy::run(cfg, a),
         SubmitCmd::Scenes(a) => scenes::run(cfg, a),
         SubmitCmd::Checksum(a) => checksum::run(cfg, a),
         SubmitCmd::Beats(a) => beats::run(cfg, a),
@@ -77,58 +82,6 @@ pub(super) fn per_input(out: &Path, input: &Path, many: bool) -> PathBuf {
         None => format!("{base}-{stem}"),
     };
     out.with_file_name(name)
-}
-
-/// A temp path beside `dest`, so the final rename stays on one filesystem.
-fn temp_beside(dest: &Path) -> PathBuf {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    dir.join(format!(".{name}.rendermesh-{}.tmp", std::process::id()))
-}
-
-/// Write `dest` from `src` through a temp file in the same directory and a rename, so a
-/// reader never sees a partial file and a failure leaves nothing behind.
-pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
-    let tmp = temp_beside(dest);
-    let result = (|| -> std::io::Result<u64> {
-        let mut f = std::fs::File::create(&tmp)?;
-        let n = std::io::copy(&mut src, &mut f)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dest)?;
-        Ok(n)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("{}: cannot write: {e}", dest.display())
-    })
-}
-
-/// Move a finished file to `dest` atomically: a rename when both are on one filesystem,
-/// else a copy through [`write_atomic`]. The source is gone afterwards either way.
-fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
-    let len = std::fs::metadata(src)?.len();
-    let tmp = temp_beside(dest);
-    if std::fs::rename(src, &tmp).is_ok() {
-        let done = std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .and_then(|_| std::fs::rename(&tmp, dest));
-        return match done {
-            Ok(()) => Ok(len),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(anyhow::anyhow!("{}: cannot write: {e}", dest.display()))
-            }
-        };
-    }
-    let n = write_atomic(dest, std::fs::File::open(src)?)?;
-    let _ = std::fs::remove_file(src);
-    Ok(n)
 }
 
 /// Bring a finished job's output blob (`bytes` long) to `dest`: streamed from the node, or
@@ -244,6 +197,45 @@ pub(super) fn execute(
         );
     }
     execute_local(cfg.clone(), req, common)
+}
+
+/// Submit `req` (to the local node when one answers, else in-process) and follow the job
+/// with `follow`, on a blocking thread: a job whose outputs are taken while it runs.
+pub(super) fn execute_with<T: Send + 'static>(
+    cfg: &NodeConfig,
+    req: SubmitRequest,
+    common: &CommonSubmit,
+    follow: impl FnOnce(&dyn JobView) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    if !common.local {
+        if let Some((info, token)) = read_control(&cfg.data_dir) {
+            let client = Client::new(&info, token);
+            if client.ping() {
+                let id = client.submit(&req)?;
+                return follow(&HttpView {
+                    client: &client,
+                    id,
+                });
+            }
+        }
+        eprintln!(
+            "rendermesh: no node answers for data dir {}; running in-process as a mesh of one",
+            cfg.data_dir.display()
+        );
+    }
+    let cfg = cfg.clone();
+    let sys = actix::System::new();
+    sys.block_on(async move {
+        let runtime = Runtime::start(cfg)?;
+        let handle = runtime.submit(req).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let view = LocalView {
+            handle,
+            cache: runtime.cache.clone(),
+        };
+        tokio::task::spawn_blocking(move || follow(&view))
+            .await
+            .map_err(|e| anyhow::anyhow!("following the job crashed: {e}"))?
+    })
 }
 
 fn execute_remote(

@@ -1,4 +1,5 @@
-//! `rendermesh submit transcode IN -o OUT`: the transcode kind from the command line.
+//! `rendermesh submit transcode IN -o OUT`: the transcode kind from the command line; with
+//! several inputs or an output directory, a batch (see [`super::batch`]).
 
 use rendermesh_protocol::{EncodeOptions, JobResult, VideoCodec};
 
@@ -8,7 +9,43 @@ use crate::config::NodeConfig;
 use crate::engine::concat::{check_output, container_for};
 use crate::jobs::calibrate::{codec_of_encoder, HARDWARE_ENCODERS};
 use crate::jobs::kind::{JobKind, SubmitRequest};
+use crate::jobs::batch::Work;
 use crate::jobs::transcode::{Params, Transcode};
+
+/// A batch: one output per input into the directory `-o`, the container from the name
+/// template's extension.
+fn batch(cfg: &NodeConfig, a: TranscodeArgs, codec: VideoCodec) -> anyhow::Result<i32> {
+    let ext_of_template = std::path::Path::new(&a.name)
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .filter(|e| e != "{ext}");
+    let container = match &ext_of_template {
+        Some(e) => container_for(std::path::Path::new(&format!("x.{e}")))?,
+        None if codec.is_intermediate() => "mov".into(),
+        None => "mp4".into(),
+    };
+    let work = Work {
+        options: EncodeOptions {
+            codec,
+            crf: a.crf,
+            preset: a.preset.clone(),
+            encoder: a.encoder.clone(),
+            height: None,
+        },
+        container,
+        pcm_audio: codec.is_intermediate(),
+        keep: false,
+    };
+    super::batch::run(
+        cfg,
+        &a.inputs,
+        &a.output,
+        &a.name,
+        a.overwrite,
+        work,
+        &a.common,
+    )
+}
 
 pub(super) fn run(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
     let codec: VideoCodec = match &a.encoder {
@@ -24,7 +61,10 @@ pub(super) fn run(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--codec: {e}"))?,
     };
-    let input = input_path(&a.input)?;
+    if a.inputs.len() > 1 || super::batch::is_dir_arg(&a.output) || a.inputs[0].is_dir() {
+        return batch(&cfg, a, codec);
+    }
+    let input = input_path(&a.inputs[0])?;
     check_output(&a.output)?;
     // the output replaces its file only at the end: that must never be the source
     if std::fs::canonicalize(&a.output).is_ok_and(|out| out == input) {

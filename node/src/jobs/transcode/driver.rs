@@ -68,15 +68,6 @@ impl TranscodeDriver {
         self
     }
 
-    /// Peers that verified encoder `name`.
-    fn peers_with(&self, name: &str) -> Vec<&str> {
-        self.peer_encoders
-            .iter()
-            .filter(|(_, encoders)| encoders.iter().any(|e| e == name))
-            .map(|(peer, _)| peer.as_str())
-            .collect()
-    }
-
     /// Key of the segment of the shard encoding `range` of input `id` with our options.
     fn segment_key(&self, id: &ContentId, range: &FrameRange) -> CacheKey {
         let params = codec::canonical(&(
@@ -107,41 +98,7 @@ impl TranscodeDriver {
 
 impl JobDriver for TranscodeDriver {
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
-        let mut notes = Vec::new();
-        if let Some(name) = self.options.encoder.clone() {
-            // a requested (hardware) encoder must prove itself here or on a peer, or the job falls back
-            let dir = self.cache.blobs.temp_path("verify");
-            let dir = dir.parent().unwrap_or(std::path::Path::new("."));
-            let elsewhere = self.peers_with(&name).join(", ");
-            match verify_encoder(&name, dir) {
-                Err(reason) if !elsewhere.is_empty() => {
-                    let note = format!(
-                        "encoder {name} cannot be used on this node ({reason}); its shards go to \
-                         the peers that verified it: {elsewhere}"
-                    );
-                    tracing::info!("{note}");
-                    notes.push(note);
-                }
-                Err(reason) => {
-                    let note = format!(
-                        "encoder {name} cannot be used on this node ({reason}); falling back to {}",
-                        self.options.codec.encoder_name()
-                    );
-                    tracing::warn!("{note}");
-                    notes.push(note);
-                    self.options.encoder = None;
-                }
-                Ok(()) => {}
-            }
-        }
-        if self.options.encoder.is_none() && !encoder_available(self.options.codec) {
-            return Err(JobError(format!(
-                "encoder {} for --codec {} is not in this FFmpeg build (available: {})",
-                self.options.codec.encoder_name(),
-                self.options.codec.name(),
-                available_codecs().join(", ")
-            )));
-        }
+        let notes = settle_encoder(&mut self.options, &self.cache, &self.peer_encoders)?;
         let err = |e: MediaError| JobError(e.to_string());
         let ident = identify(&self.cache, &self.input).map_err(err)?;
         let (probe, _) = probe_cached(&self.cache, &self.input, &ident.id).map_err(err)?;
@@ -278,4 +235,56 @@ impl JobDriver for TranscodeDriver {
             self.segments.push(self.cache.blobs.pin(&b.id));
         }
     }
+}
+
+/// Settle which encoder a job of `options` runs: a requested (hardware) encoder must prove
+/// itself here by a test encode, or be verified by one of the peers (name, verified encoders;
+/// its shards then go to those), or the job falls back to the codec's software encoder with a
+/// note. The software encoder must be in this FFmpeg build. Returns the notes for the user.
+pub(crate) fn settle_encoder(
+    options: &mut EncodeOptions,
+    cache: &Cache,
+    peer_encoders: &[(String, Vec<String>)],
+) -> Result<Vec<String>, JobError> {
+    let mut notes = Vec::new();
+    if let Some(name) = options.encoder.clone() {
+        let elsewhere: Vec<&str> = peer_encoders
+            .iter()
+            .filter(|(_, encoders)| encoders.iter().any(|e| *e == name))
+            .map(|(peer, _)| peer.as_str())
+            .collect();
+        // a requested (hardware) encoder must prove itself here or on a peer, or the job falls back
+        let dir = cache.blobs.temp_path("verify");
+        let dir = dir.parent().unwrap_or(std::path::Path::new("."));
+        let elsewhere = elsewhere.join(", ");
+        match verify_encoder(&name, dir) {
+            Err(reason) if !elsewhere.is_empty() => {
+                let note = format!(
+                    "encoder {name} cannot be used on this node ({reason}); its shards go to \
+                     the peers that verified it: {elsewhere}"
+                );
+                tracing::info!("{note}");
+                notes.push(note);
+            }
+            Err(reason) => {
+                let note = format!(
+                    "encoder {name} cannot be used on this node ({reason}); falling back to {}",
+                    options.codec.encoder_name()
+                );
+                tracing::warn!("{note}");
+                notes.push(note);
+                options.encoder = None;
+            }
+            Ok(()) => {}
+        }
+    }
+    if options.encoder.is_none() && !encoder_available(options.codec) {
+        return Err(JobError(format!(
+            "encoder {} for --codec {} is not in this FFmpeg build (available: {})",
+            options.codec.encoder_name(),
+            options.codec.name(),
+            available_codecs().join(", ")
+        )));
+    }
+    Ok(notes)
 }

@@ -37,6 +37,17 @@ pub struct Params {
 
 pub struct Transcode;
 
+/// The mesh's other nodes and the encoders each verified by a test encode.
+pub(crate) fn peer_encoders(ctx: &JobContext) -> Vec<(String, Vec<String>)> {
+    ctx.peers
+        .iter()
+        .map(|p| {
+            let verified = p.caps.encoders.iter().filter(|e| e.verified);
+            (p.name.clone(), verified.map(|e| e.name.clone()).collect())
+        })
+        .collect()
+}
+
 impl JobKind for Transcode {
     fn name(&self) -> &'static str {
         "transcode"
@@ -51,14 +62,6 @@ impl JobKind for Transcode {
                 CONTAINERS.join(", ")
             ));
         }
-        let peer_encoders = ctx
-            .peers
-            .iter()
-            .map(|p| {
-                let verified = p.caps.encoders.iter().filter(|e| e.verified);
-                (p.name.clone(), verified.map(|e| e.name.clone()).collect())
-            })
-            .collect();
         let driver = TranscodeDriver::new(
             ctx.cache.clone(),
             p.input.clone(),
@@ -66,7 +69,7 @@ impl JobKind for Transcode {
             p.container,
             ctx.chunk(p.chunk_seconds)?,
         )
-        .with_peer_encoders(peer_encoders);
+        .with_peer_encoders(peer_encoders(ctx));
         Ok(Started {
             inputs: vec![p.input.display().to_string()],
             driver: Box::new(driver),
@@ -124,6 +127,7 @@ mod tests {
             name: "n".into(),
             chunk_seconds: 2.0,
             peers: Vec::new(),
+            mesh: None,
         };
         let request = |container: &str| {
             serde_json::to_value(Params {
