@@ -16,7 +16,8 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use rendermesh_protocol::{
-    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, SceneList, SceneScores, ShardOutput,
+    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, SceneList, SceneScores,
+    ShardOutput,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -23,7 +23,10 @@ pub enum ItemState {
 impl ItemState {
     /// Over: done, cached or failed.
     pub fn is_final(self) -> bool {
-        matches!(self, ItemState::Done | ItemState::Cached | ItemState::Failed)
+        matches!(
+            self,
+            ItemState::Done | ItemState::Cached | ItemState::Failed
+        )
     }
 
     /// Has an output.

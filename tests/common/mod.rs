@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod batch;
 pub mod mesh;
 pub mod montage;
 
@@ -58,8 +59,10 @@ pub fn video_frames(file: &Path) -> u64 {
         ],
         file,
     )
-    .trim()
-    .parse()
+    // MPEG-TS adds its program sections after the stream's row: the first number counts
+    .split(|c: char| !c.is_ascii_digit())
+    .find(|s| !s.is_empty())
+    .and_then(|n| n.parse().ok())
     .expect("frame count")
 }
 

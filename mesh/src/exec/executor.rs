@@ -8,7 +8,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rendermesh_protocol::{JobId, JobItem, JobResult, ShardOutput, ShardResult, ShardSpec, WorkStats};
+use rendermesh_protocol::{
+    JobId, JobItem, JobResult, ShardOutput, ShardResult, ShardSpec, WorkStats,
+};
 
 pub use rendermesh_protocol::{FailureKind, ShardError};
 

@@ -11,7 +11,8 @@ use std::path::Path;
 use anyhow::Context;
 use rendermesh_cache::{Cache, RawEntry, StoreError, StoredKind};
 use rendermesh_protocol::{
-    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, SceneList, SceneScores, ShardOutput,
+    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, SceneList, SceneScores,
+    ShardOutput,
 };
 
 use crate::api::client::Client;

@@ -76,9 +76,7 @@ fn write_item(view: &dyn JobView, n: usize, item: &JobItem, dest: &PathBuf) -> O
     let (true, Some(id)) = (item.state.is_ok(), item.output) else {
         return Outcome::Failed(item.note.clone().unwrap_or_else(|| "failed".into()));
     };
-    let written = view
-        .item_output(n, &id)
-        .and_then(|r| write_atomic(dest, r));
+    let written = view.item_output(n, &id).and_then(|r| write_atomic(dest, r));
     match written {
         Ok(b) if b == item.bytes => Outcome::Written {
             dest: dest.clone(),
@@ -117,7 +115,10 @@ fn drop_delivered(
             continue;
         };
         let all = users.get(&id).map(Vec::as_slice).unwrap_or_default();
-        if all.iter().all(|&m| outcomes.get(m).is_some_and(Option::is_some)) {
+        if all
+            .iter()
+            .all(|&m| outcomes.get(m).is_some_and(Option::is_some))
+        {
             // the last of its items: each output is dropped once
             if all.iter().max() == ended.iter().filter(|e| all.contains(e)).max() {
                 view.drop_item_output(n, &id);

@@ -55,4 +55,3 @@ pub fn move_atomic(src: &Path, dest: &Path) -> anyhow::Result<u64> {
     let _ = std::fs::remove_file(src);
     Ok(n)
 }
-

@@ -32,6 +32,11 @@ struct Reencode {
 
 /// Can the container of `octx` hold `codec` by stream copy?
 pub fn container_accepts(octx: &ff::format::context::Output, codec: ff::codec::Id) -> bool {
+    // MP4 takes these only as an "experimental" feature of the muxer: re-encoded instead
+    if octx.format().name() == "mp4" && matches!(codec, ff::codec::Id::FLAC | ff::codec::Id::TRUEHD)
+    {
+        return false;
+    }
     // SAFETY: the output format pointer is valid for the context's lifetime.
     unsafe {
         let oformat = (*octx.as_ptr()).oformat;
@@ -134,7 +139,7 @@ impl AudioTrack {
 
         let layout = acodec
             .channel_layouts()
-            .map(|ls| ls.best(decoder.channel_layout().channels()))
+            .map(|ls| ls.best(source_layout(&decoder).channels()))
             .unwrap_or(ff::ChannelLayout::STEREO);
         let rate = match acodec.rates() {
             Some(mut rates) => {
@@ -283,6 +288,17 @@ impl Reencode {
     }
 }
 
+/// The source's channel layout; a stream that declares none (PCM in AVI) gets the usual
+/// layout of its channel count.
+fn source_layout(decoder: &ff::decoder::Audio) -> ff::ChannelLayout {
+    let l = decoder.channel_layout();
+    if l.bits() != 0 {
+        l
+    } else {
+        ff::ChannelLayout::default(i32::from(decoder.channels()).max(1))
+    }
+}
+
 fn build_graph(
     decoder: &ff::decoder::Audio,
     encoder: &ff::encoder::Audio,
@@ -293,7 +309,7 @@ fn build_graph(
         decoder.time_base(),
         decoder.rate(),
         decoder.format().name(),
-        decoder.channel_layout().bits()
+        source_layout(decoder).bits()
     );
     let mut g = super::pcm::buffer_graph(&args)?;
     if let Some(mut out) = g.get("out") {

@@ -204,8 +204,10 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
             duration_s: 0.0,
         }
     });
+    // PCM in AVI (and others) declares its length in samples or blocks, not packets
     let declared_audio = audio
         .as_ref()
+        .filter(|a| !a.codec.starts_with("pcm_"))
         .and_then(|a| ictx.stream(a.index))
         .map(|s| s.frames().max(0) as u64);
 

@@ -11,9 +11,7 @@ use super::scenes::Scenes;
 use super::transcode::Transcode;
 
 /// Every kind this binary runs. A peer's shard whose task belongs to none is refused.
-pub const KINDS: &[&dyn JobKind] = &[
-    &Transcode, &Scenes, &Checksum, &Beats, &Montage, &Batch,
-];
+pub const KINDS: &[&dyn JobKind] = &[&Transcode, &Scenes, &Checksum, &Beats, &Montage, &Batch];
 
 /// The kind called `name`.
 pub fn kind(name: &str) -> Option<&'static dyn JobKind> {

@@ -73,7 +73,10 @@ pub(super) fn expand(inputs: &[PathBuf]) -> Vec<(PathBuf, Result<PathBuf, String
             .collect();
         found.sort();
         if found.is_empty() {
-            eprintln!("rendermesh: note: {}: no video files in it", given.display());
+            eprintln!(
+                "rendermesh: note: {}: no video files in it",
+                given.display()
+            );
         }
         out.extend(found.into_iter().map(|p| (p.clone(), Ok(p))));
     }
@@ -92,7 +95,10 @@ pub fn output_name(template: &str, input: &Path, ext: &str) -> String {
 /// One file of the batch as the command line sees it before submitting.
 enum Entry {
     /// To be made: its source (absolute) and destination.
-    Make { source: PathBuf, dest: PathBuf },
+    Make {
+        source: PathBuf,
+        dest: PathBuf,
+    },
     Skipped(PathBuf),
     Failed(String),
 }
@@ -225,7 +231,10 @@ fn line(source: &Path, o: &Outcome) -> String {
             note,
         } => {
             let how = if *cached { "cached" } else { "done" };
-            let note = note.as_deref().map(|n| format!("; {n}")).unwrap_or_default();
+            let note = note
+                .as_deref()
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default();
             format!(
                 "{how:6} {} → {} ({frames} frames, {:.1} MB{note})",
                 source.display(),

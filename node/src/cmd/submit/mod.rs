@@ -20,12 +20,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rendermesh_protocol::{JobId, JobResult, JobStatus};
 
 use crate::api::client::Client;
-pub use crate::delivery::files::write_atomic;
-use crate::delivery::files::move_atomic;
-use crate::delivery::{HttpView, JobView, LocalView};
 use crate::api::read_control;
 use crate::cli::{CommonSubmit, SubmitCmd};
 use crate::config::NodeConfig;
+use crate::delivery::files::move_atomic;
+pub use crate::delivery::files::write_atomic;
+use crate::delivery::{HttpView, JobView, LocalView};
 use crate::jobs::kind::SubmitRequest;
 use crate::runtime::Runtime;
 

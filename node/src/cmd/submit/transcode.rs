@@ -7,9 +7,9 @@ use super::{deliver, execute, input_path};
 use crate::cli::TranscodeArgs;
 use crate::config::NodeConfig;
 use crate::engine::concat::{check_output, container_for};
+use crate::jobs::batch::Work;
 use crate::jobs::calibrate::{codec_of_encoder, HARDWARE_ENCODERS};
 use crate::jobs::kind::{JobKind, SubmitRequest};
-use crate::jobs::batch::Work;
 use crate::jobs::transcode::{Params, Transcode};
 
 /// A batch: one output per input into the directory `-o`, the container from the name

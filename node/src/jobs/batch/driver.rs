@@ -52,7 +52,9 @@ pub(super) struct Items {
 impl Items {
     fn new(names: Vec<String>) -> Self {
         Self {
-            list: Arc::new(Mutex::new(names.into_iter().map(JobItem::waiting).collect())),
+            list: Arc::new(Mutex::new(
+                names.into_iter().map(JobItem::waiting).collect(),
+            )),
             changed: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -212,7 +214,8 @@ impl BatchDriver {
             output_key,
             items: file.items.clone(),
         };
-        self.items.update(&file.items, |it| it.state = ItemState::Running);
+        self.items
+            .update(&file.items, |it| it.state = ItemState::Running);
         let sent = match &self.joiner {
             Some(j) => j.send(task),
             None => Err("the batch was not planned".into()),

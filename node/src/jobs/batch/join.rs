@@ -90,7 +90,11 @@ impl Joiner {
 
 /// Join one file: its output blob, remembered as a finished file, or why not (one line).
 fn join_one(cache: &Cache, work: &Work, task: JoinTask) -> Result<FileOutput, String> {
-    let paths: Vec<PathBuf> = task.segments.iter().map(|id| cache.blobs.path(id)).collect();
+    let paths: Vec<PathBuf> = task
+        .segments
+        .iter()
+        .map(|id| cache.blobs.path(id))
+        .collect();
     let tmp = cache.blobs.temp_path("output");
     let joined = concat(&paths, &task.input, &task.probe, &tmp, &work.container);
     release_blobs(cache, task.pins);
