@@ -127,6 +127,15 @@ fn a_batch_of_twelve_files_on_three_nodes_writes_ten_and_names_the_two_failures(
         .unwrap();
     assert_eq!(small["shards"], 1, "{small}");
 
+    // `status` counts the files and names the failures
+    let st = rendermesh(&nodes[0].data_dir, &["status"]);
+    let st = stdout(&st);
+    assert!(st.contains("10 done, 0 from cache, 2 failed"), "{st}");
+    assert!(
+        st.contains("k_broken.mp4") && st.contains("l_notes.mp4"),
+        "{st}"
+    );
+
     // again: every output exists, so nothing is encoded
     let o = transcode_batch(
         &nodes[0].data_dir,
@@ -147,15 +156,31 @@ fn the_same_content_under_two_names_is_made_once_and_written_twice() {
     let good = library(&media);
     let twin = media.join("twin.mp4");
     std::fs::copy(&good[0], &twin).unwrap();
+    // a pipe named like a video would be read forever: it fails alone, at once
+    let fifo = media.join("camera.mp4");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
     let node = Daemon::start(&tmp.path().join("n"));
     let out = tmp.path().join("out");
     let o = transcode_batch(
         &node.data_dir,
-        &[good[0].clone(), twin.clone()],
+        &[good[0].clone(), fifo, twin.clone()],
         &out,
         &["--preset", "ultrafast", "-q"],
     );
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let said = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}\n{}", stderr(&o));
+    assert!(
+        said.contains("2 done") && said.contains("1 failed"),
+        "{said}"
+    );
+    assert!(
+        said.contains("camera.mp4") && said.contains("not a regular file"),
+        "{said}"
+    );
     let a = std::fs::read(out.join("a_h264.mp4")).unwrap();
     let b = std::fs::read(out.join("twin.mp4")).unwrap();
     assert_eq!(a, b);
@@ -166,7 +191,7 @@ fn the_same_content_under_two_names_is_made_once_and_written_twice() {
         "made twice: {job}"
     );
     assert!(
-        job["items"][1]["note"]
+        job["items"][2]["note"]
             .as_str()
             .unwrap_or_default()
             .contains("same content as"),

@@ -53,12 +53,17 @@ pub fn print_job(j: &JobStatus, shards: bool) {
         j.state,
         pct,
         j.elapsed_ms as f64 / 1000.0,
-        j.inputs.join(" "),
+        if j.items.is_empty() {
+            j.inputs.join(" ")
+        } else {
+            format!("{} files", j.items.len())
+        },
         if j.from_cache { "  (from cache)" } else { "" }
     );
     if let Some(e) = &j.error {
         println!("    error: {e}");
     }
+    print_items(j, shards);
     if shards && !j.shards.is_empty() {
         println!(
             "    {:>5}  {:<8} {:<20} {:>11} {:>8} {:>7} {:>6}  note",
@@ -80,6 +85,39 @@ pub fn print_job(j: &JobStatus, shards: bool) {
                 s.retries,
                 s.copies,
                 s.note.as_deref().unwrap_or("")
+            );
+        }
+    }
+}
+
+/// A job of many files: how many files stand where; the failures (every file with `all`).
+fn print_items(j: &JobStatus, all: bool) {
+    use rendermesh_protocol::ItemState;
+    if j.items.is_empty() {
+        return;
+    }
+    let count = |st: ItemState| j.items.iter().filter(|i| i.state == st).count();
+    println!(
+        "    files: {} done, {} from cache, {} failed, {} running, {} waiting",
+        count(ItemState::Done),
+        count(ItemState::Cached),
+        count(ItemState::Failed),
+        count(ItemState::Running),
+        count(ItemState::Waiting)
+    );
+    for i in &j.items {
+        if all || i.state == ItemState::Failed {
+            let note = i
+                .note
+                .as_deref()
+                .map(|n| format!("  {n}"))
+                .unwrap_or_default();
+            println!(
+                "    {:<8} {}/{} shards  {}{note}",
+                format!("{:?}", i.state),
+                i.shards_done,
+                i.shards,
+                i.name
             );
         }
     }
