@@ -94,12 +94,14 @@ done
 "$BIN" --data-dir "$DEMO/a/data" submit montage "$SAMPLE" --music "$DEMO/song-120.flac" \
     -o "$DEMO/montage.mp4" --length 10 --size 640x360 --plan "$DEMO/montage-plan.json" \
     --otio "$DEMO/montage.otio" --edl "$DEMO/montage.edl" --fcpxml "$DEMO/montage.fcpxml"
+# a batch: proxies of the sample and of the transcode, one shard each, in one auction
+"$BIN" --data-dir "$DEMO/a/data" submit proxy "$SAMPLE" "$DEMO/sample-h264.mp4" -o "$DEMO/proxies/" --height 270
 echo "demo: again, answered from the cache:" >&2
 "$BIN" --data-dir "$DEMO/a/data" submit scenes "$SAMPLE" --json "$DEMO/scenes.json"
 "$BIN" --data-dir "$DEMO/a/data" status
 # the shard tables: which node ran each shard
-for kind in transcode scenes beats montage; do
+for kind in transcode batch scenes beats montage; do
     job=$("$BIN" --data-dir "$DEMO/a/data" status | awk -v k="$kind" '$2 == k && !/from cache/ { print $1; exit }')
     [ -n "$job" ] && "$BIN" --data-dir "$DEMO/a/data" status "$job"
 done
-echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json, beats-song-*.json, montage.mp4 with montage-plan.json, .otio, .edl, .fcpxml); node logs in $DEMO/{a,b,c}/node.log" >&2
+echo "demo: results in $DEMO (sample-h264.mp4, scenes.csv, scenes.edl, scenes.json, beats-song-*.json, montage.mp4 with montage-plan.json, .otio, .edl, .fcpxml, proxies/); node logs in $DEMO/{a,b,c}/node.log" >&2
