@@ -31,7 +31,7 @@ pub use error::MediaError;
 
 /// Version of the engine's results. Part of every cache key: bump it when a change makes old
 /// cached results wrong.
-pub const ENGINE_VERSION: u32 = 2;
+pub const ENGINE_VERSION: u32 = 3;
 
 /// Initialise ffmpeg once per process and keep its logging quiet.
 pub fn init() {
