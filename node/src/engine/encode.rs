@@ -168,6 +168,16 @@ pub fn encode_chunk(
         };
         let send = match st.scaler.as_mut() {
             Some((sws, buf)) => {
+                // A frame-threaded encoder (ProRes, DNxHR) keeps a reference to the frame
+                // and reads it later: overwriting it would change the picture between the
+                // encoder's rate control and its bit writing. A shared buffer is replaced.
+                // SAFETY: `buf` is a valid frame; the calls read only its buffer refs.
+                let shared = unsafe {
+                    !buf.is_empty() && ff::ffi::av_frame_is_writable(buf.as_mut_ptr()) == 0
+                };
+                if shared {
+                    *buf = ff::frame::Video::empty();
+                }
                 sws.run(frame, buf).map_err(enc_err)?;
                 buf.set_pts(frame.pts());
                 st.encoder.send_frame(buf)
