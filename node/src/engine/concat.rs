@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ff::Rescale;
 use ffmpeg_next as ff;
 
-use super::audio::AudioTrack;
+use super::audio::{AudioMode, AudioTrack};
 use super::probe::{open_input, Probe};
 use super::MediaError;
 
@@ -180,7 +180,14 @@ pub fn concat(
         unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
     }
     let mut audio = match &probe.audio {
-        Some(a) => Some(AudioTrack::add(source, a.index, &mut octx, out, format)?),
+        Some(a) => Some(AudioTrack::add(
+            source,
+            a.index,
+            &mut octx,
+            out,
+            format,
+            AudioMode::Auto,
+        )?),
         None => None,
     };
     octx.write_header()
