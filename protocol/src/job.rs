@@ -173,6 +173,11 @@ impl ShardTask {
         match self {
             ShardTask::Encode { range: r, options } => {
                 range(r)?;
+                if let Some(h) = options.height {
+                    if !crate::media::SCALE_HEIGHTS.contains(&h) {
+                        return Err(format!("a scale height of {h}"));
+                    }
+                }
                 if options.preset.as_ref().is_some_and(|p| p.len() > 64)
                     || options.encoder.as_ref().is_some_and(|e| e.len() > 64)
                 {

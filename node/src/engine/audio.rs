@@ -1,15 +1,27 @@
 //! The output's audio track, taken from the source once: stream copy when the container can
-//! hold the source codec, else decoded and encoded once (AAC, or Opus for WebM) through a
-//! filter graph that converts format, rate and layout and cuts encoder-sized frames.
-//! Audio is never chunked, so joins of video segments cannot make it drift.
+//! hold the source codec, else decoded and encoded once (AAC, or Opus for WebM; PCM when
+//! asked) by [`super::audio_encode`]. Audio is never chunked, so joins of video segments
+//! cannot make it drift.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ff;
 
+use super::audio_encode::{pcm_encoder_for, Reencode};
 use super::probe::open_input;
 use super::MediaError;
+
+/// How the output's audio is made from the source's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AudioMode {
+    /// Stream copy when the container accepts the source codec, else AAC (Opus for WebM).
+    #[default]
+    Auto,
+    /// Decoded and written as uncompressed PCM, 16-bit (24-bit for a deeper source), at
+    /// the source's rate and layout: what editing applications want beside an
+    /// intermediate codec in QuickTime.
+    Pcm,
+}
 
 /// Where the output's audio packets come from.
 pub struct AudioTrack {
@@ -19,15 +31,6 @@ pub struct AudioTrack {
     source: PathBuf,
     encode: Option<Reencode>,
     done: bool,
-}
-
-struct Reencode {
-    decoder: ff::decoder::Audio,
-    graph: ff::filter::Graph,
-    encoder: ff::encoder::Audio,
-    enc_tb: ff::Rational,
-    ready: VecDeque<ff::Packet>,
-    flushed: bool,
 }
 
 /// Can the container of `octx` hold `codec` by stream copy?
@@ -95,6 +98,7 @@ impl AudioTrack {
         octx: &mut ff::format::context::Output,
         out: &Path,
         format: &str,
+        mode: AudioMode,
     ) -> Result<Self, MediaError> {
         let ictx = open_input(source)?;
         let ist = ictx
@@ -103,83 +107,53 @@ impl AudioTrack {
         let params = ist.parameters();
         let in_tb = ist.time_base();
         let wout = |e: ff::Error| MediaError::write(out, format!("audio stream: {e}"));
-        if container_accepts(octx, params.id()) {
-            let mut ost = octx
-                .add_stream(ff::encoder::find(ff::codec::Id::None))
-                .map_err(wout)?;
-            ost.set_parameters(params);
-            ost.set_time_base(in_tb);
-            // SAFETY: parameters were just allocated by add_stream.
-            unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
-            return Ok(Self {
-                ictx,
-                index,
-                in_tb,
-                source: source.to_path_buf(),
-                encode: None,
-                done: false,
-            });
-        }
-        let name = if format == "webm" { "libopus" } else { "aac" };
-        let codec = ff::encoder::find_by_name(name).ok_or_else(|| MediaError::Encoder {
-            encoder: name.into(),
-            cause: "not in this FFmpeg build".into(),
-        })?;
-        let acodec = codec.audio().map_err(|e| MediaError::Encoder {
-            encoder: name.into(),
-            cause: e.to_string(),
-        })?;
-        let mut dctx = ff::codec::context::Context::from_parameters(params)
-            .map_err(|e| MediaError::decode(source, e))?;
-        dctx.set_time_base(in_tb);
-        let decoder = dctx
-            .decoder()
-            .audio()
-            .map_err(|e| MediaError::decode(source, e))?;
-
-        let layout = acodec
-            .channel_layouts()
-            .map(|ls| ls.best(source_layout(&decoder).channels()))
-            .unwrap_or(ff::ChannelLayout::STEREO);
-        let rate = match acodec.rates() {
-            Some(mut rates) => {
-                let all: Vec<i32> = rates.by_ref().collect();
-                if all.contains(&(decoder.rate() as i32)) {
-                    decoder.rate() as i32
-                } else {
-                    all.iter().copied().max().unwrap_or(48_000)
-                }
+        let name = match mode {
+            AudioMode::Auto if container_accepts(octx, params.id()) => {
+                let mut ost = octx
+                    .add_stream(ff::encoder::find(ff::codec::Id::None))
+                    .map_err(wout)?;
+                ost.set_parameters(params);
+                ost.set_time_base(in_tb);
+                // SAFETY: parameters were just allocated by add_stream.
+                unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
+                return Ok(Self {
+                    ictx,
+                    index,
+                    in_tb,
+                    source: source.to_path_buf(),
+                    encode: None,
+                    done: false,
+                });
             }
-            None => decoder.rate() as i32,
+            AudioMode::Auto if format == "webm" => "libopus",
+            AudioMode::Auto => "aac",
+            AudioMode::Pcm => {
+                let name = pcm_encoder_for(&params);
+                let accepts = ff::encoder::find_by_name(name)
+                    .is_some_and(|c| container_accepts(octx, c.id()));
+                if !accepts {
+                    return Err(MediaError::write(
+                        out,
+                        format!("a {format} file cannot hold PCM audio; write .mov or .mkv"),
+                    ));
+                }
+                name
+            }
         };
-        let bit_rate = if decoder.bit_rate() > 0 {
-            decoder.bit_rate().min(320_000)
-        } else {
-            128_000
-        };
-        let encoder = open_encoder(codec, octx, out, rate, layout, bit_rate)?;
-        let graph = build_graph(&decoder, &encoder, codec).map_err(|e| MediaError::Encoder {
-            encoder: name.into(),
-            cause: format!("audio conversion: {e}"),
-        })?;
-        tracing::info!(
-            encoder = name,
-            rate,
-            "audio cannot be copied into {format}: encoding it once"
-        );
+        let encode = Reencode::open(source, params, in_tb, name, octx, out)?;
+        match mode {
+            AudioMode::Auto => tracing::info!(
+                encoder = name,
+                "audio cannot be copied into {format}: encoding it once"
+            ),
+            AudioMode::Pcm => tracing::debug!(encoder = name, "audio written as PCM"),
+        }
         Ok(Self {
             ictx,
             index,
             in_tb,
             source: source.to_path_buf(),
-            encode: Some(Reencode {
-                decoder,
-                graph,
-                encoder,
-                enc_tb: ff::Rational::new(1, rate),
-                ready: VecDeque::new(),
-                flushed: false,
-            }),
+            encode: Some(encode),
             done: false,
         })
     }
@@ -188,10 +162,10 @@ impl AudioTrack {
     pub fn next(&mut self) -> Result<Option<(ff::Packet, ff::Rational)>, MediaError> {
         loop {
             if let Some(enc) = self.encode.as_mut() {
-                if let Some(p) = enc.ready.pop_front() {
+                if let Some(p) = enc.pop() {
                     return Ok(Some((p, enc.enc_tb)));
                 }
-                if enc.flushed {
+                if enc.flushed() {
                     return Ok(None);
                 }
             }
@@ -220,112 +194,4 @@ impl AudioTrack {
             }
         }
     }
-}
-
-impl Reencode {
-    fn push(&mut self, pkt: &ff::Packet, source: &Path) -> Result<(), MediaError> {
-        // a damaged audio packet is skipped, like a player would; the length check below catches loss
-        if self.decoder.send_packet(pkt).is_err() {
-            tracing::warn!(file = %source.display(), "skipping an undecodable audio packet");
-            return Ok(());
-        }
-        self.drain_decoder(source)
-    }
-
-    fn drain_decoder(&mut self, source: &Path) -> Result<(), MediaError> {
-        let mut frame = ff::frame::Audio::empty();
-        while self.decoder.receive_frame(&mut frame).is_ok() {
-            let ts = frame.timestamp();
-            frame.set_pts(ts);
-            self.graph
-                .get("in")
-                .ok_or_else(|| MediaError::other(source, "audio graph lost its input"))?
-                .source()
-                .add(&frame)
-                .map_err(|e| MediaError::decode(source, e))?;
-            self.drain_graph(source)?;
-        }
-        Ok(())
-    }
-
-    fn drain_graph(&mut self, source: &Path) -> Result<(), MediaError> {
-        let mut filtered = ff::frame::Audio::empty();
-        while let Some(mut sink) = self.graph.get("out") {
-            if sink.sink().frame(&mut filtered).is_err() {
-                break;
-            }
-            self.encoder
-                .send_frame(&filtered)
-                .map_err(|e| MediaError::Encoder {
-                    encoder: "audio".into(),
-                    cause: e.to_string(),
-                })?;
-            self.drain_encoder();
-        }
-        let _ = source;
-        Ok(())
-    }
-
-    fn drain_encoder(&mut self) {
-        let mut pkt = ff::Packet::empty();
-        while self.encoder.receive_packet(&mut pkt).is_ok() {
-            self.ready
-                .push_back(std::mem::replace(&mut pkt, ff::Packet::empty()));
-        }
-    }
-
-    fn flush(&mut self, source: &Path) -> Result<(), MediaError> {
-        let _ = self.decoder.send_eof();
-        self.drain_decoder(source)?;
-        if let Some(mut input) = self.graph.get("in") {
-            let _ = input.source().flush();
-        }
-        self.drain_graph(source)?;
-        let _ = self.encoder.send_eof();
-        self.drain_encoder();
-        self.flushed = true;
-        Ok(())
-    }
-}
-
-/// The source's channel layout; a stream that declares none (PCM in AVI) gets the usual
-/// layout of its channel count.
-fn source_layout(decoder: &ff::decoder::Audio) -> ff::ChannelLayout {
-    let l = decoder.channel_layout();
-    if l.bits() != 0 {
-        l
-    } else {
-        ff::ChannelLayout::default(i32::from(decoder.channels()).max(1))
-    }
-}
-
-fn build_graph(
-    decoder: &ff::decoder::Audio,
-    encoder: &ff::encoder::Audio,
-    codec: ff::Codec,
-) -> Result<ff::filter::Graph, ff::Error> {
-    let args = format!(
-        "time_base={}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
-        decoder.time_base(),
-        decoder.rate(),
-        decoder.format().name(),
-        source_layout(decoder).bits()
-    );
-    let mut g = super::pcm::buffer_graph(&args)?;
-    if let Some(mut out) = g.get("out") {
-        out.set_sample_format(encoder.format());
-        out.set_channel_layout(encoder.channel_layout());
-        out.set_sample_rate(encoder.rate());
-    }
-    g.output("in", 0)?.input("out", 0)?.parse("anull")?;
-    g.validate()?;
-    if !codec
-        .capabilities()
-        .contains(ff::codec::capabilities::Capabilities::VARIABLE_FRAME_SIZE)
-    {
-        if let Some(mut out) = g.get("out") {
-            out.sink().set_frame_size(encoder.frame_size());
-        }
-    }
-    Ok(g)
 }

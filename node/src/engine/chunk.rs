@@ -278,6 +278,7 @@ mod tests {
             end_pts: end,
             audio: None,
             bytes: 0,
+            timecode: None,
         }
     }
 

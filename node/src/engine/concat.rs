@@ -1,14 +1,16 @@
 //! Join encoded segments into the output file and mux the source audio once.
 //!
 //! Video packets keep the source pts; decode timestamps are kept monotonic across joins.
-//! Audio comes from the source once (see [`super::audio`]), so joins cannot drift it.
+//! Audio comes from the source once (see [`super::audio`]), so joins cannot drift it. The
+//! source's start timecode, when it has one, goes on the output (a `tmcd` track in
+//! MP4/QuickTime).
 
 use std::path::{Path, PathBuf};
 
 use ff::Rescale;
 use ffmpeg_next as ff;
 
-use super::audio::AudioTrack;
+use super::audio::{AudioMode, AudioTrack};
 use super::probe::{open_input, Probe};
 use super::MediaError;
 
@@ -145,8 +147,19 @@ fn assign_dts(pkts: &mut [ff::Packet], frame_dur: i64) {
     }
 }
 
-/// Write `out` (container `format`) from the encoded `segments` and the audio of `source`.
-/// Returns the number of video frames written.
+/// How [`concat`] writes its output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// The source's audio decoded and written as uncompressed PCM (16-bit, 24-bit for a
+    /// deeper source) at its rate and layout, as editing proxies in QuickTime want; the
+    /// container must hold PCM (.mov, .mkv). Off: copied, or encoded to AAC (Opus for
+    /// WebM) when the container cannot hold the source's codec.
+    pub pcm_audio: bool,
+}
+
+/// Write `out` (container `format`) from the encoded `segments` and the audio of `source`,
+/// with the source's start timecode (`probe.timecode`). Returns the number of video frames
+/// written.
 #[tracing::instrument(skip_all, fields(out = %out.display(), segments = segments.len()))]
 pub fn concat(
     segments: &[PathBuf],
@@ -154,6 +167,7 @@ pub fn concat(
     probe: &Probe,
     out: &Path,
     format: &str,
+    options: JoinOptions,
 ) -> Result<u64, MediaError> {
     let first = segments
         .first()
@@ -173,14 +187,37 @@ pub fn concat(
         let mut ost = octx
             .add_stream(ff::encoder::find(ff::codec::Id::None))
             .map_err(|e| MediaError::write(out, e))?;
+        let vcodec = vparams.id();
         ost.set_parameters(vparams);
         ost.set_time_base(vtb_in);
         ost.set_avg_frame_rate(super::ff_rational(probe.fps));
-        // SAFETY: parameters were just allocated by add_stream.
-        unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
+        // The muxer picks its own tag, except for ProRes: there the encoder's tag names the
+        // profile (apco = proxy), and QuickTime's default tag would call it HQ.
+        if vcodec != ff::codec::Id::PRORES {
+            // SAFETY: parameters were just allocated by add_stream.
+            unsafe { (*ost.parameters().as_mut_ptr()).codec_tag = 0 };
+        }
+        if let Some(tc) = &probe.timecode {
+            // the MP4/QuickTime muxer makes a tmcd track of a video stream's timecode
+            let mut tags = ff::Dictionary::new();
+            tags.set("timecode", tc);
+            ost.set_metadata(tags);
+        }
     }
+    if let Some(tc) = &probe.timecode {
+        let mut tags = ff::Dictionary::new();
+        tags.set("timecode", tc);
+        octx.set_metadata(tags);
+    }
+    let audio_mode = if options.pcm_audio {
+        AudioMode::Pcm
+    } else {
+        AudioMode::Auto
+    };
     let mut audio = match &probe.audio {
-        Some(a) => Some(AudioTrack::add(source, a.index, &mut octx, out, format)?),
+        Some(a) => Some(AudioTrack::add(
+            source, a.index, &mut octx, out, format, audio_mode,
+        )?),
         None => None,
     };
     octx.write_header()
@@ -281,5 +318,204 @@ fn extradata(p: &ff::codec::Parameters) -> Vec<u8> {
             return Vec::new();
         }
         std::slice::from_raw_parts((*p).extradata, (*p).extradata_size as usize).to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rendermesh_mesh::exec::ShardCtl;
+    use rendermesh_protocol::{EncodeOptions, VideoCodec};
+
+    use super::*;
+    use crate::engine::conform::tests::chunks_of;
+    use crate::engine::encode::encode_chunk;
+    use crate::engine::encode::tests::{ffprobe, make, num, stream};
+    use crate::engine::probe::probe;
+
+    /// A 2 s 320×240 25 fps H.264 source with a 48 kHz AAC tone and start timecode
+    /// 01:02:03:04, in `name` (its extension picks the container).
+    fn source_with_timecode(dir: &Path, name: &str) -> PathBuf {
+        source_at(dir, name, "25", "01:02:03:04")
+    }
+
+    /// A 2 s 320×240 H.264 source at `rate` with a 48 kHz AAC tone and start timecode `tc`.
+    fn source_at(dir: &Path, name: &str, rate: &str, tc: &str) -> PathBuf {
+        let src = dir.join(name);
+        make(
+            &src,
+            &format!(
+                "-f lavfi -i testsrc2=size=320x240:rate={rate} \
+                 -f lavfi -i sine=frequency=440:sample_rate=48000 -t 2 -timecode {tc} \
+                 -c:v libx264 -preset ultrafast -g 10 -c:a aac"
+            ),
+        );
+        src
+    }
+
+    /// Encode `src` in chunks with `opts` and join the segments into `out`.
+    fn transcode(
+        src: &Path,
+        dir: &Path,
+        opts: &EncodeOptions,
+        out: &Path,
+        join: JoinOptions,
+    ) -> Result<u64, MediaError> {
+        let p = probe(src).expect("probe");
+        let segs: Vec<PathBuf> = chunks_of(src, dir, 0.5)
+            .iter()
+            .enumerate()
+            .map(|(i, (chunk, range))| {
+                let seg = dir.join(format!("seg{i}.nut"));
+                encode_chunk(chunk, range, opts, &seg, 2, &ShardCtl::detached()).expect("encode");
+                seg
+            })
+            .collect();
+        let format = container_for(out)?;
+        concat(&segs, src, &p, out, &format, join)
+    }
+
+    /// The timecode ffprobe reads from a file: the container's, else a stream's.
+    fn timecode_of(probe: &serde_json::Value) -> Option<String> {
+        let tag = |v: &serde_json::Value| v["tags"]["timecode"].as_str().map(str::to_string);
+        tag(&probe["format"]).or_else(|| {
+            probe["streams"]
+                .as_array()
+                .and_then(|s| s.iter().find_map(tag))
+        })
+    }
+
+    /// An editing proxy (ProRes, DNxHR) joined with PCM audio into QuickTime keeps the
+    /// source's start timecode, every video frame, and the source's audio length in
+    /// 16-bit PCM.
+    #[test]
+    fn a_proxy_join_keeps_timecode_frames_and_audio_length_in_pcm() {
+        for (codec, height, profile) in [
+            (VideoCodec::ProRes, Some(120), "Proxy"),
+            (VideoCodec::DnxHr, None, "DNXHR LB"),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let src = source_with_timecode(dir.path(), "src.mov");
+            assert_eq!(
+                probe(&src).expect("probe").timecode.as_deref(),
+                Some("01:02:03:04")
+            );
+            let out = dir.path().join("proxy.mov");
+            let opts = EncodeOptions {
+                codec,
+                crf: 0,
+                preset: None,
+                encoder: None,
+                height,
+            };
+            let frames = transcode(
+                &src,
+                dir.path(),
+                &opts,
+                &out,
+                JoinOptions { pcm_audio: true },
+            )
+            .expect("join");
+            assert_eq!(frames, 50, "{}", codec.name());
+
+            let (s, o) = (ffprobe(&src), ffprobe(&out));
+            let name = codec.name();
+            assert_eq!(
+                timecode_of(&o).as_deref(),
+                Some("01:02:03:04"),
+                "{name}: {o}"
+            );
+            let v = stream(&o, "video");
+            assert_eq!(num(&v["nb_read_packets"]), 50.0, "{name}");
+            assert_eq!(v["profile"], profile, "{name}");
+            assert_eq!(v["r_frame_rate"], "25/1", "{name}");
+            let a = stream(&o, "audio");
+            assert_eq!(a["codec_name"], "pcm_s16le", "{name}");
+            assert_eq!(a["sample_rate"], "48000", "{name}");
+            let src_audio = num(&stream(&s, "audio")["duration"]);
+            let out_audio = num(&a["duration"]);
+            assert!(
+                (out_audio - src_audio).abs() <= 1024.0 / 48000.0,
+                "{name}: audio {out_audio} s, source {src_audio} s"
+            );
+            let src_start = num(&stream(&s, "audio")["start_time"]);
+            let out_start = num(&a["start_time"]);
+            assert!(
+                (out_start - src_start).abs() <= 1024.0 / 48000.0,
+                "{name}: audio starts at {out_start} s, source {src_start} s"
+            );
+        }
+    }
+
+    /// An ordinary transcode keeps the source's timecode too (drop-frame at 29.97 as well),
+    /// and its AAC audio by copy.
+    #[test]
+    fn a_transcode_keeps_the_timecode() {
+        for (name, rate, tc, frames) in [
+            ("src.mp4", "25", "01:02:03:04", 50),
+            ("src.mov", "30000/1001", "00:59:59;28", 60),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let src = source_at(dir.path(), name, rate, tc);
+            let out = dir.path().join(format!("out.{}", &name[4..]));
+            let opts = EncodeOptions {
+                codec: VideoCodec::H264,
+                crf: 30,
+                preset: Some("ultrafast".into()),
+                encoder: None,
+                height: None,
+            };
+            let n = transcode(&src, dir.path(), &opts, &out, JoinOptions::default()).expect("join");
+            assert_eq!(n, frames, "{name}");
+            let o = ffprobe(&out);
+            assert_eq!(timecode_of(&o).as_deref(), Some(tc), "{name}: {o}");
+            assert_eq!(stream(&o, "audio")["codec_name"], "aac", "{name}");
+        }
+    }
+
+    /// A source without a timecode gives an output without one.
+    #[test]
+    fn no_timecode_in_none_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src.mp4");
+        make(
+            &src,
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -t 1 \
+             -c:v libx264 -preset ultrafast -g 10",
+        );
+        assert_eq!(probe(&src).expect("probe").timecode, None);
+        let out = dir.path().join("out.mov");
+        let opts = EncodeOptions {
+            codec: VideoCodec::H264,
+            crf: 30,
+            preset: Some("ultrafast".into()),
+            encoder: None,
+            height: None,
+        };
+        transcode(&src, dir.path(), &opts, &out, JoinOptions::default()).expect("join");
+        assert_eq!(timecode_of(&ffprobe(&out)), None);
+    }
+
+    /// PCM audio into a container that cannot hold it is refused with the way out.
+    #[test]
+    fn pcm_audio_into_mp4_says_which_containers_hold_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = source_with_timecode(dir.path(), "src.mov");
+        let out = dir.path().join("out.mp4");
+        let opts = EncodeOptions {
+            codec: VideoCodec::H264,
+            crf: 30,
+            preset: Some("ultrafast".into()),
+            encoder: None,
+            height: Some(120),
+        };
+        let err = transcode(
+            &src,
+            dir.path(),
+            &opts,
+            &out,
+            JoinOptions { pcm_audio: true },
+        )
+        .expect_err("mp4 holds no PCM");
+        assert!(err.to_string().contains(".mov"), "{err}");
     }
 }

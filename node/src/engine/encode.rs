@@ -37,7 +37,9 @@ pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictiona
     let q = o.crf.to_string();
     let name = o.encoder_name();
     let family = name.rsplit('_').next().unwrap_or(name);
-    match (o.encoder.is_some() && name.contains('_'), family) {
+    // a named encoder other than the codec's software one (e.g. "h264_nvenc") is hardware
+    let hardware = o.encoder.is_some() && name != o.codec.encoder_name() && name.contains('_');
+    match (hardware, family) {
         (true, "nvenc") => {
             d.set("rc", "vbr");
             d.set("cq", &q);
@@ -95,6 +97,41 @@ pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictiona
         }
     }
     d
+}
+
+/// The smallest frame (width, height) FFmpeg's DNxHR encoder takes.
+pub const DNXHR_MIN: (u32, u32) = (256, 120);
+
+/// The size of a frame of `width`×`height` with sample aspect ratio `sar` (0/0 or
+/// negative: square) scaled to `to_height`: the height made even (rounded down, at least
+/// 2), the width that keeps the display aspect at square pixels, rounded to the nearest
+/// even number (at least 2).
+pub fn scaled_size(width: u32, height: u32, sar: ff::Rational, to_height: u32) -> (u32, u32) {
+    let out_h = (to_height & !1).max(2);
+    let (num, den) = if sar.numerator() > 0 && sar.denominator() > 0 {
+        (sar.numerator() as u128, sar.denominator() as u128)
+    } else {
+        (1, 1)
+    };
+    // display width at out_h, in units of two pixels, rounded to nearest:
+    // width·num/den · out_h/height / 2
+    let a = width as u128 * num * out_h as u128;
+    let b = den * height.max(1) as u128 * 2;
+    let pairs = (2 * a + b) / (2 * b);
+    let out_w = u32::try_from(pairs * 2).unwrap_or(u32::MAX - 1).max(2);
+    (out_w, out_h)
+}
+
+/// The pixel format an editing codec's software encoder must get, whatever the source's:
+/// ProRes proxy is 10-bit 4:2:2; DNxHR LB is 8-bit 4:2:2 (it refuses 10-bit input).
+fn intermediate_format(encoder: &str) -> Option<ff::format::Pixel> {
+    if encoder == VideoCodec::ProRes.encoder_name() {
+        Some(ff::format::Pixel::YUV422P10LE)
+    } else if encoder == VideoCodec::DnxHr.encoder_name() {
+        Some(ff::format::Pixel::YUV422P)
+    } else {
+        None
+    }
 }
 
 struct Open {
@@ -168,6 +205,16 @@ pub fn encode_chunk(
         };
         let send = match st.scaler.as_mut() {
             Some((sws, buf)) => {
+                // A frame-threaded encoder (ProRes, DNxHR) keeps a reference to the frame
+                // and reads it later: overwriting it would change the picture between the
+                // encoder's rate control and its bit writing. A shared buffer is replaced.
+                // SAFETY: `buf` is a valid frame; the calls read only its buffer refs.
+                let shared = unsafe {
+                    !buf.is_empty() && ff::ffi::av_frame_is_writable(buf.as_mut_ptr()) == 0
+                };
+                if shared {
+                    *buf = ff::frame::Video::empty();
+                }
                 sws.run(frame, buf).map_err(enc_err)?;
                 buf.set_pts(frame.pts());
                 st.encoder.send_frame(buf)
@@ -222,20 +269,36 @@ fn open_encoder(
         .and_then(|v| v.formats().map(|f| f.collect()))
         .unwrap_or_default();
     let src_fmt = frame.format();
-    let fmt = if supported.is_empty() || supported.contains(&src_fmt) {
-        src_fmt
-    } else if supported.contains(&ff::format::Pixel::YUV420P) {
-        ff::format::Pixel::YUV420P
-    } else {
-        supported[0]
+    let fmt = match intermediate_format(name) {
+        Some(f) => f,
+        None if supported.is_empty() || supported.contains(&src_fmt) => src_fmt,
+        None if supported.contains(&ff::format::Pixel::YUV420P) => ff::format::Pixel::YUV420P,
+        None => supported[0],
     };
-    enc.set_width(frame.width());
-    enc.set_height(frame.height());
+    let (src_w, src_h) = (frame.width(), frame.height());
+    let (width, height, sar) = match options.height {
+        Some(h) => {
+            let (w, h) = scaled_size(src_w, src_h, frame.aspect_ratio(), h);
+            (w, h, ff::Rational::new(1, 1))
+        }
+        None => (src_w, src_h, frame.aspect_ratio()),
+    };
+    if name == VideoCodec::DnxHr.encoder_name() && (width < DNXHR_MIN.0 || height < DNXHR_MIN.1) {
+        return Err(MediaError::Encoder {
+            encoder: name.into(),
+            cause: format!(
+                "DNxHR needs a frame of at least {}x{}; this one is {width}x{height}",
+                DNXHR_MIN.0, DNXHR_MIN.1
+            ),
+        });
+    }
+    enc.set_width(width);
+    enc.set_height(height);
     enc.set_format(fmt);
     let tb = ff_rational(range.time_base);
     enc.set_time_base(tb);
     enc.set_frame_rate(Some(ff_rational(range.fps)));
-    enc.set_aspect_ratio(frame.aspect_ratio());
+    enc.set_aspect_ratio(sar);
     enc.set_colorspace(frame.color_space());
     enc.set_color_range(frame.color_range());
     let encoder = enc
@@ -252,17 +315,20 @@ fn open_encoder(
     }
     octx.write_header().map_err(|e| MediaError::write(out, e))?;
     let out_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(tb);
-    let scaler = if fmt != src_fmt {
-        let sws = ff::software::scaling::Context::get(
-            src_fmt,
-            frame.width(),
-            frame.height(),
-            fmt,
-            frame.width(),
-            frame.height(),
-            ff::software::scaling::Flags::BICUBIC,
-        )
-        .map_err(enc_err)?;
+    let resize = (width, height) != (src_w, src_h);
+    let scaler = if fmt != src_fmt || resize {
+        // A resize (proxies, mostly downscales) uses bilinear: swscale widens its kernel by
+        // the downscale ratio, so it does not alias, at about half bicubic's cost per pixel;
+        // an editing proxy is for cutting, not for grading. A format conversion alone keeps
+        // bicubic (chroma resampling only).
+        let filter = if resize {
+            ff::software::scaling::Flags::BILINEAR
+        } else {
+            ff::software::scaling::Flags::BICUBIC
+        };
+        let sws =
+            ff::software::scaling::Context::get(src_fmt, src_w, src_h, fmt, width, height, filter)
+                .map_err(enc_err)?;
         Some((sws, ff::frame::Video::empty()))
     } else {
         None
@@ -277,14 +343,258 @@ fn open_encoder(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::RefCell;
     use std::path::PathBuf;
 
     use rendermesh_mesh::exec::CancelToken;
 
     use super::*;
+    use crate::engine::conform::tests::{chunks_of, ffmpeg};
     use crate::engine::testclip::test_clip;
+
+    /// Make `out` with the ffmpeg command line `args` (split at spaces) and assert it worked.
+    pub(crate) fn make(out: &Path, args: &str) {
+        let mut all: Vec<&str> = args.split_whitespace().collect();
+        all.push(out.to_str().expect("utf-8 path"));
+        assert!(ffmpeg(&all), "ffmpeg {args} {}", out.display());
+    }
+
+    /// `ffprobe -show_streams -show_format -count_packets` of `path`, as JSON.
+    pub(crate) fn ffprobe(path: &Path) -> serde_json::Value {
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_packets",
+                "-show_streams",
+                "-show_format",
+            ])
+            .args(["-of", "json"])
+            .arg(path)
+            .output()
+            .expect("ffprobe runs");
+        assert!(out.status.success(), "ffprobe {}", path.display());
+        serde_json::from_slice(&out.stdout).expect("ffprobe json")
+    }
+
+    /// The first stream of `kind` ("video", "audio", "data") in an ffprobe answer.
+    pub(crate) fn stream<'a>(probe: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+        probe["streams"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["codec_type"] == kind))
+            .unwrap_or_else(|| panic!("no {kind} stream in {probe}"))
+    }
+
+    /// A number ffprobe wrote as a string (or as a number).
+    pub(crate) fn num(v: &serde_json::Value) -> f64 {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Encode every chunk of `src` (cut about every 0.4 s) with `opts`: each segment's path.
+    fn encode_all(src: &Path, dir: &Path, opts: &EncodeOptions) -> Vec<PathBuf> {
+        let chunks = chunks_of(src, dir, 0.4);
+        assert!(chunks.len() > 1, "the source is cut into several chunks");
+        chunks
+            .iter()
+            .enumerate()
+            .map(|(i, (chunk, range))| {
+                let out = dir.join(format!("seg{i}.nut"));
+                let n = encode_chunk(chunk, range, opts, &out, 2, &ShardCtl::detached())
+                    .expect("encode");
+                assert_eq!(n, range.frames, "chunk {i}");
+                out
+            })
+            .collect()
+    }
+
+    /// Video packets of all `segments` and the first one's video stream.
+    fn segments_video(segments: &[PathBuf]) -> (u64, serde_json::Value) {
+        let probes: Vec<serde_json::Value> = segments.iter().map(|s| ffprobe(s)).collect();
+        let packets = probes
+            .iter()
+            .map(|p| num(&stream(p, "video")["nb_read_packets"]) as u64)
+            .sum();
+        (packets, stream(&probes[0], "video").clone())
+    }
+
+    fn opts(codec: VideoCodec, height: Option<u32>) -> EncodeOptions {
+        EncodeOptions {
+            codec,
+            crf: 28,
+            preset: Some("ultrafast".into()).filter(|_| codec == VideoCodec::H264),
+            encoder: None,
+            height,
+        }
+    }
+
+    #[test]
+    fn scaled_sizes_follow_the_display_aspect_in_even_pixels() {
+        let sq = ff::Rational::new(1, 1);
+        assert_eq!(scaled_size(320, 240, sq, 120), (160, 120));
+        assert_eq!(scaled_size(1920, 1080, sq, 540), (960, 540));
+        // NTSC 16:9 anamorphic: 853.3 display pixels at 480 lines
+        assert_eq!(
+            scaled_size(720, 480, ff::Rational::new(32, 27), 120),
+            (214, 120)
+        );
+        assert_eq!(
+            scaled_size(720, 480, ff::Rational::new(32, 27), 480),
+            (854, 480)
+        );
+        // unknown SAR is square; an odd height is made even (down)
+        assert_eq!(
+            scaled_size(640, 480, ff::Rational::new(0, 1), 121),
+            (160, 120)
+        );
+        assert_eq!(scaled_size(1282, 720, sq, 540), (962, 540));
+        assert_eq!(scaled_size(4, 4000, sq, 16), (2, 16));
+    }
+
+    /// A source scaled to 120 lines has the size of its display aspect at 120 lines, square
+    /// pixels, and every frame.
+    #[test]
+    fn an_encode_scales_to_the_height_asked_keeping_the_display_aspect() {
+        for (size, sar, want) in [
+            ("320x240", "1", (160, 120)),
+            ("720x480", "32/27", (214, 120)),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let src = dir.path().join("src.mp4");
+            make(
+                &src,
+                &format!(
+                    "-f lavfi -i testsrc2=size={size}:rate=25 -frames:v 30 -vf setsar={sar} \
+                     -c:v libx264 -preset ultrafast -g 10"
+                ),
+            );
+            let segs = encode_all(&src, dir.path(), &opts(VideoCodec::H264, Some(120)));
+            let (packets, v) = segments_video(&segs);
+            assert_eq!(packets, 30, "{size}");
+            assert_eq!(
+                (v["width"].as_u64(), v["height"].as_u64()),
+                (Some(want.0 as u64), Some(want.1 as u64)),
+                "{size} SAR {sar}"
+            );
+            let sar_out = v["sample_aspect_ratio"].as_str().unwrap_or("1:1");
+            assert_eq!(sar_out, "1:1", "{size}");
+        }
+    }
+
+    /// No height keeps the source's size and aspect ratio.
+    #[test]
+    fn an_encode_without_a_height_keeps_the_source_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src.mp4");
+        make(
+            &src,
+            "-f lavfi -i testsrc2=size=720x480:rate=25 -frames:v 20 -vf setsar=32/27 \
+             -c:v libx264 -preset ultrafast -g 10",
+        );
+        let segs = encode_all(&src, dir.path(), &opts(VideoCodec::H264, None));
+        let (packets, v) = segments_video(&segs);
+        assert_eq!(packets, 20);
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(720), Some(480))
+        );
+        assert_eq!(v["sample_aspect_ratio"], "32:27");
+    }
+
+    /// ProRes is written as 10-bit 4:2:2 proxy and DNxHR as 8-bit 4:2:2 LB, whatever the
+    /// source's format (ProRes proxy would take 4:4:4 and DNxHR LB refuses 10-bit 4:2:2),
+    /// scaled to odd-ish widths or not, every frame.
+    #[test]
+    fn editing_codecs_get_their_pixel_format_and_profile() {
+        struct Case {
+            codec: VideoCodec,
+            src_size: &'static str,
+            src_pix: &'static str,
+            height: Option<u32>,
+            size: (u64, u64),
+            pix: &'static str,
+            profile: &'static str,
+        }
+        let cases = [
+            Case {
+                codec: VideoCodec::ProRes,
+                src_size: "960x720",
+                src_pix: "yuv444p10le",
+                height: Some(540),
+                size: (720, 540),
+                pix: "yuv422p10le",
+                profile: "Proxy",
+            },
+            Case {
+                codec: VideoCodec::ProRes,
+                src_size: "320x240",
+                src_pix: "yuv420p",
+                height: None,
+                size: (320, 240),
+                pix: "yuv422p10le",
+                profile: "Proxy",
+            },
+            Case {
+                codec: VideoCodec::DnxHr,
+                src_size: "1282x720",
+                src_pix: "yuv422p10le",
+                height: Some(540),
+                size: (962, 540),
+                pix: "yuv422p",
+                profile: "DNXHR LB",
+            },
+        ];
+        for c in cases {
+            let name = c.codec.name();
+            if !encoder_available(c.codec) {
+                eprintln!("skipping {name}: no encoder");
+                continue;
+            }
+            let dir = tempfile::tempdir().expect("tempdir");
+            let src = dir.path().join("src.mkv");
+            make(
+                &src,
+                &format!(
+                    "-f lavfi -i testsrc2=size={}:rate=25 -frames:v 30 -pix_fmt {} \
+                     -c:v libx264 -preset ultrafast -g 6",
+                    c.src_size, c.src_pix
+                ),
+            );
+            let segs = encode_all(&src, dir.path(), &opts(c.codec, c.height));
+            let (packets, v) = segments_video(&segs);
+            let what = format!("{name} from {} {}", c.src_size, c.src_pix);
+            assert_eq!(packets, 30, "{what}");
+            assert_eq!(v["pix_fmt"], c.pix, "{what}");
+            assert_eq!(v["profile"], c.profile, "{what}");
+            let size = (v["width"].as_u64(), v["height"].as_u64());
+            assert_eq!(size, (Some(c.size.0), Some(c.size.1)), "{what}");
+        }
+    }
+
+    /// DNxHR below its smallest frame fails with a cause that says so.
+    #[test]
+    fn dnxhr_below_its_smallest_frame_says_why() {
+        if !encoder_available(VideoCodec::DnxHr) {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clip, range) = test_clip(dir.path(), 320, 180, 4).expect("clip");
+        let out = dir.path().join("out.nut");
+        let res = encode_chunk(
+            &clip,
+            &range,
+            &opts(VideoCodec::DnxHr, Some(100)),
+            &out,
+            1,
+            &ShardCtl::detached(),
+        );
+        match res {
+            Err(MediaError::Encoder { cause, .. }) => assert!(cause.contains("256x120"), "{cause}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     /// A generated 320×180 clip of `frames` frames, its output path and x264 options with
     /// `preset`; the dir holds them.

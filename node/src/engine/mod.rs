@@ -4,7 +4,8 @@
 //! - [`chunk`]: cut a source at keyframes into chunk blobs by stream copy.
 //! - [`decode`]: decode the frames of one [`FrameRange`](rendermesh_protocol::FrameRange) from a chunk.
 //! - [`encode`]: encode a chunk's frames into an encoded segment blob.
-//! - [`concat`]: join encoded segments and mux the source audio once ([`audio`]: copy or encode).
+//! - [`concat`]: join encoded segments and mux the source audio once ([`audio`]: copy or
+//!   encode, [`audio_encode`]).
 //! - [`pcm`]: decode a file's audio to mono float samples, streamed.
 //! - [`conform`]: render a montage shot; [`assemble`]: join the shots and the song ([`song`]).
 //!
@@ -13,6 +14,7 @@
 
 pub mod assemble;
 pub mod audio;
+pub mod audio_encode;
 pub mod chunk;
 pub mod concat;
 pub mod conform;
@@ -31,7 +33,7 @@ pub use error::MediaError;
 
 /// Version of the engine's results. Part of every cache key: bump it when a change makes old
 /// cached results wrong.
-pub const ENGINE_VERSION: u32 = 2;
+pub const ENGINE_VERSION: u32 = 3;
 
 /// Initialise ffmpeg once per process and keep its logging quiet.
 pub fn init() {

@@ -51,6 +51,10 @@ pub struct Probe {
     pub end_pts: i64,
     pub audio: Option<AudioInfo>,
     pub bytes: u64,
+    /// The start timecode (`HH:MM:SS:FF`, `;` before the frames when drop-frame), from the
+    /// container's or a stream's `timecode` tag (a QuickTime `tmcd` track shows up so).
+    #[serde(default)]
+    pub timecode: Option<String>,
 }
 
 impl rendermesh_cache::CacheValue for Probe {
@@ -185,6 +189,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         fps = rational(video.rate());
     }
     let declared_frames = video.frames().max(0) as u64;
+    let timecode = start_timecode(&ictx, video_index);
     let audio = ictx.streams().best(ff::media::Type::Audio).map(|a| {
         let p = a.parameters();
         let (sample_rate, channels) = unsafe {
@@ -302,7 +307,22 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         end_pts,
         audio,
         bytes,
+        timecode,
     })
+}
+
+/// The start timecode of a file: the container's `timecode` tag, else the video stream's,
+/// else any other stream's (a timecode data track).
+fn start_timecode(ictx: &ff::format::context::Input, video_index: usize) -> Option<String> {
+    let tag = |d: ff::DictionaryRef<'_>| {
+        d.get("timecode")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    tag(ictx.metadata())
+        .or_else(|| ictx.stream(video_index).and_then(|s| tag(s.metadata())))
+        .or_else(|| ictx.streams().find_map(|s| tag(s.metadata())))
 }
 
 /// The clockwise rotation (0, 90, 180, 270) a player applies to `stream`, from its display
@@ -418,5 +438,47 @@ mod tests {
         assert_eq!(clockwise_quarter_turns(-89.6), 90);
         assert_eq!(clockwise_quarter_turns(271.0), 90);
         assert_eq!(clockwise_quarter_turns(f64::NAN), 0);
+    }
+
+    /// The start timecode comes from a QuickTime timecode track, or from a container tag;
+    /// a file without one has none.
+    #[test]
+    fn the_start_timecode_is_read_from_a_track_or_a_tag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, rate, extra, want) in [
+            (
+                "tmcd.mov",
+                "25",
+                "-timecode 01:02:03:04",
+                Some("01:02:03:04"),
+            ),
+            // drop-frame, at 29.97
+            (
+                "tmcd.mp4",
+                "30000/1001",
+                "-timecode 10:00:00;02",
+                Some("10:00:00;02"),
+            ),
+            (
+                "tag.mkv",
+                "25",
+                "-metadata timecode=23:59:59:24",
+                Some("23:59:59:24"),
+            ),
+            ("none.mp4", "25", "", None),
+        ] {
+            let out = dir.path().join(name);
+            let clip = format!(
+                "-f lavfi -i testsrc2=size=160x120:rate={rate} -t 0.4 -c:v libx264 -preset ultrafast"
+            );
+            let mut args: Vec<&str> = clip
+                .split_whitespace()
+                .chain(extra.split_whitespace())
+                .collect();
+            args.push(out.to_str().expect("path"));
+            assert!(crate::engine::conform::tests::ffmpeg(&args), "{name}");
+            let p = probe(&out).expect("probe");
+            assert_eq!(p.timecode.as_deref(), want, "{name}");
+        }
     }
 }

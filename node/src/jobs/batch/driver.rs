@@ -18,6 +18,7 @@ use rendermesh_protocol::{
 use super::join::{JoinTask, Joiner};
 use super::Work;
 use crate::engine::chunk::{plan_chunks, write_chunks};
+use crate::engine::encode::{scaled_size, DNXHR_MIN};
 use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::ENGINE_VERSION;
 use crate::jobs::kind::{release_blobs, remember_output, MeshBlobs};
@@ -26,6 +27,25 @@ use crate::jobs::video::{video_class, video_cost};
 
 /// A file up to this many chunk lengths long is one shard: cutting it would only add joins.
 const WHOLE_FILE_CHUNKS: f64 = 3.0;
+
+/// Can this work's codec encode `probe`'s frames at the size asked? DNxHR has a smallest frame.
+fn fits_codec(work: &Work, probe: &Probe) -> Result<(), String> {
+    let o = &work.options;
+    if o.codec != rendermesh_protocol::VideoCodec::DnxHr {
+        return Ok(());
+    }
+    let (w, h) = match o.height {
+        Some(to) => scaled_size(probe.width, probe.height, ffmpeg_next::Rational(1, 1), to),
+        None => (probe.width, probe.height),
+    };
+    let (min_w, min_h) = DNXHR_MIN;
+    if w < min_w || h < min_h {
+        return Err(format!(
+            "DNxHR needs a frame of at least {min_w}x{min_h}; this file's would be {w}x{h} (ask for a larger --height)"
+        ));
+    }
+    Ok(())
+}
 
 /// One distinct file (by content) of the batch.
 struct FileJob {
@@ -253,6 +273,9 @@ impl BatchDriver {
             Ok((p, _)) => p,
             Err(e) => return self.fail_file(f, &e.to_string()),
         };
+        if let Err(why) = fits_codec(&self.work, &probe) {
+            return self.fail_file(f, &why);
+        }
         let output_key = self.output_key(&id);
         if let Some((out, note)) = self.finished(&output_key) {
             self.files[f].over = true;

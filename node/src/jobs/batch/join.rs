@@ -11,7 +11,7 @@ use rendermesh_protocol::{CacheKey, ContentId, FileOutput, ItemState};
 
 use super::driver::Items;
 use super::Work;
-use crate::engine::concat::concat;
+use crate::engine::concat::{concat, JoinOptions};
 use crate::engine::probe::Probe;
 use crate::jobs::kind::release_blobs;
 
@@ -96,7 +96,17 @@ fn join_one(cache: &Cache, work: &Work, task: JoinTask) -> Result<FileOutput, St
         .map(|id| cache.blobs.path(id))
         .collect();
     let tmp = cache.blobs.temp_path("output");
-    let joined = concat(&paths, &task.input, &task.probe, &tmp, &work.container);
+    let options = JoinOptions {
+        pcm_audio: work.pcm_audio,
+    };
+    let joined = concat(
+        &paths,
+        &task.input,
+        &task.probe,
+        &tmp,
+        &work.container,
+        options,
+    );
     release_blobs(cache, task.pins);
     for key in &task.segment_keys {
         let _ = cache.entries.remove(key);

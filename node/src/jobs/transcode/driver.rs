@@ -11,7 +11,7 @@ use rendermesh_protocol::{
 };
 
 use crate::engine::chunk::{plan_chunks, write_chunks};
-use crate::engine::concat::concat;
+use crate::engine::concat::{concat, JoinOptions};
 use crate::engine::encode::{available_codecs, encoder_available};
 use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::{MediaError, ENGINE_VERSION};
@@ -188,7 +188,14 @@ impl JobDriver for TranscodeDriver {
         let pins: Vec<PinGuard> = ids.iter().map(|id| self.cache.blobs.pin(id)).collect();
         let paths: Vec<PathBuf> = ids.iter().map(|id| self.cache.blobs.path(id)).collect();
         let tmp = self.cache.blobs.temp_path("output");
-        let result = concat(&paths, &self.input, &probe, &tmp, &self.container);
+        let result = concat(
+            &paths,
+            &self.input,
+            &probe,
+            &tmp,
+            &self.container,
+            JoinOptions::default(),
+        );
         self.cleanup(pins);
         for key in std::mem::take(&mut self.segment_keys) {
             let _ = self.cache.entries.remove(&key);
