@@ -16,37 +16,13 @@ use crate::jobs::montage::plan::summary;
 use crate::jobs::montage::timeline::{edl, fcpxml, otio};
 use crate::jobs::montage::{Montage, Params};
 
-/// Extensions of the files a directory among the clips contributes.
-const VIDEO_EXTENSIONS: [&str; 12] = [
-    "mp4", "mov", "m4v", "mkv", "webm", "avi", "mts", "m2ts", "ts", "mxf", "nut", "mpg",
-];
-
-/// The clips: files as given, directories replaced by their video files (sorted).
+/// The clips: files as given, directories replaced by their video files (sorted); a clip
+/// that cannot be read stops the montage.
 fn expand(clips: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for c in clips {
-        let path = input_path(c)?;
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&path)
-                .map_err(|e| anyhow::anyhow!("{}: cannot list: {e}", c.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && p.extension()
-                            .map(|e| e.to_string_lossy().to_lowercase())
-                            .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.as_str()))
-                })
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                eprintln!("rendermesh: note: {}: no video files in it", c.display());
-            }
-            out.extend(found);
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(out)
+    super::batch::expand(clips)
+        .into_iter()
+        .map(|(given, found)| found.map_err(|why| anyhow::anyhow!("{}: {why}", given.display())))
+        .collect()
 }
 
 fn read_plan(path: &Path) -> anyhow::Result<MontagePlan> {

@@ -62,6 +62,16 @@ struct FileJob {
     over: bool,
 }
 
+impl FileJob {
+    /// Its chunks' and segments' pins, to release.
+    fn take_pins(&mut self) -> Vec<PinGuard> {
+        self.chunk_pins
+            .drain(..)
+            .chain(self.segment_pins.drain(..))
+            .collect()
+    }
+}
+
 /// The items of a batch, shared with the joiner thread.
 #[derive(Clone)]
 pub(super) struct Items {
@@ -205,12 +215,7 @@ impl BatchDriver {
         file.over = true;
         tracing::warn!(file = %file.input.display(), error = %why, "file of a batch failed");
         self.items.fail(&file.items, why);
-        let pins: Vec<PinGuard> = file
-            .chunk_pins
-            .drain(..)
-            .chain(file.segment_pins.drain(..))
-            .collect();
-        release_blobs(&self.cache, pins);
+        release_blobs(&self.cache, file.take_pins());
     }
 
     /// Every segment of file `f` is in: the joiner takes it.
@@ -492,12 +497,7 @@ impl Drop for BatchDriver {
             j.wait();
         }
         for file in &mut self.files {
-            let pins: Vec<PinGuard> = file
-                .chunk_pins
-                .drain(..)
-                .chain(file.segment_pins.drain(..))
-                .collect();
-            release_blobs(&self.cache, pins);
+            release_blobs(&self.cache, file.take_pins());
         }
     }
 }
