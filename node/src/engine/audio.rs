@@ -47,48 +47,6 @@ pub fn container_accepts(octx: &ff::format::context::Output, codec: ff::codec::I
     }
 }
 
-/// Open audio encoder `codec` at `rate` and `layout` (its first sample format) and add its
-/// stream to `octx` (written to `out`), before the header is written.
-pub(crate) fn open_encoder(
-    codec: ff::Codec,
-    octx: &mut ff::format::context::Output,
-    out: &Path,
-    rate: i32,
-    layout: ff::ChannelLayout,
-    bit_rate: usize,
-) -> Result<ff::encoder::Audio, MediaError> {
-    let enc_err = |e: ff::Error| MediaError::Encoder {
-        encoder: codec.name().into(),
-        cause: e.to_string(),
-    };
-    let sample_fmt = codec
-        .audio()
-        .ok()
-        .and_then(|a| a.formats())
-        .and_then(|mut f| f.next())
-        .unwrap_or(ff::format::Sample::F32(ff::format::sample::Type::Planar));
-    let mut ectx = ff::codec::context::Context::new_with_codec(codec);
-    if octx
-        .format()
-        .flags()
-        .contains(ff::format::Flags::GLOBAL_HEADER)
-    {
-        ectx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-    }
-    let mut enc = ectx.encoder().audio().map_err(enc_err)?;
-    enc.set_rate(rate);
-    enc.set_channel_layout(layout);
-    enc.set_format(sample_fmt);
-    enc.set_bit_rate(bit_rate);
-    enc.set_time_base((1, rate));
-    let encoder = enc.open_as(codec).map_err(enc_err)?;
-    let mut ost = octx
-        .add_stream(codec)
-        .map_err(|e| MediaError::write(out, format!("audio stream: {e}")))?;
-    ost.set_parameters(&encoder);
-    ost.set_time_base((1, rate));
-    Ok(encoder)
-}
 
 impl AudioTrack {
     /// Add the audio stream (as stream 1) to `octx`, before its header is written.

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use ffmpeg_next as ff;
 
-use super::audio::open_encoder;
 use super::MediaError;
 
 /// The PCM encoder for a source stream: 24-bit when the source carries more than 16 bits a
@@ -220,4 +219,47 @@ fn build_graph(
         }
     }
     Ok(g)
+}
+
+/// Open audio encoder `codec` at `rate` and `layout` (its first sample format) and add its
+/// stream to `octx` (written to `out`), before the header is written.
+pub(crate) fn open_encoder(
+    codec: ff::Codec,
+    octx: &mut ff::format::context::Output,
+    out: &Path,
+    rate: i32,
+    layout: ff::ChannelLayout,
+    bit_rate: usize,
+) -> Result<ff::encoder::Audio, MediaError> {
+    let enc_err = |e: ff::Error| MediaError::Encoder {
+        encoder: codec.name().into(),
+        cause: e.to_string(),
+    };
+    let sample_fmt = codec
+        .audio()
+        .ok()
+        .and_then(|a| a.formats())
+        .and_then(|mut f| f.next())
+        .unwrap_or(ff::format::Sample::F32(ff::format::sample::Type::Planar));
+    let mut ectx = ff::codec::context::Context::new_with_codec(codec);
+    if octx
+        .format()
+        .flags()
+        .contains(ff::format::Flags::GLOBAL_HEADER)
+    {
+        ectx.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut enc = ectx.encoder().audio().map_err(enc_err)?;
+    enc.set_rate(rate);
+    enc.set_channel_layout(layout);
+    enc.set_format(sample_fmt);
+    enc.set_bit_rate(bit_rate);
+    enc.set_time_base((1, rate));
+    let encoder = enc.open_as(codec).map_err(enc_err)?;
+    let mut ost = octx
+        .add_stream(codec)
+        .map_err(|e| MediaError::write(out, format!("audio stream: {e}")))?;
+    ost.set_parameters(&encoder);
+    ost.set_time_base((1, rate));
+    Ok(encoder)
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ff::Rescale;
 use ffmpeg_next as ff;
 
-use super::audio::open_encoder;
+use super::audio_encode::open_encoder;
 use super::probe::open_input;
 use super::MediaError;
 

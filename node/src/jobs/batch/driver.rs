@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, ShardError, Stage};
@@ -15,6 +13,7 @@ use rendermesh_protocol::{
     ShardOutput, ShardResult, ShardSpec, ShardTask, WorkStats,
 };
 
+use super::items::Items;
 use super::join::{JoinTask, Joiner};
 use super::Work;
 use crate::engine::chunk::{plan_chunks, write_chunks};
@@ -69,53 +68,6 @@ impl FileJob {
             .drain(..)
             .chain(self.segment_pins.drain(..))
             .collect()
-    }
-}
-
-/// The items of a batch, shared with the joiner thread.
-#[derive(Clone)]
-pub(super) struct Items {
-    list: Arc<Mutex<Vec<JobItem>>>,
-    changed: Arc<AtomicBool>,
-}
-
-impl Items {
-    fn new(names: Vec<String>) -> Self {
-        Self {
-            list: Arc::new(Mutex::new(
-                names.into_iter().map(JobItem::waiting).collect(),
-            )),
-            changed: Arc::new(AtomicBool::new(true)),
-        }
-    }
-
-    /// Change items `which` in place.
-    pub(super) fn update(&self, which: &[usize], f: impl Fn(&mut JobItem)) {
-        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
-        for &i in which {
-            if let Some(item) = list.get_mut(i) {
-                f(item);
-            }
-        }
-        self.changed.store(true, Ordering::Release);
-    }
-
-    pub(super) fn fail(&self, which: &[usize], why: &str) {
-        self.update(which, |it| {
-            it.state = ItemState::Failed;
-            it.note = Some(why.to_string());
-            it.output = None;
-        });
-    }
-
-    fn snapshot(&self) -> Vec<JobItem> {
-        self.list.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn take_changed(&self) -> Option<Vec<JobItem>> {
-        self.changed
-            .swap(false, Ordering::AcqRel)
-            .then(|| self.snapshot())
     }
 }
 

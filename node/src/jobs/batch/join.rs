@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_protocol::{CacheKey, ContentId, FileOutput, ItemState};
 
-use super::driver::Items;
+use super::items::Items;
 use super::Work;
 use crate::engine::concat::{concat, JoinOptions};
 use crate::engine::probe::Probe;

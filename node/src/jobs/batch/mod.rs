@@ -6,11 +6,13 @@
 //! fails (unreadable, not media, broken) fails alone: the others go on.
 //!
 //! - [`driver`]: plans the files (identity, duplicates, cache, chunks) and follows them.
-//! - [`join`]: the thread that joins a finished file's segments, one file at a time.
+//! - `items`: the items (one per input), shared by the driver and the joiner.
+//! - `join`: the thread that joins a finished file's segments, one file at a time.
 //! - Here: the parameters. The shards are transcode tasks (`ShardTask::Encode`), run by
 //!   the transcode kind.
 
 pub mod driver;
+mod items;
 mod join;
 
 use std::path::PathBuf;
