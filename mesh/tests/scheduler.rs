@@ -532,3 +532,69 @@ async fn a_job_of_two_stages_runs_the_second_on_the_results_of_the_first() {
     let e = h.wait().await.unwrap_err();
     assert!(e.contains("reuses a shard index"), "{e}");
 }
+
+/// A job of many files in the small: one shard per item; the driver takes the loss of a shard
+/// that fails for good and reports its items.
+struct Lossy {
+    inner: FakeDriver,
+    items: Vec<JobItem>,
+    changed: bool,
+}
+
+impl JobDriver for Lossy {
+    fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
+        self.inner.plan(job)
+    }
+
+    fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
+        self.inner.finish(results)
+    }
+
+    fn shard_done(&mut self, r: &ShardResult) {
+        self.items[r.index as usize].state = ItemState::Done;
+        self.changed = true;
+    }
+
+    fn shard_failed(&mut self, index: u32, e: &ShardError) -> bool {
+        let it = &mut self.items[index as usize];
+        it.state = ItemState::Failed;
+        it.note = Some(e.message.clone());
+        self.changed = true;
+        true
+    }
+
+    fn items(&mut self) -> Option<Vec<JobItem>> {
+        std::mem::take(&mut self.changed).then(|| self.items.clone())
+    }
+}
+
+#[actix_rt::test]
+async fn a_driver_that_takes_the_loss_of_a_failed_shard_ends_the_stage_without_it() {
+    let mut exec = FakeExec::default();
+    exec.fail.insert(1, (1, false)); // bad input: final at once
+    exec.fail.insert(3, (10, true)); // retries used up
+    let exec = Arc::new(exec);
+    let b = board(exec.clone(), 2);
+    let (inner, finished_with) = driver(5);
+    let items = (0..5).map(|i| JobItem::waiting(format!("f{i}"))).collect();
+    let d = Lossy {
+        inner,
+        items,
+        changed: true,
+    };
+    let h = b.start("batch", vec![], Box::new(d));
+    h.wait()
+        .await
+        .expect("the job goes on without the failed shards");
+    assert_eq!(*finished_with.lock().unwrap(), vec![0, 2, 4]);
+    let s = h.status();
+    let states: Vec<ItemState> = s.items.iter().map(|i| i.state).collect();
+    use ItemState::{Done, Failed};
+    assert_eq!(states, vec![Done, Failed, Done, Failed, Done]);
+    assert_eq!(s.items[1].note.as_deref(), Some("shard 1 broke"));
+    let row = |i: u32| s.shards.iter().find(|r| r.index == i).unwrap().clone();
+    assert_eq!(row(1).state, ShardState::Failed);
+    assert_eq!(row(3).state, ShardState::Failed);
+    assert_eq!(row(3).retries, 3, "retried before it was given up");
+    assert_eq!(exec.runs.lock().unwrap()[&1], 1, "bad input was retried");
+}

@@ -47,7 +47,6 @@ pub fn container_accepts(octx: &ff::format::context::Output, codec: ff::codec::I
     }
 }
 
-
 impl AudioTrack {
     /// Add the audio stream (as stream 1) to `octx`, before its header is written.
     pub fn add(

@@ -52,4 +52,3 @@ impl Items {
             .then(|| self.snapshot())
     }
 }
-
