@@ -10,6 +10,7 @@ mod host;
 mod jobs;
 mod notify;
 mod runtime;
+mod watch;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
