@@ -250,7 +250,7 @@ pub(crate) fn settle_encoder(
     if let Some(name) = options.encoder.clone() {
         let elsewhere: Vec<&str> = peer_encoders
             .iter()
-            .filter(|(_, encoders)| encoders.iter().any(|e| *e == name))
+            .filter(|(_, encoders)| encoders.contains(&name))
             .map(|(peer, _)| peer.as_str())
             .collect();
         // a requested (hardware) encoder must prove itself here or on a peer, or the job falls back
