@@ -99,7 +99,10 @@ pub fn scan(dir: &Path, skip: &Path) -> Result<Listing, String> {
                 rel,
                 path,
                 size: meta.len(),
-                mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+                mtime_ns: meta
+                    .mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(meta.mtime_nsec()),
             });
         }
     }
