@@ -11,10 +11,13 @@
 //!   used first (the index behind it lives in `quota`).
 //! - [`files`]: the file-identity table (path, size, mtime, inode → ContentId) so a resubmit
 //!   does not rehash.
+//! - [`marks`]: what a watched folder did with each of its files (this node's own table,
+//!   never replicated).
 
 pub mod blobs;
 pub mod entry;
 pub mod files;
+pub mod marks;
 mod quota;
 pub mod store;
 
@@ -27,13 +30,15 @@ pub use entry::{
     Remote, StoredKind, BUCKETS,
 };
 pub use files::{FileIdentity, Identified};
+pub use marks::{Mark, MarkError, MarkOutcome, Marks};
 pub use store::{MemStore, SledStore, Store, StoreError, Tree};
 
-/// A node's cache: entries, file identities and blobs, sharing one store.
+/// A node's cache: entries, file identities, watch marks and blobs, sharing one store.
 #[derive(Clone)]
 pub struct Cache {
     pub entries: Entries,
     pub files: FileIdentity,
+    pub marks: Marks,
     pub blobs: BlobStore,
 }
 
@@ -51,7 +56,8 @@ impl Cache {
     pub fn with_store(store: Arc<dyn Store>, blobs: BlobStore) -> Self {
         Self {
             entries: Entries::new(store.clone()),
-            files: FileIdentity::new(store),
+            files: FileIdentity::new(store.clone()),
+            marks: Marks::new(store),
             blobs,
         }
     }

@@ -12,6 +12,8 @@ pub enum Tree {
     Entries,
     /// File identities by path.
     Files,
+    /// Marks of files a watched folder has handled: this node's own, never replicated.
+    Marks,
 }
 
 impl Tree {
@@ -19,6 +21,7 @@ impl Tree {
         match self {
             Tree::Entries => "entries/1",
             Tree::Files => "files/1",
+            Tree::Marks => "marks/1",
         }
     }
 }
@@ -47,6 +50,12 @@ pub trait Store: Send + Sync {
     fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError>;
     /// All (key, value) pairs of a tree, in key order.
     fn entries(&self, tree: Tree) -> Result<Pairs, StoreError>;
+    /// The (key, value) pairs of a tree whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Pairs, StoreError> {
+        let mut all = self.entries(tree)?;
+        all.retain(|(k, _)| k.starts_with(prefix));
+        Ok(all)
+    }
     fn flush(&self) -> Result<(), StoreError>;
 }
 
@@ -109,6 +118,13 @@ impl Store for SledStore {
     fn entries(&self, tree: Tree) -> Result<Pairs, StoreError> {
         self.tree(tree)?
             .iter()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
+            .collect()
+    }
+
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Pairs, StoreError> {
+        self.tree(tree)?
+            .scan_prefix(prefix)
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
             .collect()
     }
@@ -210,6 +226,13 @@ pub(crate) mod tests {
             );
             s.remove(Tree::Entries, b"k").unwrap();
             assert_eq!(s.get(Tree::Entries, b"k").unwrap(), None, "{name}");
+            s.put(Tree::Marks, b"ab", b"2").unwrap();
+            s.put(Tree::Marks, b"b", b"3").unwrap();
+            assert_eq!(
+                s.scan_prefix(Tree::Marks, b"a").unwrap(),
+                vec![(b"ab".to_vec(), b"2".to_vec())],
+                "{name}"
+            );
             s.flush().unwrap();
         }
     }

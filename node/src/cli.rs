@@ -42,6 +42,58 @@ pub enum Command {
     /// Stop the local node gently: it takes no new shards, finishes those it runs for peers,
     /// then exits (what SIGTERM does too).
     Drain,
+    /// Watch a folder: every video file that lands in it (subfolders too) is transcoded, or
+    /// made into a proxy, once it has stopped growing; each file once, even across restarts.
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["transcode", "proxy"])))]
+pub struct WatchArgs {
+    /// The folder to watch.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Transcode every file (as `submit transcode IN… -o DIR/` does).
+    #[arg(long)]
+    pub transcode: bool,
+    /// Make an editing proxy of every file (as `submit proxy` does).
+    #[arg(long)]
+    pub proxy: bool,
+    /// The folder outputs go to; a file of a subfolder goes to the same subfolder there.
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// Output names: {name} is the source's name without extension, {ext} the container's
+    /// (default {name}.{ext}; proxies {name}_proxy.{ext}).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub name: Option<String>,
+    /// Video codec: h264, h265, av1, vp9, prores, dnxhr; proxies h264, prores, dnxhr
+    /// (default h264).
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Constant rate factor (quality; lower is better; default 23).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub crf: Option<u8>,
+    /// Encoder preset (x264/x265: ultrafast…veryslow; proxies default veryfast).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Height of proxies (default 540; the width follows the picture's aspect).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=4320))]
+    pub height: Option<u32>,
+    /// Target chunk length in seconds, 0.5 to 3600 (default: the node's chunk_seconds).
+    #[arg(long, value_name = "SECONDS", value_parser = chunk_seconds)]
+    pub chunk_seconds: Option<f64>,
+    /// A file is taken once its size and mtime have not changed for this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub settle: f64,
+    /// How often the folder is scanned.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub interval: f64,
+    /// Take what is there (once it has settled), make it, and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Run in this process even when a node is running.
+    #[arg(long)]
+    pub local: bool,
 }
 
 #[derive(Args, Debug)]
@@ -305,11 +357,14 @@ pub struct ScenesArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// A job id; without it, every job.
+    /// A job id; without it, every job (and the node's watched folders).
     pub job: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Only the watched folders: counters and recent errors (with --json, as JSON).
+    #[arg(long, conflicts_with = "job")]
+    pub watches: bool,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::watch::WatchConfig;
+
 /// Version of the config format this build writes and reads.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -63,6 +65,15 @@ pub struct NodeConfig {
     /// The mesh's pre-shared key (`rendermesh keygen`); must exist when set. Empty =
     /// `<data_dir>/swarm.key`, created on first start when missing (a lone box is a mesh of one).
     pub key_file: PathBuf,
+    /// Watched folders, one `[[watch]]` table each (default none): every video file that
+    /// lands in `dir` is made into an output in `out` once it has stopped growing, by the
+    /// node itself, from its start to its shutdown. What was done with each file is kept in
+    /// the node's store (not replicated), so a restart redoes nothing; a file is made again
+    /// only when its content changes. Fields: `dir`, `out` (absolute, different, `dir` not
+    /// inside `out`), `mode` (`"transcode"` or `"proxy"`), and optionally `name`, `codec`,
+    /// `crf`, `preset`, `height` (proxies), `chunk_seconds`, `settle_seconds` (default 5),
+    /// `interval_seconds` (default 2); see [`WatchConfig`].
+    pub watch: Vec<WatchConfig>,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -108,6 +119,7 @@ impl Default for NodeConfig {
             mdns: true,
             mdns_interfaces: Vec::new(),
             key_file: PathBuf::new(),
+            watch: Vec::new(),
         }
     }
 }
@@ -185,6 +197,18 @@ impl NodeConfig {
         }
         if self.slots > 1024 {
             anyhow::bail!("slots = {} is not sensible", self.slots);
+        }
+        for (n, w) in self.watch.iter().enumerate() {
+            w.validate()?;
+            if self.watch[..n]
+                .iter()
+                .any(|o| o.dir == w.dir && o.out == w.out)
+            {
+                anyhow::bail!(
+                    "watch {}: a second [[watch]] of the same dir into the same out",
+                    w.dir.display()
+                );
+            }
         }
         Ok(())
     }
@@ -276,6 +300,46 @@ mod tests {
         let gpu: NodeConfig = toml::from_str(include_str!("../../configs/gpu-box.toml")).unwrap();
         gpu.validate().unwrap();
         assert_eq!((gpu.slots, gpu.shard_threads), (4, 2));
+    }
+
+    #[test]
+    fn watch_tables_parse_and_are_checked() {
+        let text = "[[watch]]\ndir = \"/srv/in\"\nout = \"/srv/out\"\nmode = \"proxy\"\n\
+                    [[watch]]\ndir = \"/srv/in\"\nout = \"/srv/masters\"\nmode = \"transcode\"\ncodec = \"h265\"\n";
+        let c: NodeConfig = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.watch.len(), 2);
+        assert_eq!(c.watch[1].settle_seconds, 5.0);
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), c);
+        let twice = NodeConfig {
+            watch: vec![c.watch[0].clone(), c.watch[0].clone()],
+            ..NodeConfig::default()
+        };
+        assert!(twice.validate().unwrap_err().to_string().contains("second"));
+        let relative = NodeConfig {
+            watch: vec![crate::watch::WatchConfig {
+                dir: "in".into(),
+                ..c.watch[0].clone()
+            }],
+            ..NodeConfig::default()
+        };
+        assert!(relative
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
+        // the commented example of the shipped config, once uncommented, is a valid table
+        let shipped = include_str!("../../configs/single-box.toml");
+        let example: String = shipped
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[watch]]"))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let c: NodeConfig = toml::from_str(&example).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.watch[0].mode, crate::watch::WatchMode::Proxy);
+        assert_eq!(c.watch[0].height, Some(540));
     }
 
     #[test]

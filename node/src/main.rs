@@ -10,6 +10,7 @@ mod host;
 mod jobs;
 mod notify;
 mod runtime;
+mod watch;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -77,5 +78,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         cli::Command::Peers(args) => cmd::peers::run(cfg, args),
         cli::Command::Keygen => cmd::keygen::run(),
         cli::Command::Drain => cmd::drain::run(cfg),
+        cli::Command::Watch(args) => cmd::watch::run(cfg, args),
     }
 }

@@ -135,6 +135,36 @@ impl Client {
         Ok(())
     }
 
+    /// The node's watched folders.
+    pub fn watches(&self) -> anyhow::Result<Vec<crate::watch::WatchRow>> {
+        Ok(self.get("/v1/watches")?.into_json()?)
+    }
+
+    /// The marks of watch `watch`.
+    pub fn watch_marks(&self, watch: &str) -> anyhow::Result<Vec<super::MarkRow>> {
+        Ok(self
+            .get(&format!("/v1/watch/{watch}/records"))?
+            .into_json()?)
+    }
+
+    pub fn put_watch_mark(
+        &self,
+        watch: &str,
+        file: &str,
+        mark: &rendermesh_cache::Mark,
+    ) -> anyhow::Result<()> {
+        let row = super::MarkRow {
+            file: file.to_string(),
+            mark: mark.clone(),
+        };
+        self.agent
+            .put(&format!("{}/v1/watch/{watch}/records", self.base))
+            .set("Authorization", &self.auth())
+            .send_json(&row)
+            .map_err(api_err)?;
+        Ok(())
+    }
+
     fn get(&self, path: &str) -> anyhow::Result<ureq::Response> {
         self.agent
             .get(&format!("{}{path}", self.base))

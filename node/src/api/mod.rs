@@ -11,6 +11,9 @@
 //! | GET | `/v1/jobs/{id}/output` | the bytes of a transcode's output |
 //! | DELETE | `/v1/jobs/{id}/output` | drop the output from the node's store |
 //! | GET | `/v1/peers` | the peer table: every [`PeerEntry`](rendermesh_mesh::PeerEntry) |
+//! | GET | `/v1/watches` | the node's watched folders: every [`WatchRow`](crate::watch::WatchRow) |
+//! | GET | `/v1/watch/{id}/records` | the marks of watch `id`: every [`MarkRow`] |
+//! | PUT | `/v1/watch/{id}/records` | body [`MarkRow`]: store one mark (`rendermesh watch` against a node) |
 //!
 //! The daemon writes `control.json` (address, pid) and `control.token` into its data dir; the
 //! CLI reads both to find it. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and
@@ -18,6 +21,7 @@
 
 pub mod client;
 pub mod server;
+mod watch;
 
 use std::path::Path;
 
@@ -38,6 +42,14 @@ pub struct CacheRow {
     pub kind: String,
     /// Size of the stored record.
     pub bytes: usize,
+}
+
+/// The mark of one file of a watched folder (`/v1/watch/{id}/records`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkRow {
+    /// The file's path relative to the watched folder.
+    pub file: String,
+    pub mark: rendermesh_cache::Mark,
 }
 
 /// Contents of `mesh.json`.

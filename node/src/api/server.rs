@@ -19,6 +19,8 @@ pub struct ApiState {
     pub peers: rendermesh_mesh::PeerView,
     /// Notified by `POST /v1/drain`: the node drains and exits.
     pub drain: Arc<tokio::sync::Notify>,
+    /// The node's watched folders.
+    pub watches: crate::watch::daemon::WatchBoard,
 }
 
 /// Create a fresh random token and write it (mode 0640) into the data dir.
@@ -45,7 +47,7 @@ pub fn write_info(data_dir: &Path, info: &ControlInfo) -> std::io::Result<()> {
     std::fs::rename(tmp, data_dir.join(INFO_FILE))
 }
 
-fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
+pub(super) fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
     let Some(h) = req
         .headers()
         .get("authorization")
@@ -65,7 +67,7 @@ fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
             == 0
 }
 
-fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
+pub(super) fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(serde_json::json!({ "error": msg.into() }))
 }
 
@@ -336,5 +338,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/jobs/{id}/items/{n}/output",
             web::delete().to(drop_item_output),
-        );
+        )
+        .configure(super::watch::routes);
 }

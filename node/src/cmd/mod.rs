@@ -8,3 +8,4 @@ pub mod node;
 pub mod peers;
 pub mod status;
 pub mod submit;
+pub mod watch;

@@ -1,4 +1,5 @@
-//! `rendermesh status [JOB]`: jobs of the local node and their shard tables.
+//! `rendermesh status [JOB]`: jobs of the local node and their shard tables, and its
+//! watched folders (`--watches`: only those).
 
 use rendermesh_protocol::JobStatus;
 
@@ -6,6 +7,7 @@ use crate::api::client::Client;
 use crate::api::read_control;
 use crate::cli::StatusArgs;
 use crate::config::NodeConfig;
+use crate::watch::WatchRow;
 
 pub fn run(cfg: NodeConfig, args: StatusArgs) -> anyhow::Result<i32> {
     let Some((info, token)) = read_control(&cfg.data_dir) else {
@@ -15,6 +17,18 @@ pub fn run(cfg: NodeConfig, args: StatusArgs) -> anyhow::Result<i32> {
         );
     };
     let client = Client::new(&info, token);
+    if args.watches {
+        let watches = client.watches()?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&watches)?);
+        } else if watches.is_empty() {
+            println!("no watched folders on {}", info.name);
+        }
+        if !args.json {
+            print_watches(&watches);
+        }
+        return Ok(0);
+    }
     let jobs = match &args.job {
         Some(id) => vec![client.status(
             id.parse()
@@ -37,7 +51,41 @@ pub fn run(cfg: NodeConfig, args: StatusArgs) -> anyhow::Result<i32> {
     for j in &jobs {
         print_job(j, args.job.is_some());
     }
+    if args.job.is_none() {
+        // a node without watched folders (or too old to have them) shows none
+        print_watches(&client.watches().unwrap_or_default());
+    }
     Ok(0)
+}
+
+/// Errors shown per watch (the node keeps 20).
+const SHOWN_ERRORS: usize = 5;
+
+/// One block per watched folder: its counters and its most recent errors.
+pub fn print_watches(watches: &[WatchRow]) {
+    for w in watches {
+        let waiting = if w.waiting > 0 {
+            format!(", {} waiting", w.waiting)
+        } else {
+            String::new()
+        };
+        println!(
+            "watch {} → {} ({}): {} done, {} failed, {} skipped{waiting}",
+            w.dir.display(),
+            w.out.display(),
+            w.mode.as_str(),
+            w.processed,
+            w.failed,
+            w.skipped
+        );
+        let from = w.errors.len().saturating_sub(SHOWN_ERRORS);
+        for e in &w.errors[from..] {
+            match &e.file {
+                Some(f) => println!("    error: {f}: {}", e.error),
+                None => println!("    error: {}", e.error),
+            }
+        }
+    }
 }
 
 pub fn print_job(j: &JobStatus, shards: bool) {

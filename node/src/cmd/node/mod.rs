@@ -3,8 +3,9 @@
 //! finishes its requests, then [`shutdown`] stops the rest in order and logs its report.
 //!
 //! Every long-lived task runs in one [`Tasks`] tree: `node/network` (the swarm's event loop,
-//! the request and blob-stream servers), `node/replica`, `node/discovery`, and the node's own
-//! (watchdog, mesh.json, calibration, fetches ahead, coordinators' cancels).
+//! the request and blob-stream servers), `node/replica`, `node/discovery`, `node/watch` (the
+//! `[[watch]]` folders, see [`crate::watch::daemon`]), and the node's own (watchdog,
+//! mesh.json, calibration, fetches ahead, coordinators' cancels).
 //!
 //! Under systemd (`Type=notify`) it reports READY once the control API and the mesh listen,
 //! pings the watchdog from its event loop, and reports STOPPING on shutdown.
@@ -43,7 +44,9 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     let sys = actix::System::new();
     let result = sys.block_on(async move {
         let runtime = Arc::new(Runtime::start(cfg)?);
-        let mesh = start_mesh(&runtime)?;
+        let mut mesh = start_mesh(&runtime)?;
+        let mut watches = crate::watch::daemon::Watches::new(&runtime.cfg);
+        let board = watches.board.clone();
         let drain = Arc::new(tokio::sync::Notify::new());
         let token = write_token(&runtime.cfg.data_dir).map_err(|e| {
             anyhow::anyhow!(
@@ -56,6 +59,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
             token,
             peers: mesh.view.clone(),
             drain: drain.clone(),
+            watches: board,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .workers(1)
@@ -76,6 +80,9 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
             },
         )?;
         tracing::info!(%addr, data_dir = %runtime.cfg.data_dir.display(), "control API listening");
+        // the watched folders once the node answers: they run until the shutdown stops them
+        watches.start(&runtime, &mesh.tasks);
+        mesh.watches = Some(watches);
         // systemd (Type=notify): ready now; watchdog pings from the event loop, so a hung
         // loop stops them and systemd restarts the node
         crate::notify::notify("READY=1");
@@ -121,6 +128,8 @@ struct Mesh {
     replica: Tasks,
     discovery: Tasks,
     net_tasks: Tasks,
+    /// The watched folders, stopped before anything else.
+    watches: Option<crate::watch::daemon::Watches>,
 }
 
 /// Start the network task and the peers actor; call inside the actix system.
@@ -306,6 +315,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         replica: replica_tasks,
         discovery: discovery_tasks,
         net_tasks,
+        watches: None,
     })
 }
 

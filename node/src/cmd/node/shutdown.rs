@@ -1,5 +1,7 @@
 //! How a node stops, in order, within systemd's 30 s:
 //!
+//! 0. the watched folders stop: they mark nothing more, so what a stop cuts short is made
+//!    again after the restart;
 //! 1. drain: it takes no new shard (bids decline, awards are handed back), announces no free
 //!    slot, stops its calibration, and finishes the shards it runs for peers until their
 //!    coordinators have fetched the outputs (at most [`DRAIN_LIMIT`]);
@@ -51,6 +53,12 @@ impl Report {
 /// Stop the node's parts in order (see the module doc).
 pub async fn shutdown(runtime: &Runtime, mesh: Mesh) -> Report {
     let started = Instant::now();
+    if let Some(w) = &mesh.watches {
+        let left = w.stop(STEP_LIMIT).await;
+        if !left.is_empty() {
+            tracing::warn!(?left, "watches still running");
+        }
+    }
     tracing::info!("node draining");
     mesh.host.start_draining();
     mesh.calibration.cancel();

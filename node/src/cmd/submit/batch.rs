@@ -15,12 +15,12 @@ use crate::jobs::batch::{Batch, Params, Work};
 use crate::jobs::kind::{JobKind, SubmitRequest};
 
 /// Extensions of the files a directory among the inputs contributes.
-pub(super) const VIDEO_EXTENSIONS: [&str; 12] = [
+pub(crate) const VIDEO_EXTENSIONS: [&str; 12] = [
     "mp4", "mov", "m4v", "mkv", "webm", "avi", "mts", "m2ts", "ts", "mxf", "nut", "mpg",
 ];
 
 /// The usual file extension of a muxer.
-pub(super) fn extension_of(container: &str) -> &'static str {
+pub(crate) fn extension_of(container: &str) -> &'static str {
     match container {
         "matroska" => "mkv",
         "mov" => "mov",

@@ -11,7 +11,7 @@ mod checksum;
 mod montage;
 pub mod proxy;
 mod scenes;
-mod transcode;
+pub(crate) mod transcode;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
