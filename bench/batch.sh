@@ -15,7 +15,7 @@
 # Usage: sudo bench/batch.sh [--bench-dir DIR] [--no-build] [--skip-mesh] [--skip-proxy]
 # Environment: BENCH_DIR (default <repo>/target/bench), RENDERMESH (default the release
 # binary, built if missing), CORES (two CPU numbers, default "0 1"), PRESET (x264 preset of
-# the transcode, default veryfast), FILES (default 24), SECONDS_EACH (default 20).
+# the transcode, default ultrafast), FILES (default 24), SECONDS_EACH (default 20).
 #
 # Needs root (ip netns) and an otherwise idle machine: the load average is printed.
 set -euo pipefail
@@ -24,7 +24,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-$REPO_ROOT/target/bench}
 RENDERMESH=${RENDERMESH:-$REPO_ROOT/target/release/rendermesh}
 CORES=${CORES:-"0 1"}
-PRESET=${PRESET:-veryfast}
+PRESET=${PRESET:-ultrafast}
 FILES=${FILES:-24}
 SECONDS_EACH=${SECONDS_EACH:-20}
 BUILD=1
@@ -182,7 +182,8 @@ if ((DO_PROXY)); then
             || die "$label failed: $(tail -5 "$WORK/$label.out")"
         since "$t0" >"$WORK/$label.time"
     }
-    SCALE="scale=-2:540:flags=${PROXY_SCALER:-bicubic}"
+    # the same scaler as rendermesh's proxies (bilinear)
+    SCALE="scale=-2:540:flags=${PROXY_SCALER:-bilinear}"
     loop ffmpeg-h264 _proxy.mp4 -vf "$SCALE" -c:v libx264 -preset veryfast -crf 23 -c:a copy
     proxy rendermesh-h264 h264
     loop ffmpeg-prores _proxy.mov -vf "$SCALE" -c:v prores_ks -profile:v proxy -c:a pcm_s16le

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::batch::{bad_files, library};
-use common::mesh::{last_job, last_job_opt, peers_of, start, three};
+use common::mesh::{last_job, last_job_opt, peers_of, start, three, three_env};
 use common::{
     no_panic, rendermesh, stderr, stdout, stream_duration, video_frames, wait_for, Daemon,
 };
@@ -224,24 +224,23 @@ fn a_coordinator_killed_mid_batch_reuses_finished_files_and_shards_when_submitte
     let tmp = tempfile::tempdir().unwrap();
     let media = tmp.path().join("media");
     let good = library(&media);
-    let long = common::clip_720p_open_gop(&media, 16);
-    let mut nodes = three(tmp.path());
+    // two 720p files cut into chunks of the same size: the auction hands out the first
+    // file's chunks first (equal lots go in order), so it is finished while the second runs
+    let short = common::clip_720p_open_gop(&media, 8);
+    let long = common::clip_720p_open_gop(&media, 40);
+    // b and c are slow boxes: the long file's chunks cannot all be done before the kill
+    let mut nodes = three_env(tmp.path(), "", &[("RENDERMESH_FAULT", "slow-shards=100")]);
     let key = tmp.path().join("swarm.key");
     let out = tmp.path().join("out");
-    let inputs: Vec<PathBuf> = vec![
-        good[0].clone(),
-        good[6].clone(),
-        good[1].clone(),
-        long.clone(),
-    ];
+    let inputs: Vec<PathBuf> = vec![good[0].clone(), short.clone(), long.clone()];
     let args = ["--preset", "medium", "--chunk-seconds", "2", "-q"];
     let first = {
         let data = nodes[0].data_dir.clone();
         let (inputs, out) = (inputs.clone(), out.clone());
         std::thread::spawn(move || transcode_batch(&data, &inputs, &out, &args))
     };
-    // the long file is the last: wait until the small ones are written and some of its
-    // chunks are in
+    // the long file is the last item: wait until the short one is written and some of the
+    // long one's chunks are in
     let long_done = |n: &Daemon| -> usize {
         last_job_opt(n)
             .and_then(|j| j["items"].as_array().cloned())
@@ -250,18 +249,16 @@ fn a_coordinator_killed_mid_batch_reuses_finished_files_and_shards_when_submitte
             .unwrap_or(0) as usize
     };
     wait_for(Duration::from_secs(90), || {
-        long_done(&nodes[0]) >= 3
-            && ["a_h264.mp4", "g_h264.mp4", "b_mpeg4.mp4"]
-                .iter()
-                .all(|n| out.join(n).exists())
+        long_done(&nodes[0]) >= 3 && out.join("src720-8s.mp4").exists()
     })
     .unwrap_or_else(|| panic!("the batch did not get far: {}", nodes[0].log()));
     let chunks_before = long_done(&nodes[0]);
+    assert!(chunks_before < 20, "all chunks were in before the kill");
     let _ = nodes[0].child.kill();
     let _ = nodes[0].child.wait();
     let o = first.join().unwrap();
     assert!(!o.status.success(), "the submit outlived its node");
-    assert!(!out.join("src720-16s.mp4").exists());
+    assert!(!out.join("src720-40s.mp4").exists());
     let written_before = std::fs::read_dir(&out)
         .unwrap()
         .filter(|e| {
@@ -272,7 +269,10 @@ fn a_coordinator_killed_mid_batch_reuses_finished_files_and_shards_when_submitte
                 .starts_with('.')
         })
         .count();
-    assert_eq!(written_before, 3, "only the small files were done");
+    assert!(
+        (1..=3).contains(&written_before),
+        "{written_before} written before the kill"
+    );
 
     let a = start(tmp.path(), "a", &key, &[]);
     nodes[0] = a;

@@ -254,6 +254,20 @@ fn watch_once_from_the_command_line_makes_what_is_there_through_the_node() {
     assert!(started.elapsed() < Duration::from_secs(60));
     let (a, b) = (out.join("a_proxy.mp4"), out.join("day2/b_proxy.mp4"));
     assert_eq!((video_frames(&a), video_frames(&b)), (50, 50));
+    for p in [&a, &b] {
+        let size = common::ffprobe(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height",
+                "-of",
+                "csv=p=0",
+            ],
+            p,
+        );
+        assert_eq!(size.trim(), "160,120", "{}", p.display());
+    }
     assert_eq!(
         count(&node.log(), "batch planned"),
         1,

@@ -77,6 +77,11 @@ pub fn three(dir: &Path) -> Vec<Daemon> {
 
 /// [`three`], with `a_extra` config lines for A (the coordinator of the tests).
 pub fn three_with(dir: &Path, a_extra: &str) -> Vec<Daemon> {
+    three_env(dir, a_extra, &[])
+}
+
+/// [`three_with`], with environment `bc_env` for B and C (e.g. a fault to inject).
+pub fn three_env(dir: &Path, a_extra: &str, bc_env: &[(&str, &str)]) -> Vec<Daemon> {
     let key = keygen(dir, "swarm.key");
     let a = start_cfg(dir, "a", &key, &[], a_extra, &[]);
     let addr = a.mesh_addr();
@@ -87,8 +92,8 @@ pub fn three_with(dir: &Path, a_extra: &str) -> Vec<Daemon> {
         std::fs::create_dir_all(dir.join(other)).unwrap();
         std::fs::copy(&caps, dir.join(other).join("caps.json")).unwrap();
     }
-    let b = start(dir, "b", &key, std::slice::from_ref(&addr));
-    let c = start(dir, "c", &key, &[addr]);
+    let b = start_env(dir, "b", &key, std::slice::from_ref(&addr), bc_env);
+    let c = start_env(dir, "c", &key, &[addr], bc_env);
     let nodes = vec![a, b, c];
     meet(&nodes);
     nodes

@@ -10,6 +10,8 @@
 //! | GET | `/v1/jobs/{id}/result` | the [`JobResult`](rendermesh_protocol::JobResult) (409 while running) |
 //! | GET | `/v1/jobs/{id}/output` | the bytes of a transcode's output |
 //! | DELETE | `/v1/jobs/{id}/output` | drop the output from the node's store |
+//! | GET | `/v1/jobs/{id}/items/{n}/output` | the bytes of file `n`'s output in a job of many files |
+//! | DELETE | `/v1/jobs/{id}/items/{n}/output` | drop that output (unless another job holds it) |
 //! | GET | `/v1/peers` | the peer table: every [`PeerEntry`](rendermesh_mesh::PeerEntry) |
 //! | GET | `/v1/watches` | the node's watched folders: every [`WatchRow`](crate::watch::WatchRow) |
 //! | GET | `/v1/watch/{id}/records` | the marks of watch `id`: every [`MarkRow`] |
@@ -19,6 +21,7 @@
 //! CLI reads both to find it. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and
 //! the mesh transport's actual listen addresses.
 
+mod auth;
 pub mod client;
 pub mod server;
 mod watch;

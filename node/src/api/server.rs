@@ -2,26 +2,14 @@
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use rendermesh_protocol::{JobId, JobResult};
 
+pub use super::auth::ApiState;
+use super::auth::{authorized, error};
 use super::{ControlInfo, INFO_FILE, TOKEN_FILE};
 use crate::jobs::kind::SubmitRequest;
-use crate::runtime::Runtime;
-
-/// Shared state of the handlers.
-pub struct ApiState {
-    pub runtime: Arc<Runtime>,
-    pub token: String,
-    /// The mesh's peer table.
-    pub peers: rendermesh_mesh::PeerView,
-    /// Notified by `POST /v1/drain`: the node drains and exits.
-    pub drain: Arc<tokio::sync::Notify>,
-    /// The node's watched folders.
-    pub watches: crate::watch::daemon::WatchBoard,
-}
 
 /// Create a fresh random token and write it (mode 0640) into the data dir.
 pub fn write_token(data_dir: &Path) -> std::io::Result<String> {
@@ -45,30 +33,6 @@ pub fn write_info(data_dir: &Path, info: &ControlInfo) -> std::io::Result<()> {
     let tmp = data_dir.join(format!("{INFO_FILE}.tmp"));
     std::fs::write(&tmp, serde_json::to_vec_pretty(info).unwrap_or_default())?;
     std::fs::rename(tmp, data_dir.join(INFO_FILE))
-}
-
-pub(super) fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
-    let Some(h) = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(given) = h.strip_prefix("Bearer ") else {
-        return false;
-    };
-    // compare without an early exit
-    given.len() == st.token.len()
-        && given
-            .bytes()
-            .zip(st.token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-pub(super) fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({ "error": msg.into() }))
 }
 
 macro_rules! guard {

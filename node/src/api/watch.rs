@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::server::{authorized, error, ApiState};
+use super::auth::{authorized, error, ApiState};
 use super::MarkRow;
 
 fn denied() -> HttpResponse {

@@ -4,14 +4,11 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use clap::ValueEnum;
 use rendermesh_protocol::VideoCodec;
 use serde::{Deserialize, Serialize};
 
 use super::WatchSpec;
-use crate::cli::ProxyCodec;
-use crate::cmd::submit::proxy::proxy_work;
-use crate::cmd::submit::transcode::transcode_work;
+use crate::jobs::batch::work::{proxy_work, transcode_work, PROXY_CODECS};
 
 /// Seconds a file's size and mtime must stay the same before it is taken.
 pub const DEFAULT_SETTLE_SECONDS: f64 = 5.0;
@@ -181,12 +178,16 @@ impl WatchConfig {
                     .map_err(|e| anyhow::anyhow!("{}: name: {e}", at()))?
             }
             WatchMode::Proxy => {
-                let codec = ProxyCodec::from_str(codec, true).map_err(|_| {
-                    anyhow::anyhow!(
-                        "{}: codec {codec:?} is not a proxy codec (h264, prores, dnxhr)",
-                        at()
-                    )
-                })?;
+                let codec = codec
+                    .parse::<VideoCodec>()
+                    .ok()
+                    .filter(|c| PROXY_CODECS.contains(c))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{}: codec {codec:?} is not a proxy codec (h264, prores, dnxhr)",
+                            at()
+                        )
+                    })?;
                 if crf > 51 {
                     anyhow::bail!("{}: crf of proxies must be 0 to 51 (got {crf})", at());
                 }
@@ -196,6 +197,7 @@ impl WatchConfig {
                 }
                 let preset = self.preset.as_deref().unwrap_or(DEFAULT_PROXY_PRESET);
                 proxy_work(codec, height, crf, preset)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?
             }
         };
         Ok(WatchSpec {

@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::config::{WatchConfig, WatchMode};
-use crate::cmd::submit::batch::{extension_of, output_name};
+use crate::jobs::batch::work::{extension_of, output_name};
 use crate::jobs::batch::Work;
 
 /// Recent errors a watch keeps for `status`.

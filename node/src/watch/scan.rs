@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cmd::submit::batch::VIDEO_EXTENSIONS;
+use crate::jobs::batch::work::VIDEO_EXTENSIONS;
 
 /// Deepest subfolder a scan enters.
 const MAX_DEPTH: usize = 32;

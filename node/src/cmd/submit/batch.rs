@@ -11,24 +11,9 @@ use super::{print_notes, progress_bar, show, write_report};
 use crate::cli::CommonSubmit;
 use crate::config::NodeConfig;
 use crate::delivery::batch::{follow, Outcome};
+use crate::jobs::batch::work::{extension_of, output_name, VIDEO_EXTENSIONS};
 use crate::jobs::batch::{Batch, Params, Work};
 use crate::jobs::kind::{JobKind, SubmitRequest};
-
-/// Extensions of the files a directory among the inputs contributes.
-pub(crate) const VIDEO_EXTENSIONS: [&str; 12] = [
-    "mp4", "mov", "m4v", "mkv", "webm", "avi", "mts", "m2ts", "ts", "mxf", "nut", "mpg",
-];
-
-/// The usual file extension of a muxer.
-pub(crate) fn extension_of(container: &str) -> &'static str {
-    match container {
-        "matroska" => "mkv",
-        "mov" => "mov",
-        "webm" => "webm",
-        "nut" => "nut",
-        _ => "mp4",
-    }
-}
 
 /// Is `out` meant as a directory: it ends in `/` or is one.
 pub(super) fn is_dir_arg(out: &Path) -> bool {
@@ -81,15 +66,6 @@ pub(super) fn expand(inputs: &[PathBuf]) -> Vec<(PathBuf, Result<PathBuf, String
         out.extend(found.into_iter().map(|p| (p.clone(), Ok(p))));
     }
     out
-}
-
-/// The output name of `input` from `template` ({name}: its stem; {ext}: `ext`).
-pub fn output_name(template: &str, input: &Path, ext: &str) -> String {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    template.replace("{name}", &stem).replace("{ext}", ext)
 }
 
 /// One file of the batch as the command line sees it before submitting.

@@ -7,47 +7,16 @@ use super::{deliver, execute, input_path};
 use crate::cli::TranscodeArgs;
 use crate::config::NodeConfig;
 use crate::engine::concat::{check_output, container_for};
-use crate::jobs::batch::Work;
+use crate::jobs::batch::work::transcode_work;
 use crate::jobs::calibrate::{codec_of_encoder, HARDWARE_ENCODERS};
 use crate::jobs::kind::{JobKind, SubmitRequest};
 use crate::jobs::transcode::{Params, Transcode};
 
-/// What a batch transcode does to every file: the container from the name template's
-/// extension (else mp4, or mov with PCM audio for ProRes and DNxHR).
-pub(crate) fn transcode_work(
-    codec: VideoCodec,
-    crf: u8,
-    preset: Option<String>,
-    encoder: Option<String>,
-    template: &str,
-) -> anyhow::Result<Work> {
-    let ext_of_template = std::path::Path::new(template)
-        .extension()
-        .map(|e| e.to_string_lossy().into_owned())
-        .filter(|e| e != "{ext}");
-    let container = match &ext_of_template {
-        Some(e) => container_for(std::path::Path::new(&format!("x.{e}")))?,
-        None if codec.is_intermediate() => "mov".into(),
-        None => "mp4".into(),
-    };
-    Ok(Work {
-        options: EncodeOptions {
-            codec,
-            crf,
-            preset,
-            encoder,
-            height: None,
-        },
-        container,
-        pcm_audio: codec.is_intermediate(),
-        keep: false,
-    })
-}
-
 /// A batch: one output per input into the directory `-o`, the container from the name
 /// template's extension.
 fn batch(cfg: &NodeConfig, a: TranscodeArgs, codec: VideoCodec) -> anyhow::Result<i32> {
-    let work = transcode_work(codec, a.crf, a.preset.clone(), a.encoder.clone(), &a.name)?;
+    let work = transcode_work(codec, a.crf, a.preset.clone(), a.encoder.clone(), &a.name)
+        .map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     super::batch::run(
         cfg,
         &a.inputs,

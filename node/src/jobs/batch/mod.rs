@@ -8,12 +8,14 @@
 //! - [`driver`]: plans the files (identity, duplicates, cache, chunks) and follows them.
 //! - `items`: the items (one per input), shared by the driver and the joiner.
 //! - `join`: the thread that joins a finished file's segments, one file at a time.
+//! - [`work`]: what is done to each file (a transcode, a proxy) and the outputs' names.
 //! - Here: the parameters. The shards are transcode tasks (`ShardTask::Encode`), run by
 //!   the transcode kind.
 
 pub mod driver;
 mod items;
 mod join;
+pub mod work;
 
 use std::path::PathBuf;
 
