@@ -242,7 +242,7 @@ pub struct TranscodeArgs {
     #[arg(required = true, value_name = "IN")]
     pub inputs: Vec<PathBuf>,
     /// Output file; its extension picks the container (.mp4, .mkv, .mov, .webm, .nut). For a
-    /// batch (several inputs, or OUT ending in / or an existing directory): the directory.
+    /// batch (several inputs, or OUT ending in /): the directory.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
     /// A batch's output names: {name} is the input's name without extension, {ext} the

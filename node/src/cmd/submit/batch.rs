@@ -15,9 +15,11 @@ use crate::jobs::batch::work::{extension_of, output_name, VIDEO_EXTENSIONS};
 use crate::jobs::batch::{Batch, Params, Work};
 use crate::jobs::kind::{JobKind, SubmitRequest};
 
-/// Is `out` meant as a directory: it ends in `/` or is one.
+/// Is `out` written as a directory (it ends in `/`)? A single input with such an output is
+/// a batch of one; an existing directory named without the `/` stays an error for a single
+/// input, as before batches existed.
 pub(super) fn is_dir_arg(out: &Path) -> bool {
-    out.as_os_str().to_string_lossy().ends_with('/') || out.is_dir()
+    out.as_os_str().to_string_lossy().ends_with('/')
 }
 
 /// The inputs: files as given (absolute), directories replaced by their video files
