@@ -197,6 +197,21 @@ fn the_same_content_under_two_names_is_made_once_and_written_twice() {
             .contains("same content as"),
         "{job}"
     );
+    // several inputs and an output that names a file: one clear line, nothing made
+    let o = rendermesh(
+        &node.data_dir,
+        &[
+            "submit",
+            "transcode",
+            good[0].to_str().unwrap(),
+            good[1].to_str().unwrap(),
+            "-o",
+            tmp.path().join("one.mp4").to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("give -o a directory"), "{}", stderr(&o));
+    assert!(!tmp.path().join("one.mp4").exists());
     // an output directory that cannot be written: every file named, nothing left behind
     let ro = tmp.path().join("ro");
     std::fs::create_dir_all(&ro).unwrap();

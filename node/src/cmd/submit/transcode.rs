@@ -42,7 +42,14 @@ pub(super) fn run(cfg: NodeConfig, a: TranscodeArgs) -> anyhow::Result<i32> {
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--codec: {e}"))?,
     };
-    if a.inputs.len() > 1 || super::batch::is_dir_arg(&a.output) || a.inputs[0].is_dir() {
+    let many = a.inputs.len() > 1 || a.inputs[0].is_dir();
+    if many && !super::batch::is_dir_arg(&a.output) && !a.output.is_dir() {
+        anyhow::bail!(
+            "{}: several inputs make one output each: give -o a directory (ending in /)",
+            a.output.display()
+        );
+    }
+    if many || super::batch::is_dir_arg(&a.output) {
         return batch(&cfg, a, codec);
     }
     let input = input_path(&a.inputs[0])?;
