@@ -71,6 +71,7 @@ async fn node(
         in_rx,
         cache.clone(),
         None,
+        None,
         net.accept_blob_streams(),
         &tasks,
     );

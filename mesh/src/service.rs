@@ -72,13 +72,22 @@ impl Faults {
     }
 }
 
+/// Answers the requests about jobs and the node itself ([`Request::ListJobs`],
+/// [`Request::GetJob`], [`Request::Control`]): the node implements it, since a rerun or a
+/// drain is the node's business. Called on the request task: answer quickly.
+pub trait ControlDesk: Send + Sync + 'static {
+    fn answer(&self, peer: libp2p::PeerId, request: Request) -> Response;
+}
+
 /// Serve requests arriving on `rx` until it closes, and the blob streams of `streams` (from
 /// [`crate::net::NetworkHandle::accept_blob_streams`]); call inside the runtime. Without
-/// a `host`, shard awards are declined and heartbeats answered "stop".
+/// a `host`, shard awards are declined and heartbeats answered "stop"; without a `desk`,
+/// questions about jobs get an error.
 pub fn serve(
     mut rx: mpsc::Receiver<Inbound>,
     cache: Cache,
     host: Option<ShardHost>,
+    desk: Option<Arc<dyn ControlDesk>>,
     streams: Option<libp2p_stream::IncomingStreams>,
     tasks: &Tasks,
 ) {
@@ -164,6 +173,14 @@ pub fn serve(
                     let answer = match &host {
                         Some(h) => h.cancel(peer, job, index),
                         None => Response::Lease { keep: false },
+                    };
+                    let _ = reply.send(answer);
+                    continue;
+                }
+                r @ (Request::ListJobs | Request::GetJob { .. } | Request::Control(_)) => {
+                    let answer = match &desk {
+                        Some(d) => d.answer(peer, r),
+                        None => Response::Error("this node answers no questions on jobs".into()),
                     };
                     let _ = reply.send(answer);
                     continue;

@@ -74,6 +74,22 @@ pub struct NodeConfig {
     /// `crf`, `preset`, `height` (proxies), `chunk_seconds`, `settle_seconds` (default 5),
     /// `interval_seconds` (default 2); see [`WatchConfig`].
     pub watch: Vec<WatchConfig>,
+    /// A second address for the dashboard, `/metrics` and the control API, e.g.
+    /// `"0.0.0.0:7880"` to open them to the LAN; empty = off (they stay on `control_listen`,
+    /// loopback). Every view needs a login (the control token, or `dashboard_password`)
+    /// unless `dashboard_open` is set, and every action always does.
+    pub dashboard_listen: String,
+    /// The dashboard password as an Argon2id hash (`rendermesh passwd` makes one), never the
+    /// password itself; empty = log in with the control token only. A config that holds it
+    /// must not be readable by other users (the node refuses to start otherwise).
+    pub dashboard_password: String,
+    /// Show the dashboard without a login (a trusted LAN). Actions still need one.
+    pub dashboard_open: bool,
+    /// Let Prometheus scrape `/metrics` without the control token as its bearer.
+    pub metrics_open: bool,
+    /// Finished jobs (with their shard tables) kept in the node's store and shown after a
+    /// restart; the oldest go first.
+    pub job_history: usize,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -120,6 +136,11 @@ impl Default for NodeConfig {
             mdns_interfaces: Vec::new(),
             key_file: PathBuf::new(),
             watch: Vec::new(),
+            dashboard_listen: String::new(),
+            dashboard_password: String::new(),
+            dashboard_open: false,
+            metrics_open: false,
+            job_history: 1000,
         }
     }
 }
@@ -134,14 +155,25 @@ impl NodeConfig {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.is_file()),
         };
-        let cfg = match path {
+        let cfg: Self = match &path {
             None => Self::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(&p)
+                let text = std::fs::read_to_string(p)
                     .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", p.display()))?;
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
             }
         };
+        if let (Some(p), false) = (&path, cfg.dashboard_password.is_empty()) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(p).map(|m| m.permissions().mode()).unwrap_or(0);
+            if mode & 0o004 != 0 {
+                anyhow::bail!(
+                    "{}: holds the dashboard password hash but any user can read it; \
+                     make it unreadable to others (chmod o-r)",
+                    p.display()
+                );
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -197,6 +229,25 @@ impl NodeConfig {
         }
         if self.slots > 1024 {
             anyhow::bail!("slots = {} is not sensible", self.slots);
+        }
+        if !self.dashboard_listen.is_empty() {
+            self.dashboard_listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "dashboard_listen {:?} is not an address: {e}",
+                        self.dashboard_listen
+                    )
+                })?;
+        }
+        if !self.dashboard_password.is_empty() && !self.dashboard_password.starts_with("$argon2") {
+            anyhow::bail!(
+                "dashboard_password must be an Argon2 hash (`rendermesh passwd` prints one), \
+                 never the password itself"
+            );
+        }
+        if self.job_history > 100_000 {
+            anyhow::bail!("job_history = {} is not sensible (at most 100000)", self.job_history);
         }
         for (n, w) in self.watch.iter().enumerate() {
             w.validate()?;

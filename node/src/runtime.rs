@@ -26,6 +26,8 @@ pub struct Runtime {
     pub worker: actix::Addr<Worker>,
     /// This node's cost model: its bids, learning from the shards its worker runs.
     pub model: CostModel,
+    /// The jobs of this node, kept across restarts, and what each was submitted with.
+    pub history: std::sync::Arc<crate::history::History>,
 }
 
 impl Runtime {
@@ -68,6 +70,7 @@ impl Runtime {
             load,
             worker,
             model,
+            history: std::sync::Arc::new(crate::history::History::new()),
         })
     }
 
@@ -80,7 +83,9 @@ impl Runtime {
             peers: self.board.peers(),
             mesh: self.board.link().map(MeshBlobs::new),
         };
-        let (kind, started) = registry::start(&ctx, req)?;
-        Ok(self.board.start(kind, started.inputs, started.driver))
+        let (kind, started) = registry::start(&ctx, req.clone())?;
+        let handle = self.board.start(kind, started.inputs, started.driver);
+        self.history.submitted(handle.id(), &req);
+        Ok(handle)
     }
 }

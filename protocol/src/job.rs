@@ -348,11 +348,13 @@ pub enum JobState {
     Finishing,
     Done,
     Failed,
+    /// Stopped by a user (`rendermesh cancel`, the dashboard): every run of it was cancelled.
+    Cancelled,
 }
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Done | JobState::Failed)
+        matches!(self, JobState::Done | JobState::Failed | JobState::Cancelled)
     }
 }
 

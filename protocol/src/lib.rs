@@ -31,4 +31,4 @@ pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;
 pub use media::*;
 pub use montage::{Fit, MontagePlan, PlanMusic, PlanSegment, PlanSource, RenderSpec};
-pub use wire::{Bid, BidSheet, EntryRecord, Request, Response};
+pub use wire::{Bid, BidSheet, ControlAction, EntryRecord, Request, Response, MAX_LISTED_JOBS};

@@ -78,6 +78,29 @@ pub enum Request {
     /// another shard, and a fetched input nobody uses is dropped after a while. Answered with
     /// [`Response::Prefetch`].
     Prefetch { id: ContentId },
+    /// The jobs the peer coordinates, newest first, without their shard tables and items
+    /// (at most [`MAX_LISTED_JOBS`]). Answered with [`Response::Jobs`].
+    ListJobs,
+    /// One job the peer coordinates, whole. Answered with [`Response::Job`].
+    GetJob { job: JobId },
+    /// Act on a job the peer coordinates, or on the peer itself. Answered with
+    /// [`Response::Done`].
+    Control(ControlAction),
+}
+
+/// Most jobs one [`Request::ListJobs`] answer may list.
+pub const MAX_LISTED_JOBS: usize = 200;
+
+/// What a [`Request::Control`] asks of a peer (any node of the mesh may ask: the mesh key
+/// is the permission).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlAction {
+    /// Stop the job everywhere: its runs are cancelled, it ends `Cancelled`.
+    Cancel { job: JobId },
+    /// Submit the job again, as it was first submitted; the answer names the new job.
+    Rerun { job: JobId },
+    /// Finish what runs, take no new work, and exit.
+    Drain,
 }
 
 /// The first and only frame a fetcher sends on a blob stream: send `len` bytes of blob `id`
@@ -211,6 +234,12 @@ pub enum Response {
     Prefetch {
         started: bool,
     },
+    /// Answer to a [`Request::ListJobs`].
+    Jobs(Vec<crate::JobStatus>),
+    /// Answer to a [`Request::GetJob`]: none when the peer does not know the job.
+    Job(Option<crate::JobStatus>),
+    /// Answer to a [`Request::Control`]: one line on what was done.
+    Done(String),
     /// The request was understood but failed; the text says why.
     Error(String),
 }
@@ -231,6 +260,9 @@ impl Response {
             Response::Bids(_) => "Bids",
             Response::Lease { .. } => "Lease",
             Response::Prefetch { .. } => "Prefetch",
+            Response::Jobs(_) => "Jobs",
+            Response::Job(_) => "Job",
+            Response::Done(_) => "Done",
             Response::Error(_) => "Error",
         }
     }

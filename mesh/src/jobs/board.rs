@@ -97,6 +97,23 @@ impl JobBoard {
         stopped
     }
 
+    /// Cancel job `id` for a user: it ends `Cancelled` at once and its coordinator stops every
+    /// run of it, here and on peers (`CancelShard`). An error line when there is no such
+    /// job or it is over already.
+    pub fn cancel(&self, id: JobId, reason: &str) -> Result<(), String> {
+        let handle = self.get(id).ok_or_else(|| format!("no job {id} on this node"))?;
+        if !handle.cancel(reason) {
+            let state = handle.status().state;
+            return Err(format!("job {id} is over already ({state:?})"));
+        }
+        if let Some(addr) = lock(&self.coordinators).remove(&id) {
+            // a coordinator still planning reads this once its plan is in
+            let _ = addr.try_send(StopJob(reason.to_string()));
+        }
+        tracing::info!(job = %id, reason, "job cancelled");
+        Ok(())
+    }
+
     /// Wait up to `limit` until no job is running; how many still are.
     pub async fn stopped(&self, limit: std::time::Duration) -> usize {
         let handles: Vec<JobHandle> = lock(&self.jobs).values().cloned().collect();

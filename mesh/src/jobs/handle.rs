@@ -1,6 +1,7 @@
 //! [`JobHandle`]: the shared view of one job, read by the control API and written by its
 //! coordinator: the live status, and once the job is over, its result.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rendermesh_protocol::{JobId, JobResult, JobState, JobStatus, WorkStats};
@@ -17,6 +18,8 @@ struct JobInner {
     status: Mutex<JobStatus>,
     result: Mutex<Option<Result<JobResult, String>>>,
     done: watch::Sender<bool>,
+    /// A user asked to stop the job: its end is `Cancelled`, not `Failed`.
+    cancel_asked: AtomicBool,
 }
 
 /// Shared view of one job: read by the control API, written by its coordinator.
@@ -55,6 +58,7 @@ impl JobHandle {
                 status: Mutex::new(status),
                 result: Mutex::new(None),
                 done,
+                cancel_asked: AtomicBool::new(false),
             }),
         }
     }
@@ -98,7 +102,28 @@ impl JobHandle {
         let _ = tokio::time::timeout(max, rx.wait_for(|d| *d)).await;
     }
 
+    /// Whether the job is over (done, failed or cancelled).
+    pub fn is_over(&self) -> bool {
+        lock(&self.inner.status).state.is_final()
+    }
+
+    /// End the job as cancelled by a user, now; its coordinator stops its runs
+    /// ([`crate::JobBoard::cancel`]). False when it was over already.
+    pub(crate) fn cancel(&self, reason: &str) -> bool {
+        if self.is_over() {
+            return false;
+        }
+        self.inner.cancel_asked.store(true, Ordering::SeqCst);
+        self.complete(Err(reason.to_string()), WorkStats::default());
+        true
+    }
+
+    /// The end of the job; the first end counts, later ones are ignored.
     pub(crate) fn complete(&self, result: Result<JobResult, String>, stats: WorkStats) {
+        if self.is_over() {
+            return;
+        }
+        let cancelled = self.inner.cancel_asked.load(Ordering::SeqCst);
         self.update(|s| {
             s.stats.add(&stats);
             s.elapsed_ms = now_ms().saturating_sub(s.started_unix_ms);
@@ -108,7 +133,11 @@ impl JobHandle {
                     s.frames_done = s.frames_total;
                 }
                 Err(e) => {
-                    s.state = JobState::Failed;
+                    s.state = if cancelled {
+                        JobState::Cancelled
+                    } else {
+                        JobState::Failed
+                    };
                     s.error = Some(e.clone());
                 }
             }

@@ -17,6 +17,10 @@ pub struct ApiState {
     pub drain: Arc<tokio::sync::Notify>,
     /// The node's watched folders.
     pub watches: crate::watch::daemon::WatchBoard,
+    /// Logins of the dashboard.
+    pub sessions: crate::dashboard::session::Sessions,
+    /// What `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(super) fn authorized(req: &HttpRequest, st: &ApiState) -> bool {

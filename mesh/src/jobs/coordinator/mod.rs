@@ -370,6 +370,12 @@ impl Actor for Coordinator {
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok((driver, plan)) => {
                 act.driver = Some(driver);
+                if act.handle.is_over() {
+                    // cancelled while it planned
+                    act.failed = true;
+                    ctx.stop();
+                    return;
+                }
                 act.on_plan(plan, ctx);
             }
             Err(e) => act.fail(format!("planning crashed: {e}"), ctx),

@@ -54,9 +54,16 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
                 runtime.cfg.data_dir.display()
             )
         })?;
+        let sessions = crate::dashboard::session::Sessions::new(
+            token.clone(),
+            Some(runtime.cfg.dashboard_password.clone()),
+            runtime.cfg.dashboard_open,
+        );
         let state = web::Data::new(ApiState {
             runtime: runtime.clone(),
             token,
+            sessions,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             peers: mesh.view.clone(),
             drain: drain.clone(),
             watches: board,
@@ -221,6 +228,7 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         inbound_rx,
         runtime.cache.clone(),
         Some(host.clone()),
+        None,
         network.accept_blob_streams(),
         &net_tasks,
     );
