@@ -42,9 +42,25 @@ pub enum Command {
     /// Stop the local node gently: it takes no new shards, finishes those it runs for peers,
     /// then exits (what SIGTERM does too).
     Drain,
+    /// Stop a job on every node that runs part of it (any node's job: the local node asks
+    /// the mesh). It ends as cancelled.
+    Cancel(CancelArgs),
+    /// Where this box's dashboard is and the token to log in with (readable by the node's
+    /// user and group only).
+    Dashboard,
+    /// Read a password on standard input and print the `dashboard_password` line for
+    /// node.toml: an Argon2id hash, never the password.
+    Passwd,
     /// Watch a folder: every video file that lands in it (subfolders too) is transcoded, or
     /// made into a proxy, once it has stopped growing; each file once, even across restarts.
     Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    /// The job's id, as `status` or the dashboard shows it.
+    #[arg(value_name = "JOB")]
+    pub job: String,
 }
 
 #[derive(Args, Debug)]

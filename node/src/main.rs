@@ -81,6 +81,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         cli::Command::Peers(args) => cmd::peers::run(cfg, args),
         cli::Command::Keygen => cmd::keygen::run(),
         cli::Command::Drain => cmd::drain::run(cfg),
+        cli::Command::Cancel(args) => cmd::dashboard::cancel(cfg, &args.job),
+        cli::Command::Dashboard => cmd::dashboard::show(cfg),
+        cli::Command::Passwd => cmd::dashboard::passwd(),
         cli::Command::Watch(args) => cmd::watch::run(cfg, args),
     }
 }

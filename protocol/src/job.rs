@@ -387,6 +387,9 @@ pub struct JobStatus {
     /// The files of a job of many files, each with its state (empty for other jobs).
     #[serde(default)]
     pub items: Vec<crate::batch::JobItem>,
+    /// What the job produced, one short line each, once it is done ([`JobResult::outputs`]).
+    #[serde(default)]
+    pub outputs: Vec<String>,
 }
 
 /// What a finished job produced.
@@ -417,6 +420,49 @@ pub enum JobResult {
     /// A job of many files: each file as it ended (outputs are blobs in the coordinating
     /// node's store; two files of the same content share one).
     Batch { items: Vec<crate::batch::JobItem> },
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+impl JobResult {
+    /// What the job produced, one short line each (the dashboard's "outputs").
+    pub fn outputs(&self) -> Vec<String> {
+        match self {
+            JobResult::Transcode {
+                output,
+                bytes,
+                frames,
+            }
+            | JobResult::Montage {
+                output,
+                bytes,
+                frames,
+                ..
+            } => vec![format!(
+                "{frames} frames, {} (blob {})",
+                megabytes(*bytes),
+                &output.to_string()[..12]
+            )],
+            JobResult::Scenes { lists } => lists
+                .iter()
+                .map(|l| format!("{} scenes in {} frames", l.cuts.len() + 1, l.frames))
+                .collect(),
+            JobResult::Checksum { combined, .. } => vec![format!("checksum {combined}")],
+            JobResult::Beats { grids } => grids
+                .iter()
+                .map(|g| format!("{} beats at {:.1} bpm", g.beats.len(), g.tempo_bpm))
+                .collect(),
+            JobResult::Batch { items } => items
+                .iter()
+                .map(|i| match i.output {
+                    Some(_) => format!("{}: {}, {} frames", i.name, megabytes(i.bytes), i.frames),
+                    None => format!("{}: {:?}", i.name, i.state),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Why a shard did not produce a result. Travels over the wire as such: nobody matches on

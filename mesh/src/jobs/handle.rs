@@ -48,6 +48,7 @@ impl JobHandle {
             stage: 0,
             stage_name: kind.to_string(),
             items: Vec::new(),
+            outputs: Vec::new(),
         })
     }
 
@@ -128,7 +129,8 @@ impl JobHandle {
             s.stats.add(&stats);
             s.elapsed_ms = now_ms().saturating_sub(s.started_unix_ms);
             match &result {
-                Ok(_) => {
+                Ok(r) => {
+                    s.outputs = r.outputs();
                     s.state = JobState::Done;
                     s.frames_done = s.frames_total;
                 }

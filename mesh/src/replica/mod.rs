@@ -131,6 +131,14 @@ fn store_records(
     (accepted, rejected)
 }
 
+/// When this process last compared its cache with a peer's (ms since the epoch; 0 = never).
+static LAST_SYNC_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// When this node last compared its cache with a peer's (ms since the epoch; 0 = never).
+pub fn last_sync_unix_ms() -> u64 {
+    LAST_SYNC_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How a node replicates.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReplicaConfig {
@@ -486,6 +494,7 @@ impl Replicator {
         let Ok(Ok((_, ours))) = tokio::task::spawn_blocking(move || entries.digest()).await else {
             return;
         };
+        LAST_SYNC_MS.store(crate::clock::now_ms(), std::sync::atomic::Ordering::Relaxed);
         let me = self.me();
         let cands = self.candidates();
         let differing: Vec<u8> = (0..BUCKETS)

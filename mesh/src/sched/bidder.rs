@@ -106,6 +106,15 @@ impl CostModel {
         *self.inner.caps.write().unwrap_or_else(|p| p.into_inner()) = caps;
     }
 
+    /// The capabilities the model bids from (this node's, once calibrated).
+    pub fn caps(&self) -> Capabilities {
+        self.inner
+            .caps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn correction(&self, key: &str) -> f64 {
         self.inner
             .correction

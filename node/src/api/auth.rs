@@ -19,11 +19,67 @@ pub struct ApiState {
     pub watches: crate::watch::daemon::WatchBoard,
     /// Logins of the dashboard.
     pub sessions: crate::dashboard::session::Sessions,
+    /// What the dashboard remembers between snapshots.
+    pub dash: crate::dashboard::view::Memory,
     /// What `/metrics` shows.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-pub(super) fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
+/// Whether `req` may act: the control token as its bearer, or a dashboard session (for a
+/// write, with the session's anti-forgery token and from this server's own pages).
+pub(crate) fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
+    bearer(req, st) || session(req, st)
+}
+
+/// Whether `req` may look: as [`authorized`], or anyone when the operator opened the views.
+pub(crate) fn may_view(req: &HttpRequest, st: &ApiState) -> bool {
+    st.sessions.open_views || authorized(req, st)
+}
+
+/// The session id a request's cookie names, if any.
+pub(crate) fn session_id(req: &HttpRequest) -> Option<String> {
+    req.cookie(crate::dashboard::session::COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+fn session(req: &HttpRequest, st: &ApiState) -> bool {
+    let Some(id) = session_id(req) else {
+        return false;
+    };
+    let Some(csrf) = st.sessions.csrf_of(&id) else {
+        return false;
+    };
+    if req.method() == actix_web::http::Method::GET || req.method() == actix_web::http::Method::HEAD {
+        return true;
+    }
+    let given = req
+        .headers()
+        .get(crate::dashboard::session::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    crate::dashboard::session::same_secret(given, &csrf) && same_origin(req)
+}
+
+/// A browser's word that the request comes from a page of this server: `Origin` (when
+/// sent) names this host, and `Sec-Fetch-Site` (when sent) says same-origin.
+pub(crate) fn same_origin(req: &HttpRequest) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return false;
+        }
+    }
+    match (header("origin"), header("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }
+        (Some(_), None) => false,
+    }
+}
+
+fn bearer(req: &HttpRequest, st: &ApiState) -> bool {
     let Some(h) = req
         .headers()
         .get("authorization")
@@ -34,15 +90,9 @@ pub(super) fn authorized(req: &HttpRequest, st: &ApiState) -> bool {
     let Some(given) = h.strip_prefix("Bearer ") else {
         return false;
     };
-    // compare without an early exit
-    given.len() == st.token.len()
-        && given
-            .bytes()
-            .zip(st.token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    crate::dashboard::session::same_secret(given, &st.token)
 }
 
-pub(super) fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
+pub(crate) fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(serde_json::json!({ "error": msg.into() }))
 }

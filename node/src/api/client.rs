@@ -109,6 +109,22 @@ impl Client {
         Ok(())
     }
 
+    /// Cancel job `id` wherever it runs: the node's line on what it did.
+    pub fn cancel(&self, id: &str) -> anyhow::Result<String> {
+        let answer: serde_json::Value = self
+            .agent
+            .post(&format!("{}/v1/jobs/{id}/cancel", self.base))
+            .set("Authorization", &self.auth())
+            .call()
+            .map_err(api_err)?
+            .into_json()?;
+        Ok(answer
+            .get("ok")
+            .and_then(|v| v.as_str())
+            .unwrap_or("cancelled")
+            .to_string())
+    }
+
     /// The output file of item `n` of a job of many files, as a reader.
     pub fn item_output(&self, id: JobId, n: usize) -> anyhow::Result<Box<dyn Read + Send>> {
         Ok(Box::new(

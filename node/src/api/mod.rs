@@ -21,7 +21,8 @@
 //! CLI reads both to find it. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and
 //! the mesh transport's actual listen addresses.
 
-mod auth;
+pub(crate) mod auth;
+pub mod desk;
 pub mod client;
 pub mod server;
 mod watch;
@@ -36,6 +37,9 @@ pub struct ControlInfo {
     pub addr: String,
     pub pid: u32,
     pub name: String,
+    /// The dashboard's second address (`dashboard_listen`), when set.
+    #[serde(default)]
+    pub dashboard: Option<String>,
 }
 
 /// One cache entry as the control API lists it (`GET /v1/cache/entries`).

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod caps;
+pub mod dashboard;
 pub mod drain;
 pub mod keygen;
 pub mod node;

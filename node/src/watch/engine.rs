@@ -565,6 +565,7 @@ mod tests {
                 stage: 0,
                 stage_name: String::new(),
                 items: self.items.clone(),
+                outputs: Vec::new(),
             })
         }
 

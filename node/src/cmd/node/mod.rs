@@ -44,10 +44,10 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     let sys = actix::System::new();
     let result = sys.block_on(async move {
         let runtime = Arc::new(Runtime::start(cfg)?);
-        let mut mesh = start_mesh(&runtime)?;
+        let drain = Arc::new(tokio::sync::Notify::new());
+        let mut mesh = start_mesh(&runtime, &drain)?;
         let mut watches = crate::watch::daemon::Watches::new(&runtime.cfg);
         let board = watches.board.clone();
-        let drain = Arc::new(tokio::sync::Notify::new());
         let token = write_token(&runtime.cfg.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "{}: cannot write the control token: {e}",
@@ -63,30 +63,44 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
             runtime: runtime.clone(),
             token,
             sessions,
+            dash: Default::default(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             peers: mesh.view.clone(),
             drain: drain.clone(),
             watches: board,
         });
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-            .workers(1)
-            .shutdown_timeout(10)
-            .bind(&runtime.cfg.control_listen)
-            .map_err(|e| anyhow::anyhow!("control API {}: {e}", runtime.cfg.control_listen))?;
-        let addr = server
-            .addrs()
+        let mut server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+                .workers(1)
+                .shutdown_timeout(10)
+                .bind(&runtime.cfg.control_listen)
+                .map_err(|e| anyhow::anyhow!("control API {}: {e}", runtime.cfg.control_listen))?;
+        let lan = &runtime.cfg.dashboard_listen;
+        if !lan.is_empty() {
+            server = server
+                .bind(lan)
+                .map_err(|e| anyhow::anyhow!("dashboard_listen {lan}: {e}"))?;
+        }
+        let addrs: Vec<String> = server.addrs().iter().map(|a| a.to_string()).collect();
+        let addr = addrs
             .first()
-            .map(|a| a.to_string())
+            .cloned()
             .ok_or_else(|| anyhow::anyhow!("control API bound no address"))?;
+        let dashboard = addrs.get(1).cloned();
         write_info(
             &runtime.cfg.data_dir,
             &ControlInfo {
                 addr: addr.clone(),
                 pid: std::process::id(),
                 name: runtime.name.clone(),
+                dashboard: dashboard.clone(),
             },
         )?;
         tracing::info!(%addr, data_dir = %runtime.cfg.data_dir.display(), "control API listening");
+        tracing::info!(
+            url = %format!("http://{}/", dashboard.as_deref().unwrap_or(&addr)),
+            "dashboard (log in with the token `rendermesh dashboard` prints)"
+        );
         // the watched folders once the node answers: they run until the shutdown stops them
         watches.start(&runtime, &mesh.tasks);
         mesh.watches = Some(watches);
@@ -140,7 +154,10 @@ struct Mesh {
 }
 
 /// Start the network task and the peers actor; call inside the actix system.
-fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
+fn start_mesh(
+    runtime: &Arc<Runtime>,
+    drain: &Arc<tokio::sync::Notify>,
+) -> anyhow::Result<Mesh> {
     let (cfg, name) = (&runtime.cfg, runtime.name.as_str());
     let key_file = cfg.effective_key_file();
     // a configured key file must exist; only the default one is created on first start
@@ -228,7 +245,10 @@ fn start_mesh(runtime: &Runtime) -> anyhow::Result<Mesh> {
         inbound_rx,
         runtime.cache.clone(),
         Some(host.clone()),
-        None,
+        Some(Arc::new(crate::api::desk::Desk {
+            runtime: runtime.clone(),
+            drain: drain.clone(),
+        })),
         network.accept_blob_streams(),
         &net_tasks,
     );

@@ -1,0 +1,137 @@
+//! Actions on the mesh from the dashboard (or any client with the token): cancel a job or
+//! run it again, on whichever node coordinates it; drain a node. Each needs authentication
+//! ([`authorized`]); none is ever taken on a view-only page.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use rendermesh_protocol::{ControlAction, JobId};
+
+use super::{remote, view};
+use crate::api::auth::{authorized, error};
+use crate::api::desk;
+use crate::api::server::ApiState;
+
+#[derive(serde::Deserialize, Default)]
+struct Where {
+    /// The peer that coordinates the job (the page knows it); absent = this node, else
+    /// every peer is asked.
+    #[serde(default)]
+    peer: Option<String>,
+}
+
+/// Who asks, for the logs and the job's error line.
+fn who(req: &HttpRequest) -> String {
+    match req.peer_addr() {
+        Some(a) => format!("a user at {}", a.ip()),
+        None => "a user".into(),
+    }
+}
+
+/// Carry out `action` on job `id` where it runs: here, at `peer`, or wherever it is found.
+async fn on_job(
+    req: &HttpRequest,
+    st: &ApiState,
+    id: JobId,
+    peer: Option<String>,
+    action: ControlAction,
+) -> HttpResponse {
+    let rt = &st.runtime;
+    let me = view::my_peer_id(st);
+    let here = desk::job(rt, id).is_some();
+    let answer = if here || peer.as_deref() == Some(me.as_str()) {
+        desk::act(rt, &st.drain, &action, &who(req))
+    } else {
+        match rt.board.link() {
+            None => Err(format!("no job {id} on this node")),
+            Some(link) => {
+                let peer = match peer.filter(|p| !p.is_empty()) {
+                    Some(p) => Some(p),
+                    None => remote::coordinator_of(&link, id).await,
+                };
+                match peer {
+                    Some(p) => remote::control(&link, &p, action).await,
+                    None => Err(format!("no node of the mesh knows job {id}")),
+                }
+            }
+        }
+    };
+    match answer {
+        Ok(line) => HttpResponse::Ok().json(serde_json::json!({ "ok": line })),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+fn job_id(path: &str) -> Result<JobId, HttpResponse> {
+    path.parse()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad job id: {e}")))
+}
+
+fn body_where(body: &[u8]) -> Result<Where, HttpResponse> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Where::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("not an action request: {e}")))
+}
+
+async fn cancel(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    // authentication before anything of the request is read
+    if !authorized(&req, &st) {
+        return error(StatusCode::UNAUTHORIZED, "log in first (or send the control token)");
+    }
+    let (id, at) = match (job_id(&path), body_where(&body)) {
+        (Ok(id), Ok(at)) => (id, at),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    on_job(&req, &st, id, at.peer, ControlAction::Cancel { job: id }).await
+}
+
+async fn rerun(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !authorized(&req, &st) {
+        return error(StatusCode::UNAUTHORIZED, "log in first (or send the control token)");
+    }
+    let (id, at) = match (job_id(&path), body_where(&body)) {
+        (Ok(id), Ok(at)) => (id, at),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    on_job(&req, &st, id, at.peer, ControlAction::Rerun { job: id }).await
+}
+
+async fn drain_node(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    if !authorized(&req, &st) {
+        return error(StatusCode::UNAUTHORIZED, "log in first (or send the control token)");
+    }
+    let peer = path.into_inner();
+    let answer = if peer == view::my_peer_id(&st) || peer == st.runtime.name {
+        desk::act(&st.runtime, &st.drain, &ControlAction::Drain, &who(&req))
+    } else {
+        match st.runtime.board.link() {
+            None => Err(format!("no node {peer} in this mesh")),
+            Some(link) => remote::control(&link, &peer, ControlAction::Drain).await,
+        }
+    };
+    match answer {
+        Ok(line) => HttpResponse::Ok().json(serde_json::json!({ "ok": line })),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/jobs/{id}/cancel", web::post().to(cancel))
+        .route("/v1/jobs/{id}/rerun", web::post().to(rerun))
+        .route("/v1/nodes/{peer}/drain", web::post().to(drain_node));
+}
