@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod batch;
+pub mod http;
 pub mod mesh;
 pub mod montage;
 
@@ -424,11 +425,17 @@ impl Daemon {
 
     /// [`Daemon::start_with`], with extra environment variables for the node.
     pub fn start_with_env(data_dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
-        let _ = std::fs::remove_file(data_dir.join("control.json"));
-        let _ = std::fs::remove_file(data_dir.join("mesh.json"));
         std::fs::create_dir_all(data_dir).expect("data dir");
         let cfg = data_dir.join("node.toml");
         std::fs::write(&cfg, no_mdns_unless_asked(config)).expect("write node.toml");
+        Self::spawn(data_dir, env)
+    }
+
+    /// Start a node on the `node.toml` already in `data_dir` (a test that set its mode).
+    pub fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let _ = std::fs::remove_file(data_dir.join("control.json"));
+        let _ = std::fs::remove_file(data_dir.join("mesh.json"));
+        let cfg = data_dir.join("node.toml");
         // append: a restarted node keeps the log of its earlier life
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -81,26 +81,28 @@
     m.hidden = false;
   }
 
-  // A button that asks once more before it acts (a second click within 4 s).
-  function actionButton(label, action, run) {
+  // A button that asks once more before it acts: a second click within 4 s. The page is
+  // drawn anew every second, so the armed button is remembered by what it would do.
+  let armed = { key: null, until: 0 };
+
+  function actionButton(label, action, key, run) {
     const b = el("button", label, "danger");
     b.dataset.action = action;
     b.disabled = !canAct;
     if (!canAct) b.title = "log in to act";
-    let armed = null;
+    const isArmed = () => armed.key === key && Date.now() < armed.until;
+    if (isArmed()) {
+      b.textContent = "Really " + label.toLowerCase() + "?";
+      b.classList.add("armed");
+    }
     b.addEventListener("click", () => {
-      if (!armed) {
+      if (!isArmed()) {
+        armed = { key: key, until: Date.now() + 4000 };
         b.textContent = "Really " + label.toLowerCase() + "?";
         b.classList.add("armed");
-        armed = setTimeout(() => {
-          armed = null;
-          b.textContent = label;
-          b.classList.remove("armed");
-        }, 4000);
         return;
       }
-      clearTimeout(armed);
-      armed = null;
+      armed = { key: null, until: 0 };
       b.disabled = true;
       run();
     });
@@ -129,7 +131,7 @@
     const box = [];
     const live = ["Planning", "Running", "Finishing"].includes(job.state);
     if (live) {
-      const b = actionButton("Cancel", "cancel", () =>
+      const b = actionButton("Cancel", "cancel", "cancel " + job.id, () =>
         post("/v1/jobs/" + job.id + "/cancel", { peer: job.peer_id }));
       b.dataset.job = job.id;
       box.push(b);
@@ -171,7 +173,7 @@
       );
       const act = el("td");
       if (n.state === "up") {
-        act.append(actionButton("Drain", "drain", () =>
+        act.append(actionButton("Drain", "drain", "drain " + n.peer_id, () =>
           post("/v1/nodes/" + encodeURIComponent(n.peer_id || n.name) + "/drain")));
       }
       tr.append(act);
