@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod batch;
+pub mod browser;
 pub mod http;
 pub mod mesh;
 pub mod montage;
