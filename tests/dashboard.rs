@@ -61,13 +61,17 @@ fn transcode_in_background(
 fn open_logged_in(browser: &Browser, node: &Daemon) -> Page {
     let page = browser.open(&format!("http://{}/", node.addr));
     page.wait_for("document.getElementById('secret') !== null", Duration::from_secs(10));
-    page.eval(&format!(
-        "document.getElementById('secret').value = {:?}; document.getElementById('login').submit(); true",
-        token(node)
-    ));
-    page.wait_for(
-        "document.getElementById('nodes') !== null && document.readyState === 'complete'",
-        Duration::from_secs(10),
+    page.wait_load(|| {
+        page.eval(&format!(
+            "document.getElementById('secret').value = {:?}; document.getElementById('login').submit(); true",
+            token(node)
+        ))
+    });
+    let at = page.eval("location.href + ' ' + document.body.innerText.slice(0, 300)");
+    assert!(
+        at.as_str().unwrap().contains("Nodes"),
+        "the login did not lead to the dashboard: {at}\n{}",
+        node.log()
     );
     page
 }
@@ -182,6 +186,13 @@ fn the_page_of_one_node_shows_the_mesh_and_a_job_of_another_live() {
         Duration::from_secs(10),
     );
     page.screenshot(&screenshot_path("dashboard.png"));
+    // on a phone: nothing wider than the screen but the tables' own scroll boxes
+    page.set_viewport(390, 844, true);
+    page.wait_for(
+        "document.documentElement.scrollWidth <= 391",
+        Duration::from_secs(5),
+    );
+    page.screenshot(&screenshot_path("dashboard-phone.png"));
     let errors = page.errors();
     assert!(errors.is_empty(), "the page threw: {errors:?}");
     no_panic(&nodes);

@@ -43,7 +43,9 @@ const EVERY: Duration = Duration::from_secs(1);
 /// node never waits on an open page).
 const STREAM_FOR: Duration = Duration::from_secs(30);
 
-/// The page's headers: nothing from elsewhere, never in a frame.
+/// The page's headers: nothing from elsewhere, never in a frame; the referrer policy lets
+/// the browser send its real `Origin` on the page's own posts (with `no-referrer` it sends
+/// `null`, which the origin check refuses).
 fn page(body: &'static str, content_type: &str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
@@ -54,7 +56,7 @@ fn page(body: &'static str, content_type: &str) -> HttpResponse {
         ))
         .insert_header(("x-frame-options", "DENY"))
         .insert_header(("x-content-type-options", "nosniff"))
-        .insert_header(("referrer-policy", "no-referrer"))
+        .insert_header(("referrer-policy", "same-origin"))
         .insert_header(("cache-control", "no-store"))
         .body(body)
 }
