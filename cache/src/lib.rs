@@ -13,10 +13,13 @@
 //!   does not rehash.
 //! - [`marks`]: what a watched folder did with each of its files (this node's own table,
 //!   never replicated).
+//! - [`journal`]: a bounded, ordered table of this node's own records, newest first (its job
+//!   history; never replicated).
 
 pub mod blobs;
 pub mod entry;
 pub mod files;
+pub mod journal;
 pub mod marks;
 mod quota;
 pub mod store;
@@ -30,15 +33,18 @@ pub use entry::{
     Remote, StoredKind, BUCKETS,
 };
 pub use files::{FileIdentity, Identified};
+pub use journal::{Journal, JournalError};
 pub use marks::{Mark, MarkError, MarkOutcome, Marks};
 pub use store::{MemStore, SledStore, Store, StoreError, Tree};
 
-/// A node's cache: entries, file identities, watch marks and blobs, sharing one store.
+/// A node's cache: entries, file identities, watch marks, the journal and blobs, sharing one
+/// store.
 #[derive(Clone)]
 pub struct Cache {
     pub entries: Entries,
     pub files: FileIdentity,
     pub marks: Marks,
+    pub journal: Journal,
     pub blobs: BlobStore,
 }
 
@@ -57,7 +63,8 @@ impl Cache {
         Self {
             entries: Entries::new(store.clone()),
             files: FileIdentity::new(store.clone()),
-            marks: Marks::new(store),
+            marks: Marks::new(store.clone()),
+            journal: Journal::new(store),
             blobs,
         }
     }

@@ -14,6 +14,9 @@ pub enum Tree {
     Files,
     /// Marks of files a watched folder has handled: this node's own, never replicated.
     Marks,
+    /// A bounded, ordered table of this node's own records (its job history), never
+    /// replicated.
+    Journal,
 }
 
 impl Tree {
@@ -22,6 +25,7 @@ impl Tree {
             Tree::Entries => "entries/1",
             Tree::Files => "files/1",
             Tree::Marks => "marks/1",
+            Tree::Journal => "journal/1",
         }
     }
 }

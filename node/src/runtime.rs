@@ -44,6 +44,7 @@ impl Runtime {
             )
         })?;
         cache.blobs.set_quota(cfg.blob_quota_bytes);
+        let history = crate::history::History::open(&cache, cfg.job_history);
         let name = cfg.node_name();
         let executor = Arc::new(KindExecutor::new(
             cache.blobs.clone(),
@@ -70,7 +71,7 @@ impl Runtime {
             load,
             worker,
             model,
-            history: std::sync::Arc::new(crate::history::History::new()),
+            history: std::sync::Arc::new(history),
         })
     }
 
@@ -86,6 +87,7 @@ impl Runtime {
         let (kind, started) = registry::start(&ctx, req.clone())?;
         let handle = self.board.start(kind, started.inputs, started.driver);
         self.history.submitted(handle.id(), &req);
+        self.history.record(&handle.status());
         Ok(handle)
     }
 }

@@ -77,9 +77,18 @@ async fn drain(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Accepted().json(serde_json::json!({ "draining": true }))
 }
 
+/// The board's jobs and the kept jobs of earlier runs (see [`crate::history`]), newest first.
 async fn list(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
     guard!(req, st);
-    HttpResponse::Ok().json(st.runtime.board.list())
+    let mut jobs = st.runtime.board.list();
+    let (history, n) = (st.runtime.history.clone(), st.runtime.cfg.job_history);
+    let past = web::block(move || history.list(n))
+        .await
+        .unwrap_or_default();
+    let live: std::collections::HashSet<JobId> = jobs.iter().map(|j| j.id).collect();
+    jobs.extend(past.into_iter().filter(|j| !live.contains(&j.id)));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.started_unix_ms));
+    HttpResponse::Ok().json(jobs)
 }
 
 async fn peers(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
@@ -112,6 +121,7 @@ async fn cache_entries(req: HttpRequest, st: web::Data<ApiState>) -> HttpRespons
 }
 
 /// The job named in the path, or the error response to send (boxed: a response is large).
+/// A job of an earlier run is gone: only its status is kept.
 fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, Box<HttpResponse>> {
     let id: JobId = path.parse().map_err(|e| {
         Box::new(error(
@@ -120,11 +130,22 @@ fn job_of(path: &str, st: &ApiState) -> Result<rendermesh_mesh::JobHandle, Box<H
         ))
     })?;
     st.runtime.board.get(id).ok_or_else(|| {
-        Box::new(error(
-            actix_web::http::StatusCode::NOT_FOUND,
-            format!("no job {id}"),
-        ))
+        Box::new(match st.runtime.history.get(id) {
+            Some(_) => error(
+                actix_web::http::StatusCode::GONE,
+                format!("job {id} ran before the node restarted: only its status is kept"),
+            ),
+            None => error(
+                actix_web::http::StatusCode::NOT_FOUND,
+                format!("no job {id}"),
+            ),
+        })
     })
+}
+
+/// The kept status of a job of an earlier run named in the path.
+fn past_job(path: &str, st: &ApiState) -> Option<rendermesh_protocol::JobStatus> {
+    st.runtime.history.get(path.parse().ok()?)
 }
 
 /// Longest wait a status request may ask for (`?wait_ms=`).
@@ -153,7 +174,10 @@ async fn status(
             }
             HttpResponse::Ok().json(h.status())
         }
-        Err(r) => *r,
+        Err(r) => match past_job(&path, &st) {
+            Some(s) => HttpResponse::Ok().json(s),
+            None => *r,
+        },
     }
 }
 

@@ -103,6 +103,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         );
         // the watched folders once the node answers: they run until the shutdown stops them
         watches.start(&runtime, &mesh.tasks);
+        crate::history::record_ends(&runtime, &mesh.tasks);
         mesh.watches = Some(watches);
         // systemd (Type=notify): ready now; watchdog pings from the event loop, so a hung
         // loop stops them and systemd restarts the node
