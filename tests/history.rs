@@ -83,7 +83,7 @@ fn check_done_and_failed(list: &[Value], done: &str, failed: &str) {
 }
 
 #[test]
-fn jobs_are_listed_after_a_restart_and_a_killed_job_shows_as_failed() {
+fn jobs_are_listed_after_a_restart_a_killed_job_shows_as_failed_and_a_failed_one_runs_again() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let mut node = Daemon::start_with(&data, CONFIG);
@@ -188,5 +188,28 @@ fn jobs_are_listed_after_a_restart_and_a_killed_job_shows_as_failed() {
     // newest first: the killed job, then the failed one, then the done one
     let order: Vec<&str> = after.iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(order, vec![killed.as_str(), failed.as_str(), done.as_str()]);
+
+    // the failed job of an earlier life runs again, as it was submitted: its input is now a
+    // clip, so this time it ends done
+    std::fs::copy(&clip, &text).unwrap();
+    let token = std::fs::read_to_string(data.join("control.token")).unwrap();
+    let bearer = format!("Bearer {}", token.trim());
+    let path = format!("/v1/jobs/{failed}/rerun");
+    let unauth = common::http::request(&node.addr, "POST", &path, &[], "");
+    assert_eq!(unauth.status, 401, "{}", unauth.body);
+    let a = common::http::request(&node.addr, "POST", &path, &[("Authorization", &bearer)], "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let again = a.json()["ok"].as_str().expect("the new job's id").to_string();
+    assert_ne!(again, failed);
+    let mut state = Value::Null;
+    wait_for(Duration::from_secs(60), || {
+        state = node.api_get(&format!("/v1/jobs/{again}")).unwrap_or_default()["state"].clone();
+        state == "Done" || state == "Failed"
+    })
+    .expect("the job run again ends");
+    assert_eq!(state, "Done", "{}", node.log());
+    let rerun = node.api_get(&format!("/v1/jobs/{again}")).unwrap();
+    assert_eq!(rerun["inputs"], job(&after, &failed)["inputs"]);
+    assert_eq!(rerun["frames_total"], job(&after, &done)["frames_total"]);
     no_panic(&[&node]);
 }

@@ -53,6 +53,9 @@ pub struct History {
     recording: AtomicBool,
     /// Writes one at a time (a put of one id is not atomic in the journal).
     writing: Mutex<()>,
+    /// Kept jobs without their shard tables, newest first, as last read (the dashboard asks
+    /// every second); dropped by every write.
+    summaries: Mutex<Option<Vec<JobStatus>>>,
 }
 
 impl History {
@@ -65,6 +68,7 @@ impl History {
             requests: Mutex::new(HashMap::new()),
             recording: AtomicBool::new(false),
             writing: Mutex::new(()),
+            summaries: Mutex::new(None),
         };
         if let Err(e) = history.close_unfinished() {
             tracing::warn!(error = %e, "job history: cannot mark the jobs left unfinished");
@@ -123,6 +127,7 @@ impl History {
             .journal
             .put(status.started_unix_ms, status.id.0, &record)
             .and_then(|()| self.journal.trim(self.max));
+        *lock(&self.summaries) = None;
         match written {
             Ok(_) if status.state.is_final() => {
                 lock(&self.requests).remove(&status.id);
@@ -160,6 +165,22 @@ impl History {
                 Vec::new()
             }
         }
+    }
+
+    /// Kept jobs without their shard tables, newest first (at most `n`): read from the store
+    /// only after a write.
+    pub fn summaries(&self, n: usize) -> Vec<JobStatus> {
+        let mut memo = lock(&self.summaries);
+        let all = memo.get_or_insert_with(|| {
+            self.list(self.max)
+                .into_iter()
+                .map(|mut s| {
+                    s.shards.clear();
+                    s
+                })
+                .collect()
+        });
+        all.iter().take(n).cloned().collect()
     }
 
     /// A kept job.

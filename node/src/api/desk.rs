@@ -11,10 +11,18 @@ use rendermesh_protocol::{ControlAction, JobId, JobStatus, Request, Response, MA
 use crate::runtime::Runtime;
 
 /// The jobs this node coordinates, newest first: those of this run of the node, then its
-/// history (at most `max`).
+/// history (at most `max`), without shard tables.
 pub fn jobs(rt: &Runtime, max: usize) -> Vec<JobStatus> {
-    let mut all = rt.board.list();
-    for old in rt.history.list(max) {
+    let mut all: Vec<JobStatus> = rt
+        .board
+        .list()
+        .into_iter()
+        .map(|mut s| {
+            s.shards.clear();
+            s
+        })
+        .collect();
+    for old in rt.history.summaries(max) {
         if !all.iter().any(|j| j.id == old.id) {
             all.push(old);
         }
