@@ -60,7 +60,10 @@ fn transcode_in_background(
 /// Open `node`'s dashboard and log in through its form, as a person would.
 fn open_logged_in(browser: &Browser, node: &Daemon) -> Page {
     let page = browser.open(&format!("http://{}/", node.addr));
-    page.wait_for("document.getElementById('secret') !== null", Duration::from_secs(10));
+    page.wait_for(
+        "document.getElementById('secret') !== null",
+        Duration::from_secs(10),
+    );
     page.wait_load(|| {
         page.eval(&format!(
             "document.getElementById('secret').value = {:?}; document.getElementById('login').submit(); true",
@@ -133,7 +136,10 @@ fn the_page_of_one_node_shows_the_mesh_and_a_job_of_another_live() {
     };
     let mut seen = vec![pct(&page)];
     while seen.last().unwrap().1 != "Done" {
-        assert!(seen.len() < 600, "the job never ended on a's page: {seen:?}");
+        assert!(
+            seen.len() < 600,
+            "the job never ended on a's page: {seen:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
         let now = pct(&page);
         if now != *seen.last().unwrap() {
@@ -145,7 +151,11 @@ fn the_page_of_one_node_shows_the_mesh_and_a_job_of_another_live() {
         values.windows(2).all(|w| w[0] <= w[1]),
         "progress went back: {seen:?}"
     );
-    let between: Vec<i64> = values.iter().copied().filter(|p| *p > 0 && *p < 100).collect();
+    let between: Vec<i64> = values
+        .iter()
+        .copied()
+        .filter(|p| *p > 0 && *p < 100)
+        .collect();
     assert!(
         !between.is_empty() && values[0] < *between.last().unwrap(),
         "no rise was seen between start and end: {seen:?}"
@@ -233,7 +243,10 @@ fn a_cancel_from_the_page_stops_the_job_on_every_node() {
     let browser = Browser::launch();
     let page = open_logged_in(&browser, a);
     let button = "document.querySelector('#jobs button[data-action=cancel]')";
-    page.wait_for(&format!("{button} !== null && !{button}.disabled"), Duration::from_secs(15));
+    page.wait_for(
+        &format!("{button} !== null && !{button}.disabled"),
+        Duration::from_secs(15),
+    );
     // a first click only arms the button
     page.eval(&format!("{button}.click(); true"));
     std::thread::sleep(Duration::from_millis(300));
@@ -251,7 +264,10 @@ fn a_cancel_from_the_page_stops_the_job_on_every_node() {
     );
     // no shard left running anywhere, and none starts later
     assert!(
-        wait_for(Duration::from_secs(10), || nodes.iter().all(|n| running_on(n) == 0)).is_some(),
+        wait_for(Duration::from_secs(10), || nodes
+            .iter()
+            .all(|n| running_on(n) == 0))
+        .is_some(),
         "shards still run after the cancel: {:?}",
         nodes.iter().map(running_on).collect::<Vec<_>>()
     );
@@ -326,7 +342,10 @@ fn actions_need_a_session_its_token_and_this_sites_origin() {
     let token_ = csrf(&addr, &cookie);
 
     // the session alone may look…
-    assert_eq!(request(&addr, "GET", "/v1/mesh", &[("Cookie", &c)], "").status, 200);
+    assert_eq!(
+        request(&addr, "GET", "/v1/mesh", &[("Cookie", &c)], "").status,
+        200
+    );
     // …but not act: without its anti-forgery token, with a wrong one, from another site
     for headers in [
         vec![("Cookie", c.as_str())],
@@ -367,12 +386,19 @@ fn actions_need_a_session_its_token_and_this_sites_origin() {
     // logged out: the cookie is worth nothing
     let out = request(&addr, "POST", "/logout", &[("Cookie", c.as_str())], "");
     assert_eq!(out.status, 303);
-    assert_eq!(request(&addr, "GET", "/v1/mesh", &[("Cookie", &c)], "").status, 401);
+    assert_eq!(
+        request(&addr, "GET", "/v1/mesh", &[("Cookie", &c)], "").status,
+        401
+    );
 
     // the CLI's cancel: one clear line for a job nobody knows
     let o = rendermesh(&node.data_dir, &["cancel", "00000000000000ff"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no node of the mesh knows job"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no node of the mesh knows job"),
+        "{}",
+        stderr(&o)
+    );
     let o = rendermesh(&node.data_dir, &["cancel", "not-a-job"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is not a job id"), "{}", stderr(&o));
@@ -406,7 +432,10 @@ fn a_lan_listener_shows_nothing_without_a_login_and_the_secrets_stay_private() {
     let dir = tmp.path().join("n");
     std::fs::create_dir_all(&dir).unwrap();
     let line = passwd_line("render farm 42");
-    assert!(line.starts_with("dashboard_password = \"$argon2id$"), "{line}");
+    assert!(
+        line.starts_with("dashboard_password = \"$argon2id$"),
+        "{line}"
+    );
     assert!(!line.contains("render farm 42"));
     let config = format!(
         "mdns = false\nname = \"lan\"\nlisten = \"/ip4/127.0.0.1/tcp/0\"\ndashboard_listen = \"0.0.0.0:0\"\n{line}\n"
@@ -416,19 +445,31 @@ fn a_lan_listener_shows_nothing_without_a_login_and_the_secrets_stay_private() {
     // a hash other users can read: the node refuses to start, in one line
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = std::process::Command::new(bin())
-        .args(["--config", cfg.to_str().unwrap(), "--data-dir", dir.to_str().unwrap()])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
         .args(["node", "--control-listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("any user can read it"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("any user can read it"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
 
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
     let node = Daemon::spawn(&dir, &[]);
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("control.json")).unwrap()).unwrap();
-    let lan = info["dashboard"].as_str().expect("the LAN address").to_string();
+    let lan = info["dashboard"]
+        .as_str()
+        .expect("the LAN address")
+        .to_string();
     assert!(lan.starts_with("0.0.0.0:"), "{lan}");
     let addr = lan.replace("0.0.0.0", "127.0.0.1");
 
@@ -438,14 +479,23 @@ fn a_lan_listener_shows_nothing_without_a_login_and_the_secrets_stay_private() {
     assert_eq!(mode(&cfg) & 0o007, 0, "config with the password hash");
 
     // no view without a login
-    for path in ["/v1/mesh", "/v1/events", "/v1/peers", "/v1/jobs", "/v1/session"] {
+    for path in [
+        "/v1/mesh",
+        "/v1/events",
+        "/v1/peers",
+        "/v1/jobs",
+        "/v1/session",
+    ] {
         let a = request(&addr, "GET", path, &[], "");
         assert_eq!(a.status, 401, "{path}: {}", a.body);
     }
     let page = request(&addr, "GET", "/", &[], "");
     assert_eq!(page.status, 200);
     assert!(page.body.contains("name=\"secret\""), "{}", page.body);
-    assert!(!page.body.contains("id=\"nodes\""), "the page showed the mesh");
+    assert!(
+        !page.body.contains("id=\"nodes\""),
+        "the page showed the mesh"
+    );
     let csp = page.header("content-security-policy").unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 
@@ -465,7 +515,10 @@ fn a_lan_listener_shows_nothing_without_a_login_and_the_secrets_stay_private() {
     let node = Daemon::spawn(&dir, &[]);
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("control.json")).unwrap()).unwrap();
-    let addr = info["dashboard"].as_str().unwrap().replace("0.0.0.0", "127.0.0.1");
+    let addr = info["dashboard"]
+        .as_str()
+        .unwrap()
+        .replace("0.0.0.0", "127.0.0.1");
     let view = request(&addr, "GET", "/v1/mesh", &[], "");
     assert_eq!(view.status, 200, "{}", view.body);
     assert_eq!(view.json()["can_act"], false);

@@ -199,11 +199,17 @@ fn jobs_are_listed_after_a_restart_a_killed_job_shows_as_failed_and_a_failed_one
     assert_eq!(unauth.status, 401, "{}", unauth.body);
     let a = common::http::request(&node.addr, "POST", &path, &[("Authorization", &bearer)], "");
     assert_eq!(a.status, 200, "{}", a.body);
-    let again = a.json()["ok"].as_str().expect("the new job's id").to_string();
+    let again = a.json()["ok"]
+        .as_str()
+        .expect("the new job's id")
+        .to_string();
     assert_ne!(again, failed);
     let mut state = Value::Null;
     wait_for(Duration::from_secs(60), || {
-        state = node.api_get(&format!("/v1/jobs/{again}")).unwrap_or_default()["state"].clone();
+        state = node
+            .api_get(&format!("/v1/jobs/{again}"))
+            .unwrap_or_default()["state"]
+            .clone();
         state == "Done" || state == "Failed"
     })
     .expect("the job run again ends");

@@ -165,7 +165,9 @@ impl NodeConfig {
         };
         if let (Some(p), false) = (&path, cfg.dashboard_password.is_empty()) {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(p).map(|m| m.permissions().mode()).unwrap_or(0);
+            let mode = std::fs::metadata(p)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
             if mode & 0o004 != 0 {
                 anyhow::bail!(
                     "{}: holds the dashboard password hash but any user can read it; \
@@ -247,7 +249,10 @@ impl NodeConfig {
             );
         }
         if self.job_history > 100_000 {
-            anyhow::bail!("job_history = {} is not sensible (at most 100000)", self.job_history);
+            anyhow::bail!(
+                "job_history = {} is not sensible (at most 100000)",
+                self.job_history
+            );
         }
         for (n, w) in self.watch.iter().enumerate() {
             w.validate()?;

@@ -274,6 +274,7 @@ mod tests {
             stage: 0,
             stage_name: "transcode".into(),
             items: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 

@@ -101,7 +101,9 @@ impl JobBoard {
     /// run of it, here and on peers (`CancelShard`). An error line when there is no such
     /// job or it is over already.
     pub fn cancel(&self, id: JobId, reason: &str) -> Result<(), String> {
-        let handle = self.get(id).ok_or_else(|| format!("no job {id} on this node"))?;
+        let handle = self
+            .get(id)
+            .ok_or_else(|| format!("no job {id} on this node"))?;
         if !handle.cancel(reason) {
             let state = handle.status().state;
             return Err(format!("job {id} is over already ({state:?})"));

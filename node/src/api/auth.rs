@@ -50,7 +50,8 @@ fn session(req: &HttpRequest, st: &ApiState) -> bool {
     let Some(csrf) = st.sessions.csrf_of(&id) else {
         return false;
     };
-    if req.method() == actix_web::http::Method::GET || req.method() == actix_web::http::Method::HEAD {
+    if req.method() == actix_web::http::Method::GET || req.method() == actix_web::http::Method::HEAD
+    {
         return true;
     }
     let given = req

@@ -92,12 +92,9 @@ impl ControlDesk for Desk {
     fn answer(&self, peer: PeerId, request: Request) -> Response {
         let rt = &self.runtime;
         match request {
-            Request::ListJobs => Response::Jobs(
-                jobs(rt, MAX_LISTED_JOBS)
-                    .into_iter()
-                    .map(summary)
-                    .collect(),
-            ),
+            Request::ListJobs => {
+                Response::Jobs(jobs(rt, MAX_LISTED_JOBS).into_iter().map(summary).collect())
+            }
             Request::GetJob { job: id } => Response::Job(job(rt, id)),
             Request::Control(action) => {
                 match act(rt, &self.drain, &action, &format!("peer {peer}")) {

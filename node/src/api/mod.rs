@@ -22,8 +22,8 @@
 //! the mesh transport's actual listen addresses.
 
 pub(crate) mod auth;
-pub mod desk;
 pub mod client;
+pub mod desk;
 pub mod server;
 mod watch;
 

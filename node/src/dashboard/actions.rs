@@ -61,17 +61,22 @@ async fn on_job(
     }
 }
 
-fn job_id(path: &str) -> Result<JobId, HttpResponse> {
-    path.parse()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad job id: {e}")))
-}
-
-fn body_where(body: &[u8]) -> Result<Where, HttpResponse> {
+/// The job of the path and the peer of the body (an empty body names none), or the answer
+/// to a request that is neither (boxed: a response is large).
+fn parse(path: &str, body: &[u8]) -> Result<(JobId, Where), Box<HttpResponse>> {
+    let id = path
+        .parse()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad job id: {e}"))))?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Where::default());
+        return Ok((id, Where::default()));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("not an action request: {e}")))
+    let at = serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("not an action request: {e}"),
+        ))
+    })?;
+    Ok((id, at))
 }
 
 async fn cancel(
@@ -82,11 +87,14 @@ async fn cancel(
 ) -> HttpResponse {
     // authentication before anything of the request is read
     if !authorized(&req, &st) {
-        return error(StatusCode::UNAUTHORIZED, "log in first (or send the control token)");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "log in first (or send the control token)",
+        );
     }
-    let (id, at) = match (job_id(&path), body_where(&body)) {
-        (Ok(id), Ok(at)) => (id, at),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, at) = match parse(&path, &body) {
+        Ok(p) => p,
+        Err(r) => return *r,
     };
     on_job(&req, &st, id, at.peer, ControlAction::Cancel { job: id }).await
 }
@@ -98,11 +106,14 @@ async fn rerun(
     body: web::Bytes,
 ) -> HttpResponse {
     if !authorized(&req, &st) {
-        return error(StatusCode::UNAUTHORIZED, "log in first (or send the control token)");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "log in first (or send the control token)",
+        );
     }
-    let (id, at) = match (job_id(&path), body_where(&body)) {
-        (Ok(id), Ok(at)) => (id, at),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, at) = match parse(&path, &body) {
+        Ok(p) => p,
+        Err(r) => return *r,
     };
     on_job(&req, &st, id, at.peer, ControlAction::Rerun { job: id }).await
 }
@@ -113,7 +124,10 @@ async fn drain_node(
     path: web::Path<String>,
 ) -> HttpResponse {
     if !authorized(&req, &st) {
-        return error(StatusCode::UNAUTHORIZED, "log in first (or send the control token)");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "log in first (or send the control token)",
+        );
     }
     let peer = path.into_inner();
     let answer = if peer == view::my_peer_id(&st) || peer == st.runtime.name {

@@ -295,7 +295,13 @@ pub async fn job(st: &ApiState, id: JobId, peer: Option<&str>) -> Option<JobRow>
 
 /// This node's cache as last seen, looked at again when older than [`CACHE_EVERY`].
 pub async fn cache_memo(st: &actix_web::web::Data<ApiState>) -> CacheView {
-    if let Some((at, v)) = st.dash.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+    if let Some((at, v)) = st
+        .dash
+        .cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
         if at.elapsed() < CACHE_EVERY {
             return v.clone();
         }

@@ -155,10 +155,7 @@ struct Mesh {
 }
 
 /// Start the network task and the peers actor; call inside the actix system.
-fn start_mesh(
-    runtime: &Arc<Runtime>,
-    drain: &Arc<tokio::sync::Notify>,
-) -> anyhow::Result<Mesh> {
+fn start_mesh(runtime: &Arc<Runtime>, drain: &Arc<tokio::sync::Notify>) -> anyhow::Result<Mesh> {
     let (cfg, name) = (&runtime.cfg, runtime.name.as_str());
     let key_file = cfg.effective_key_file();
     // a configured key file must exist; only the default one is created on first start
