@@ -598,3 +598,45 @@ async fn a_driver_that_takes_the_loss_of_a_failed_shard_ends_the_stage_without_i
     assert_eq!(row(3).retries, 3, "retried before it was given up");
     assert_eq!(exec.runs.lock().unwrap()[&1], 1, "bad input was retried");
 }
+
+#[actix_rt::test]
+async fn a_cancelled_job_ends_cancelled_at_once_and_its_running_shard_stops() {
+    let slow = Arc::new(SlowExec::default());
+    let b = board_of(slow.clone());
+    let (d, seen) = driver(3);
+    let h = b.start("transcode", vec!["x".into()], Box::new(d));
+    // the first shard runs
+    let t = std::time::Instant::now();
+    while h
+        .status()
+        .shards
+        .iter()
+        .all(|s| s.state != ShardState::Running)
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", h.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(b.cancel(JobId(h.id().0 ^ 1), "by a test").is_err());
+    b.cancel(h.id(), "cancelled by a test").unwrap();
+    let s = h.status();
+    assert_eq!(s.state, JobState::Cancelled);
+    assert_eq!(s.error.as_deref(), Some("cancelled by a test"));
+    assert!(matches!(h.wait().await, Err(e) if e == "cancelled by a test"));
+    // the run sees its token at its next frame
+    let t = std::time::Instant::now();
+    while !slow.cancelled.load(Ordering::SeqCst) {
+        assert!(t.elapsed() < Duration::from_secs(2), "the shard still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!slow.finished.load(Ordering::SeqCst));
+    assert!(seen.lock().unwrap().is_empty(), "the job was finished");
+    assert_eq!(h.status().state, JobState::Cancelled);
+    let again = b.cancel(h.id(), "twice").unwrap_err();
+    assert!(again.contains("over already"), "{again}");
+}
+
+fn board_of(exec: Arc<SlowExec>) -> JobBoard {
+    let worker = Worker::new("w1", exec, 1).start();
+    JobBoard::new(vec![(worker, 1)])
+}
