@@ -17,6 +17,7 @@
 pub mod blobs;
 pub mod entry;
 pub mod files;
+pub mod lookups;
 pub mod marks;
 mod quota;
 pub mod store;
@@ -30,6 +31,7 @@ pub use entry::{
     Remote, StoredKind, BUCKETS,
 };
 pub use files::{FileIdentity, Identified};
+pub use lookups::LookupCount;
 pub use marks::{Mark, MarkError, MarkOutcome, Marks};
 pub use store::{MemStore, SledStore, Store, StoreError, Tree};
 

@@ -106,6 +106,15 @@ impl CostModel {
         *self.inner.caps.write().unwrap_or_else(|p| p.into_inner()) = caps;
     }
 
+    /// The capabilities bids are priced from now (host facts until the calibration).
+    pub fn caps(&self) -> Capabilities {
+        self.inner
+            .caps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn correction(&self, key: &str) -> f64 {
         self.inner
             .correction
