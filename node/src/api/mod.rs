@@ -16,6 +16,7 @@
 //! | GET | `/v1/watches` | the node's watched folders: every [`WatchRow`](crate::watch::WatchRow) |
 //! | GET | `/v1/watch/{id}/records` | the marks of watch `id`: every [`MarkRow`] |
 //! | PUT | `/v1/watch/{id}/records` | body [`MarkRow`]: store one mark (`rendermesh watch` against a node) |
+//! | GET | `/metrics` | Prometheus metrics (see [`crate::metrics`]); the token as a bearer unless `metrics_open` |
 //!
 //! The daemon writes `control.json` (address, pid) and `control.token` into its data dir; the
 //! CLI reads both to find it. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and
@@ -62,6 +63,11 @@ pub struct MeshInfo {
     pub peer_id: String,
     pub mesh_id: String,
     pub listen: Vec<String>,
+}
+
+/// The control token check, for routes kept outside this module (`/metrics`).
+pub(crate) fn authorized(req: &actix_web::HttpRequest, st: &server::ApiState) -> bool {
+    auth::authorized(req, st)
 }
 
 pub const MESH_FILE: &str = "mesh.json";

@@ -303,5 +303,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v1/jobs/{id}/items/{n}/output",
             web::delete().to(drop_item_output),
         )
-        .configure(super::watch::routes);
+        .configure(super::watch::routes)
+        .configure(crate::metrics::routes);
 }
