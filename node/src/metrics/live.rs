@@ -219,10 +219,10 @@ impl Live {
         };
         for kind in now.kinds {
             for s in JOB_STATES {
-                self.jobs.get_or_create(&label(kind, job_state(s)));
+                let _ = self.jobs.get_or_create(&label(kind, job_state(s)));
             }
             for s in SHARD_STATES {
-                self.shards.get_or_create(&label(kind, shard_state(s)));
+                let _ = self.shards.get_or_create(&label(kind, shard_state(s)));
             }
         }
         for job in now.jobs {
