@@ -224,7 +224,7 @@ mod tests {
                 row(1, ShardState::Running, 0),
             ],
         );
-        f.sample(&[running.clone()]);
+        f.sample(std::slice::from_ref(&running));
         f.sample(&[running]);
         let t = text(&r);
         assert!(
@@ -240,7 +240,7 @@ mod tests {
                 row(1, ShardState::Cached, 0),
             ],
         );
-        f.sample(&[over.clone()]);
+        f.sample(std::slice::from_ref(&over));
         f.sample(&[over]);
         let t = text(&r);
         assert!(
