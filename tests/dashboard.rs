@@ -508,6 +508,7 @@ fn a_lan_listener_shows_nothing_without_a_login_and_the_secrets_stay_private() {
     assert_eq!(view.json()["node"], "lan");
     let full = request(&addr, "GET", "/", &[("Cookie", &c)], "");
     assert!(full.body.contains("id=\"nodes\""));
+    let token_before = token(&node);
     drop(node);
 
     // a trusted LAN: views open, actions still closed
@@ -522,6 +523,15 @@ fn a_lan_listener_shows_nothing_without_a_login_and_the_secrets_stay_private() {
     let view = request(&addr, "GET", "/v1/mesh", &[], "");
     assert_eq!(view.status, 200, "{}", view.body);
     assert_eq!(view.json()["can_act"], false);
+    // the token outlives a restart (a scraper keeps its copy); sessions do not
+    assert_eq!(token(&node), token_before);
+    let old = request(&addr, "GET", "/v1/session", &[("Cookie", c.as_str())], "");
+    assert_eq!(
+        old.status, 200,
+        "open views answer, but with no session: {}",
+        old.body
+    );
+    assert!(old.json()["csrf"].is_null(), "{}", old.body);
     let act = request(
         &addr,
         "POST",

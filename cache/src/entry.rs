@@ -30,7 +30,7 @@ const HASH: usize = 32;
 
 /// Every kind, for reading tags back. [`kind_is_listed`] fails to compile when a kind is added
 /// to the protocol and not here.
-const KINDS: [CacheKind; 7] = [
+pub(crate) const KINDS: [CacheKind; 7] = [
     CacheKind::Probe,
     CacheKind::SceneShard,
     CacheKind::SceneList,
@@ -183,6 +183,7 @@ pub const BUCKETS: usize = 256;
 pub struct Entries {
     store: Arc<dyn Store>,
     remote: Arc<RwLock<Option<Arc<dyn Remote>>>>,
+    lookups: Arc<crate::lookups::Lookups>,
 }
 
 impl Entries {
@@ -190,7 +191,13 @@ impl Entries {
         Self {
             store,
             remote: Arc::default(),
+            lookups: Arc::default(),
         }
+    }
+
+    /// Hits and misses of [`get`](Self::get) so far, by kind.
+    pub fn lookups(&self) -> Vec<crate::lookups::LookupCount> {
+        self.lookups.snapshot()
     }
 
     /// Connect the table to the mesh: new records are reported, misses asked for.
@@ -299,6 +306,14 @@ impl Entries {
     /// reported as a miss (with a warning), never returned. A record of another kind is a miss
     /// too (and kept: it is intact, just not this type).
     pub fn get<T: CacheValue>(&self, key: &CacheKey) -> Result<Option<T>, StoreError> {
+        let found = self.get_uncounted::<T>(key);
+        if let Ok(v) = &found {
+            self.lookups.count(T::KIND, v.is_some());
+        }
+        found
+    }
+
+    fn get_uncounted<T: CacheValue>(&self, key: &CacheKey) -> Result<Option<T>, StoreError> {
         let Some(rec) = self.lookup(key)? else {
             return Ok(None);
         };

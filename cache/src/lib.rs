@@ -20,6 +20,7 @@ pub mod blobs;
 pub mod entry;
 pub mod files;
 pub mod journal;
+pub mod lookups;
 pub mod marks;
 mod quota;
 pub mod store;
@@ -34,6 +35,7 @@ pub use entry::{
 };
 pub use files::{FileIdentity, Identified};
 pub use journal::{Journal, JournalError};
+pub use lookups::LookupCount;
 pub use marks::{Mark, MarkError, MarkOutcome, Marks};
 pub use store::{MemStore, SledStore, Store, StoreError, Tree};
 

@@ -180,6 +180,7 @@ where
             .map_err(|_| {
                 io::Error::new(io::ErrorKind::TimedOut, "the fetcher stopped reading")
             })??;
+        super::tally::served(data.len() as u64);
         if let Some(hook) = &opts.served {
             hook(&id, at, data.len() as u64, total);
         }

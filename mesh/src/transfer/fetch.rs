@@ -76,6 +76,7 @@ pub async fn fetch(
         loop {
             let before = st.written();
             let end = session(net, peer, &opts, &mut st).await;
+            super::tally::fetched(st.written().saturating_sub(before));
             if st.written() > before {
                 attempt = 0;
                 if !st.senders.contains(&peer) {

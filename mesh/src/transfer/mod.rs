@@ -53,6 +53,7 @@ mod from_any;
 mod serve;
 mod session;
 mod sink;
+mod tally;
 
 use std::fmt;
 use std::io;
@@ -67,6 +68,7 @@ pub use fetch::fetch;
 pub use from_any::fetch_from_any;
 pub use serve::serve_piece;
 pub use sink::{partial_path, remove_stale_partials, PARTIAL_PREFIX, PARTIAL_SUFFIX};
+pub use tally::{totals, TransferTotals};
 
 /// Default size of one piece request.
 pub const DEFAULT_PIECE: u32 = 1024 * 1024;

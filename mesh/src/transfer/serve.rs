@@ -23,7 +23,12 @@ pub fn serve_piece(blobs: &BlobStore, id: &ContentId, offset: u64, len: u32) -> 
     }
     let path = blobs.path(id);
     match read_piece(&path, offset, len.min(MAX_BLOB_PIECE)) {
-        Ok(Some(r)) => r,
+        Ok(Some(r)) => {
+            if let Response::BlobPiece { data, .. } = &r {
+                super::tally::served(data.len() as u64);
+            }
+            r
+        }
         Ok(None) => Response::NoBlob,
         Err(e) => {
             tracing::warn!(blob = %id.short(), offset, error = %e, "cannot serve blob piece");

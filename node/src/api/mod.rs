@@ -16,6 +16,7 @@
 //! | GET | `/v1/watches` | the node's watched folders: every [`WatchRow`](crate::watch::WatchRow) |
 //! | GET | `/v1/watch/{id}/records` | the marks of watch `id`: every [`MarkRow`] |
 //! | PUT | `/v1/watch/{id}/records` | body [`MarkRow`]: store one mark (`rendermesh watch` against a node) |
+//! | GET | `/metrics` | Prometheus metrics (see [`crate::metrics`]); the token as a bearer unless `metrics_open` |
 //!
 //! The daemon writes `control.json` (address, pid) and `control.token` into its data dir; the
 //! CLI reads both to find it. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and

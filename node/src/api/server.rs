@@ -11,13 +11,25 @@ use super::auth::{authorized, error};
 use super::{ControlInfo, INFO_FILE, TOKEN_FILE};
 use crate::jobs::kind::SubmitRequest;
 
-/// Create a fresh random token and write it (mode 0640) into the data dir.
+/// The control token: the one in the data dir when it is there, well-formed and readable by
+/// the node's user and group only (so a Prometheus that holds a copy keeps scraping across
+/// restarts), else a fresh random one written there (mode 0640).
 pub fn write_token(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join(TOKEN_FILE);
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let kept = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept = kept.trim();
+        if meta.permissions().mode() & 0o007 == 0
+            && kept.len() == 64
+            && kept.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Ok(kept.to_string());
+        }
+    }
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))?;
     let token = blake3::hash(&seed).to_hex().to_string();
-    let path = data_dir.join(TOKEN_FILE);
     let _ = std::fs::remove_file(&path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -328,5 +340,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(drop_item_output),
         )
         .configure(super::watch::routes)
-        .configure(crate::dashboard::routes);
+        .configure(crate::dashboard::routes)
+        .configure(crate::metrics::routes);
 }
