@@ -221,7 +221,7 @@ fn running_on(node: &Daemon) -> u64 {
 }
 
 #[test]
-fn a_cancel_from_the_page_stops_the_job_on_every_node() {
+fn a_cancel_from_the_page_stops_the_job_on_every_node_and_a_drain_takes_one_out() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     // slow peers: the job is still running when the page cancels it
@@ -285,6 +285,24 @@ fn a_cancel_from_the_page_stops_the_job_on_every_node() {
         "document.getElementById('message').textContent.includes('cancelled')",
         Duration::from_secs(5),
     );
+
+    // c drained from a's page: it leaves the mesh, and the page shows it lost
+    let c = &nodes[2];
+    let drain = format!(
+        "document.querySelector('#nodes tr[data-peer=\"{}\"] button[data-action=drain]')",
+        c.peer_id()
+    );
+    page.wait_for(&format!("{drain} !== null"), Duration::from_secs(5));
+    page.eval(&format!("{drain}.click(); true"));
+    page.eval(&format!("{drain}.click(); true"));
+    page.wait_for(
+        &format!(
+            "document.querySelector('#nodes tr[data-peer=\"{}\"]').dataset.state === 'lost'",
+            c.peer_id()
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(c.log().contains("asked to drain"), "{}", c.log());
     let errors = page.errors();
     assert!(errors.is_empty(), "the page threw: {errors:?}");
     no_panic(&nodes);
