@@ -203,6 +203,7 @@ mod tests {
             stage: 0,
             stage_name: String::new(),
             items: vec![],
+            outputs: vec![],
         }
     }
 
