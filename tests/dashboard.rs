@@ -33,30 +33,6 @@ fn screenshot_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// `submit transcode` through the node of `data` on another thread.
-fn transcode_in_background(
-    data: &Path,
-    src: &Path,
-    out: &Path,
-) -> std::thread::JoinHandle<std::process::Output> {
-    let (data, src, out) = (data.to_path_buf(), src.to_path_buf(), out.to_path_buf());
-    std::thread::spawn(move || {
-        rendermesh(
-            &data,
-            &[
-                "submit",
-                "transcode",
-                src.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--chunk-seconds",
-                "1",
-                "-q",
-            ],
-        )
-    })
-}
-
 /// Open `node`'s dashboard and log in through its form, as a person would.
 fn open_logged_in(browser: &Browser, node: &Daemon) -> Page {
     let page = browser.open(&format!("http://{}/", node.addr));
@@ -122,7 +98,7 @@ fn the_page_of_one_node_shows_the_mesh_and_a_job_of_another_live() {
     // a transcode submitted on b shows on a's page and rises without a reload
     let src = clip_720p_open_gop(tmp.path(), 16);
     let out = tmp.path().join("out.mp4");
-    let submit = transcode_in_background(&b.data_dir, &src, &out);
+    let submit = transcode_1s_in_background(&b.data_dir, &src, &out);
     let row = "document.querySelector('#jobs tbody tr[data-job]')";
     page.wait_for(
         &format!("{row} !== null && {row}.querySelector('.progress') !== null"),
@@ -230,7 +206,7 @@ fn a_cancel_from_the_page_stops_the_job_on_every_node_and_a_drain_takes_one_out(
     let src = clip_720p_open_gop(tmp.path(), 12);
     let out = tmp.path().join("out.mp4");
     // submitted on b, cancelled from a's page
-    let submit = transcode_in_background(&b.data_dir, &src, &out);
+    let submit = transcode_1s_in_background(&b.data_dir, &src, &out);
     // a and c run shards of b's job
     assert!(
         wait_for(Duration::from_secs(60), || [&nodes[0], &nodes[2]]

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,33 +14,6 @@ use common::*;
 
 /// These tests start three nodes each: one at a time on 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// `submit transcode SRC -o OUT` in one-second chunks, through the node of `data`.
-fn transcode(data: &Path, src: &Path, out: &Path) -> std::process::Output {
-    rendermesh(
-        data,
-        &[
-            "submit",
-            "transcode",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--chunk-seconds",
-            "1",
-            "-q",
-        ],
-    )
-}
-
-/// [`transcode`] on another thread, so the test can act on the nodes meanwhile.
-fn transcode_in_background(
-    data: &Path,
-    src: &Path,
-    out: &Path,
-) -> std::thread::JoinHandle<std::process::Output> {
-    let (data, src, out) = (data.to_path_buf(), src.to_path_buf(), out.to_path_buf());
-    std::thread::spawn(move || transcode(&data, &src, &out))
-}
 
 #[test]
 fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
@@ -53,7 +25,7 @@ fn a_job_on_one_node_runs_on_all_three_and_matches_one_box() {
     // transcode: 12 one-second chunks over three one-slot nodes
     let src = clip_720p_open_gop(tmp.path(), 12);
     let out = tmp.path().join("out.mp4");
-    let o = transcode(&a.data_dir, &src, &out);
+    let o = transcode_1s(&a.data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), a.log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     assert_eq!(frame_pts(&out), frame_pts(&src), "timestamps differ");
@@ -106,7 +78,7 @@ fn a_worker_killed_mid_shard_costs_a_reaward_not_the_job() {
     let mut nodes = three(tmp.path());
     let src = clip_720p_open_gop(tmp.path(), 16);
     let out = tmp.path().join("out.mp4");
-    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
+    let submit = transcode_1s_in_background(&nodes[0].data_dir, &src, &out);
     // kill b as soon as it runs a shard
     let running_on_b = |n: &Daemon| {
         n.api_get("/v1/jobs")
@@ -167,7 +139,7 @@ fn a_peer_returning_a_wrong_segment_is_caught_and_the_shard_runs_elsewhere() {
     .expect("three nodes meet");
     let src = clip_720p_open_gop(tmp.path(), 8);
     let out = tmp.path().join("out.mp4");
-    let o = transcode(&nodes[0].data_dir, &src, &out);
+    let o = transcode_1s(&nodes[0].data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     let psnr = min_psnr(&out, &src);
@@ -197,7 +169,7 @@ fn a_worker_sent_sigterm_finishes_its_shard_and_takes_no_new_one() {
     let mut nodes = three(tmp.path());
     let src = clip_720p_open_gop(tmp.path(), 16);
     let out = tmp.path().join("out.mp4");
-    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
+    let submit = transcode_1s_in_background(&nodes[0].data_dir, &src, &out);
     let shards_on_b = |n: &Daemon, state: &str| -> Vec<u64> {
         last_job_opt(n)
             .map(|j| {
@@ -291,7 +263,7 @@ fn a_coordinator_killed_mid_job_resumes_with_only_the_missing_shards() {
     let key = tmp.path().join("swarm.key");
     let src = clip_720p_open_gop(tmp.path(), 16);
     let out = tmp.path().join("out.mp4");
-    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
+    let submit = transcode_1s_in_background(&nodes[0].data_dir, &src, &out);
     let done = |n: &Daemon| -> usize {
         last_job_opt(n)
             .map(|j| {
@@ -314,7 +286,7 @@ fn a_coordinator_killed_mid_job_resumes_with_only_the_missing_shards() {
 
     // restart the coordinator on the same data dir and submit again
     let a = start(tmp.path(), "a", &key, &[]);
-    let o = transcode(&a.data_dir, &src, &out);
+    let o = transcode_1s(&a.data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), a.log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     let psnr = min_psnr(&out, &src);
@@ -367,7 +339,7 @@ fn a_peer_whose_memory_limit_is_too_small_never_receives_the_shards() {
 
     let src = clip_720p_open_gop(tmp.path(), 8);
     let out = tmp.path().join("out.mp4");
-    let o = transcode(&nodes[0].data_dir, &src, &out);
+    let o = transcode_1s(&nodes[0].data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
     assert_eq!(video_frames(&out), video_frames(&src), "not frame-exact");
     let job = last_job(&nodes[0]);
@@ -417,7 +389,7 @@ fn a_frozen_worker_loses_its_lease_and_its_late_result_is_not_used() {
     // shard is re-awarded (not just copied, see the speculation test)
     let src = clip_720p_open_gop(tmp.path(), 20);
     let out = tmp.path().join("out.mp4");
-    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
+    let submit = transcode_1s_in_background(&nodes[0].data_dir, &src, &out);
     let on_b = |state: &str| {
         rows(&nodes[0])
             .iter()
@@ -503,7 +475,7 @@ fn a_slow_shard_gets_a_copy_on_an_idle_node_and_the_slow_run_is_cancelled() {
     let src = clip_720p_open_gop(tmp.path(), 6);
     let out = tmp.path().join("out.mp4");
     let t = std::time::Instant::now();
-    let o = transcode(&nodes[0].data_dir, &src, &out);
+    let o = transcode_1s(&nodes[0].data_dir, &src, &out);
     let took = t.elapsed();
     assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[0].log());
     assert!(
@@ -573,7 +545,7 @@ fn a_peers_progress_shows_in_the_coordinators_shard_table() {
     meet(&nodes);
     let src = clip_720p_open_gop(tmp.path(), 4);
     let out = tmp.path().join("out.mp4");
-    let submit = transcode_in_background(&nodes[0].data_dir, &src, &out);
+    let submit = transcode_1s_in_background(&nodes[0].data_dir, &src, &out);
     let mut seen = None;
     wait_for(Duration::from_secs(60), || {
         seen = rows(&nodes[0]).into_iter().find(|s| {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -43,22 +42,6 @@ fn http_status(node: &Daemon, path: &str) -> String {
     buf.lines().next().unwrap_or_default().to_string()
 }
 
-fn transcode(data: &Path, input: &Path, out: &Path) -> std::process::Output {
-    rendermesh(
-        data,
-        &[
-            "submit",
-            "transcode",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--chunk-seconds",
-            "1",
-            "-q",
-        ],
-    )
-}
-
 /// The done and the failed job as they must read before and after a restart.
 fn check_done_and_failed(list: &[Value], done: &str, failed: &str) {
     let d = job(list, done);
@@ -89,11 +72,11 @@ fn jobs_are_listed_after_a_restart_a_killed_job_shows_as_failed_and_a_failed_one
     let mut node = Daemon::start_with(&data, CONFIG);
 
     let clip = small_clip(tmp.path(), "clip.mp4", 4, &[]);
-    let o = transcode(&data, &clip, &tmp.path().join("out.mkv"));
+    let o = transcode_1s(&data, &clip, &tmp.path().join("out.mkv"));
     assert!(o.status.success(), "{}", stderr(&o));
     let text = tmp.path().join("notes.mp4");
     std::fs::write(&text, "not frames\n".repeat(100)).unwrap();
-    let o = transcode(&data, &text, &tmp.path().join("notes.mkv"));
+    let o = transcode_1s(&data, &text, &tmp.path().join("notes.mkv"));
     assert!(!o.status.success(), "a text file transcoded");
 
     let before = jobs(&node);

@@ -219,19 +219,7 @@ fn metrics_parse_need_the_token_and_count_a_job_across_two_nodes() {
     // a transcode through a, over both nodes
     let src = clip_720p_open_gop(tmp.path(), 8);
     let out = tmp.path().join("out.mp4");
-    let o = rendermesh(
-        &a.data_dir,
-        &[
-            "submit",
-            "transcode",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--chunk-seconds",
-            "1",
-            "-q",
-        ],
-    );
+    let o = transcode_1s(&a.data_dir, &src, &out);
     assert!(o.status.success(), "{}\n{}", stderr(&o), a.log());
     let job = last_job(a);
     assert_eq!(job["state"], "Done", "{job}");

@@ -594,3 +594,30 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `submit transcode SRC -o OUT` in one-second chunks, quietly, through the node of `data`.
+pub fn transcode_1s(data: &Path, src: &Path, out: &Path) -> Output {
+    rendermesh(
+        data,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-seconds",
+            "1",
+            "-q",
+        ],
+    )
+}
+
+/// [`transcode_1s`] on another thread, so the test can act on the nodes meanwhile.
+pub fn transcode_1s_in_background(
+    data: &Path,
+    src: &Path,
+    out: &Path,
+) -> std::thread::JoinHandle<Output> {
+    let (data, src, out) = (data.to_path_buf(), src.to_path_buf(), out.to_path_buf());
+    std::thread::spawn(move || transcode_1s(&data, &src, &out))
+}

@@ -79,10 +79,11 @@ fn parse(path: &str, body: &[u8]) -> Result<(JobId, Where), Box<HttpResponse>> {
     Ok((id, at))
 }
 
-async fn cancel(
+/// `POST /v1/jobs/{id}/{action}`: cancel or rerun.
+async fn job_action(
     req: HttpRequest,
     st: web::Data<ApiState>,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
     // authentication before anything of the request is read
@@ -92,30 +93,16 @@ async fn cancel(
             "log in first (or send the control token)",
         );
     }
-    let (id, at) = match parse(&path, &body) {
+    let (id, at) = match parse(&path.0, &body) {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    on_job(&req, &st, id, at.peer, ControlAction::Cancel { job: id }).await
-}
-
-async fn rerun(
-    req: HttpRequest,
-    st: web::Data<ApiState>,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> HttpResponse {
-    if !authorized(&req, &st) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "log in first (or send the control token)",
-        );
-    }
-    let (id, at) = match parse(&path, &body) {
-        Ok(p) => p,
-        Err(r) => return *r,
+    let action = match path.1.as_str() {
+        "cancel" => ControlAction::Cancel { job: id },
+        "rerun" => ControlAction::Rerun { job: id },
+        other => return error(StatusCode::NOT_FOUND, format!("no action {other:?}")),
     };
-    on_job(&req, &st, id, at.peer, ControlAction::Rerun { job: id }).await
+    on_job(&req, &st, id, at.peer, action).await
 }
 
 async fn drain_node(
@@ -145,7 +132,6 @@ async fn drain_node(
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/jobs/{id}/cancel", web::post().to(cancel))
-        .route("/v1/jobs/{id}/rerun", web::post().to(rerun))
+    cfg.route("/v1/jobs/{id}/{action}", web::post().to(job_action))
         .route("/v1/nodes/{peer}/drain", web::post().to(drain_node));
 }
