@@ -30,15 +30,7 @@ const HASH: usize = 32;
 
 /// Every kind, for reading tags back. [`kind_is_listed`] fails to compile when a kind is added
 /// to the protocol and not here.
-pub(crate) const KINDS: [CacheKind; 7] = [
-    CacheKind::Probe,
-    CacheKind::SceneShard,
-    CacheKind::SceneList,
-    CacheKind::Segment,
-    CacheKind::BeatGrid,
-    CacheKind::FrameLooks,
-    CacheKind::FileOutput,
-];
+const KINDS: [CacheKind; 7] = CacheKind::ALL;
 
 #[allow(dead_code)]
 fn kind_is_listed(k: CacheKind) {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rendermesh_protocol::CacheKind;
 
-use crate::entry::KINDS;
+const KINDS: [CacheKind; 7] = CacheKind::ALL;
 
 /// Hits and misses of one kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

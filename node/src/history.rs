@@ -21,7 +21,7 @@ use rendermesh_protocol::{JobId, JobState, JobStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::kind::SubmitRequest;
-use crate::runtime::Runtime;
+use rendermesh_mesh::JobBoard;
 
 /// The error of a job whose node stopped before it ended.
 pub const STOPPED: &str = "the node stopped before the job ended";
@@ -197,7 +197,8 @@ impl History {
 
 /// What the recorder has written of the board's jobs.
 struct Sweep {
-    runtime: Arc<Runtime>,
+    board: Arc<JobBoard>,
+    history: Arc<History>,
     /// Jobs written once (any state), and those written with their end.
     seen: HashSet<JobId>,
     ended: HashSet<JobId>,
@@ -206,14 +207,14 @@ struct Sweep {
 impl Sweep {
     /// Write every job new on the board and every job that ended since the last sweep.
     fn run(&mut self) {
-        for status in self.runtime.board.list() {
+        for status in self.board.list() {
             let new = self.seen.insert(status.id);
             if status.state.is_final() {
                 if self.ended.insert(status.id) {
-                    self.runtime.history.record(&status);
+                    self.history.record(&status);
                 }
             } else if new {
-                self.runtime.history.record(&status);
+                self.history.record(&status);
             }
         }
     }
@@ -223,16 +224,17 @@ impl Drop for Sweep {
     /// The task stopped (the node is stopping): the ends of the jobs it stopped are kept too.
     fn drop(&mut self) {
         self.run();
-        self.runtime.history.flush();
+        self.history.flush();
     }
 }
 
-/// Keep the jobs of `runtime`'s board in its history: a task of `tasks` writes, every
-/// second, the jobs that ended since (and once more when it is stopped).
-pub fn record_ends(runtime: &Arc<Runtime>, tasks: &rendermesh_mesh::Tasks) {
-    runtime.history.start_recording();
+/// Keep the jobs of `board` in `history`: a task of `tasks` writes, every second, the jobs
+/// that ended since (and once more when it is stopped).
+pub fn record_ends(board: &Arc<JobBoard>, history: &Arc<History>, tasks: &rendermesh_mesh::Tasks) {
+    history.start_recording();
     let mut sweep = Sweep {
-        runtime: runtime.clone(),
+        board: board.clone(),
+        history: history.clone(),
         seen: HashSet::new(),
         ended: HashSet::new(),
     };

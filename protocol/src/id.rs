@@ -147,6 +147,18 @@ pub enum CacheKind {
 }
 
 impl CacheKind {
+    /// Every kind (the `tag` match below fails to compile when one is added and not listed
+    /// there; add it here too).
+    pub const ALL: [CacheKind; 7] = [
+        CacheKind::Probe,
+        CacheKind::SceneShard,
+        CacheKind::SceneList,
+        CacheKind::Segment,
+        CacheKind::BeatGrid,
+        CacheKind::FrameLooks,
+        CacheKind::FileOutput,
+    ];
+
     /// Stable tag used in key derivation; never change an existing tag.
     pub fn tag(self) -> &'static str {
         match self {

@@ -18,11 +18,7 @@ pub struct ApiState {
     /// The node's watched folders.
     pub watches: crate::watch::daemon::WatchBoard,
     /// Logins of the dashboard.
-    pub sessions: crate::dashboard::session::Sessions,
-    /// What the dashboard remembers between snapshots.
-    pub dash: crate::dashboard::view::Memory,
-    /// What `/metrics` shows.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub sessions: super::session::Sessions,
 }
 
 /// Whether `req` may act: the control token as its bearer, or a dashboard session (for a
@@ -38,7 +34,7 @@ pub(crate) fn may_view(req: &HttpRequest, st: &ApiState) -> bool {
 
 /// The session id a request's cookie names, if any.
 pub(crate) fn session_id(req: &HttpRequest) -> Option<String> {
-    req.cookie(crate::dashboard::session::COOKIE)
+    req.cookie(super::session::COOKIE)
         .map(|c| c.value().to_string())
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
@@ -56,10 +52,10 @@ fn session(req: &HttpRequest, st: &ApiState) -> bool {
     }
     let given = req
         .headers()
-        .get(crate::dashboard::session::CSRF_HEADER)
+        .get(super::session::CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    crate::dashboard::session::same_secret(given, &csrf) && same_origin(req)
+    super::session::same_secret(given, &csrf) && same_origin(req)
 }
 
 /// A browser's word that the request comes from a page of this server: `Origin` (when
@@ -91,7 +87,7 @@ fn bearer(req: &HttpRequest, st: &ApiState) -> bool {
     let Some(given) = h.strip_prefix("Bearer ") else {
         return false;
     };
-    crate::dashboard::session::same_secret(given, &st.token)
+    super::session::same_secret(given, &st.token)
 }
 
 pub(crate) fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {

@@ -25,7 +25,9 @@
 pub(crate) mod auth;
 pub mod client;
 pub mod desk;
+pub mod password;
 pub mod server;
+pub mod session;
 mod watch;
 
 use std::path::Path;

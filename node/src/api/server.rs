@@ -339,7 +339,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v1/jobs/{id}/items/{n}/output",
             web::delete().to(drop_item_output),
         )
-        .configure(super::watch::routes)
-        .configure(crate::dashboard::routes)
-        .configure(crate::metrics::routes);
+        .configure(super::watch::routes);
 }

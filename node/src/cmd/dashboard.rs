@@ -39,7 +39,7 @@ pub fn passwd() -> anyhow::Result<i32> {
     if password.chars().count() < 8 {
         anyhow::bail!("a dashboard password needs at least 8 characters");
     }
-    let hash = crate::dashboard::password::hash(password)?;
+    let hash = crate::api::password::hash(password)?;
     println!("dashboard_password = \"{hash}\"");
     Ok(0)
 }

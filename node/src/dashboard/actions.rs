@@ -7,9 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use rendermesh_protocol::{ControlAction, JobId};
 
 use super::{remote, view};
-use crate::api::auth::{authorized, error};
+use crate::api::auth::{authorized, error, ApiState};
 use crate::api::desk;
-use crate::api::server::ApiState;
 
 #[derive(serde::Deserialize, Default)]
 struct Where {

@@ -17,9 +17,7 @@
 //! or a session with its anti-forgery token from this server's own page).
 
 mod actions;
-pub mod password;
 pub mod remote;
-pub mod session;
 pub mod view;
 
 use std::time::Duration;
@@ -29,8 +27,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rendermesh_protocol::JobId;
 
-use crate::api::auth::{authorized, error, may_view, same_origin, session_id};
-use crate::api::server::ApiState;
+use self::view::Memory;
+use crate::api::auth::{authorized, error, may_view, same_origin, session_id, ApiState};
+use crate::api::session;
 
 const INDEX: &str = include_str!("assets/index.html");
 const LOGIN: &str = include_str!("assets/login.html");
@@ -166,7 +165,12 @@ impl Focus {
     }
 }
 
-async fn mesh(req: HttpRequest, st: web::Data<ApiState>, q: web::Query<Focus>) -> HttpResponse {
+async fn mesh(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    mem: web::Data<Memory>,
+    q: web::Query<Focus>,
+) -> HttpResponse {
     if !may_view(&req, &st) {
         return error(StatusCode::UNAUTHORIZED, "log in first");
     }
@@ -174,14 +178,18 @@ async fn mesh(req: HttpRequest, st: web::Data<ApiState>, q: web::Query<Focus>) -
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let cache = view::cache_memo(&st).await;
     let can_act = authorized(&req, &st);
     HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
-        .json(view::snapshot(&st, focus, can_act, cache).await)
+        .json(view::snapshot(&st, &mem, focus, can_act).await)
 }
 
-async fn events(req: HttpRequest, st: web::Data<ApiState>, q: web::Query<Focus>) -> HttpResponse {
+async fn events(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    mem: web::Data<Memory>,
+    q: web::Query<Focus>,
+) -> HttpResponse {
     if !may_view(&req, &st) {
         return error(StatusCode::UNAUTHORIZED, "log in first");
     }
@@ -192,8 +200,8 @@ async fn events(req: HttpRequest, st: web::Data<ApiState>, q: web::Query<Focus>)
     let can_act = authorized(&req, &st);
     let session = session_id(&req);
     let started = tokio::time::Instant::now();
-    let state = (st, focus, session, 0u64);
-    let stream = futures::stream::unfold(state, move |(st, focus, session, n)| async move {
+    let state = (st, mem, focus, session, 0u64);
+    let stream = futures::stream::unfold(state, move |(st, mem, focus, session, n)| async move {
         if n > 0 {
             tokio::time::sleep(EVERY).await;
         }
@@ -206,8 +214,7 @@ async fn events(req: HttpRequest, st: web::Data<ApiState>, q: web::Query<Focus>)
                 return None;
             }
         }
-        let cache = view::cache_memo(&st).await;
-        let snap = view::snapshot(&st, focus.clone(), can_act, cache).await;
+        let snap = view::snapshot(&st, &mem, focus.clone(), can_act).await;
         let json = serde_json::to_string(&snap).unwrap_or_else(|_| "{}".into());
         let frame = if n == 0 {
             format!("retry: 1000\ndata: {json}\n\n")
@@ -216,7 +223,7 @@ async fn events(req: HttpRequest, st: web::Data<ApiState>, q: web::Query<Focus>)
         };
         Some((
             Ok::<_, actix_web::Error>(web::Bytes::from(frame)),
-            (st, focus, session, n + 1),
+            (st, mem, focus, session, n + 1),
         ))
     });
     HttpResponse::Ok()

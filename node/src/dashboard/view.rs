@@ -10,8 +10,8 @@ use rendermesh_protocol::{Capabilities, JobId, JobStatus};
 use serde::Serialize;
 
 use super::remote;
+use crate::api::auth::ApiState;
 use crate::api::desk;
-use crate::api::server::ApiState;
 
 /// Most jobs a snapshot lists.
 const MAX_JOBS: usize = 300;
@@ -155,7 +155,7 @@ fn peer_row(p: &PeerEntry) -> NodeRow {
 }
 
 /// Every node: this one first, then its live peers, then those that left.
-pub fn nodes(st: &ApiState) -> Vec<NodeRow> {
+pub fn nodes(st: &ApiState, mem: &Memory) -> Vec<NodeRow> {
     let rt = &st.runtime;
     let me = NodeRow {
         name: rt.name.clone(),
@@ -172,7 +172,7 @@ pub fn nodes(st: &ApiState) -> Vec<NodeRow> {
         ..node_row(&rt.model.caps())
     };
     let live: Vec<NodeRow> = st.peers.rows().iter().map(peer_row).collect();
-    let mut seen = st.dash.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let mut seen = mem.seen.lock().unwrap_or_else(|p| p.into_inner());
     for row in &live {
         seen.insert(row.peer_id.clone(), row.clone());
     }
@@ -294,14 +294,8 @@ pub async fn job(st: &ApiState, id: JobId, peer: Option<&str>) -> Option<JobRow>
 }
 
 /// This node's cache as last seen, looked at again when older than [`CACHE_EVERY`].
-pub async fn cache_memo(st: &actix_web::web::Data<ApiState>) -> CacheView {
-    if let Some((at, v)) = st
-        .dash
-        .cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
+async fn cache_memo(st: &actix_web::web::Data<ApiState>, mem: &Memory) -> CacheView {
+    if let Some((at, v)) = mem.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
         if at.elapsed() < CACHE_EVERY {
             return v.clone();
         }
@@ -310,7 +304,7 @@ pub async fn cache_memo(st: &actix_web::web::Data<ApiState>) -> CacheView {
     let v = actix_web::web::block(move || cache(&st2))
         .await
         .unwrap_or_default();
-    *st.dash.cache.lock().unwrap_or_else(|p| p.into_inner()) =
+    *mem.cache.lock().unwrap_or_else(|p| p.into_inner()) =
         Some((std::time::Instant::now(), v.clone()));
     v
 }
@@ -339,11 +333,12 @@ pub fn cache(st: &ApiState) -> CacheView {
 
 /// The page's data now; `focus`: the job the page looks at and the peer that has it.
 pub async fn snapshot(
-    st: &ApiState,
+    st: &actix_web::web::Data<ApiState>,
+    mem: &Memory,
     focus: Option<(JobId, Option<String>)>,
     can_act: bool,
-    cache_view: CacheView,
 ) -> Snapshot {
+    let cache_view = cache_memo(st, mem).await;
     let job = match &focus {
         Some((id, peer)) => job(st, *id, peer.as_deref()).await,
         None => None,
@@ -352,7 +347,7 @@ pub async fn snapshot(
         node: st.runtime.name.clone(),
         version: env!("CARGO_PKG_VERSION"),
         now_unix_ms: now_ms(),
-        nodes: nodes(st),
+        nodes: nodes(st, mem),
         jobs: jobs(st).await,
         job,
         cache: cache_view,

@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 
 pub use route::routes;
 
-use crate::api::server::ApiState;
+use crate::api::auth::ApiState;
 
 /// The node's metrics.
 pub struct Metrics {

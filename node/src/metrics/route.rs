@@ -3,18 +3,22 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::text;
-use crate::api::server::ApiState;
+use crate::api::auth::ApiState;
 
 /// Scrapes need the control token as a bearer, unless the node lets them in without
 /// (`metrics_open`).
-async fn metrics(req: HttpRequest, st: web::Data<ApiState>) -> HttpResponse {
+async fn metrics(
+    req: HttpRequest,
+    st: web::Data<ApiState>,
+    m: web::Data<super::Metrics>,
+) -> HttpResponse {
     if !st.runtime.cfg.metrics_open && !crate::api::auth::authorized(&req, &st) {
         return HttpResponse::Unauthorized()
             .insert_header(("WWW-Authenticate", "Bearer"))
             .content_type("text/plain; charset=utf-8")
             .body("missing or wrong control token (send it as a bearer token)\n");
     }
-    let body = match st.metrics.render(&st) {
+    let body = match m.render(&st) {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "cannot write the metrics");

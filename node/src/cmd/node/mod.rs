@@ -54,27 +54,34 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
                 runtime.cfg.data_dir.display()
             )
         })?;
-        let sessions = crate::dashboard::session::Sessions::new(
+        let sessions = crate::api::session::Sessions::new(
             token.clone(),
             Some(runtime.cfg.dashboard_password.clone()),
             runtime.cfg.dashboard_open,
         );
+        let memory = web::Data::new(crate::dashboard::view::Memory::default());
+        let metrics = web::Data::new(crate::metrics::Metrics::new());
         let state = web::Data::new(ApiState {
             runtime: runtime.clone(),
             token,
             sessions,
-            dash: Default::default(),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
             peers: mesh.view.clone(),
             drain: drain.clone(),
             watches: board,
         });
-        let mut server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-                .workers(1)
-                .shutdown_timeout(10)
-                .bind(&runtime.cfg.control_listen)
-                .map_err(|e| anyhow::anyhow!("control API {}: {e}", runtime.cfg.control_listen))?;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(memory.clone())
+                .app_data(metrics.clone())
+                .configure(routes)
+                .configure(crate::dashboard::routes)
+                .configure(crate::metrics::routes)
+        })
+        .workers(1)
+        .shutdown_timeout(10)
+        .bind(&runtime.cfg.control_listen)
+        .map_err(|e| anyhow::anyhow!("control API {}: {e}", runtime.cfg.control_listen))?;
         let lan = &runtime.cfg.dashboard_listen;
         if !lan.is_empty() {
             server = server
@@ -103,7 +110,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         );
         // the watched folders once the node answers: they run until the shutdown stops them
         watches.start(&runtime, &mesh.tasks);
-        crate::history::record_ends(&runtime, &mesh.tasks);
+        crate::history::record_ends(&runtime.board, &runtime.history, &mesh.tasks);
         mesh.watches = Some(watches);
         // systemd (Type=notify): ready now; watchdog pings from the event loop, so a hung
         // loop stops them and systemd restarts the node
