@@ -262,6 +262,43 @@ fn a_cancel_from_the_page_stops_the_job_on_every_node_and_a_drain_takes_one_out(
         Duration::from_secs(5),
     );
 
+    // run again from a's page: b starts the same job anew; a's CLI cancels it on b
+    let rerun = "document.querySelector('#jobs button[data-action=rerun]')";
+    page.wait_for(
+        &format!("{rerun} !== null && !{rerun}.disabled"),
+        Duration::from_secs(10),
+    );
+    page.eval(&format!("{rerun}.click(); true"));
+    let said = page.wait_for(
+        "(document.getElementById('message').textContent.match(/running again as job ([0-9a-f]{16})/) || [])[1] || ''",
+        Duration::from_secs(10),
+    );
+    let again = said.as_str().unwrap().to_string();
+    let first = job["id"].as_str().unwrap();
+    assert_ne!(again, first);
+    let state_on_b =
+        |id: &str| b.api_get(&format!("/v1/jobs/{id}")).unwrap_or_default()["state"].clone();
+    assert!(
+        wait_for(Duration::from_secs(30), || state_on_b(&again) == "Running").is_some(),
+        "the job run again does not run on b: {}",
+        state_on_b(&again)
+    );
+    assert_eq!(
+        b.api_get(&format!("/v1/jobs/{again}")).unwrap()["inputs"],
+        job["inputs"]
+    );
+    let o = rendermesh(&a.data_dir, &["cancel", &again]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("cancelled on b"), "{}", stdout(&o));
+    assert_eq!(state_on_b(&again), "Cancelled");
+    assert!(
+        wait_for(Duration::from_secs(10), || nodes
+            .iter()
+            .all(|n| running_on(n) == 0))
+        .is_some(),
+        "shards still run after the second cancel"
+    );
+
     // c drained from a's page: it leaves the mesh, and the page shows it lost
     let c = &nodes[2];
     let drain = format!(

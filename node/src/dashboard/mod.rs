@@ -165,18 +165,29 @@ impl Focus {
     }
 }
 
+/// A viewer's request for a snapshot: the job it looks at, or the answer to one that may not
+/// look or names no job (boxed: a response is large).
+fn admit(
+    req: &HttpRequest,
+    st: &ApiState,
+    q: &Focus,
+) -> Result<Option<(JobId, Option<String>)>, Box<HttpResponse>> {
+    if !may_view(req, st) {
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "log in first")));
+    }
+    q.parse()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e)))
+}
+
 async fn mesh(
     req: HttpRequest,
     st: web::Data<ApiState>,
     mem: web::Data<Memory>,
     q: web::Query<Focus>,
 ) -> HttpResponse {
-    if !may_view(&req, &st) {
-        return error(StatusCode::UNAUTHORIZED, "log in first");
-    }
-    let focus = match q.parse() {
+    let focus = match admit(&req, &st, &q) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return *r,
     };
     let can_act = authorized(&req, &st);
     HttpResponse::Ok()
@@ -190,12 +201,9 @@ async fn events(
     mem: web::Data<Memory>,
     q: web::Query<Focus>,
 ) -> HttpResponse {
-    if !may_view(&req, &st) {
-        return error(StatusCode::UNAUTHORIZED, "log in first");
-    }
-    let focus = match q.parse() {
+    let focus = match admit(&req, &st, &q) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return *r,
     };
     let can_act = authorized(&req, &st);
     let session = session_id(&req);
