@@ -114,6 +114,8 @@ fn simulate(m: Mesh) -> Outcome {
             declines: Default::default(),
             busy: Vec::new(),
             hint: None,
+            seen_work: 0.0,
+            seen_secs: 0.0,
         });
     }
     let lots: Vec<Lot> = (0..shards)

@@ -106,6 +106,46 @@ fn gpus() -> Vec<Gpu> {
     out
 }
 
+/// The CPU time this process may use, in CPUs (e.g. 0.5), when its cgroup sets a quota (the
+/// cgroup cpu controller: `cpu.max` on cgroup v2, `cpu.cfs_quota_us` on v1); `None` = no quota.
+pub fn cpu_quota() -> Option<f64> {
+    let own = read("/proc/self/cgroup")?;
+    quota_of(&own, |path| read(path))
+}
+
+/// [`cpu_quota`] from the text of `/proc/self/cgroup`, reading cgroup files through `read`.
+fn quota_of(own: &str, read: impl Fn(&str) -> Option<String>) -> Option<f64> {
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim();
+        if controllers.is_empty() {
+            // v2: "<quota|max> <period>" in cpu.max, here or in the nearest ancestor with one
+            for dir in Path::new(path).ancestors() {
+                let Some(text) = read(&format!("/sys/fs/cgroup{}/cpu.max", dir.display())) else {
+                    continue;
+                };
+                let mut f = text.split_whitespace();
+                let (q, p) = (f.next()?, f.next()?);
+                return match (q.parse::<f64>(), p.parse::<f64>()) {
+                    (Ok(q), Ok(p)) if q > 0.0 && p > 0.0 => Some(q / p),
+                    _ => None, // "max": no quota
+                };
+            }
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            for base in ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"] {
+                let q = read(&format!("{base}{path}/cpu.cfs_quota_us"));
+                let p = read(&format!("{base}{path}/cpu.cfs_period_us"));
+                if let (Some(q), Some(p)) = (q, p) {
+                    let (q, p) = (q.trim().parse::<f64>().ok()?, p.trim().parse::<f64>().ok()?);
+                    return (q > 0.0 && p > 0.0).then(|| q / p);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// This host's facts as a capabilities record with no encoders measured yet (what a node
 /// announces before its encoder probe finishes). `force_cpu` hides every GPU.
 pub fn probe(force_cpu: bool) -> Capabilities {
@@ -158,6 +198,36 @@ pub fn probe(force_cpu: bool) -> Capabilities {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_cpu_quota_is_read_on_v1_and_v2() {
+        let files = |entries: &'static [(&'static str, &'static str)]| {
+            move |p: &str| {
+                entries
+                    .iter()
+                    .find(|(k, _)| *k == p)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        // v2: the nearest ancestor with a cpu.max counts
+        let v2 = files(&[
+            ("/sys/fs/cgroup/lab/cpu.max", "25000 100000\n"),
+            ("/sys/fs/cgroup/cpu.max", "max 100000\n"),
+        ]);
+        assert_eq!(quota_of("0::/lab/node\n", &v2), Some(0.25));
+        let unlimited = files(&[("/sys/fs/cgroup/lab/cpu.max", "max 100000\n")]);
+        assert_eq!(quota_of("0::/lab\n", &unlimited), None);
+        // v1: the cpu controller's quota and period; -1 = none
+        let v1 = files(&[
+            ("/sys/fs/cgroup/cpu/slow/cpu.cfs_quota_us", "5000\n"),
+            ("/sys/fs/cgroup/cpu/slow/cpu.cfs_period_us", "10000\n"),
+            ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n"),
+            ("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"),
+        ]);
+        assert_eq!(quota_of("4:memory:/x\n1:cpu:/slow\n0::/\n", &v1), Some(0.5));
+        assert_eq!(quota_of("1:cpu:/\n", &v1), None);
+        assert_eq!(quota_of("", &v1), None);
+    }
 
     #[test]
     fn parses_proc_text() {

@@ -338,6 +338,12 @@ pub struct ShardRow {
     /// The stage of the job the shard belongs to (0 = the first).
     #[serde(default)]
     pub stage: u32,
+    /// When the run whose result was used started and ended, in milliseconds since the
+    /// coordinator began the job (its plan included); `None` until the shard is done here.
+    #[serde(default)]
+    pub start_ms: Option<u64>,
+    #[serde(default)]
+    pub end_ms: Option<u64>,
 }
 
 /// Lifecycle of a job.

@@ -57,6 +57,9 @@ pub struct Bidder {
     pub busy: Vec<f64>,
     /// The lot whose input it is fetching ahead ([`Auction::hints`]).
     pub hint: Option<u32>,
+    /// Work and seconds of the runs of this job it has finished ([`Bidder::observe`]).
+    pub seen_work: f64,
+    pub seen_secs: f64,
 }
 
 impl Bidder {
@@ -104,13 +107,28 @@ impl Bidder {
         Some(start + transfer + lot.work / self.speed)
     }
 
-    /// Fold an observed run into the speed estimate (exponential moving average).
+    /// Fold an observed run into the speed. From the first run of this job it has
+    /// finished, its speed is what this job's runs did there (all their work ÷ all their
+    /// seconds), no longer its calibration: the job's own shards on that box, under its
+    /// load now, are the best evidence there is. A throttled or busy box is seen as it
+    /// really runs after one shard.
     pub fn observe(&mut self, work: f64, seconds: f64) {
-        if seconds > 0.0 && work > 0.0 {
-            self.speed = 0.7 * self.speed + 0.3 * (work / seconds);
+        if seconds > 0.0 && work > 0.0 && seconds.is_finite() && work.is_finite() {
+            self.seen_work += work;
+            self.seen_secs += seconds;
+            self.speed = self.seen_work / self.seen_secs;
         }
     }
+
+    /// Whether its speed comes from runs of this job.
+    pub fn seen(&self) -> bool {
+        self.seen_secs > 0.0
+    }
 }
+
+/// Finishes this close count as the same time: estimates made of sums of equal shards must
+/// not lose a tie to rounding.
+const SLACK_S: f64 = 1e-6;
 
 /// One award.
 #[derive(Clone, Debug, PartialEq)]
@@ -321,7 +339,9 @@ impl Auction {
             .and_then(|h| self.lots.iter().position(|l| l.shard == h))
         {
             if let Some(mine) = me.bid(now, &self.lots[i]) {
-                if mine <= horizon || mine <= best_other(now, k, bidders, &self.lots[i]) {
+                if mine <= horizon + SLACK_S
+                    || mine <= best_other(now, k, bidders, &self.lots[i]) + SLACK_S
+                {
                     return Some(i);
                 }
             }
@@ -332,14 +352,17 @@ impl Auction {
             .iter()
             .position(|l| !skip(l.shard) && me.bid(now, l).is_some())?;
         let mine = me.bid(now, &self.lots[first])?;
-        if mine <= best_other(now, k, bidders, &self.lots[first]) {
+        if mine <= best_other(now, k, bidders, &self.lots[first]) + SLACK_S {
             return Some(first);
         }
         // 2. the largest lot it can finish by the balance horizon
         let budget = (horizon - now) * me.speed;
         let from = self.lots.partition_point(|l| l.work > budget);
         (from..self.lots.len()).find(|&i| {
-            !skip(self.lots[i].shard) && me.bid(now, &self.lots[i]).is_some_and(|t| t <= horizon)
+            !skip(self.lots[i].shard)
+                && me
+                    .bid(now, &self.lots[i])
+                    .is_some_and(|t| t <= horizon + SLACK_S)
         })
     }
 }
@@ -369,6 +392,8 @@ mod tests {
             declines: Default::default(),
             busy: Vec::new(),
             hint: None,
+            seen_work: 0.0,
+            seen_secs: 0.0,
         }
     }
 
@@ -612,8 +637,15 @@ mod tests {
     #[test]
     fn observed_speed_corrects_the_estimate_and_requeue_keeps_order() {
         let mut b = bidder(0, 1, 10.0);
-        b.observe(10.0, 10.0); // really 1 unit/s
-        assert!((b.speed - 7.3).abs() < 1e-9);
+        assert!(!b.seen());
+        b.observe(10.0, 10.0); // really 1 unit/s: one run replaces the calibration
+        assert!(b.seen());
+        assert!((b.speed - 1.0).abs() < 1e-9);
+        b.observe(30.0, 10.0); // then all the job's runs count alike: 40 units in 20 s
+        assert!((b.speed - 2.0).abs() < 1e-9);
+        b.observe(f64::NAN, 1.0);
+        b.observe(1.0, 0.0);
+        assert!((b.speed - 2.0).abs() < 1e-9, "nonsense is ignored");
         let mut a = Auction::new(vec![lot(1, 5.0), lot(2, 1.0)]);
         a.requeue(lot(3, 3.0));
         assert_eq!(a.pending_shards(), vec![1, 3, 2]);

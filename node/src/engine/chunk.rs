@@ -29,9 +29,35 @@ pub struct ChunkPlan {
 /// Split points: keyframes about `target_s` apart. Only keyframes before which no earlier
 /// packet displays later are used, so a chunk's frames never need an earlier chunk.
 pub fn plan_chunks(probe: &Probe, target_s: f64) -> Vec<ChunkPlan> {
+    plan(probe, target_s, false)
+}
+
+/// As [`plan_chunks`], with chunks that shrink toward the end of the source: once at most
+/// three chunk lengths are left, chunks are half as long, and once at most one is left, a
+/// quarter (never below a second unless the target itself is shorter; keyframes permitting).
+/// Shards are offered largest first, so the short ones are the last handed out: on a mesh
+/// of unequal boxes they even out the ends of the boxes' last runs, which whole chunks
+/// cannot when a slow box takes several times as long for one.
+pub fn plan_chunks_tapered(probe: &Probe, target_s: f64) -> Vec<ChunkPlan> {
+    plan(probe, target_s, true)
+}
+
+fn plan(probe: &Probe, target_s: f64, taper: bool) -> Vec<ChunkPlan> {
     let pts = &probe.packet_pts;
-    let tb = probe.time_base.as_f64();
-    let target = (target_s / tb.max(f64::MIN_POSITIVE)) as i64;
+    let tb = probe.time_base.as_f64().max(f64::MIN_POSITIVE);
+    let full = (target_s / tb) as i64;
+    let floor = (target_s.min(1.0) / tb) as i64;
+    // the length wanted for a chunk starting at `from`
+    let target_at = |from: i64| {
+        let left = probe.end_pts.saturating_sub(from);
+        if !taper || left > 3 * full {
+            full
+        } else if left > full {
+            (full / 2).max(floor)
+        } else {
+            (full / 4).max(floor)
+        }
+    };
     // prefix max of pts over decode order
     let mut seen_max = Vec::with_capacity(pts.len());
     let mut m = i64::MIN;
@@ -45,6 +71,7 @@ pub fn plan_chunks(probe: &Probe, target_s: f64) -> Vec<ChunkPlan> {
         let k = k as usize;
         let kp = pts[k];
         let clean = seen_max[k] < kp;
+        let target = target_at(last_start_pts);
         let long_enough = kp - last_start_pts >= target;
         let tail_ok = probe.end_pts - kp >= target / 4;
         if clean && long_enough && tail_ok {
@@ -334,6 +361,33 @@ mod tests {
         let plans = plan_chunks(&p, 1.0);
         assert_eq!(plans.len(), 1);
         assert_eq!(plans[0].range.frames, 9);
+    }
+
+    #[test]
+    fn tapered_chunks_shrink_toward_the_end() {
+        // 60 s at 10 fps (time base 1/10), a keyframe every second; target 4 s
+        let pts: Vec<i64> = (0..600).collect();
+        let mut p = probe_of(pts, (0..60).map(|s| s * 10).collect());
+        p.time_base = Rational::new(1, 10);
+        let lengths = |plans: &[ChunkPlan]| -> Vec<u64> {
+            plans.iter().map(|c| c.range.frames / 10).collect()
+        };
+        let plain = plan_chunks(&p, 4.0);
+        assert_eq!(lengths(&plain), vec![4; 15]);
+        let tapered = plan_chunks_tapered(&p, 4.0);
+        // 48 s in 4 s chunks; then 2 s chunks while more than 4 s are left; then 1 s
+        let mut want = vec![4; 12];
+        want.extend([2, 2, 2, 2, 1, 1, 1, 1]);
+        assert_eq!(lengths(&tapered), want);
+        assert_eq!(tapered.iter().map(|c| c.range.frames).sum::<u64>(), 600);
+        // keyframes every 2 s: the quarter chunks cannot be cut, 2 s ones are
+        let mut q = probe_of((0..600).collect(), (0..30).map(|s| s * 20).collect());
+        q.time_base = Rational::new(1, 10);
+        let mut want = vec![4; 12];
+        want.extend([2; 6]);
+        assert_eq!(lengths(&plan_chunks_tapered(&q, 4.0)), want);
+        // a short target is not cut below itself
+        assert_eq!(lengths(&plan_chunks_tapered(&p, 1.0)), vec![1; 60]);
     }
 
     #[test]

@@ -180,6 +180,8 @@ mod tests {
             millis,
             retries: 0,
             copies: 0,
+            start_ms: None,
+            end_ms: None,
             note: None,
             stage: 0,
         }

@@ -126,6 +126,8 @@ impl Coordinator {
                 declines,
                 busy: Vec::new(),
                 hint: None,
+                seen_work: 0.0,
+                seen_secs: 0.0,
             });
             self.targets.push(Target::Local(addr.clone()));
         }
@@ -163,6 +165,8 @@ impl Coordinator {
                 declines,
                 busy,
                 hint: None,
+                seen_work: 0.0,
+                seen_secs: 0.0,
             });
             self.targets.push(Target::Remote { peer, name });
         }

@@ -24,7 +24,8 @@
 //!   the job. A heartbeat for a run that is no longer wanted is answered `false` (stop).
 //! - **Speculation.** When no shard waits for an award and a bidder has a free slot, the shard
 //!   in flight with the latest expected finish (from its progress rate) gets a copy on the idle
-//!   bidder that would finish it first, if that is clearly sooner; at most one copy per shard,
+//!   bidder that would finish it first, if that is clearly sooner ([`crate::sched::tail`]);
+//!   at most one copy per shard,
 //!   never on the bidder already running it. The first result wins; the other run is
 //!   cancelled (its token, or `CancelShard` to its peer), and its failure is nobody's fault.
 //!
@@ -88,11 +89,6 @@ const START_SPEED: f64 = 10.0;
 pub const LEASE: Duration = Duration::from_secs(15);
 /// How often leases are checked and speculative copies considered.
 const TICK: Duration = Duration::from_millis(500);
-/// A speculative copy must be expected to finish this many seconds sooner than the run it
-/// copies…
-const SPECULATE_GAIN_S: f64 = 2.0;
-/// …and sooner by this fraction of the copy's own estimated time.
-const SPECULATE_GAIN_SHARE: f64 = 0.25;
 /// A run is judged by its progress only once it has run this long (seconds).
 const SPECULATE_AFTER_S: f64 = 1.0;
 /// A `CancelShard` to a peer not answered within this time is given up (the runner also learns

@@ -203,6 +203,12 @@ impl Coordinator {
             d.shard_done(&r);
         }
         self.refresh_items();
+        let end_ms = (self.now() * 1000.0) as u64;
+        let start_ms = run
+            .progress
+            .since
+            .saturating_duration_since(self.clock)
+            .as_millis() as u64;
         self.handle.update(|s| {
             s.stats.add(&r.stats);
             if let Some(row) = s.shards.iter_mut().find(|x| x.index == r.index) {
@@ -210,6 +216,8 @@ impl Coordinator {
                 row.peer = Some(r.peer.clone());
                 row.frames_done = row.frames;
                 row.millis = r.stats.wall_ms;
+                row.start_ms = Some(start_ms);
+                row.end_ms = Some(end_ms);
                 if let Some(n) = note {
                     add_note(row, n);
                 }

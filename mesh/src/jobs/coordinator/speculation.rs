@@ -1,6 +1,6 @@
 //! Speculative copies: when no shard waits for an award and a bidder is idle, the run in
 //! flight with the latest expected finish (from its progress rate) gets a copy on the
-//! bidder that would clearly finish it sooner. The auction's estimates of runs in flight
+//! bidder that would clearly finish it sooner (the rule: [`crate::sched::tail`]). The auction's estimates of runs in flight
 //! are kept up to date from their progress here too.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 
 use super::run::{Run, RunId};
-use super::{Coordinator, SPECULATE_AFTER_S, SPECULATE_GAIN_S, SPECULATE_GAIN_SHARE};
+use super::{Coordinator, SPECULATE_AFTER_S};
+use crate::sched::tail::{self, InFlight};
 
 impl Coordinator {
     /// Bring the finish times the auction holds for runs in flight up to date with their
@@ -43,8 +44,10 @@ impl Coordinator {
         }
     }
 
-    /// Nothing waits for an award: give the slowest shard in flight a copy on an idle bidder
-    /// that would clearly finish it sooner.
+    /// Nothing waits for an award: give the run in flight expected to end last a copy on an
+    /// idle bidder that would clearly finish it sooner ([`tail::pick_copy`]). A run is judged
+    /// once it has run [`SPECULATE_AFTER_S`] (its progress tells its end), or at once when
+    /// its bidder's speed is known from this job's runs.
     pub(super) fn speculate(&mut self, ctx: &mut Context<Self>) {
         if self.failed || self.driver.is_none() || self.auction.pending() > 0 {
             return;
@@ -57,48 +60,45 @@ impl Coordinator {
         for r in self.running.values() {
             runs_of.entry(r.shard).or_default().push(r);
         }
-        let mut slow: Vec<(f64, u32, usize)> = runs_of
+        let candidates: Vec<InFlight> = runs_of
             .iter()
             .filter(|(shard, runs)| runs.len() == 1 && !self.copied.contains(shard))
-            .filter(|(_, runs)| runs[0].progress.since.elapsed().as_secs_f64() >= SPECULATE_AFTER_S)
-            .map(|(&shard, runs)| (self.expected_finish(runs[0], now), shard, runs[0].bidder))
-            .collect();
-        slow.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (finish, shard, on) in slow {
-            let (Some(lot), Some(spec)) = (self.lots.get(&shard), self.specs.get(&shard)) else {
-                continue;
-            };
-            let best = self
-                .bidders
-                .iter()
-                .filter(|b| b.id != on && b.free_slots() > 0)
-                .filter_map(|b| b.bid(now, lot).map(|t| (t, b.id)))
-                .min_by(|a, b| a.0.total_cmp(&b.0));
-            let Some((t, bidder)) = best else {
-                continue;
-            };
-            let gain = SPECULATE_GAIN_S.max(SPECULATE_GAIN_SHARE * (t - now));
-            if t + gain >= finish {
-                continue;
-            }
-            let spec = spec.clone();
-            tracing::info!(
-                job = %self.job,
+            .filter(|(_, runs)| {
+                runs[0].progress.since.elapsed().as_secs_f64() >= SPECULATE_AFTER_S
+                    || self.bidders[runs[0].bidder].seen()
+            })
+            .map(|(&shard, runs)| InFlight {
                 shard,
-                expected_s = finish - now,
-                copy_s = t - now,
-                "starting a speculative copy of a slow shard"
-            );
-            self.copied.insert(shard);
-            self.bidders[bidder].running.push(t);
-            self.handle.update(|s| {
-                if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard) {
-                    row.copies += 1;
-                }
-            });
-            self.start_run(spec, bidder, t, true, ctx);
-            // one copy per call: the bidders' slots changed
+                bidder: runs[0].bidder,
+                finish: self.expected_finish(runs[0], now),
+            })
+            .collect();
+        let lots = &self.lots;
+        let Some(copy) = tail::pick_copy(now, &candidates, &self.bidders, |s| lots.get(&s)) else {
             return;
-        }
+        };
+        let Some(spec) = self.specs.get(&copy.shard).cloned() else {
+            return;
+        };
+        let (shard, bidder, t) = (copy.shard, copy.bidder, copy.est_finish);
+        let finish = candidates
+            .iter()
+            .find(|c| c.shard == shard)
+            .map_or(t, |c| c.finish);
+        tracing::info!(
+            job = %self.job,
+            shard,
+            expected_s = finish - now,
+            copy_s = t - now,
+            "starting a speculative copy of a slow shard"
+        );
+        self.copied.insert(shard);
+        self.bidders[bidder].running.push(t);
+        self.handle.update(|s| {
+            if let Some(row) = s.shards.iter_mut().find(|x| x.index == shard) {
+                row.copies += 1;
+            }
+        });
+        self.start_run(spec, bidder, t, true, ctx);
     }
 }

@@ -17,6 +17,8 @@ pub(super) fn row(index: u32, state: ShardState, frames: u64, stage: u32) -> Sha
         millis: 0,
         retries: 0,
         copies: 0,
+        start_ms: None,
+        end_ms: None,
         note: None,
     }
 }

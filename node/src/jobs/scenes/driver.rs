@@ -20,7 +20,7 @@ use super::analyze::from_edge;
 use super::detect::{
     adaptive_cuts, content_cuts, frame_delta, AdaptiveParams, ContentParams, FrameDelta,
 };
-use crate::engine::chunk::{plan_chunks, write_chunks};
+use crate::engine::chunk::{plan_chunks_tapered, write_chunks};
 use crate::engine::probe::{identify, probe_cached};
 use crate::engine::ENGINE_VERSION;
 use crate::jobs::kind::release_blobs;
@@ -163,7 +163,7 @@ impl JobDriver for ScenesDriver {
             }
             let (probe, _) = probe_cached(&self.cache, &path, &ident.id).map_err(err)?;
             frames_total += probe.frames;
-            let plans = plan_chunks(&probe, self.chunk_seconds);
+            let plans = plan_chunks_tapered(&probe, self.chunk_seconds);
             let mut want = Vec::with_capacity(plans.len());
             let mut keyed = Vec::with_capacity(plans.len());
             for plan in &plans {

@@ -10,7 +10,7 @@ use rendermesh_protocol::{
     ShardOutput, ShardResult, ShardSpec, ShardTask, WorkStats,
 };
 
-use crate::engine::chunk::{plan_chunks, write_chunks};
+use crate::engine::chunk::{plan_chunks_tapered, write_chunks};
 use crate::engine::concat::{concat, JoinOptions};
 use crate::engine::encode::{available_codecs, encoder_available};
 use crate::engine::probe::{identify, probe_cached, Probe};
@@ -102,7 +102,7 @@ impl JobDriver for TranscodeDriver {
         let err = |e: MediaError| JobError(e.to_string());
         let ident = identify(&self.cache, &self.input).map_err(err)?;
         let (probe, _) = probe_cached(&self.cache, &self.input, &ident.id).map_err(err)?;
-        let plans = plan_chunks(&probe, self.chunk_seconds);
+        let plans = plan_chunks_tapered(&probe, self.chunk_seconds);
         self.segment_keys = plans
             .iter()
             .map(|p| self.segment_key(&ident.id, &p.range))

@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# Benchmark for issue 23: meshes of unequal boxes built on one machine. Every node runs in its
+# own network namespace (one bridge joins them), pinned to a core, and a node may run under a
+# CPU quota (the cgroup cpu controller): "0.5" is a box at half the speed of a core.
+#
+# A mix is written as shares of one core joined by "+": the first node runs on core A without
+# a quota and coordinates the jobs; every other node runs on core B under its share. So
+#   1+1        two equal one-core nodes;
+#   1+0.5      a box and one at half its speed;
+#   1+0.25     a box and one at a quarter of its speed;
+#   1+0.5+0.5  three nodes on two cores: core B is split between two half-speed nodes (what
+#              this measures is the scheduler with three bidders of 1, 0.5 and 0.5, not a
+#              third core).
+#
+# For each job (scene detection, x264 transcode), the script measures every distinct node
+# alone (the job on that node only), then each mix. Ideal of a mix = the sum of its nodes'
+# speeds alone (frames ÷ seconds); a mix's figure = its speed ÷ that ideal. It also reports
+# the split of shards, each node's idle time at the tail (from its last shard's end to the
+# end of the job's last shard), and the simulation's prediction for the mix (the auction and
+# the coordinator's rules in `mesh::sched`, fed the nodes' measured speeds and the job's shards).
+#
+# Usage: sudo bench/unequal.sh [--mixes "1+1 1+0.5 1+0.25 1+0.5+0.5"] [--jobs "scenes transcode"]
+#                              [--duration SECS] [--chunk-seconds S] [--preset P] [--crf N]
+#                              [--period-us US] [--rounds N] [--bench-dir DIR] [--no-build]
+#
+# Environment (command-line options win): MIXES, JOBS, DURATION (60), CHUNK_SECONDS (4),
+# PRESET (veryfast), CRF (23), PERIOD_US (the quota's period, 10000: a short period spreads a
+# throttled node's time evenly, as a slower CPU would; 100000 is the kernel's default), ROUNDS
+# (1: each round measures everything again on fresh nodes), CORES ("0 1"), BENCH_DIR,
+# RENDERMESH (the release binary, built if missing).
+#
+# Needs root (namespaces, cgroups) and an otherwise idle machine. Namespaces and cgroups are
+# removed at the end; no traffic leaves the namespaces and mDNS is off.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MIXES=${MIXES:-"1+1 1+0.5 1+0.25 1+0.5+0.5"}
+JOBS=${JOBS:-"scenes transcode"}
+DURATION=${DURATION:-60}
+CHUNK_SECONDS=${CHUNK_SECONDS:-4}
+PRESET=${PRESET:-veryfast}
+CRF=${CRF:-23}
+PERIOD_US=${PERIOD_US:-10000}
+ROUNDS=${ROUNDS:-1}
+CORES=${CORES:-"0 1"}
+BENCH_DIR=${BENCH_DIR:-$REPO_ROOT/target/bench}
+RENDERMESH=${RENDERMESH:-$REPO_ROOT/target/release/rendermesh}
+BUILD=1
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+while (($#)); do
+    case $1 in
+        --mixes) MIXES=${2:?}; shift ;;
+        --jobs) JOBS=${2:?}; shift ;;
+        --duration) DURATION=${2:?}; shift ;;
+        --chunk-seconds) CHUNK_SECONDS=${2:?}; shift ;;
+        --preset) PRESET=${2:?}; shift ;;
+        --crf) CRF=${2:?}; shift ;;
+        --period-us) PERIOD_US=${2:?}; shift ;;
+        --rounds) ROUNDS=${2:?}; shift ;;
+        --bench-dir) BENCH_DIR=${2:?}; shift ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unequal.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf '[unequal] %s\n' "$*" >&2; }
+die() { printf '[unequal] error: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "needs root for network namespaces and cgroups (run with sudo)"
+for tool in ip taskset ffmpeg ffprobe python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found on PATH"
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a number of at least 1"
+[[ $PERIOD_US =~ ^[0-9]+$ ]] && ((PERIOD_US >= 1000 && PERIOD_US <= 1000000)) \
+    || die "--period-us must be 1000 to 1000000"
+for mix in $MIXES; do
+    [[ $mix =~ ^1(\+(1|0?\.[0-9]+))+$ ]] || die "a mix is 1 then '+share' terms of at most 1, e.g. 1+0.5: $mix"
+done
+for job in $JOBS; do
+    [[ $job == scenes || $job == transcode ]] || die "jobs are scenes and transcode: $job"
+done
+read -r CORE_A CORE_B <<<"$CORES"
+[[ -n ${CORE_B:-} ]] || die "CORES needs two CPU numbers"
+
+if [[ ! -x $RENDERMESH ]]; then
+    ((BUILD)) || die "$RENDERMESH is missing and --no-build was given"
+    log "building the release binary"
+    (cd "$REPO_ROOT" && cargo build --release -q -p rendermesh-node)
+fi
+RENDERMESH=$(readlink -f "$RENDERMESH")
+SIMULATE=$REPO_ROOT/target/release/examples/mix
+log "building the simulation"
+(cd "$REPO_ROOT" && cargo build --release -q -p rendermesh-mesh --example mix) \
+    || die "the simulation did not build"
+
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(readlink -f "$BENCH_DIR")
+WORK=$(mktemp -d "$BENCH_DIR/unequal.XXXXXX")
+
+# shellcheck source=lib/cpuquota.sh
+source "$REPO_ROOT/bench/lib/cpuquota.sh"
+cpuquota_root >/dev/null || die "no cgroup cpu controller is writable here"
+
+# ------------------------------------------------------------------ source ---
+# The source of bench/mesh-speedup.sh at DURATION: moving 1080p30 patterns, a cut every 5 s,
+# a keyframe every 2 s, stereo tone.
+SRC=$BENCH_DIR/mesh-src-1080p30-${DURATION}s-v1.mp4
+KINDS=(
+    "testsrc2=s=1920x1080:r=30"
+    "smptehdbars=s=1920x1080:r=30,scroll=h=0.004"
+    "gradients=s=1920x1080:r=30:seed=7:n=5:speed=0.03"
+    "rgbtestsrc=s=1920x1080:r=30,hue=h=t*120"
+    "testsrc2=s=960x540:r=30,rotate=a=0.35*t:c=navy,scale=1920:1080,hue=s=0.4"
+    "cellauto=s=640x360:r=30:rule=110:seed=11:ratio=0.5,scale=1920:1080:flags=neighbor,negate"
+    "life=s=480x270:r=30:seed=5:ratio=0.3:mold=8,scale=1920:1080:flags=neighbor"
+    "testsrc=s=1920x1080:r=30,hue=h=90"
+)
+if [[ ! -s $SRC ]]; then
+    log "generating a ${DURATION}s 1080p30 source -> $SRC"
+    graph="" inputs="" n=0
+    for ((t = 0; t < DURATION; t += 5)); do
+        d=$((DURATION - t < 5 ? DURATION - t : 5))
+        graph+="${KINDS[n % ${#KINDS[@]}]},trim=start_frame=30:end_frame=$(((d + 1) * 30)),setpts=PTS-STARTPTS,setsar=1,format=yuv420p[v$n];"
+        inputs+="[v$n]"
+        n=$((n + 1))
+    done
+    graph+="${inputs}concat=n=$n:v=1:a=0[v]"
+    ffmpeg -y -hide_banner -loglevel error -nostdin -filter_complex "$graph" \
+        -f lavfi -i "sine=frequency=330:sample_rate=48000:duration=$DURATION" \
+        -map '[v]' -map 0:a -c:v libx264 -preset veryfast -crf 20 \
+        -x264-params "keyint=60:min-keyint=60:scenecut=0" -pix_fmt yuv420p \
+        -c:a aac -b:a 128k -fflags +bitexact "$SRC.partial.mp4"
+    mv -f "$SRC.partial.mp4" "$SRC"
+fi
+SRC_FRAMES=$(ffprobe -v error -count_packets -select_streams v:0 \
+    -show_entries stream=nb_read_packets -of csv=p=0 "$SRC" | tr -d ',')
+log "source: $SRC_FRAMES frames, $(du -m "$SRC" | cut -f1) MB"
+
+# ------------------------------------------------------------- namespaces ---
+# One namespace per node, each with a veth to a bridge in a namespace of its own.
+TAG=rmu$$
+NET=10.214.$(($$ % 250))
+NS_BR=${TAG}br
+PIDS=()
+NSES=()
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    for ns in "${NSES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    ip netns del "$NS_BR" 2>/dev/null || true
+    cpuquota_cleanup
+}
+trap cleanup EXIT
+
+ip netns add "$NS_BR"
+ip -n "$NS_BR" link add br0 type bridge
+ip -n "$NS_BR" link set br0 up
+MAX_NODES=0
+for mix in $MIXES; do
+    n=$(tr '+' '\n' <<<"$mix" | wc -l)
+    ((n > MAX_NODES)) && MAX_NODES=$n
+done
+for ((i = 1; i <= MAX_NODES; i++)); do
+    ns=${TAG}n$i
+    NSES+=("$ns")
+    ip netns add "$ns"
+    ip link add "${TAG}v$i" type veth peer name "${TAG}p$i"
+    ip link set "${TAG}v$i" netns "$ns"
+    ip link set "${TAG}p$i" netns "$NS_BR"
+    ip -n "$ns" addr add "$NET.$i/24" dev "${TAG}v$i"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set "${TAG}v$i" up
+    ip -n "$NS_BR" link set "${TAG}p$i" master br0
+    ip -n "$NS_BR" link set "${TAG}p$i" up
+done
+
+KEY=$WORK/swarm.key
+"$RENDERMESH" keygen >"$KEY" 2>/dev/null
+[[ -s $KEY ]] || die "keygen wrote no key"
+
+now() { date +%s.%N; }
+
+# start_node I CORE SHARE DIR [PEER_ADDR] -> node I (namespace I) in the background, ready
+start_node() {
+    local i=$1 core=$2 share=$3 dir=$4 peer=${5:-}
+    mkdir -p "$dir"
+    {
+        echo "name = \"n$i\""
+        echo "listen = \"/ip4/$NET.$i/tcp/7879\""
+        echo "mdns = false"
+        echo "slots = 1"
+        echo "key_file = \"$KEY\""
+        [[ -n $peer ]] && echo "peers = [\"/ip4/$peer/tcp/7879\"]"
+    } >"$dir/node.toml"
+    (cpuquota_run "$share" "$PERIOD_US" ip netns exec "${TAG}n$i" taskset -c "$core" \
+        "$RENDERMESH" --config "$dir/node.toml" --data-dir "$dir" node \
+        --control-listen 127.0.0.1:0) 2>"$dir/node.log" &
+    PIDS+=($!)
+    for _ in $(seq 900); do
+        grep -q "capabilities ready" "$dir/node.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "node n$i did not get ready: $(tail -5 "$dir/node.log")"
+}
+
+stop_nodes() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+}
+
+# wait_peers DIR N -> until the node in DIR lists N peers
+wait_peers() {
+    for _ in $(seq 300); do
+        local seen
+        seen=$(ip netns exec "${TAG}n1" "$RENDERMESH" --data-dir "$1" peers --json 2>/dev/null \
+            | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
+        ((seen >= $2)) && return 0
+        sleep 0.1
+    done
+    die "the first node did not see $2 peers"
+}
+
+# run_job JOB LABEL DIR -> submits JOB on the node in DIR (namespace 1); LABEL.time, LABEL.json
+run_job() {
+    local job=$1 label=$2 dir=$3 t0 t1 out=$WORK/$2
+    t0=$(now)
+    if [[ $job == transcode ]]; then
+        ip netns exec "${TAG}n1" "$RENDERMESH" --data-dir "$dir" submit transcode "$SRC" \
+            -o "$out.mp4" --codec h264 --crf "$CRF" --preset "$PRESET" \
+            --chunk-seconds "$CHUNK_SECONDS" --report "$out.json" -q >"$out.out" 2>&1 \
+            || die "$label failed: $(tail -5 "$out.out")"
+    else
+        ip netns exec "${TAG}n1" "$RENDERMESH" --data-dir "$dir" submit scenes "$SRC" \
+            --csv "$out.csv" --chunk-seconds "$CHUNK_SECONDS" --report "$out.json" -q \
+            >"$out.out" 2>&1 || die "$label failed: $(tail -5 "$out.out")"
+    fi
+    t1=$(now)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }' >"$out.time"
+}
+
+# alone JOB CORE SHARE LABEL -> the job on one node (core, share) alone
+alone() {
+    local dir=$WORK/$4.d
+    log "$4: $1 on one node, core $2, share $3"
+    start_node 1 "$2" "$3" "$dir"
+    run_job "$1" "$4" "$dir"
+    stop_nodes
+}
+
+# mix_run JOB MIX LABEL -> the job on the mix (node 1 on core A, the others on core B)
+mix_run() {
+    local job=$1 mix=$2 label=$3 i=0 share
+    log "$label: $job on $mix"
+    for share in ${mix//+/ }; do
+        i=$((i + 1))
+        if ((i == 1)); then
+            start_node 1 "$CORE_A" "$share" "$WORK/$label.d1"
+        else
+            start_node "$i" "$CORE_B" "$share" "$WORK/$label.d$i" "$NET.1"
+        fi
+    done
+    wait_peers "$WORK/$label.d1" $((i - 1))
+    run_job "$job" "$label" "$WORK/$label.d1"
+    stop_nodes
+}
+
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average at start: $LOAD_AT_START ($(nproc) cores); quota period ${PERIOD_US} µs"
+
+# the distinct nodes: "A" (core A, no quota) and "B<share>" (core B under share)
+SHARES=$(for mix in $MIXES; do tr '+' '\n' <<<"${mix#1+}"; done | sort -u -g)
+for ((r = 1; r <= ROUNDS; r++)); do
+    for job in $JOBS; do
+        alone "$job" "$CORE_A" 1 "$job.$r.alone-A"
+        for s in $SHARES; do
+            alone "$job" "$CORE_B" "$s" "$job.$r.alone-B$s"
+        done
+        for mix in $MIXES; do
+            mix_run "$job" "$mix" "$job.$r.mix-$mix"
+        done
+    done
+done
+
+# ------------------------------------------------------------------ report ---
+python3 - "$WORK" "$SRC_FRAMES" "$ROUNDS" "$SIMULATE" "$JOBS" "$MIXES" "$LOAD_AT_START" \
+    "$DURATION" "$CHUNK_SECONDS" "$PRESET" "$CRF" "$PERIOD_US" <<'PY' | tee "$BENCH_DIR/unequal-results.md"
+import json, statistics, subprocess, sys
+work, frames, rounds, simulate, jobs, mixes, load, duration, chunk, preset, crf, period = sys.argv[1:]
+frames, rounds = int(frames), int(rounds)
+jobs, mixes = jobs.split(), mixes.split()
+
+def time_of(label):
+    return float(open(f"{work}/{label}.time").read())
+
+def report(label):
+    return json.load(open(f"{work}/{label}.json"))
+
+def shards_of(rep):
+    rows = rep.get("shards") or rep.get("status", {}).get("shards") or []
+    return [r for r in rows if r.get("state") == "Done"]
+
+def shard_speed_of(label):
+    rows = shards_of(report(label))
+    secs = sum(x.get("millis", 0) for x in rows) / 1000
+    return sum(x.get("frames", 0) for x in rows) / secs if secs > 0 else 0.0
+
+def calibrated(d, job):
+    try:
+        caps = json.load(open(f"{work}/{d}/caps.json"))
+    except (OSError, ValueError):
+        return 0.0
+    key = "scenes@1080p" if job == "scenes" else "encode/libx264@1080p"
+    return float(caps.get("speeds", {}).get(key, 0.0))
+
+def frames_of_output(label, job):
+    if job != "transcode":
+        return None
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0",
+                          "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0",
+                          f"{work}/{label}.mp4"], capture_output=True, text=True).stdout
+    return int(out.strip().strip(",") or 0)
+
+print(f"## Unequal boxes: {duration} s 1080p30 source ({frames} frames), shards of {chunk} s, "
+      f"quota period {period} µs")
+print()
+print(f"Load average at the start {load}; {rounds} round(s), fresh nodes for every run. "
+      "Speed = frames ÷ wall time of `submit`; ideal = the sum of the mix's nodes' speeds alone.")
+print()
+print("| job | mix | round | wall | speed | ideal | **of ideal** | vs first node alone | simulated | sim vs real | shards per node (simulated) | tail idle per node | check |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+for job in jobs:
+    for mix in mixes:
+        shares = mix.split("+")
+        for r in range(1, rounds + 1):
+            alone = {}
+            alone["A"] = frames / time_of(f"{job}.{r}.alone-A")
+            speeds = [alone["A"]]
+            for s in shares[1:]:
+                key = f"B{float(s):g}" if float(s) < 1 else "B1"
+                lbl = f"{job}.{r}.alone-B{s}"
+                speeds.append(frames / time_of(lbl))
+            label = f"{job}.{r}.mix-{mix}"
+            wall = time_of(label)
+            speed = frames / wall
+            ideal = sum(speeds)
+            rep = report(label)
+            rows = shards_of(rep)
+            per = {}
+            for row in rows:
+                per[row.get("peer", "?")] = per.get(row.get("peer", "?"), 0) + 1
+            ends = {}
+            for row in rows:
+                if row.get("end_ms") is not None:
+                    p = row.get("peer", "?")
+                    ends[p] = max(ends.get(p, 0), row["end_ms"])
+            last = max(ends.values()) if ends else None
+            idle = ", ".join(f"{p} {(last - e) / 1000:.2f} s" for p, e in sorted(ends.items())) if ends else "n/a"
+            split = ", ".join(f"{p} {n}" for p, n in sorted(per.items()))
+            # the simulation: each node's shard speed alone (frames ÷ the seconds its shards
+            # took), what its calibration told the coordinator at the start (relative to the
+            # first node's), the job's shards, and the serial part of the first node's run
+            # alone (its wall time minus its shards' time)
+            labels = [f"{job}.{r}.alone-A"] + [f"{job}.{r}.alone-B{s}" for s in shares[1:]]
+            dirs = [f"{label}.d1"] + [f"{label}.d{i}" for i in range(2, len(shares) + 1)]
+            shard_speed = [shard_speed_of(l) for l in labels]
+            calib = [calibrated(d, job) for d in dirs]
+            believed = [shard_speed[0] * c / calib[0] if calib[0] > 0 and c > 0 else 0.0 for c in calib]
+            serial = time_of(labels[0]) - sum(x.get("millis", 0) for x in shards_of(report(labels[0]))) / 1000
+            sizes = ",".join(str(x.get("frames", 0)) for x in rows)
+            sim = subprocess.run([simulate, "--speeds", ",".join(f"{v:.3f}" for v in shard_speed),
+                                  "--believed", ",".join(f"{v:.3f}" for v in believed),
+                                  "--shards", sizes, "--serial", f"{max(serial, 0):.3f}"],
+                                 capture_output=True, text=True)
+            try:
+                predicted = float(sim.stdout.split()[0])
+                simcol, diff = f"{predicted:.2f} s", f"{(predicted - wall) / wall * 100:+.1f} %"
+                simsplit = sim.stdout.split()[2]
+            except (ValueError, IndexError):
+                simcol, diff, simsplit = "failed", sim.stderr.strip()[:60], ""
+            if job == "transcode":
+                got = frames_of_output(label, job)
+                check = f"{got}/{frames} frames"
+            else:
+                same = open(f"{work}/{label}.csv").read() == open(f"{work}/{job}.{r}.alone-A.csv").read()
+                check = "same cut list as alone" if same else "CUT LIST DIFFERS"
+            print(f"| {job} | {mix} | {r} | {wall:.2f} s | {speed:.1f} fps | {ideal:.1f} fps | "
+                  f"**{speed / ideal:.3f}×** | {speed / alone['A']:.2f}× | {simcol} | {diff} | {split} ({simsplit}) | {idle} | {check} |")
+print()
+print("Nodes alone (frames ÷ wall):")
+print()
+for job in jobs:
+    for r in range(1, rounds + 1):
+        parts = [f"A {frames / time_of(f'{job}.{r}.alone-A'):.1f} fps ({time_of(f'{job}.{r}.alone-A'):.2f} s)"]
+        shares = sorted({s for m in mixes for s in m.split('+')[1:]}, key=float)
+        for s in shares:
+            t = time_of(f"{job}.{r}.alone-B{s}")
+            parts.append(f"B at {s} {frames / t:.1f} fps ({t:.2f} s)")
+        print(f"- {job}, round {r}: " + "; ".join(parts))
+PY
+log "work files in $WORK"
