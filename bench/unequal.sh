@@ -17,7 +17,9 @@
 # speeds alone (frames ÷ seconds); a mix's figure = its speed ÷ that ideal. It also reports
 # the split of shards, each node's idle time at the tail (from its last shard's end to the
 # end of the job's last shard), and the simulation's prediction for the mix (the auction and
-# the coordinator's rules in `mesh::sched`, fed the nodes' measured speeds and the job's shards).
+# the coordinator's rules in `mesh::sched::sim`, fed each node's shard speed in that mix, what
+# its calibration told the coordinator, the job's shards and its serial part; see
+# bench/lib/unequal_report.py, which can be run again on a kept work dir).
 #
 # Usage: sudo bench/unequal.sh [--mixes "1+1 1+0.5 1+0.25 1+0.5+0.5"] [--jobs "scenes transcode"]
 #                              [--duration SECS] [--chunk-seconds S] [--preset P] [--crf N]
@@ -288,119 +290,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # ------------------------------------------------------------------ report ---
-python3 - "$WORK" "$SRC_FRAMES" "$ROUNDS" "$SIMULATE" "$JOBS" "$MIXES" "$LOAD_AT_START" \
-    "$DURATION" "$CHUNK_SECONDS" "$PRESET" "$CRF" "$PERIOD_US" <<'PY' | tee "$BENCH_DIR/unequal-results.md"
-import json, statistics, subprocess, sys
-work, frames, rounds, simulate, jobs, mixes, load, duration, chunk, preset, crf, period = sys.argv[1:]
-frames, rounds = int(frames), int(rounds)
-jobs, mixes = jobs.split(), mixes.split()
-
-def time_of(label):
-    return float(open(f"{work}/{label}.time").read())
-
-def report(label):
-    return json.load(open(f"{work}/{label}.json"))
-
-def shards_of(rep):
-    rows = rep.get("shards") or rep.get("status", {}).get("shards") or []
-    return [r for r in rows if r.get("state") == "Done"]
-
-def shard_speed_of(label):
-    rows = shards_of(report(label))
-    secs = sum(x.get("millis", 0) for x in rows) / 1000
-    return sum(x.get("frames", 0) for x in rows) / secs if secs > 0 else 0.0
-
-def calibrated(d, job):
-    try:
-        caps = json.load(open(f"{work}/{d}/caps.json"))
-    except (OSError, ValueError):
-        return 0.0
-    key = "scenes@1080p" if job == "scenes" else "encode/libx264@1080p"
-    return float(caps.get("speeds", {}).get(key, 0.0))
-
-def frames_of_output(label, job):
-    if job != "transcode":
-        return None
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0",
-                          "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0",
-                          f"{work}/{label}.mp4"], capture_output=True, text=True).stdout
-    return int(out.strip().strip(",") or 0)
-
-print(f"## Unequal boxes: {duration} s 1080p30 source ({frames} frames), shards of {chunk} s, "
-      f"quota period {period} µs")
-print()
-print(f"Load average at the start {load}; {rounds} round(s), fresh nodes for every run. "
-      "Speed = frames ÷ wall time of `submit`; ideal = the sum of the mix's nodes' speeds alone.")
-print()
-print("| job | mix | round | wall | speed | ideal | **of ideal** | vs first node alone | simulated | sim vs real | shards per node (simulated) | tail idle per node | check |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
-for job in jobs:
-    for mix in mixes:
-        shares = mix.split("+")
-        for r in range(1, rounds + 1):
-            alone = {}
-            alone["A"] = frames / time_of(f"{job}.{r}.alone-A")
-            speeds = [alone["A"]]
-            for s in shares[1:]:
-                key = f"B{float(s):g}" if float(s) < 1 else "B1"
-                lbl = f"{job}.{r}.alone-B{s}"
-                speeds.append(frames / time_of(lbl))
-            label = f"{job}.{r}.mix-{mix}"
-            wall = time_of(label)
-            speed = frames / wall
-            ideal = sum(speeds)
-            rep = report(label)
-            rows = shards_of(rep)
-            per = {}
-            for row in rows:
-                per[row.get("peer", "?")] = per.get(row.get("peer", "?"), 0) + 1
-            ends = {}
-            for row in rows:
-                if row.get("end_ms") is not None:
-                    p = row.get("peer", "?")
-                    ends[p] = max(ends.get(p, 0), row["end_ms"])
-            last = max(ends.values()) if ends else None
-            idle = ", ".join(f"{p} {(last - e) / 1000:.2f} s" for p, e in sorted(ends.items())) if ends else "n/a"
-            split = ", ".join(f"{p} {n}" for p, n in sorted(per.items()))
-            # the simulation: each node's shard speed alone (frames ÷ the seconds its shards
-            # took), what its calibration told the coordinator at the start (relative to the
-            # first node's), the job's shards, and the serial part of the first node's run
-            # alone (its wall time minus its shards' time)
-            labels = [f"{job}.{r}.alone-A"] + [f"{job}.{r}.alone-B{s}" for s in shares[1:]]
-            dirs = [f"{label}.d1"] + [f"{label}.d{i}" for i in range(2, len(shares) + 1)]
-            shard_speed = [shard_speed_of(l) for l in labels]
-            calib = [calibrated(d, job) for d in dirs]
-            believed = [shard_speed[0] * c / calib[0] if calib[0] > 0 and c > 0 else 0.0 for c in calib]
-            serial = time_of(labels[0]) - sum(x.get("millis", 0) for x in shards_of(report(labels[0]))) / 1000
-            sizes = ",".join(str(x.get("frames", 0)) for x in rows)
-            sim = subprocess.run([simulate, "--speeds", ",".join(f"{v:.3f}" for v in shard_speed),
-                                  "--believed", ",".join(f"{v:.3f}" for v in believed),
-                                  "--shards", sizes, "--serial", f"{max(serial, 0):.3f}"],
-                                 capture_output=True, text=True)
-            try:
-                predicted = float(sim.stdout.split()[0])
-                simcol, diff = f"{predicted:.2f} s", f"{(predicted - wall) / wall * 100:+.1f} %"
-                simsplit = sim.stdout.split()[2]
-            except (ValueError, IndexError):
-                simcol, diff, simsplit = "failed", sim.stderr.strip()[:60], ""
-            if job == "transcode":
-                got = frames_of_output(label, job)
-                check = f"{got}/{frames} frames"
-            else:
-                same = open(f"{work}/{label}.csv").read() == open(f"{work}/{job}.{r}.alone-A.csv").read()
-                check = "same cut list as alone" if same else "CUT LIST DIFFERS"
-            print(f"| {job} | {mix} | {r} | {wall:.2f} s | {speed:.1f} fps | {ideal:.1f} fps | "
-                  f"**{speed / ideal:.3f}×** | {speed / alone['A']:.2f}× | {simcol} | {diff} | {split} ({simsplit}) | {idle} | {check} |")
-print()
-print("Nodes alone (frames ÷ wall):")
-print()
-for job in jobs:
-    for r in range(1, rounds + 1):
-        parts = [f"A {frames / time_of(f'{job}.{r}.alone-A'):.1f} fps ({time_of(f'{job}.{r}.alone-A'):.2f} s)"]
-        shares = sorted({s for m in mixes for s in m.split('+')[1:]}, key=float)
-        for s in shares:
-            t = time_of(f"{job}.{r}.alone-B{s}")
-            parts.append(f"B at {s} {frames / t:.1f} fps ({t:.2f} s)")
-        print(f"- {job}, round {r}: " + "; ".join(parts))
-PY
+python3 "$REPO_ROOT/bench/lib/unequal_report.py" "$WORK" "$SRC_FRAMES" "$ROUNDS" "$SIMULATE" \
+    "$JOBS" "$MIXES" "$LOAD_AT_START" "$DURATION" "$CHUNK_SECONDS" "$PERIOD_US" \
+    | tee "$BENCH_DIR/unequal-results.md"
 log "work files in $WORK"

@@ -322,3 +322,67 @@ fn on_a_slow_link_hints_keep_the_slots_of_multi_slot_peers_busier() {
         without.makespan
     );
 }
+
+/// The benchmark's meshes of unequal boxes (`bench/unequal.sh`), each believed by its
+/// calibration to be as fast as the first: 60 s at 30 fps in 4 s chunks shrinking to 2 s at
+/// the end (12 × 120 frames, then 6 × 60), one slot each. The coordinator's rules must learn
+/// the real speeds from the job's first runs and end within 5 % of perfect shares on two
+/// nodes (10 % on three, where 18 shards cannot be split finer), and no full-speed node may
+/// sit idle at the tail for longer than one of its shards (and a tick).
+#[test]
+fn unequal_boxes_believed_equal_end_near_perfect_shares() {
+    use rendermesh_mesh::sched::sim::{simulate as run, Model, Node, TICK_S};
+    let lots: Vec<Lot> = (0..18u32)
+        .map(|shard| Lot {
+            shard,
+            work: if shard < 12 { 120.0 } else { 60.0 },
+            input_bytes: 0,
+            min_mem: 0,
+        })
+        .collect();
+    for shares in [
+        vec![1.0, 1.0],
+        vec![1.0, 0.5],
+        vec![1.0, 0.25],
+        vec![1.0, 0.5, 0.5],
+        vec![1.0, 0.1],
+    ] {
+        let nodes: Vec<Node> = shares
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Node {
+                speed: 300.0 * s,
+                believed: 300.0,
+                slots: 1,
+                remote: i > 0,
+            })
+            .collect();
+        let o = run(&Model {
+            nodes,
+            lots: lots.clone(),
+            per_run_s: 0.0,
+            serial_s: 0.0,
+            copies: true,
+        });
+        let ratio = o.makespan / o.lower_bound;
+        eprintln!(
+            "{shares:?}: makespan {:.2} s, perfect shares {:.2} s ({ratio:.3}×), split {:?}, tail idle {:?}, {} copies",
+            o.makespan, o.lower_bound, o.per_node, o.tail_idle, o.copies
+        );
+        // two nodes: within 5 %; three, of 18 shards in all: within the simulation's 10 %
+        let goal = if shares.len() == 2 { 1.05 } else { 1.1 };
+        assert!(
+            ratio <= goal,
+            "{shares:?}: {ratio:.3}× perfect shares: {o:?}"
+        );
+        for (i, &s) in shares.iter().enumerate() {
+            if s == 1.0 {
+                assert!(
+                    o.tail_idle[i] <= 120.0 / 300.0 + TICK_S + 1e-9,
+                    "{shares:?}: node {i} idle {:.2} s at the tail",
+                    o.tail_idle[i]
+                );
+            }
+        }
+    }
+}

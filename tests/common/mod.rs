@@ -9,6 +9,7 @@ pub mod browser;
 pub mod http;
 pub mod mesh;
 pub mod montage;
+pub mod quota;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
