@@ -75,7 +75,11 @@ for job in jobs:
             alone_a = frames / time_of(f"{job}.{r}.alone-A")
             speeds = [alone_a] + [frames / time_of(f"{job}.{r}.alone-B{s}") for s in shares[1:]]
             label = f"{job}.{r}.mix-{mix}"
-            wall = time_of(label)
+            try:
+                wall = time_of(label)
+            except OSError:
+                print(f"| {job} | {mix} | {r} | not run | | | | | | | | | |")
+                continue
             speed, ideal = frames / wall, sum(speeds)
             rows = shards_of(report(label))
             per, ends = {}, {}

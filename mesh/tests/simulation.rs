@@ -105,17 +105,9 @@ fn simulate(m: Mesh) -> Outcome {
         };
         true_speed.push(believed * (0.85 + 0.3 * rng.next()));
         bidders.push(Bidder {
-            id,
-            slots,
-            running: vec![],
-            speed: believed,
             free_mem,
             bytes_per_s: link,
-            declines: Default::default(),
-            busy: Vec::new(),
-            hint: None,
-            seen_work: 0.0,
-            seen_secs: 0.0,
+            ..Bidder::new(id, slots, believed)
         });
     }
     let lots: Vec<Lot> = (0..shards)

@@ -214,9 +214,9 @@ mod tests {
             ("/sys/fs/cgroup/lab/cpu.max", "25000 100000\n"),
             ("/sys/fs/cgroup/cpu.max", "max 100000\n"),
         ]);
-        assert_eq!(quota_of("0::/lab/node\n", &v2), Some(0.25));
+        assert_eq!(quota_of("0::/lab/node\n", v2), Some(0.25));
         let unlimited = files(&[("/sys/fs/cgroup/lab/cpu.max", "max 100000\n")]);
-        assert_eq!(quota_of("0::/lab\n", &unlimited), None);
+        assert_eq!(quota_of("0::/lab\n", unlimited), None);
         // v1: the cpu controller's quota and period; -1 = none
         let v1 = files(&[
             ("/sys/fs/cgroup/cpu/slow/cpu.cfs_quota_us", "5000\n"),
@@ -224,9 +224,9 @@ mod tests {
             ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n"),
             ("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"),
         ]);
-        assert_eq!(quota_of("4:memory:/x\n1:cpu:/slow\n0::/\n", &v1), Some(0.5));
-        assert_eq!(quota_of("1:cpu:/\n", &v1), None);
-        assert_eq!(quota_of("", &v1), None);
+        assert_eq!(quota_of("4:memory:/x\n1:cpu:/slow\n0::/\n", v1), Some(0.5));
+        assert_eq!(quota_of("1:cpu:/\n", v1), None);
+        assert_eq!(quota_of("", v1), None);
     }
 
     #[test]

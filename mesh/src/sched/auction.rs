@@ -63,6 +63,24 @@ pub struct Bidder {
 }
 
 impl Bidder {
+    /// A bidder with `slots` free slots at `speed`, all memory, its input at hand, nothing
+    /// declined, busy or seen yet.
+    pub fn new(id: usize, slots: u32, speed: f64) -> Self {
+        Self {
+            id,
+            slots,
+            running: Vec::new(),
+            speed,
+            free_mem: u64::MAX,
+            bytes_per_s: 0.0,
+            declines: BTreeSet::new(),
+            busy: Vec::new(),
+            hint: None,
+            seen_work: 0.0,
+            seen_secs: 0.0,
+        }
+    }
+
     pub fn free_slots(&self) -> u32 {
         self.slots
             .saturating_sub(self.running.len() as u32)
@@ -383,17 +401,8 @@ mod tests {
 
     fn bidder(id: usize, slots: u32, speed: f64) -> Bidder {
         Bidder {
-            id,
-            slots,
-            running: vec![],
-            speed,
             free_mem: 8 << 30,
-            bytes_per_s: 0.0,
-            declines: Default::default(),
-            busy: Vec::new(),
-            hint: None,
-            seen_work: 0.0,
-            seen_secs: 0.0,
+            ..Bidder::new(id, slots, speed)
         }
     }
 

@@ -83,19 +83,7 @@ pub fn simulate(m: &Model) -> Outcome {
         .nodes
         .iter()
         .enumerate()
-        .map(|(id, node)| Bidder {
-            id,
-            slots: node.slots,
-            running: Vec::new(),
-            speed: node.believed,
-            free_mem: u64::MAX,
-            bytes_per_s: 0.0,
-            declines: BTreeSet::new(),
-            busy: Vec::new(),
-            hint: None,
-            seen_work: 0.0,
-            seen_secs: 0.0,
-        })
+        .map(|(id, node)| Bidder::new(id, node.slots, node.believed))
         .collect();
     let work_of = |shard: u32| {
         m.lots

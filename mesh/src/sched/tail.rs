@@ -80,17 +80,8 @@ mod tests {
 
     fn bidder(id: usize, speed: f64, running: Vec<f64>) -> Bidder {
         Bidder {
-            id,
-            slots: 1,
             running,
-            speed,
-            free_mem: u64::MAX,
-            bytes_per_s: 0.0,
-            declines: Default::default(),
-            busy: Vec::new(),
-            hint: None,
-            seen_work: 0.0,
-            seen_secs: 0.0,
+            ..Bidder::new(id, 1, speed)
         }
     }
 

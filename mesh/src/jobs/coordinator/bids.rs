@@ -117,17 +117,8 @@ impl Coordinator {
                 None => (START_SPEED, BTreeSet::new()),
             };
             self.bidders.push(Bidder {
-                id: self.targets.len(),
-                slots: *slots as u32,
-                running: Vec::new(),
-                speed,
-                free_mem: u64::MAX,
-                bytes_per_s: 0.0,
                 declines,
-                busy: Vec::new(),
-                hint: None,
-                seen_work: 0.0,
-                seen_secs: 0.0,
+                ..Bidder::new(self.targets.len(), *slots as u32, speed)
             });
             self.targets.push(Target::Local(addr.clone()));
         }
@@ -156,17 +147,10 @@ impl Coordinator {
                 Vec::new()
             };
             self.bidders.push(Bidder {
-                id: self.targets.len(),
-                slots: sheet.slots,
-                running: Vec::new(),
-                speed: speed_of(&sheet),
-                free_mem: u64::MAX,
                 bytes_per_s: LINK_BYTES_PER_S,
                 declines,
                 busy,
-                hint: None,
-                seen_work: 0.0,
-                seen_secs: 0.0,
+                ..Bidder::new(self.targets.len(), sheet.slots, speed_of(&sheet))
             });
             self.targets.push(Target::Remote { peer, name });
         }
