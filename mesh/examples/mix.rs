@@ -61,12 +61,7 @@ fn run() -> Result<(), String> {
         lots: shards
             .iter()
             .enumerate()
-            .map(|(i, &work)| Lot {
-                shard: i as u32,
-                work: work.max(1e-3),
-                input_bytes: 0,
-                min_mem: 0,
-            })
+            .map(|(i, &work)| Lot::of_work(i as u32, work.max(1e-3)))
             .collect(),
         per_run_s: per_run,
         serial_s: serial,

@@ -325,12 +325,7 @@ fn on_a_slow_link_hints_keep_the_slots_of_multi_slot_peers_busier() {
 fn unequal_boxes_believed_equal_end_near_perfect_shares() {
     use rendermesh_mesh::sched::sim::{simulate as run, Model, Node, TICK_S};
     let lots: Vec<Lot> = (0..18u32)
-        .map(|shard| Lot {
-            shard,
-            work: if shard < 12 { 120.0 } else { 60.0 },
-            input_bytes: 0,
-            min_mem: 0,
-        })
+        .map(|shard| Lot::of_work(shard, if shard < 12 { 120.0 } else { 60.0 }))
         .collect();
     for shares in [
         vec![1.0, 1.0],

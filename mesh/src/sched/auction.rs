@@ -38,6 +38,18 @@ pub struct Lot {
     pub min_mem: u64,
 }
 
+impl Lot {
+    /// A lot of `work` with no input to move and no memory requirement.
+    pub fn of_work(shard: u32, work: f64) -> Self {
+        Self {
+            shard,
+            work,
+            input_bytes: 0,
+            min_mem: 0,
+        }
+    }
+}
+
 /// A bidder as the auction sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bidder {
@@ -407,12 +419,7 @@ mod tests {
     }
 
     fn lot(shard: u32, work: f64) -> Lot {
-        Lot {
-            shard,
-            work,
-            input_bytes: 0,
-            min_mem: 0,
-        }
+        Lot::of_work(shard, work)
     }
 
     #[test]

@@ -224,12 +224,7 @@ mod tests {
                 })
                 .collect(),
             lots: (0..shards)
-                .map(|shard| Lot {
-                    shard,
-                    work: 120.0,
-                    input_bytes: 0,
-                    min_mem: 0,
-                })
+                .map(|shard| Lot::of_work(shard, 120.0))
                 .collect(),
             per_run_s: 0.0,
             serial_s: 0.0,

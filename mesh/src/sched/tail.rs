@@ -86,12 +86,7 @@ mod tests {
     }
 
     fn lot(shard: u32, work: f64) -> Lot {
-        Lot {
-            shard,
-            work,
-            input_bytes: 0,
-            min_mem: 0,
-        }
+        Lot::of_work(shard, work)
     }
 
     #[test]
