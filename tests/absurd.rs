@@ -32,6 +32,7 @@ impl Handler<NetEvent> for Sink {
 fn caps() -> Capabilities {
     Capabilities {
         version: CAPS_VERSION,
+        models: Vec::new(),
         hostname: "liar".into(),
         arch: "x86_64".into(),
         os: "linux".into(),

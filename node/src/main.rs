@@ -11,6 +11,7 @@ mod history;
 mod host;
 mod jobs;
 mod metrics;
+mod models;
 mod notify;
 mod runtime;
 mod watch;

@@ -26,6 +26,8 @@ pub struct Runtime {
     pub worker: actix::Addr<Worker>,
     /// This node's cost model: its bids, learning from the shards its worker runs.
     pub model: CostModel,
+    /// The models this node holds and serves (pinned blobs).
+    pub models: crate::models::Models,
     /// The jobs of this node, kept across restarts, and what each was submitted with.
     pub history: std::sync::Arc<crate::history::History>,
 }
@@ -50,11 +52,11 @@ impl Runtime {
             cache.blobs.clone(),
             cfg.effective_threads(),
         ));
+        let models = crate::models::Models::load(&cfg.effective_models_dir(), &cache.blobs);
         // host facts until the encoder calibration of a node fills in the speeds
-        let model = CostModel::new(
-            crate::host::probe(cfg.effective_force_cpu()),
-            cfg.shard_ram_limit_bytes,
-        );
+        let mut host = crate::host::probe(cfg.effective_force_cpu());
+        host.models = models.caps.clone();
+        let model = CostModel::new(host, cfg.shard_ram_limit_bytes);
         let worker = Worker::new(name.clone(), executor, cfg.effective_slots())
             .with_model(model.clone())
             .with_nice(cfg.shard_nice);
@@ -71,18 +73,23 @@ impl Runtime {
             load,
             worker,
             model,
+            models,
             history: std::sync::Arc::new(history),
         })
     }
 
     /// Start a job of the kind `req` names; an unknown kind or bad parameters is one line.
     pub fn submit(&self, req: SubmitRequest) -> Result<JobHandle, String> {
+        let peers = self.board.peers();
+        let mut models = self.models.caps.clone();
+        models.extend(peers.iter().flat_map(|p| p.caps.models.iter().cloned()));
         let ctx = JobContext {
             cache: self.cache.clone(),
             name: self.name.clone(),
             chunk_seconds: self.cfg.chunk_seconds,
-            peers: self.board.peers(),
+            peers,
             mesh: self.board.link().map(MeshBlobs::new),
+            models,
         };
         let (kind, started) = registry::start(&ctx, req.clone())?;
         let handle = self.board.start(kind, started.inputs, started.driver);

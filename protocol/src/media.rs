@@ -149,6 +149,9 @@ pub enum SceneDetector {
         min_content_val: f32,
         window_width: u32,
     },
+    /// Cut where the shot-boundary network (TransNetV2, run on every frame) gives a
+    /// transition probability above `threshold`.
+    Neural { threshold: f32 },
 }
 
 /// Options of a scene-detection job.
@@ -249,6 +252,22 @@ pub struct SceneScores {
     /// was asked for them (a montage's analysis); empty otherwise.
     pub looks: Vec<FrameLook>,
 }
+
+/// The shot-boundary network's predictions for consecutive frames of a stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuralScores {
+    /// Index of the first frame in the whole stream.
+    pub first_frame: u64,
+    /// Per frame: the probability of a transition at it.
+    pub single: Vec<f32>,
+    /// Per frame: the probability that it lies inside a transition.
+    pub many: Vec<f32>,
+}
+
+/// Frames in one block of the neural pass: the network runs on the windows of whole blocks
+/// (block `k` keeps frames `50k..50k+50` of a window over `50k-25..50k+75`), placed on the
+/// stream, not on shards, so the predictions do not depend on the sharding.
+pub const NEURAL_BLOCK: u64 = 50;
 
 /// Frames between two [`FrameLook`] samples (counted on the whole stream: frame indices that
 /// are multiples of it).

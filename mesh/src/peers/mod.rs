@@ -337,6 +337,7 @@ mod tests {
     fn caps(host: &str) -> Capabilities {
         Capabilities {
             version: CAPS_VERSION,
+            models: Vec::new(),
             hostname: host.into(),
             arch: "x86_64".into(),
             os: "linux".into(),

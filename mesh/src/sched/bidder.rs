@@ -266,6 +266,7 @@ mod tests {
     fn caps(speeds: &[(&str, f32)], lacks: &[(&str, &str)]) -> Capabilities {
         Capabilities {
             version: CAPS_VERSION,
+            models: Vec::new(),
             hostname: "h".into(),
             arch: "x86_64".into(),
             os: "linux".into(),

@@ -39,6 +39,8 @@ pub struct JobContext {
     pub peers: Vec<PeerEntry>,
     /// Blobs the mesh's other nodes hold (none for a mesh of one).
     pub mesh: Option<MeshBlobs>,
+    /// Models held in the mesh, this node's first (see [`crate::models`]).
+    pub models: Vec<rendermesh_protocol::ModelCap>,
 }
 
 /// Blobs held by the mesh's other nodes, fetched by id into this node's store. For a driver's

@@ -220,7 +220,7 @@ fn start_mesh(runtime: &Arc<Runtime>, drain: &Arc<tokio::sync::Notify>) -> anyho
     let peers = Peers::new(
         network.clone(),
         name.to_string(),
-        crate::host::probe(force_cpu),
+        runtime.model.caps(),
         cfg.effective_slots() as u32,
     )
     .with_load(runtime.load.clone())
@@ -312,6 +312,7 @@ fn start_mesh(runtime: &Arc<Runtime>, drain: &Arc<tokio::sync::Notify>) -> anyho
     let threads = cfg.effective_threads();
     let peers_addr = peers.clone();
     let model = runtime.model.clone();
+    let models = runtime.models.caps.clone();
     let calibration = CancelToken::default();
     let cancel = calibration.clone();
     tasks.spawn("calibration", async move {
@@ -320,7 +321,8 @@ fn start_mesh(runtime: &Arc<Runtime>, drain: &Arc<tokio::sync::Notify>) -> anyho
         })
         .await;
         match probe {
-            Ok(Ok((caps, cached))) => {
+            Ok(Ok((mut caps, cached))) => {
+                caps.models = models;
                 tracing::info!(
                     cached,
                     encoders = caps.encoders.iter().filter(|e| e.verified).count(),

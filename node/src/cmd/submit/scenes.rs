@@ -30,6 +30,17 @@ pub(super) fn run(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
             min_content_val: a.min_content_val,
             window_width: a.window_width,
         },
+        DetectorArg::Neural => {
+            if !(a.neural_threshold > 0.0 && a.neural_threshold < 1.0) {
+                anyhow::bail!(
+                    "--neural-threshold {} is not a probability between 0 and 1",
+                    a.neural_threshold
+                );
+            }
+            SceneDetector::Neural {
+                threshold: a.neural_threshold,
+            }
+        }
     };
     let options = SceneOptions {
         detector,

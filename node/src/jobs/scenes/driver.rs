@@ -11,15 +11,17 @@ use std::path::PathBuf;
 use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
-    codec, CacheKey, CacheKind, ContentId, FileLooks, FrameRange, JobId, JobResult, SceneDetector,
-    SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec, ShardTask,
-    WorkStats,
+    codec, CacheKey, CacheKind, ContentId, FileLooks, FrameRange, JobId, JobResult, ModelCap,
+    NeuralScores, SceneDetector, SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult,
+    ShardSpec, ShardTask, WorkStats,
 };
 
 use super::analyze::from_edge;
 use super::detect::{
     adaptive_cuts, content_cuts, frame_delta, AdaptiveParams, ContentParams, FrameDelta,
 };
+use super::neural::cuts as neural_cuts;
+use super::neural_stage::{self, Chunk};
 use crate::engine::chunk::{plan_chunks_tapered, write_chunks};
 use crate::engine::probe::{identify, probe_cached};
 use crate::engine::ENGINE_VERSION;
@@ -50,6 +52,13 @@ pub struct ScenesDriver {
     chunks: Vec<PinGuard>,
     /// Measure how frames look too (a montage's analysis).
     looks: bool,
+    /// The shot-boundary network's weights held in the mesh (the neural detector's input).
+    model: Option<ModelCap>,
+    /// Peers' blobs: the weights are fetched from the node that holds them when this one
+    /// does not, and served from here to the shards' runners.
+    mesh: Option<crate::jobs::kind::MeshBlobs>,
+    /// The weights held for this job (kept in the store after it).
+    model_pin: Option<PinGuard>,
 }
 
 impl ScenesDriver {
@@ -69,7 +78,71 @@ impl ScenesDriver {
             files: Vec::new(),
             chunks: Vec::new(),
             looks: false,
+            model: None,
+            mesh: None,
+            model_pin: None,
         }
+    }
+
+    /// The shot-boundary network's weights, when a node of the mesh holds them.
+    pub fn with_model(
+        mut self,
+        model: Option<ModelCap>,
+        mesh: Option<crate::jobs::kind::MeshBlobs>,
+    ) -> Self {
+        self.model = model;
+        self.mesh = mesh;
+        self
+    }
+
+    /// The weights in this node's store, fetched by id (verified) from a peer that holds them
+    /// when they are not, and pinned for the job.
+    fn hold_model(&mut self, model: &ModelCap) -> Result<(), JobError> {
+        if self.cache.blobs.contains(&model.id) {
+            self.model_pin = Some(self.cache.blobs.pin(&model.id));
+            return Ok(());
+        }
+        let mesh = self.mesh.as_ref().ok_or_else(|| {
+            JobError("the TransNetV2 weights are neither here nor on a peer".into())
+        })?;
+        let pin = mesh.fetch(model.id, model.bytes).map_err(|e| {
+            JobError(format!(
+                "cannot fetch the TransNetV2 weights from a peer: {e}"
+            ))
+        })?;
+        self.model_pin = Some(pin);
+        Ok(())
+    }
+
+    /// The network's weights when the detector is the neural one (an error when no node of
+    /// the mesh holds them), else `None`.
+    fn neural_model(&self) -> Result<Option<ModelCap>, JobError> {
+        if !matches!(self.options.detector, SceneDetector::Neural { .. }) {
+            return Ok(None);
+        }
+        match &self.model {
+            Some(m) => Ok(Some(m.clone())),
+            None => Err(JobError(format!(
+                "the neural detector needs the TransNetV2 weights ({}) in the models dir of \
+                 at least one node of the mesh; none holds them",
+                crate::models::TRANSNET_FILE
+            ))),
+        }
+    }
+
+    /// A neural shard's predictions depend on the weights and its blocks, not on the chunks.
+    fn neural_key(&self, id: &ContentId, task: &ShardTask) -> CacheKey {
+        let blocks = match task {
+            ShardTask::SceneNeural {
+                first_block,
+                blocks,
+                total_frames,
+                ..
+            } => (*first_block, *blocks, *total_frames),
+            _ => (0, 0, 0),
+        };
+        let params = codec::canonical(&("neural", self.model.as_ref().map(|m| m.id), blocks));
+        CacheKey::derive(CacheKind::SceneShard, ENGINE_VERSION, &params, id)
     }
 
     /// Also measure how every [`rendermesh_protocol::LOOK_EVERY`]th frame looks; the looks
@@ -127,6 +200,10 @@ impl ScenesDriver {
 impl JobDriver for ScenesDriver {
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         let err = |e: crate::engine::MediaError| JobError(e.to_string());
+        let model = self.neural_model()?;
+        if let Some(m) = &model {
+            self.hold_model(m)?;
+        }
         let mut stats = WorkStats::default();
         let mut shards = Vec::new();
         let mut done = Vec::new();
@@ -164,6 +241,65 @@ impl JobDriver for ScenesDriver {
             let (probe, _) = probe_cached(&self.cache, &path, &ident.id).map_err(err)?;
             frames_total += probe.frames;
             let plans = plan_chunks_tapered(&probe, self.chunk_seconds);
+            if let Some(model) = &model {
+                let written = write_chunks(
+                    &path,
+                    &probe,
+                    &plans,
+                    &vec![true; plans.len()],
+                    &self.cache.blobs,
+                )
+                .map_err(err)?;
+                let mut chunks = Vec::with_capacity(plans.len());
+                for (plan, w) in plans.iter().zip(written) {
+                    let (id, bytes) = w.ok_or_else(|| {
+                        JobError(format!("{}: a chunk was not written", path.display()))
+                    })?;
+                    self.chunks.push(self.cache.blobs.pin(&id));
+                    chunks.push(Chunk {
+                        range: plan.range,
+                        id,
+                        bytes,
+                    });
+                }
+                let fps = probe.fps.as_f64();
+                let specs = neural_stage::shards(
+                    job,
+                    &mut next_index,
+                    &chunks,
+                    probe.frames,
+                    self.chunk_seconds * fps,
+                    model,
+                    probe.width,
+                    probe.height,
+                );
+                let mut keyed = Vec::with_capacity(specs.len());
+                for spec in specs {
+                    let key = self.neural_key(&ident.id, &spec.task);
+                    keyed.push((spec.index, key));
+                    let cached = self.cache.entries.get::<NeuralScores>(&key).unwrap_or(None);
+                    match cached.and_then(|s| ShardOutput::inline(&s).ok()) {
+                        Some(output) => done.push(ShardResult {
+                            job,
+                            index: spec.index,
+                            peer: format!("{} (cache)", self.peer),
+                            output,
+                            stats: WorkStats::default(),
+                        }),
+                        None => shards.push(spec),
+                    }
+                }
+                self.files.push(FileWork {
+                    path,
+                    id: ident.id,
+                    frames: probe.frames,
+                    fps: probe.fps,
+                    list: None,
+                    looks: None,
+                    shards: keyed,
+                });
+                continue;
+            }
             let mut want = Vec::with_capacity(plans.len());
             let mut keyed = Vec::with_capacity(plans.len());
             for plan in &plans {
@@ -225,7 +361,7 @@ impl JobDriver for ScenesDriver {
             });
         }
         Ok(Plan::Shards(Stage {
-            name: "scores".into(),
+            name: if model.is_some() { "neural" } else { "scores" }.into(),
             shards,
             done,
             frames_total,
@@ -236,6 +372,9 @@ impl JobDriver for ScenesDriver {
 
     fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
         release_blobs(&self.cache, std::mem::take(&mut self.chunks));
+        if let SceneDetector::Neural { threshold } = self.options.detector {
+            return self.finish_neural(results, threshold);
+        }
         let mut by_index: std::collections::HashMap<u32, SceneScores> =
             std::collections::HashMap::new();
         for r in results {
@@ -335,6 +474,66 @@ impl JobDriver for ScenesDriver {
     }
 }
 
+impl ScenesDriver {
+    /// The neural detector's lists: each file's predictions from its shards, cut where the
+    /// transition probability ends a run above `threshold`.
+    fn finish_neural(
+        &mut self,
+        results: Vec<ShardResult>,
+        threshold: f32,
+    ) -> Result<Finish, JobError> {
+        let mut by_index = std::collections::HashMap::new();
+        for r in results {
+            let s = r.output.decode::<NeuralScores>().map_err(|e| {
+                JobError(format!("shard {} returned no predictions ({e})", r.index))
+            })?;
+            by_index.insert(r.index, s);
+        }
+        let mut lists = Vec::with_capacity(self.files.len());
+        for f in &self.files {
+            if let Some(list) = &f.list {
+                lists.push(list.clone());
+                continue;
+            }
+            let mut parts = Vec::with_capacity(f.shards.len());
+            for (index, key) in &f.shards {
+                let s = by_index.remove(index).ok_or_else(|| {
+                    JobError(format!(
+                        "{}: predictions of shard {index} missing",
+                        f.path.display()
+                    ))
+                })?;
+                if let Err(e) = self.cache.entries.put(key, &s) {
+                    tracing::warn!(error = %e, "cannot cache the network's predictions");
+                }
+                parts.push(s);
+            }
+            let single = neural_stage::assemble(&parts, f.frames)
+                .map_err(|e| JobError(format!("{}: {e}", f.path.display())))?;
+            let list = SceneList {
+                input: f.id,
+                fps: f.fps,
+                frames: f.frames,
+                cuts: neural_cuts(&single, threshold, self.options.min_scene_len)
+                    .into_iter()
+                    .map(u64::from)
+                    .collect(),
+            };
+            if let Err(e) = self.cache.entries.put(&self.list_key(&f.id), &list) {
+                tracing::warn!(error = %e, "cannot cache scene list");
+            }
+            lists.push(list);
+        }
+        if let Err(e) = self.cache.entries.flush() {
+            tracing::warn!(error = %e, "cannot flush the cache");
+        }
+        Ok(Finish::Done(
+            JobResult::Scenes { lists },
+            WorkStats::default(),
+        ))
+    }
+}
+
 /// Run the configured detector over a whole file's deltas.
 pub fn detect(deltas: &[Option<FrameDelta>], o: &SceneOptions) -> Vec<u32> {
     match o.detector {
@@ -360,5 +559,7 @@ pub fn detect(deltas: &[Option<FrameDelta>], o: &SceneOptions) -> Vec<u32> {
                 weights: o.weights,
             },
         ),
+        // the neural detector's cuts come from the network (`finish_neural`), not from deltas
+        SceneDetector::Neural { .. } => Vec::new(),
     }
 }

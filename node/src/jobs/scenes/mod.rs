@@ -3,6 +3,8 @@
 //!
 //! - [`analyze`]: the scores of one shard (weighted HSV deltas of downscaled frames).
 //! - [`detect`]: the content and adaptive detectors.
+//! - [`neural`]: the shot-boundary network on blocks of frames (a shard's side);
+//!   [`neural_stage`] plans its shards and puts their predictions together.
 //! - [`driver`]: plans the score shards (cache, probe, cut) and stitches the results.
 //! - [`export`]: scene lists as CSV, JSON and EDL.
 //! - [`looks`]: how sampled frames look (a montage's material analysis).
@@ -13,13 +15,15 @@ pub mod detect;
 pub mod driver;
 pub mod export;
 pub mod looks;
+pub mod neural;
+pub mod neural_stage;
 
 use std::path::PathBuf;
 
 use rendermesh_mesh::exec::ShardCtl;
 use rendermesh_mesh::ShardError;
 use rendermesh_protocol::{
-    Capabilities, SceneOptions, ShardOutput, ShardSpec, ShardTask, WorkStats,
+    Capabilities, SceneOptions, ShardOutput, ShardSpec, ShardTask, WorkStats, TRANSNET_V2,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +59,10 @@ impl JobKind for Scenes {
             p.options,
             ctx.chunk(p.chunk_seconds)?,
             ctx.name.clone(),
+        )
+        .with_model(
+            crate::models::find(&ctx.models, TRANSNET_V2),
+            ctx.mesh.clone(),
         );
         Ok(Started {
             inputs,
@@ -68,6 +76,39 @@ impl JobKind for Scenes {
         shard: &ShardSpec,
         ctl: &ShardCtl<'_>,
     ) -> Result<(ShardOutput, WorkStats), ShardError> {
+        if let ShardTask::SceneNeural {
+            chunks,
+            first_block,
+            blocks,
+            total_frames,
+        } = &shard.task
+        {
+            let mut inputs = Vec::with_capacity(chunks.len());
+            for (i, range) in chunks.iter().enumerate() {
+                inputs.push((env.input(shard, i)?, *range));
+            }
+            let weights = env.input(shard, chunks.len())?;
+            let model = *shard.inputs.get(chunks.len()).ok_or_else(|| {
+                ShardError::refused(format!("shard {} names no weights", shard.index))
+            })?;
+            let scores = neural::run_shard(
+                &inputs,
+                &weights,
+                &model,
+                *first_block,
+                *blocks,
+                *total_frames,
+                env.threads,
+                ctl,
+            )?;
+            let stats = WorkStats {
+                decoded_frames: scores.single.len() as u64,
+                ..Default::default()
+            };
+            let output = ShardOutput::inline(&scores)
+                .map_err(|e| ShardError::engine(format!("predictions too large to send: {e}")))?;
+            return Ok((output, stats));
+        }
         let ShardTask::SceneScores {
             range,
             params,

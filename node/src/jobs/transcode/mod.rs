@@ -128,6 +128,7 @@ mod tests {
             chunk_seconds: 2.0,
             peers: Vec::new(),
             mesh: None,
+            models: Vec::new(),
         };
         let request = |container: &str| {
             serde_json::to_value(Params {

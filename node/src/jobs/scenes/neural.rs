@@ -1,0 +1,252 @@
+//! The neural pass of scene detection: the shot-boundary network (TransNetV2, in the
+//! `rendermesh-transnet` crate) over blocks of [`NEURAL_BLOCK`] frames.
+//!
+//! Block `k` keeps frames `50k..50k+50` of a window over frames `50k-25..50k+75` of the stream
+//! (clamped to its first and last frame, as the published model pads a clip). The blocks sit
+//! on the stream, not on shards, so a shard's predictions are the ones the whole file would
+//! give, however it is cut: a shard decodes what its blocks' windows need from the chunks
+//! around it, its neighbours' edge frames included.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ffmpeg_next as ff;
+use rendermesh_mesh::exec::ShardCtl;
+use rendermesh_protocol::{ContentId, FrameRange, NeuralScores, NEURAL_BLOCK};
+use rendermesh_transnet::{TransNet, CONTEXT, FRAME_BYTES, HEIGHT, STEP, WIDTH, WINDOW};
+
+use crate::engine::decode::decode_range;
+use crate::engine::MediaError;
+
+const _: () = assert!(
+    NEURAL_BLOCK as usize == STEP,
+    "a block is what a window keeps"
+);
+
+/// Blocks of a stream of `frames` frames.
+pub fn blocks_of(frames: u64) -> u64 {
+    frames.div_ceil(NEURAL_BLOCK)
+}
+
+/// The frames `[start, end)` that the windows of blocks `first..first+blocks` read.
+pub fn span(first: u64, blocks: u32, total: u64) -> (u64, u64) {
+    let start = (first * NEURAL_BLOCK).saturating_sub(CONTEXT as u64);
+    let end = ((first + u64::from(blocks)) * NEURAL_BLOCK + CONTEXT as u64).min(total);
+    (start.min(end), end)
+}
+
+/// Loaded networks by the content id of their weights: a node loads them once.
+fn network(weights: &Path, id: &ContentId) -> Result<Arc<TransNet>, String> {
+    static NETS: OnceLock<Mutex<HashMap<ContentId, Arc<TransNet>>>> = OnceLock::new();
+    let nets = NETS.get_or_init(Mutex::default);
+    let mut nets = nets.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = nets.get(id) {
+        return Ok(n.clone());
+    }
+    let net = Arc::new(
+        TransNet::load(weights, &rendermesh_transnet::Device::Cpu).map_err(|e| e.to_string())?,
+    );
+    nets.insert(*id, net.clone());
+    Ok(net)
+}
+
+/// Decodes frames `[start, end)` of the stream from `chunks` (blob paths with their ranges, in
+/// time order) at the network's 48×27 RGB, scaled as ffmpeg scales by default (bicubic).
+pub fn decode_span(
+    chunks: &[(std::path::PathBuf, FrameRange)],
+    start: u64,
+    end: u64,
+    threads: usize,
+    ctl: &ShardCtl<'_>,
+) -> Result<Vec<u8>, MediaError> {
+    let mut out = Vec::with_capacity((end - start) as usize * FRAME_BYTES);
+    let mut next = start;
+    for (path, range) in chunks {
+        let (first, last) = (range.first_frame, range.first_frame + range.frames);
+        if last <= next || first >= end {
+            continue;
+        }
+        let mut scaler: Option<(ff::software::scaling::Context, ff::frame::Video)> = None;
+        let mut index = first;
+        decode_range(path, range, threads, false, |frame| {
+            if ctl.is_cancelled() {
+                return Err(MediaError::Cancelled);
+            }
+            let at = index;
+            index += 1;
+            if at != next || at >= end {
+                return Ok(());
+            }
+            if scaler.is_none() {
+                let sws = ff::software::scaling::Context::get(
+                    frame.format(),
+                    frame.width(),
+                    frame.height(),
+                    ff::format::Pixel::RGB24,
+                    WIDTH as u32,
+                    HEIGHT as u32,
+                    ff::software::scaling::Flags::BICUBIC,
+                )
+                .map_err(|e| MediaError::decode(path, format!("scaler: {e}")))?;
+                scaler = Some((sws, ff::frame::Video::empty()));
+            }
+            let Some((sws, rgb)) = scaler.as_mut() else {
+                return Ok(());
+            };
+            sws.run(frame, rgb)
+                .map_err(|e| MediaError::decode(path, format!("scaler: {e}")))?;
+            let stride = rgb.stride(0);
+            let data = rgb.data(0);
+            for row in 0..HEIGHT {
+                let line = data
+                    .get(row * stride..row * stride + WIDTH * 3)
+                    .ok_or_else(|| MediaError::decode(path, "scaler: a short frame"))?;
+                out.extend_from_slice(line);
+            }
+            next += 1;
+            Ok(())
+        })?;
+    }
+    if next != end {
+        return Err(MediaError::Other {
+            file: chunks.first().map(|c| c.0.clone()).unwrap_or_default(),
+            cause: format!("decoded frames {start}..{next}, the network needs {start}..{end}"),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs blocks `first..first+blocks` of a stream of `total` frames on `frames`, the decoded
+/// frames `[span_start, …)`: the predictions of the blocks' frames (the last block stops at
+/// the stream's end).
+pub fn run_blocks(
+    net: &TransNet,
+    frames: &[u8],
+    span_start: u64,
+    first: u64,
+    blocks: u32,
+    total: u64,
+    ctl: &ShardCtl<'_>,
+) -> Result<NeuralScores, String> {
+    let have = (frames.len() / FRAME_BYTES) as u64;
+    let mut single = Vec::new();
+    let mut many = Vec::new();
+    let mut window = vec![0u8; WINDOW * FRAME_BYTES];
+    for k in first..first + u64::from(blocks) {
+        let kept_start = k * NEURAL_BLOCK;
+        if kept_start >= total {
+            break;
+        }
+        if ctl.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        for i in 0..WINDOW as u64 {
+            // the window's frame, clamped to the stream as the published model pads it
+            let f = (kept_start + i)
+                .saturating_sub(CONTEXT as u64)
+                .min(total - 1);
+            let at = f
+                .checked_sub(span_start)
+                .filter(|a| *a < have)
+                .ok_or_else(|| format!("frame {f} is not among the decoded frames"))?
+                as usize;
+            let dst = i as usize * FRAME_BYTES;
+            window[dst..dst + FRAME_BYTES]
+                .copy_from_slice(&frames[at * FRAME_BYTES..(at + 1) * FRAME_BYTES]);
+        }
+        let p = net.run_window(&window).map_err(|e| e.to_string())?;
+        let keep = (total - kept_start).min(NEURAL_BLOCK) as usize;
+        for q in &p[CONTEXT..CONTEXT + keep] {
+            single.push(q.single);
+            many.push(q.many);
+        }
+        ctl.progress(single.len() as u64);
+    }
+    Ok(NeuralScores {
+        first_frame: first * NEURAL_BLOCK,
+        single,
+        many,
+    })
+}
+
+/// Runs a neural shard: decode what the blocks need, load the network (`weights`, by its
+/// content id `model`) and run it.
+#[allow(clippy::too_many_arguments)]
+pub fn run_shard(
+    chunks: &[(std::path::PathBuf, FrameRange)],
+    weights: &Path,
+    model: &ContentId,
+    first: u64,
+    blocks: u32,
+    total: u64,
+    threads: usize,
+    ctl: &ShardCtl<'_>,
+) -> Result<NeuralScores, MediaError> {
+    let (start, end) = span(first, blocks, total);
+    let frames = decode_span(chunks, start, end, threads, ctl)?;
+    let net = network(weights, model).map_err(|cause| MediaError::Other {
+        file: weights.to_path_buf(),
+        cause,
+    })?;
+    run_blocks(&net, &frames, start, first, blocks, total, ctl).map_err(|cause| {
+        if ctl.is_cancelled() {
+            MediaError::Cancelled
+        } else {
+            MediaError::Other {
+                file: weights.to_path_buf(),
+                cause,
+            }
+        }
+    })
+}
+
+/// Cuts from a stream's transition probabilities: where a run of frames above `threshold`
+/// ends, the next frame starts a scene (a hard cut's run is its shot's last frame; a
+/// dissolve's, its middle), as the published model turns predictions into scenes.
+pub fn cuts(single: &[f32], threshold: f32, min_scene_len: u32) -> Vec<u32> {
+    let mut cuts = Vec::new();
+    let mut last_cut = 0u64;
+    let mut above = false;
+    for (i, p) in single.iter().enumerate() {
+        let now = *p > threshold;
+        if above && !now {
+            let at = i as u64;
+            if at - last_cut >= u64::from(min_scene_len.max(1)) {
+                cuts.push(at as u32);
+                last_cut = at;
+            }
+        }
+        above = now;
+    }
+    cuts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_cover_the_windows_of_their_blocks_and_stop_at_the_stream() {
+        assert_eq!(blocks_of(0), 0);
+        assert_eq!(blocks_of(50), 1);
+        assert_eq!(blocks_of(158), 4);
+        // the first block reads frames 0..75 (before 0 it repeats frame 0)
+        assert_eq!(span(0, 1, 1000), (0, 75));
+        assert_eq!(span(2, 3, 1000), (75, 275));
+        // the last block stops at the last frame
+        assert_eq!(span(3, 1, 158), (125, 158));
+    }
+
+    #[test]
+    fn a_run_above_the_threshold_cuts_where_it_ends() {
+        let mut p = vec![0.0f32; 200];
+        p[49] = 0.97; // a hard cut: frame 49 is its shot's last
+        p[104] = 0.8; // the middle of a dissolve
+        p[105] = 0.6;
+        p[110] = 0.9; // too close to the last cut for a 15-frame minimum
+        assert_eq!(cuts(&p, 0.5, 15), vec![50, 106]);
+        assert_eq!(cuts(&p, 0.5, 1), vec![50, 106, 111]);
+        assert_eq!(cuts(&p, 0.99, 15), Vec::<u32>::new());
+    }
+}
