@@ -391,8 +391,12 @@ impl JobDriver for ScenesDriver {
             }
         }
         let mut lists = Vec::with_capacity(self.files.len());
-        let looks_keys: Vec<CacheKey> = self.files.iter().map(|f| self.looks_key(&f.id)).collect();
-        for (f, looks_key) in self.files.iter_mut().zip(looks_keys) {
+        let keys: Vec<(CacheKey, CacheKey)> = self
+            .files
+            .iter()
+            .map(|f| (self.looks_key(&f.id), self.list_key(&f.id)))
+            .collect();
+        for (f, (looks_key, list_key)) in self.files.iter_mut().zip(keys) {
             if let Some(list) = &f.list {
                 lists.push(list.clone());
                 continue;
@@ -453,28 +457,29 @@ impl JobDriver for ScenesDriver {
                 }
                 f.looks = Some(file_looks);
             }
-            let list_key = CacheKey::derive(
-                CacheKind::SceneList,
-                ENGINE_VERSION,
-                &codec::canonical(&self.options),
-                &f.id,
-            );
-            if let Err(e) = self.cache.entries.put(&list_key, &list) {
-                tracing::warn!(error = %e, "cannot cache scene list");
-            }
+            keep_list(&self.cache, &list_key, &list);
             lists.push(list);
         }
-        if let Err(e) = self.cache.entries.flush() {
-            tracing::warn!(error = %e, "cannot flush the cache");
-        }
-        Ok(Finish::Done(
-            JobResult::Scenes { lists },
-            WorkStats::default(),
-        ))
+        Ok(self.done(lists))
+    }
+}
+
+/// Cache a file's scene list (a failure costs only the next run's cache hit).
+fn keep_list(cache: &Cache, key: &CacheKey, list: &SceneList) {
+    if let Err(e) = cache.entries.put(key, list) {
+        tracing::warn!(error = %e, "cannot cache scene list");
     }
 }
 
 impl ScenesDriver {
+    /// The job's result, once every entry it made is flushed.
+    fn done(&self, lists: Vec<SceneList>) -> Finish {
+        if let Err(e) = self.cache.entries.flush() {
+            tracing::warn!(error = %e, "cannot flush the cache");
+        }
+        Finish::Done(JobResult::Scenes { lists }, WorkStats::default())
+    }
+
     /// The neural detector's lists: each file's predictions from its shards, cut where the
     /// transition probability ends a run above `threshold`.
     fn finish_neural(
@@ -519,18 +524,10 @@ impl ScenesDriver {
                     .map(u64::from)
                     .collect(),
             };
-            if let Err(e) = self.cache.entries.put(&self.list_key(&f.id), &list) {
-                tracing::warn!(error = %e, "cannot cache scene list");
-            }
+            keep_list(&self.cache, &self.list_key(&f.id), &list);
             lists.push(list);
         }
-        if let Err(e) = self.cache.entries.flush() {
-            tracing::warn!(error = %e, "cannot flush the cache");
-        }
-        Ok(Finish::Done(
-            JobResult::Scenes { lists },
-            WorkStats::default(),
-        ))
+        Ok(self.done(lists))
     }
 }
 
