@@ -5,27 +5,26 @@
 //! (3,1,1) one is a matrix product over the channels at every pixel, summed over three frames
 //! `dilation` apart.
 
-use candle_core::{Tensor, D};
-
+use crate::ops::{avg_pool2, conv3x3, gemm, relu, Mat, Volume};
 use crate::weights::Weights;
 use crate::Error;
 
 /// The four temporal dilations of a block.
 const DILATIONS: [usize; 4] = [1, 2, 4, 8];
 /// BatchNorm's epsilon in the published model.
-const BN_EPS: f64 = 1e-3;
+const BN_EPS: f32 = 1e-3;
 
 /// One DilatedDCNNV2 block: four separable convolutions (dilations 1, 2, 4, 8) side by side,
 /// concatenated, batch-normalised, and optionally ReLU.
 pub(crate) struct Block {
     /// The four spatial kernels stacked: `[4 × 2F, C_in, 3, 3]`.
-    spatial: Tensor,
-    /// Per dilation, the temporal kernel's three taps stacked: `[3 × F, 2F]` (tap-major).
-    temporal: Vec<Tensor>,
+    spatial: Vec<f32>,
+    /// Per dilation, the temporal kernel's three taps: `[3, F, 2F]` (tap-major).
+    temporal: Vec<Vec<f32>>,
     filters: usize,
-    /// BatchNorm folded into a scale and a shift: `[4F, 1, 1]` each.
-    scale: Tensor,
-    shift: Tensor,
+    /// BatchNorm folded into a scale and a shift per output channel.
+    scale: Vec<f32>,
+    shift: Vec<f32>,
     relu: bool,
 }
 
@@ -37,81 +36,130 @@ impl Block {
         filters: usize,
         relu: bool,
     ) -> Result<Block, Error> {
-        let mut spatial = Vec::with_capacity(4);
+        let f2 = 2 * filters;
+        let mut spatial = Vec::with_capacity(4 * f2 * c_in * 9);
         let mut temporal = Vec::with_capacity(4);
         for d in DILATIONS {
-            let s = w.get(
+            // [2F, C_in, 1, 3, 3] is already [2F, C_in·9] row-major
+            spatial.extend_from_slice(w.get(
                 &format!("{prefix}.Conv3D_{d}.layers.0.weight"),
-                &[2 * filters, c_in, 1, 3, 3],
-            )?;
-            spatial.push(s.squeeze(2)?);
+                &[f2, c_in, 1, 3, 3],
+            )?);
+            // [F, 2F, 3, 1, 1] → [3, F, 2F]
             let t = w.get(
                 &format!("{prefix}.Conv3D_{d}.layers.1.weight"),
-                &[filters, 2 * filters, 3, 1, 1],
+                &[filters, f2, 3, 1, 1],
             )?;
-            // [F, 2F, 3] → [3, F, 2F] → [3F, 2F]: one product gives all three taps
-            let t = t
-                .squeeze(4)?
-                .squeeze(3)?
-                .permute((2, 0, 1))?
-                .contiguous()?
-                .reshape((3 * filters, 2 * filters))?;
-            temporal.push(t);
+            let mut taps = vec![0f32; 3 * filters * f2];
+            for o in 0..filters {
+                for i in 0..f2 {
+                    for k in 0..3 {
+                        taps[(k * filters + o) * f2 + i] = t[(o * f2 + i) * 3 + k];
+                    }
+                }
+            }
+            temporal.push(taps);
         }
-        let spatial = Tensor::cat(&spatial, 0)?.contiguous()?;
         let n = 4 * filters;
         let gamma = w.get(&format!("{prefix}.bn.weight"), &[n])?;
         let beta = w.get(&format!("{prefix}.bn.bias"), &[n])?;
         let mean = w.get(&format!("{prefix}.bn.running_mean"), &[n])?;
         let var = w.get(&format!("{prefix}.bn.running_var"), &[n])?;
-        let scale = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
-        let shift = beta.sub(&mean.mul(&scale)?)?;
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(var)
+            .map(|(g, v)| g / (v + BN_EPS).sqrt())
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
         Ok(Block {
             spatial,
             temporal,
             filters,
-            scale: scale.reshape((n, 1, 1))?,
-            shift: shift.reshape((n, 1, 1))?,
+            scale,
+            shift,
             relu,
         })
     }
 
     /// `[T, C_in, H, W]` → `[T, 4F, H, W]`.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        let (t, _, h, w) = x.dims4()?;
-        let f2 = 2 * self.filters;
-        let mid = x.conv2d(&self.spatial, 1, 1, 1, 1)?; // [T, 4·2F, H, W]
-        let mut outs = Vec::with_capacity(4);
+    pub(crate) fn forward(&self, x: &Volume) -> Result<Volume, Error> {
+        let (f, f2) = (self.filters, 2 * self.filters);
+        let mid = conv3x3(x, &self.spatial, 4 * f2)?; // [T, 4·2F, H, W]
+        let p = x.h * x.w;
+        let mut out = Volume::zeros(x.t, 4 * f, x.h, x.w);
+        let frame_out = out.frame_len();
         for (k, d) in DILATIONS.into_iter().enumerate() {
-            let branch = mid.narrow(1, k * f2, f2)?.reshape((t, f2, h * w))?;
-            outs.push(temporal(&branch, &self.temporal[k], self.filters, d)?);
+            temporal(
+                &mid,
+                k * f2,
+                &self.temporal[k],
+                f,
+                d,
+                &mut out.data,
+                k * f,
+                frame_out,
+                p,
+            )?;
         }
-        let y = Tensor::cat(&outs, 1)?.reshape((t, 4 * self.filters, h, w))?;
-        let y = y.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)?;
-        Ok(if self.relu { y.relu()? } else { y })
+        for frame in out.data.chunks_exact_mut(frame_out) {
+            for (ch, plane) in frame.chunks_exact_mut(p).enumerate() {
+                let (s, b) = (self.scale[ch], self.shift[ch]);
+                for v in plane.iter_mut() {
+                    *v = *v * s + b;
+                }
+            }
+        }
+        if self.relu {
+            relu(&mut out.data);
+        }
+        Ok(out)
     }
 }
 
 /// A (3,1,1) convolution with `dilation` and zero padding of `dilation` in time:
-/// `y[t] = K0·x[t−d] + K1·x[t] + K2·x[t+d]`. `x`: `[T, C, P]`, `taps`: `[3F, C]` → `[T, F, P]`.
-fn temporal(x: &Tensor, taps: &Tensor, filters: usize, d: usize) -> Result<Tensor, Error> {
-    let t = x.dim(0)?;
-    let all = taps.broadcast_matmul(x)?; // [T, 3F, P]
-    let centre = all.narrow(1, filters, filters)?;
-    if d >= t {
-        return Ok(centre.contiguous()?);
+/// `y[t] = K0·x[t−d] + K1·x[t] + K2·x[t+d]`, where `x` is the `2F` channels of `mid` from
+/// `c0` on and `y` the `F` channels of `out` from `o0` on.
+#[allow(clippy::too_many_arguments)]
+fn temporal(
+    mid: &Volume,
+    c0: usize,
+    taps: &[f32],
+    filters: usize,
+    d: usize,
+    out: &mut [f32],
+    o0: usize,
+    frame_out: usize,
+    p: usize,
+) -> Result<(), Error> {
+    let f2 = 2 * filters;
+    let tap_len = filters * f2;
+    for t in 0..mid.t {
+        let y = &mut out[t * frame_out + o0 * p..][..filters * p];
+        let mut first = true;
+        for (k, tap) in taps.chunks_exact(tap_len).enumerate() {
+            // frame t + (k − 1)·d, if inside the window
+            let Some(s) = (t + k * d).checked_sub(d).filter(|&s| s < mid.t) else {
+                continue;
+            };
+            let x = &mid.frame(s)[c0 * p..(c0 + f2) * p];
+            gemm(
+                filters,
+                f2,
+                p,
+                Mat::rows(tap, f2),
+                Mat::rows(x, p),
+                y,
+                !first,
+            )?;
+            first = false;
+        }
     }
-    // K0 applied to x[t−d]: the product at frame s lands at s+d
-    let back = all
-        .narrow(1, 0, filters)?
-        .narrow(0, 0, t - d)?
-        .pad_with_zeros(0, d, 0)?;
-    // K2 applied to x[t+d]: the product at frame s lands at s−d
-    let ahead = all
-        .narrow(1, 2 * filters, filters)?
-        .narrow(0, d, t - d)?
-        .pad_with_zeros(0, 0, d)?;
-    Ok((centre + back)?.add(&ahead)?)
+    Ok(())
 }
 
 /// StackedDDCNNV2: blocks in a row (ReLU on all but the last), ReLU, the first block's
@@ -143,24 +191,21 @@ impl Stack {
         Ok(Stack { blocks })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
+    pub(crate) fn forward(&self, x: &Volume) -> Result<Volume, Error> {
+        let mut shortcut: Option<Volume> = None;
         let mut x = x.clone();
-        let mut shortcut = None;
         for b in &self.blocks {
             x = b.forward(&x)?;
             if shortcut.is_none() {
                 shortcut = Some(x.clone());
             }
         }
-        let mut x = x.relu()?;
+        relu(&mut x.data);
         if let Some(s) = shortcut {
-            x = (x + s)?;
+            for (v, s) in x.data.iter_mut().zip(&s.data) {
+                *v += s;
+            }
         }
-        Ok(x.avg_pool2d((2, 2))?)
+        Ok(avg_pool2(&x))
     }
-}
-
-/// Mean over the spatial dimensions: `[T, C, H, W]` → `[T, C]`.
-pub(crate) fn spatial_mean(x: &Tensor) -> Result<Tensor, Error> {
-    Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
 }

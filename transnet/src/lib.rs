@@ -1,4 +1,4 @@
-//! TransNetV2 shot-boundary detection in pure Rust, on candle.
+//! TransNetV2 shot-boundary detection in pure Rust.
 //!
 //! The network as published (Souček & Lokoč, 2020; MIT licence): frames scaled to 48×27 RGB,
 //! windows of 100 frames of which the middle 50 are kept (25 frames of context each side),
@@ -10,12 +10,14 @@
 //! This crate is the network and its windowing only: decoding and scaling frames, deciding
 //! which windows to run and what a boundary is belong to the scene detector that uses it.
 
+mod archive;
 mod layers;
 mod model;
+mod ops;
+mod pickle;
 mod similarity;
 mod weights;
 
-pub use candle_core::Device;
 pub use model::{Prediction, TransNet};
 pub use weights::Weights;
 
@@ -40,5 +42,5 @@ pub enum Error {
     #[error("frames: {0}")]
     Frames(String),
     #[error("the network failed: {0}")]
-    Compute(#[from] candle_core::Error),
+    Compute(String),
 }

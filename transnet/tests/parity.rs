@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use candle_core::Device;
 use rendermesh_transnet::{TransNet, FRAME_BYTES};
 
 fn workspace() -> PathBuf {
@@ -63,7 +62,7 @@ fn predictions_equal_the_python_package_within_1e_3() {
     );
     let n = frames.len() / FRAME_BYTES;
     assert_eq!(n as u64, reference["frames"].as_u64().unwrap());
-    let net = TransNet::load(&weights(), &Device::Cpu).expect("the weights load");
+    let net = TransNet::load(&weights()).expect("the weights load");
     let got = net.predict(&frames).expect("the network runs");
     assert_eq!(got.len(), n);
     let want_single = floats(&reference["single"]);
@@ -105,14 +104,12 @@ fn bad_frames_and_a_file_that_is_not_the_weights_are_errors() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let junk = dir.path().join("junk.pth");
     std::fs::write(&junk, b"not a zip").unwrap();
-    let e = TransNet::load(&junk, &Device::Cpu)
-        .err()
-        .expect("junk is refused");
+    let e = TransNet::load(&junk).err().expect("junk is refused");
     assert!(
         e.to_string().contains("cannot read the TransNetV2 weights"),
         "{e}"
     );
-    let net = TransNet::load(&weights(), &Device::Cpu).expect("the weights load");
+    let net = TransNet::load(&weights()).expect("the weights load");
     let e = net
         .predict(&[0u8; FRAME_BYTES + 1])
         .expect_err("a partial frame is refused");

@@ -44,9 +44,7 @@ fn network(weights: &Path, id: &ContentId) -> Result<Arc<TransNet>, String> {
     if let Some(n) = nets.get(id) {
         return Ok(n.clone());
     }
-    let net = Arc::new(
-        TransNet::load(weights, &rendermesh_transnet::Device::Cpu).map_err(|e| e.to_string())?,
-    );
+    let net = Arc::new(TransNet::load(weights).map_err(|e| e.to_string())?);
     nets.insert(*id, net.clone());
     Ok(net)
 }
