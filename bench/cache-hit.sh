@@ -51,7 +51,7 @@ start_node b "$(addr_of a)"
 for _ in $(seq 100); do "$BIN" --data-dir "$WORK/b" peers --json | grep -c peer_id >/dev/null && break; sleep 0.1; done
 
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
-submit() { "$BIN" --data-dir "$WORK/$1" submit scenes "$2" -q --json "$WORK/$1-$3.json"; }
+submit() { "$BIN" --data-dir "$WORK/$1" submit scenes --detector content "$2" -q --json "$WORK/$1-$3.json"; }
 
 COMPUTE=$(secs submit a "$CLIP" compute)
 cp "$CLIP" "$WORK/copy-on-b.mp4"

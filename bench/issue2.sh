@@ -308,7 +308,7 @@ if ((RM_OK)); then
     for ((r = 1; r <= RUNS; r++)); do
         dd=$(fresh_dir rm-data-scenes); TMP_DIRS+=("$dd")
         rm -f "$RM_SC_CSV"
-        if timed "$LOGS/rendermesh-scenes.log" "$RENDERMESH" --data-dir "$dd" submit scenes --local -q "$SRC" --csv "$RM_SC_CSV"; then
+        if timed "$LOGS/rendermesh-scenes.log" "$RENDERMESH" --data-dir "$dd" submit scenes --local -q --detector content "$SRC" --csv "$RM_SC_CSV"; then
             RM_SC_T=$(fmin "$RM_SC_T" "$LAST_TIME")
         else RM_SC_T=failed; break; fi
     done
@@ -324,7 +324,7 @@ if ((RM_OK)); then
     if [[ $RM_SC_T != failed ]]; then
         log "c'. rendermesh scenes, same data dir again (cache hit) (x$RUNS)"
         for ((r = 1; r <= RUNS; r++)); do
-            if timed "$LOGS/rendermesh-scenes-cached.log" "$RENDERMESH" --data-dir "$dd" submit scenes --local -q "$SRC" --csv "$OUT/rendermesh-scenes-cached.csv"; then
+            if timed "$LOGS/rendermesh-scenes-cached.log" "$RENDERMESH" --data-dir "$dd" submit scenes --local -q --detector content "$SRC" --csv "$OUT/rendermesh-scenes-cached.csv"; then
                 RM_HIT_T=$(fmin "$RM_HIT_T" "$LAST_TIME")
             else RM_HIT_T=failed; break; fi
         done

@@ -210,7 +210,7 @@ run_job() {
             --chunk-seconds "$CHUNK_SECONDS" --report "$out.json" -q >"$out.out" 2>&1 \
             || die "$label failed: $(tail -5 "$out.out")"
     else
-        ip netns exec "${TAG}n1" "$RENDERMESH" --data-dir "$dir" submit scenes "$SRC" \
+        ip netns exec "${TAG}n1" "$RENDERMESH" --data-dir "$dir" submit scenes --detector content "$SRC" \
             --csv "$out.csv" --chunk-seconds "$CHUNK_SECONDS" --report "$out.json" -q \
             >"$out.out" 2>&1 || die "$label failed: $(tail -5 "$out.out")"
     fi

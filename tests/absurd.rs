@@ -3,7 +3,7 @@
 //! declines or refuses each, says so in one line, and keeps running; a job it coordinates
 //! leaves the liar out and finishes.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Bad input: one clear line naming the file and the cause, non-zero exit, no partial
 //! output; a running node keeps running.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

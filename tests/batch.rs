@@ -1,7 +1,7 @@
 //! Many files in one job on three real nodes: a library of mixed files with a broken one and
 //! one that is not media; the coordinator killed mid-batch and the batch submitted again.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! the songs of Debian's `fretsonfire-songs-sectoid` against the beat grids of their charts;
 //! a grid answered from a peer's replica with no decode.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

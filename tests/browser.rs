@@ -2,7 +2,7 @@
 //! a form filled and submitted by JS, a counter that moves without a reload, a screenshot,
 //! and a page's thrown error caught.
 
-mod common;
+use crate::common;
 
 use common::browser::Browser;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! scenes job SIGKILLed at several points leaving a cache that verifies clean and still gives
 //! the right answer, and the commands refusing while a node holds the data dir.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

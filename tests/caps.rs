@@ -1,7 +1,7 @@
 //! Capabilities: encoders proven by a real test encode on this machine, a calibration cached
 //! per hardware, and a hardware encoder that cannot work falling back instead of failing.
 
-mod common;
+use crate::common;
 
 use common::*;
 

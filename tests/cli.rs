@@ -1,6 +1,6 @@
 //! The command line's stable surface.
 
-mod common;
+use crate::common;
 
 #[test]
 fn help_lists_the_commands() {

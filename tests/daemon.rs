@@ -1,7 +1,7 @@
 //! `rendermesh node` as a daemon: the CLI finds it, jobs run there, `status` shows the shard
 //! table, the control API wants its token, SIGTERM stops it cleanly.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 

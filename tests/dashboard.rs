@@ -4,7 +4,7 @@
 //! actions need a session, its anti-forgery token and this site's origin; a LAN listener
 //! shows nothing without a login; the token and the password hash stay private.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

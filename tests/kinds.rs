@@ -3,7 +3,7 @@
 //! lease lost by a frozen worker, and a coordinator killed mid-stage and resumed. Every digest
 //! is checked against the same chain of blake3 computed here.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

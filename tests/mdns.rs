@@ -4,9 +4,9 @@
 //! holding another key, is seen by all of them, dialled by none and lists nobody.
 //!
 //! Needs root and iproute2 (`ip netns`); without them the test prints `SKIPPED: …` and passes.
-//! Run with `cargo test --test mdns -- --nocapture` to see the MEASURED line.
+//! Run with `cargo test --test integration mdns:: -- --nocapture` to see the MEASURED line.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -4,7 +4,7 @@
 //! one job finished, every shard finished and timed, bytes fetched and served on both nodes,
 //! cache lookups made. No label names a file or a job.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

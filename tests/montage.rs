@@ -2,7 +2,7 @@
 //! (640x360 25 fps, 854x480 30 fps, 1280x720 60 fps without audio, a portrait phone clip,
 //! a variable frame rate clip, a full-range 23.976 fps clip) and a 120 BPM kick-drum song.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! The montage job on three real nodes: analysis and render shards spread over all three,
 //! and a worker killed during the render stage costs a re-run, not the montage.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

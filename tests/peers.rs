@@ -2,7 +2,7 @@
 //! find each other and their capabilities, notice a killed node, take back a restarted one;
 //! a node with another key stays out; junk on the mesh port harms nothing.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

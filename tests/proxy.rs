@@ -2,7 +2,7 @@
 //! length of the sources kept, for H.264, ProRes and DNxHR; asking again on the other node is
 //! answered from the cache (the proxies fetched by hash, nothing encoded).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

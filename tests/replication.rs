@@ -4,7 +4,7 @@
 //! entry lives on exactly its two rendezvous owners, survives the death of one, and is copied
 //! to a new owner.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

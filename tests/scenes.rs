@@ -1,7 +1,7 @@
 //! Scene detection through the shard path: known cuts found exactly once, across shard
 //! boundaries; PySceneDetect's CSV layout; the second run answered from the cache.
 
-mod common;
+use crate::common;
 
 use common::*;
 

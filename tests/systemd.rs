@@ -1,6 +1,6 @@
 //! The systemd unit is valid: `systemd-analyze verify` accepts it without a single warning.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

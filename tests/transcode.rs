@@ -1,6 +1,6 @@
 //! Transcode through the shard path: frame-exact output, clean joins, audio muxed once.
 
-mod common;
+use crate::common;
 
 use common::*;
 

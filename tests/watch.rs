@@ -2,7 +2,7 @@
 //! growing, makes it once (a restart redoes nothing), again when its content changes, lists
 //! what failed, and `rendermesh watch --once` does the same from the command line.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -325,6 +325,9 @@ pub struct ProxyArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DetectorArg {
+    /// The content scores of every frame, and the network (when a node holds its weights)
+    /// on the stretches they cannot settle: dissolves, fades, flashes, fast moves.
+    Auto,
     Content,
     Adaptive,
     /// The shot-boundary network (TransNetV2) on every frame; needs its weights on a node.
@@ -346,12 +349,12 @@ pub struct ScenesArgs {
     #[arg(long, value_name = "FILE")]
     pub edl: Option<PathBuf>,
     /// Detector.
-    #[arg(long, value_enum, default_value = "content")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub detector: DetectorArg,
-    /// Content detector: score at which a cut is made.
+    /// Content and auto detectors: score at which a cut is made.
     #[arg(long, default_value_t = 27.0)]
     pub threshold: f32,
-    /// Neural detector: transition probability above which a cut is made.
+    /// Neural and auto detectors: transition probability above which the network cuts.
     #[arg(long, default_value_t = 0.5)]
     pub neural_threshold: f32,
     /// Adaptive detector: how far a score must stand out from its neighbours.

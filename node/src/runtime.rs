@@ -48,14 +48,15 @@ impl Runtime {
         cache.blobs.set_quota(cfg.blob_quota_bytes);
         let history = crate::history::History::open(&cache, cfg.job_history);
         let name = cfg.node_name();
+        let models = crate::models::Models::load(&cfg.effective_models_dir(), &cache.blobs);
         let executor = Arc::new(KindExecutor::new(
             cache.blobs.clone(),
             cfg.effective_threads(),
+            models.clone(),
         ));
-        let models = crate::models::Models::load(&cfg.effective_models_dir(), &cache.blobs);
         // host facts until the encoder calibration of a node fills in the speeds
         let mut host = crate::host::probe(cfg.effective_force_cpu());
-        host.models = models.caps.clone();
+        host.models = models.caps();
         let model = CostModel::new(host, cfg.shard_ram_limit_bytes);
         let worker = Worker::new(name.clone(), executor, cfg.effective_slots())
             .with_model(model.clone())
@@ -81,7 +82,7 @@ impl Runtime {
     /// Start a job of the kind `req` names; an unknown kind or bad parameters is one line.
     pub fn submit(&self, req: SubmitRequest) -> Result<JobHandle, String> {
         let peers = self.board.peers();
-        let mut models = self.models.caps.clone();
+        let mut models = self.models.caps();
         models.extend(peers.iter().flat_map(|p| p.caps.models.iter().cloned()));
         let ctx = JobContext {
             cache: self.cache.clone(),

@@ -152,6 +152,14 @@ pub enum SceneDetector {
     /// Cut where the shot-boundary network (TransNetV2, run on every frame) gives a
     /// transition probability above `threshold`.
     Neural { threshold: f32 },
+    /// The cascade: the content scores of every frame settle clean hard cuts and calm
+    /// stretches (cut at `threshold`); the network decides the blocks they leave open (weak
+    /// or crowded spikes, sustained change) at `neural_threshold`. Without the network in the
+    /// mesh, the content detector alone.
+    Auto {
+        threshold: f32,
+        neural_threshold: f32,
+    },
 }
 
 /// Options of a scene-detection job.

@@ -15,10 +15,11 @@ pub struct KindExecutor {
 }
 
 impl KindExecutor {
-    pub fn new(blobs: BlobStore, threads: usize) -> Self {
+    pub fn new(blobs: BlobStore, threads: usize, models: crate::models::Models) -> Self {
         Self {
             env: RunEnv {
                 blobs,
+                models,
                 threads: threads.max(1),
             },
         }

@@ -89,6 +89,8 @@ pub struct Started {
 /// What a shard runner may use on the node that runs it.
 pub struct RunEnv {
     pub blobs: BlobStore,
+    /// The models this node holds (a model fetched for a shard is kept).
+    pub models: crate::models::Models,
     /// Codec threads per shard.
     pub threads: usize,
 }

@@ -312,9 +312,20 @@ fn start_mesh(runtime: &Arc<Runtime>, drain: &Arc<tokio::sync::Notify>) -> anyho
     let threads = cfg.effective_threads();
     let peers_addr = peers.clone();
     let model = runtime.model.clone();
-    let models = runtime.models.caps.clone();
+    let models = runtime.models.clone();
     let calibration = CancelToken::default();
     let cancel = calibration.clone();
+    // a model kept from a shard's fetch is announced at once
+    let mut kept = runtime.models.subscribe();
+    let (bidder, announce, held) = (model.clone(), peers.clone(), models.clone());
+    tasks.spawn("models", async move {
+        while kept.changed().await.is_ok() {
+            let mut caps = bidder.caps();
+            caps.models = held.caps();
+            bidder.set_caps(caps.clone());
+            announce.do_send(SetCaps(caps));
+        }
+    });
     tasks.spawn("calibration", async move {
         let probe = tokio::task::spawn_blocking(move || {
             load_or_probe(&data_dir, force_cpu, threads, false, fill_speeds, &cancel)
@@ -322,7 +333,7 @@ fn start_mesh(runtime: &Arc<Runtime>, drain: &Arc<tokio::sync::Notify>) -> anyho
         .await;
         match probe {
             Ok(Ok((mut caps, cached))) => {
-                caps.models = models;
+                caps.models = models.caps();
                 tracing::info!(
                     cached,
                     encoders = caps.encoders.iter().filter(|e| e.verified).count(),

@@ -21,7 +21,20 @@ pub(super) fn run(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
     for out in [&a.csv, &a.json, &a.edl].into_iter().flatten() {
         check_output(out)?;
     }
+    let probability = |p: f32| {
+        if p > 0.0 && p < 1.0 {
+            Ok(p)
+        } else {
+            Err(anyhow::anyhow!(
+                "--neural-threshold {p} is not a probability between 0 and 1"
+            ))
+        }
+    };
     let detector = match a.detector {
+        DetectorArg::Auto => SceneDetector::Auto {
+            threshold: a.threshold,
+            neural_threshold: probability(a.neural_threshold)?,
+        },
         DetectorArg::Content => SceneDetector::Content {
             threshold: a.threshold,
         },
@@ -30,17 +43,9 @@ pub(super) fn run(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
             min_content_val: a.min_content_val,
             window_width: a.window_width,
         },
-        DetectorArg::Neural => {
-            if !(a.neural_threshold > 0.0 && a.neural_threshold < 1.0) {
-                anyhow::bail!(
-                    "--neural-threshold {} is not a probability between 0 and 1",
-                    a.neural_threshold
-                );
-            }
-            SceneDetector::Neural {
-                threshold: a.neural_threshold,
-            }
-        }
+        DetectorArg::Neural => SceneDetector::Neural {
+            threshold: probability(a.neural_threshold)?,
+        },
     };
     let options = SceneOptions {
         detector,

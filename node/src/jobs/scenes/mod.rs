@@ -3,6 +3,7 @@
 //!
 //! - [`analyze`]: the scores of one shard (weighted HSV deltas of downscaled frames).
 //! - [`detect`]: the content and adaptive detectors.
+//! - [`cascade`]: the `auto` detector's choice of the blocks the network decides.
 //! - [`neural`]: the shot-boundary network on blocks of frames (a shard's side);
 //!   [`neural_stage`] plans its shards and puts their predictions together.
 //! - [`driver`]: plans the score shards (cache, probe, cut) and stitches the results.
@@ -11,6 +12,7 @@
 //! - Here: the parameters, the shard runner and the speeds of the `scenes@720p|1080p` classes.
 
 pub mod analyze;
+pub mod cascade;
 pub mod detect;
 pub mod driver;
 pub mod export;
@@ -101,6 +103,14 @@ impl JobKind for Scenes {
                 env.threads,
                 ctl,
             )?;
+            tracing::info!(
+                first_block,
+                blocks,
+                frames = scores.single.len(),
+                "the network ran on these blocks"
+            );
+            // the weights came from a peer: keep them, and the next job finds them here
+            env.models.keep(TRANSNET_V2, &model, &env.blobs);
             let stats = WorkStats {
                 decoded_frames: scores.single.len() as u64,
                 ..Default::default()

@@ -7,7 +7,7 @@ use rendermesh_protocol::{
     ShardTask, NEURAL_BLOCK,
 };
 
-use super::neural::{blocks_of, span};
+use super::neural::span;
 
 /// The task class of the network's work (its speed counts frames through the network).
 pub const CLASS: &str = "transnet";
@@ -21,78 +21,90 @@ pub struct Chunk {
     pub bytes: u64,
 }
 
-/// The shards of one file of `total` frames: about `frames_per_shard` frames of blocks each,
-/// numbered from `next_index` on.
-#[allow(clippy::too_many_arguments)]
-pub fn shards(
-    job: JobId,
-    next_index: &mut u32,
-    chunks: &[Chunk],
-    total: u64,
-    frames_per_shard: f64,
-    model: &ModelCap,
-    width: u32,
-    height: u32,
-) -> Vec<ShardSpec> {
-    let per = ((frames_per_shard / NEURAL_BLOCK as f64).round() as u64).clamp(1, 64);
-    let blocks = blocks_of(total);
+/// The block ranges `(first, count)` of the network's shards over `runs` of consecutive
+/// blocks: about `frames_per_shard` frames each, a shard never spanning two runs.
+pub fn split(runs: &[(u64, u32)], frames_per_shard: f64) -> Vec<(u64, u32)> {
+    let per = ((frames_per_shard / NEURAL_BLOCK as f64).round() as u32).clamp(1, 64);
     let mut out = Vec::new();
-    let mut first = 0;
-    while first < blocks {
-        let n = per.min(blocks - first) as u32;
-        let (start, end) = span(first, n, total);
-        let used: Vec<&Chunk> = chunks
-            .iter()
-            .filter(|c| {
-                let (a, b) = (c.range.first_frame, c.range.first_frame + c.range.frames);
-                a < end && b > start
-            })
-            .collect();
-        let mut inputs: Vec<ContentId> = used.iter().map(|c| c.id).collect();
-        inputs.push(model.id);
-        let frames = (u64::from(n) * NEURAL_BLOCK).min(total - first * NEURAL_BLOCK);
-        out.push(ShardSpec {
-            job,
-            index: *next_index,
-            task: ShardTask::SceneNeural {
-                chunks: used.iter().map(|c| c.range).collect(),
-                first_block: first,
-                blocks: n,
-                total_frames: total,
-            },
-            class: CLASS.to_string(),
-            required: false,
-            inputs,
-            cost: ShardCost {
-                units: frames,
-                work: frames as f64,
-                ram: video_ram_estimate(width, height).saturating_add(NET_RAM),
-                input_bytes: used.iter().map(|c| c.bytes).sum::<u64>() + model.bytes,
-            },
-        });
-        *next_index += 1;
-        first += u64::from(n);
+    for &(first, count) in runs {
+        let mut at = 0;
+        while at < count {
+            let n = per.min(count - at);
+            out.push((first + u64::from(at), n));
+            at += n;
+        }
     }
     out
 }
 
-/// A file's per-frame transition probabilities from its shards' predictions (in order).
-pub fn assemble(parts: &[NeuralScores], total: u64) -> Result<Vec<f32>, String> {
-    let mut single = Vec::with_capacity(total as usize);
-    for p in parts {
-        if p.first_frame != single.len() as u64 || p.single.len() != p.many.len() {
-            return Err(format!(
-                "predictions from frame {} where frame {} was next",
-                p.first_frame,
-                single.len()
-            ));
-        }
-        single.extend_from_slice(&p.single);
+/// Whether a chunk holding `range` has frames that blocks `first..first+n` read.
+pub fn reads(range: &FrameRange, (first, n): (u64, u32), total: u64) -> bool {
+    let (start, end) = span(first, n, total);
+    let (a, b) = (range.first_frame, range.first_frame + range.frames);
+    a < end && b > start
+}
+
+/// Shard `index` of a file of `total` frames: blocks `first..first+n`, reading the chunks
+/// their windows need and the weights last.
+#[allow(clippy::too_many_arguments)]
+pub fn spec(
+    job: JobId,
+    index: u32,
+    chunks: &[Chunk],
+    (first, n): (u64, u32),
+    total: u64,
+    model: &ModelCap,
+    width: u32,
+    height: u32,
+) -> ShardSpec {
+    let used: Vec<&Chunk> = chunks
+        .iter()
+        .filter(|c| reads(&c.range, (first, n), total))
+        .collect();
+    let mut inputs: Vec<ContentId> = used.iter().map(|c| c.id).collect();
+    inputs.push(model.id);
+    let frames = (u64::from(n) * NEURAL_BLOCK).min(total.saturating_sub(first * NEURAL_BLOCK));
+    ShardSpec {
+        job,
+        index,
+        task: ShardTask::SceneNeural {
+            chunks: used.iter().map(|c| c.range).collect(),
+            first_block: first,
+            blocks: n,
+            total_frames: total,
+        },
+        class: CLASS.to_string(),
+        required: false,
+        inputs,
+        cost: ShardCost {
+            units: frames,
+            work: frames as f64,
+            ram: video_ram_estimate(width, height).saturating_add(NET_RAM),
+            input_bytes: used.iter().map(|c| c.bytes).sum::<u64>() + model.bytes,
+        },
     }
-    if single.len() as u64 != total {
+}
+
+/// A file's per-frame transition probabilities from its shards' predictions, 0 on the
+/// frames the network did not run on; `full`: it must have run on every frame.
+pub fn assemble(parts: &[NeuralScores], total: u64, full: bool) -> Result<Vec<f32>, String> {
+    let mut single = vec![0.0f32; total as usize];
+    let mut covered = 0u64;
+    for p in parts {
+        let end = p.first_frame.checked_add(p.single.len() as u64);
+        let Some(end) = end.filter(|e| *e <= total && p.single.len() == p.many.len()) else {
+            return Err(format!(
+                "predictions for frames {}..+{} of a file of {total}",
+                p.first_frame,
+                p.single.len()
+            ));
+        };
+        single[p.first_frame as usize..end as usize].copy_from_slice(&p.single);
+        covered += p.single.len() as u64;
+    }
+    if full && covered != total {
         return Err(format!(
-            "predictions for {} frames, the file has {total}",
-            single.len()
+            "predictions for {covered} frames, the file has {total}"
         ));
     }
     Ok(single)
@@ -127,9 +139,13 @@ mod tests {
             id: ContentId::of(b"weights"),
             bytes: 30,
         };
-        let mut next = 7;
-        let s = shards(JobId(1), &mut next, &chunks, 200, 100.0, &model, 64, 36);
-        assert_eq!(next, 9);
+        let parts = split(&[(0, 4)], 100.0);
+        assert_eq!(parts, vec![(0, 2), (2, 2)]);
+        let s: Vec<ShardSpec> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| spec(JobId(1), 7 + i as u32, &chunks, *p, 200, &model, 64, 36))
+            .collect();
         let tasks: Vec<_> = s
             .iter()
             .map(|s| match &s.task {
@@ -152,20 +168,44 @@ mod tests {
         assert_eq!(tasks, vec![(3, 0, 2, 4, 100), (3, 2, 2, 4, 100)]);
         assert!(s.iter().all(|s| *s.inputs.last().unwrap() == model.id));
         assert!(s.iter().all(|s| s.validate().is_ok()));
+        // a lone block in the middle reads only the chunks around it
+        assert!(!reads(&chunks[0].range, (2, 1), 200));
+        assert!(reads(&chunks[1].range, (2, 1), 200));
+        assert!(!reads(&chunks[3].range, (2, 1), 200));
     }
 
     #[test]
-    fn predictions_must_follow_each_other_and_cover_the_file() {
+    fn shards_follow_runs_and_never_span_two() {
+        assert_eq!(
+            split(&[(0, 3), (7, 1), (10, 5)], 100.0),
+            vec![(0, 2), (2, 1), (7, 1), (10, 2), (12, 2), (14, 1)]
+        );
+        assert_eq!(split(&[(3, 2)], 0.0), vec![(3, 1), (4, 1)]);
+        assert!(split(&[], 100.0).is_empty());
+    }
+
+    #[test]
+    fn predictions_must_fit_the_file_and_cover_it_when_asked() {
         let part = |first, n| NeuralScores {
             first_frame: first,
             single: vec![0.1; n],
             many: vec![0.0; n],
         };
         assert_eq!(
-            assemble(&[part(0, 50), part(50, 20)], 70).unwrap().len(),
+            assemble(&[part(0, 50), part(50, 20)], 70, true)
+                .unwrap()
+                .len(),
             70
         );
-        assert!(assemble(&[part(0, 50), part(60, 10)], 70).is_err());
-        assert!(assemble(&[part(0, 50)], 70).is_err());
+        assert!(assemble(&[part(0, 50), part(60, 10)], 70, true).is_err());
+        assert!(assemble(&[part(0, 50)], 70, true).is_err());
+        // the cascade's parts leave gaps at 0
+        let sparse = assemble(&[part(50, 20)], 100, false).unwrap();
+        assert_eq!(
+            (sparse[49], sparse[50], sparse[69], sparse[70]),
+            (0.0, 0.1, 0.1, 0.0)
+        );
+        assert!(assemble(&[part(90, 20)], 100, false).is_err());
+        assert!(assemble(&[part(u64::MAX, 20)], 100, false).is_err());
     }
 }

@@ -4,26 +4,29 @@
 //! cut into chunks, and make a score shard for every chunk whose scores are not cached.
 //! Finish: stitch each file's shard scores in order, score the frame pair across every shard
 //! boundary from the shards' edge frames (so a cut on a boundary is found exactly once), run
-//! the detector on the whole file, cache shard scores and scene lists.
+//! the detector on the whole file, cache shard scores and scene lists. The network's stages
+//! (the `neural` detector's only one, the `auto` cascade's second) are in [`network`].
 
-use std::path::PathBuf;
+mod network;
+
+use std::path::{Path, PathBuf};
 
 use rendermesh_cache::{Cache, PinGuard};
 use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
     codec, CacheKey, CacheKind, ContentId, FileLooks, FrameRange, JobId, JobResult, ModelCap,
-    NeuralScores, SceneDetector, SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult,
-    ShardSpec, ShardTask, WorkStats,
+    SceneDetector, SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec,
+    ShardTask, WorkStats,
 };
 
+use self::network::{auto_cuts, Auto, Planned};
 use super::analyze::from_edge;
+use super::cascade::Triage;
 use super::detect::{
     adaptive_cuts, content_cuts, frame_delta, AdaptiveParams, ContentParams, FrameDelta,
 };
-use super::neural::cuts as neural_cuts;
-use super::neural_stage::{self, Chunk};
 use crate::engine::chunk::{plan_chunks_tapered, write_chunks};
-use crate::engine::probe::{identify, probe_cached};
+use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::ENGINE_VERSION;
 use crate::jobs::kind::release_blobs;
 use crate::jobs::video::{video_class, video_cost};
@@ -36,8 +39,11 @@ struct FileWork {
     list: Option<SceneList>,
     /// How its sampled frames look (when asked for).
     looks: Option<FileLooks>,
-    /// Global shard indices of this file, in time order, with their cache keys.
+    /// Global shard indices of this file's current stage, in time order, with their cache
+    /// keys.
     shards: Vec<(u32, CacheKey)>,
+    /// The `auto` cascade: what its scores settled and the blocks the network decides.
+    triage: Option<Triage>,
 }
 
 /// Plans and assembles one scene-detection job.
@@ -59,6 +65,12 @@ pub struct ScenesDriver {
     mesh: Option<crate::jobs::kind::MeshBlobs>,
     /// The weights held for this job (kept in the store after it).
     model_pin: Option<PinGuard>,
+    /// The next shard index (unique across the job's stages).
+    next_index: u32,
+    /// The job, once planned (the cascade plans its network stage from it).
+    job: Option<JobId>,
+    /// The stage running is the network's.
+    network_stage: bool,
 }
 
 impl ScenesDriver {
@@ -81,6 +93,9 @@ impl ScenesDriver {
             model: None,
             mesh: None,
             model_pin: None,
+            next_index: 0,
+            job: None,
+            network_stage: false,
         }
     }
 
@@ -93,56 +108,6 @@ impl ScenesDriver {
         self.model = model;
         self.mesh = mesh;
         self
-    }
-
-    /// The weights in this node's store, fetched by id (verified) from a peer that holds them
-    /// when they are not, and pinned for the job.
-    fn hold_model(&mut self, model: &ModelCap) -> Result<(), JobError> {
-        if self.cache.blobs.contains(&model.id) {
-            self.model_pin = Some(self.cache.blobs.pin(&model.id));
-            return Ok(());
-        }
-        let mesh = self.mesh.as_ref().ok_or_else(|| {
-            JobError("the TransNetV2 weights are neither here nor on a peer".into())
-        })?;
-        let pin = mesh.fetch(model.id, model.bytes).map_err(|e| {
-            JobError(format!(
-                "cannot fetch the TransNetV2 weights from a peer: {e}"
-            ))
-        })?;
-        self.model_pin = Some(pin);
-        Ok(())
-    }
-
-    /// The network's weights when the detector is the neural one (an error when no node of
-    /// the mesh holds them), else `None`.
-    fn neural_model(&self) -> Result<Option<ModelCap>, JobError> {
-        if !matches!(self.options.detector, SceneDetector::Neural { .. }) {
-            return Ok(None);
-        }
-        match &self.model {
-            Some(m) => Ok(Some(m.clone())),
-            None => Err(JobError(format!(
-                "the neural detector needs the TransNetV2 weights ({}) in the models dir of \
-                 at least one node of the mesh; none holds them",
-                crate::models::TRANSNET_FILE
-            ))),
-        }
-    }
-
-    /// A neural shard's predictions depend on the weights and its blocks, not on the chunks.
-    fn neural_key(&self, id: &ContentId, task: &ShardTask) -> CacheKey {
-        let blocks = match task {
-            ShardTask::SceneNeural {
-                first_block,
-                blocks,
-                total_frames,
-                ..
-            } => (*first_block, *blocks, *total_frames),
-            _ => (0, 0, 0),
-        };
-        let params = codec::canonical(&("neural", self.model.as_ref().map(|m| m.id), blocks));
-        CacheKey::derive(CacheKind::SceneShard, ENGINE_VERSION, &params, id)
     }
 
     /// Also measure how every [`rendermesh_protocol::LOOK_EVERY`]th frame looks; the looks
@@ -168,12 +133,25 @@ impl ScenesDriver {
     }
 
     fn list_key(&self, id: &ContentId) -> CacheKey {
-        CacheKey::derive(
-            CacheKind::SceneList,
-            ENGINE_VERSION,
-            &codec::canonical(&self.options),
-            id,
-        )
+        // the cascade's cuts depend on whether the network could run, and on its weights
+        let params = match self.options.detector {
+            SceneDetector::Auto { .. } => {
+                codec::canonical(&(&self.options, self.model.as_ref().map(|m| m.id)))
+            }
+            _ => codec::canonical(&self.options),
+        };
+        CacheKey::derive(CacheKind::SceneList, ENGINE_VERSION, &params, id)
+    }
+
+    /// A shard answered from the cache.
+    fn from_cache(&self, job: JobId, index: u32, output: ShardOutput) -> ShardResult {
+        ShardResult {
+            job,
+            index,
+            peer: format!("{} (cache)", self.peer),
+            output,
+            stats: WorkStats::default(),
+        }
     }
 
     fn shard_key(&self, id: &ContentId, range: &FrameRange) -> CacheKey {
@@ -200,6 +178,7 @@ impl ScenesDriver {
 impl JobDriver for ScenesDriver {
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         let err = |e: crate::engine::MediaError| JobError(e.to_string());
+        self.job = Some(job);
         let model = self.neural_model()?;
         if let Some(m) = &model {
             self.hold_model(m)?;
@@ -208,7 +187,6 @@ impl JobDriver for ScenesDriver {
         let mut shards = Vec::new();
         let mut done = Vec::new();
         let mut frames_total = 0;
-        let mut next_index = 0u32;
         for path in self.inputs.clone() {
             let ident = identify(&self.cache, &path).map_err(err)?;
             stats.hashed_bytes += ident.hashed_bytes;
@@ -225,133 +203,38 @@ impl JobDriver for ScenesDriver {
                     .unwrap_or(None),
                 false => None,
             };
+            let mut file = FileWork {
+                path: path.clone(),
+                id: ident.id,
+                frames: 0,
+                fps: rendermesh_protocol::Rational { num: 0, den: 1 },
+                list: None,
+                looks: None,
+                shards: Vec::new(),
+                triage: None,
+            };
             if let Some(list) = list.filter(|_| looks.is_some() || !self.looks) {
                 stats.cache_hits += 1;
-                self.files.push(FileWork {
-                    path,
-                    id: ident.id,
-                    frames: list.frames,
-                    fps: list.fps,
-                    list: Some(list),
-                    looks,
-                    shards: Vec::new(),
-                });
+                (file.frames, file.fps) = (list.frames, list.fps);
+                (file.list, file.looks) = (Some(list), looks);
+                self.files.push(file);
                 continue;
             }
             let (probe, _) = probe_cached(&self.cache, &path, &ident.id).map_err(err)?;
             frames_total += probe.frames;
-            let plans = plan_chunks_tapered(&probe, self.chunk_seconds);
-            if let Some(model) = &model {
-                let written = write_chunks(
-                    &path,
-                    &probe,
-                    &plans,
-                    &vec![true; plans.len()],
-                    &self.cache.blobs,
-                )
-                .map_err(err)?;
-                let mut chunks = Vec::with_capacity(plans.len());
-                for (plan, w) in plans.iter().zip(written) {
-                    let (id, bytes) = w.ok_or_else(|| {
-                        JobError(format!("{}: a chunk was not written", path.display()))
-                    })?;
-                    self.chunks.push(self.cache.blobs.pin(&id));
-                    chunks.push(Chunk {
-                        range: plan.range,
-                        id,
-                        bytes,
-                    });
+            (file.frames, file.fps) = (probe.frames, probe.fps);
+            file.shards = match &model {
+                Some(model) => {
+                    let mut to = Planned {
+                        job,
+                        shards: &mut shards,
+                        done: &mut done,
+                    };
+                    self.plan_neural_file(&mut to, &path, &ident.id, &probe, model)?
                 }
-                let fps = probe.fps.as_f64();
-                let specs = neural_stage::shards(
-                    job,
-                    &mut next_index,
-                    &chunks,
-                    probe.frames,
-                    self.chunk_seconds * fps,
-                    model,
-                    probe.width,
-                    probe.height,
-                );
-                let mut keyed = Vec::with_capacity(specs.len());
-                for spec in specs {
-                    let key = self.neural_key(&ident.id, &spec.task);
-                    keyed.push((spec.index, key));
-                    let cached = self.cache.entries.get::<NeuralScores>(&key).unwrap_or(None);
-                    match cached.and_then(|s| ShardOutput::inline(&s).ok()) {
-                        Some(output) => done.push(ShardResult {
-                            job,
-                            index: spec.index,
-                            peer: format!("{} (cache)", self.peer),
-                            output,
-                            stats: WorkStats::default(),
-                        }),
-                        None => shards.push(spec),
-                    }
-                }
-                self.files.push(FileWork {
-                    path,
-                    id: ident.id,
-                    frames: probe.frames,
-                    fps: probe.fps,
-                    list: None,
-                    looks: None,
-                    shards: keyed,
-                });
-                continue;
-            }
-            let mut want = Vec::with_capacity(plans.len());
-            let mut keyed = Vec::with_capacity(plans.len());
-            for plan in &plans {
-                let key = self.shard_key(&ident.id, &plan.range);
-                let index = next_index;
-                next_index += 1;
-                keyed.push((index, key));
-                match self.cache.entries.get::<SceneScores>(&key).unwrap_or(None) {
-                    Some(scores) => match ShardOutput::inline(&scores) {
-                        Ok(output) => {
-                            want.push(false);
-                            done.push(ShardResult {
-                                job,
-                                index,
-                                peer: format!("{} (cache)", self.peer),
-                                output,
-                                stats: WorkStats::default(),
-                            });
-                        }
-                        Err(_) => want.push(true),
-                    },
-                    None => want.push(true),
-                }
-            }
-            let written =
-                write_chunks(&path, &probe, &plans, &want, &self.cache.blobs).map_err(err)?;
-            for ((plan, w), (index, _)) in plans.iter().zip(written).zip(&keyed) {
-                let Some((chunk, bytes)) = w else { continue };
-                self.chunks.push(self.cache.blobs.pin(&chunk));
-                shards.push(ShardSpec {
-                    job,
-                    index: *index,
-                    task: ShardTask::SceneScores {
-                        range: plan.range,
-                        params: self.options.scoring,
-                        looks: self.looks,
-                    },
-                    class: video_class("scenes", probe.width, probe.height),
-                    required: false,
-                    inputs: vec![chunk],
-                    cost: video_cost(plan.range.frames, probe.width, probe.height, bytes),
-                });
-            }
-            self.files.push(FileWork {
-                path,
-                id: ident.id,
-                frames: probe.frames,
-                fps: probe.fps,
-                list: None,
-                looks: None,
-                shards: keyed,
-            });
+                None => self.plan_scores(job, &path, &ident.id, &probe, &mut shards, &mut done)?,
+            };
+            self.files.push(file);
         }
         if self.files.iter().all(|f| f.list.is_some()) {
             let lists = self.files.iter().filter_map(|f| f.list.clone()).collect();
@@ -360,20 +243,32 @@ impl JobDriver for ScenesDriver {
                 stats,
             });
         }
+        let mut notes = Vec::new();
+        if matches!(self.options.detector, SceneDetector::Auto { .. }) && self.model.is_none() {
+            notes.push(format!(
+                "auto: no node of the mesh holds the TransNetV2 weights ({}): the content \
+                 detector decides alone",
+                crate::models::TRANSNET_FILE
+            ));
+        }
         Ok(Plan::Shards(Stage {
             name: if model.is_some() { "neural" } else { "scores" }.into(),
             shards,
             done,
             frames_total,
             stats,
-            notes: Vec::new(),
+            notes,
         }))
     }
 
     fn finish(&mut self, results: Vec<ShardResult>) -> Result<Finish, JobError> {
         release_blobs(&self.cache, std::mem::take(&mut self.chunks));
-        if let SceneDetector::Neural { threshold } = self.options.detector {
-            return self.finish_neural(results, threshold);
+        match self.options.detector {
+            SceneDetector::Neural { threshold } => return self.finish_network(results, threshold),
+            SceneDetector::Auto {
+                neural_threshold, ..
+            } if self.network_stage => return self.finish_network(results, neural_threshold),
+            _ => {}
         }
         let mut by_index: std::collections::HashMap<u32, SceneScores> =
             std::collections::HashMap::new();
@@ -390,15 +285,13 @@ impl JobDriver for ScenesDriver {
                 }
             }
         }
-        let mut lists = Vec::with_capacity(self.files.len());
         let keys: Vec<(CacheKey, CacheKey)> = self
             .files
             .iter()
             .map(|f| (self.looks_key(&f.id), self.list_key(&f.id)))
             .collect();
         for (f, (looks_key, list_key)) in self.files.iter_mut().zip(keys) {
-            if let Some(list) = &f.list {
-                lists.push(list.clone());
+            if f.list.is_some() {
                 continue;
             }
             let mut looks = Vec::new();
@@ -443,13 +336,6 @@ impl JobDriver for ScenesDriver {
                     f.frames
                 )));
             }
-            let cuts = detect(&deltas, &self.options);
-            let list = SceneList {
-                input: f.id,
-                fps: f.fps,
-                frames: f.frames,
-                cuts: cuts.into_iter().map(u64::from).collect(),
-            };
             if self.looks {
                 let file_looks = FileLooks { input: f.id, looks };
                 if let Err(e) = self.cache.entries.put(&looks_key, &file_looks) {
@@ -457,10 +343,40 @@ impl JobDriver for ScenesDriver {
                 }
                 f.looks = Some(file_looks);
             }
+            let cuts = match self.options.detector {
+                SceneDetector::Auto { threshold, .. } => {
+                    match auto_cuts(&deltas, &self.options, threshold, self.model.is_some()) {
+                        Auto::Cuts(cuts) => cuts,
+                        Auto::Undecided(t) => {
+                            f.triage = Some(t);
+                            continue;
+                        }
+                    }
+                }
+                _ => detect(&deltas, &self.options),
+            };
+            let list = list_of(f, cuts);
             keep_list(&self.cache, &list_key, &list);
-            lists.push(list);
+            f.list = Some(list);
         }
+        if self.files.iter().any(|f| f.list.is_none()) {
+            let job = self
+                .job
+                .ok_or_else(|| JobError("a scenes job finished before it was planned".into()))?;
+            return Ok(Finish::Next(self.plan_auto_network(job)?));
+        }
+        let lists = self.files.iter().filter_map(|f| f.list.clone()).collect();
         Ok(self.done(lists))
+    }
+}
+
+/// A file's scene list from its cuts.
+fn list_of(f: &FileWork, cuts: Vec<u32>) -> SceneList {
+    SceneList {
+        input: f.id,
+        fps: f.fps,
+        frames: f.frames,
+        cuts: cuts.into_iter().map(u64::from).collect(),
     }
 }
 
@@ -472,62 +388,62 @@ fn keep_list(cache: &Cache, key: &CacheKey, list: &SceneList) {
 }
 
 impl ScenesDriver {
+    /// The score shards of one file: cached scores are answered at once, and only the
+    /// others' chunks are written.
+    fn plan_scores(
+        &mut self,
+        job: JobId,
+        path: &Path,
+        id: &ContentId,
+        probe: &Probe,
+        shards: &mut Vec<ShardSpec>,
+        done: &mut Vec<ShardResult>,
+    ) -> Result<Vec<(u32, CacheKey)>, JobError> {
+        let plans = plan_chunks_tapered(probe, self.chunk_seconds);
+        let mut want = Vec::with_capacity(plans.len());
+        let mut keyed = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            let key = self.shard_key(id, &plan.range);
+            let index = self.next_index;
+            self.next_index += 1;
+            keyed.push((index, key));
+            let cached = self.cache.entries.get::<SceneScores>(&key).unwrap_or(None);
+            match cached.and_then(|s| ShardOutput::inline(&s).ok()) {
+                Some(output) => {
+                    want.push(false);
+                    done.push(self.from_cache(job, index, output));
+                }
+                None => want.push(true),
+            }
+        }
+        let written = write_chunks(path, probe, &plans, &want, &self.cache.blobs)
+            .map_err(|e| JobError(e.to_string()))?;
+        for ((plan, w), (index, _)) in plans.iter().zip(written).zip(&keyed) {
+            let Some((chunk, bytes)) = w else { continue };
+            self.chunks.push(self.cache.blobs.pin(&chunk));
+            shards.push(ShardSpec {
+                job,
+                index: *index,
+                task: ShardTask::SceneScores {
+                    range: plan.range,
+                    params: self.options.scoring,
+                    looks: self.looks,
+                },
+                class: video_class("scenes", probe.width, probe.height),
+                required: false,
+                inputs: vec![chunk],
+                cost: video_cost(plan.range.frames, probe.width, probe.height, bytes),
+            });
+        }
+        Ok(keyed)
+    }
+
     /// The job's result, once every entry it made is flushed.
     fn done(&self, lists: Vec<SceneList>) -> Finish {
         if let Err(e) = self.cache.entries.flush() {
             tracing::warn!(error = %e, "cannot flush the cache");
         }
         Finish::Done(JobResult::Scenes { lists }, WorkStats::default())
-    }
-
-    /// The neural detector's lists: each file's predictions from its shards, cut where the
-    /// transition probability ends a run above `threshold`.
-    fn finish_neural(
-        &mut self,
-        results: Vec<ShardResult>,
-        threshold: f32,
-    ) -> Result<Finish, JobError> {
-        let mut by_index = std::collections::HashMap::new();
-        for r in results {
-            let s = r.output.decode::<NeuralScores>().map_err(|e| {
-                JobError(format!("shard {} returned no predictions ({e})", r.index))
-            })?;
-            by_index.insert(r.index, s);
-        }
-        let mut lists = Vec::with_capacity(self.files.len());
-        for f in &self.files {
-            if let Some(list) = &f.list {
-                lists.push(list.clone());
-                continue;
-            }
-            let mut parts = Vec::with_capacity(f.shards.len());
-            for (index, key) in &f.shards {
-                let s = by_index.remove(index).ok_or_else(|| {
-                    JobError(format!(
-                        "{}: predictions of shard {index} missing",
-                        f.path.display()
-                    ))
-                })?;
-                if let Err(e) = self.cache.entries.put(key, &s) {
-                    tracing::warn!(error = %e, "cannot cache the network's predictions");
-                }
-                parts.push(s);
-            }
-            let single = neural_stage::assemble(&parts, f.frames)
-                .map_err(|e| JobError(format!("{}: {e}", f.path.display())))?;
-            let list = SceneList {
-                input: f.id,
-                fps: f.fps,
-                frames: f.frames,
-                cuts: neural_cuts(&single, threshold, self.options.min_scene_len)
-                    .into_iter()
-                    .map(u64::from)
-                    .collect(),
-            };
-            keep_list(&self.cache, &self.list_key(&f.id), &list);
-            lists.push(list);
-        }
-        Ok(self.done(lists))
     }
 }
 
@@ -556,7 +472,15 @@ pub fn detect(deltas: &[Option<FrameDelta>], o: &SceneOptions) -> Vec<u32> {
                 weights: o.weights,
             },
         ),
-        // the neural detector's cuts come from the network (`finish_neural`), not from deltas
+        // the network's cuts come from its predictions (`finish_network`), not from deltas
         SceneDetector::Neural { .. } => Vec::new(),
+        SceneDetector::Auto { threshold, .. } => content_cuts(
+            deltas,
+            &ContentParams {
+                threshold,
+                min_scene_len: o.min_scene_len,
+                weights: o.weights,
+            },
+        ),
     }
 }
