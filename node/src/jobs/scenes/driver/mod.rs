@@ -44,6 +44,8 @@ struct FileWork {
     shards: Vec<(u32, CacheKey)>,
     /// The `auto` cascade: what its scores settled and the blocks the network decides.
     triage: Option<Triage>,
+    /// The `auto` cascade: the content detector's cuts, should the network fail to run.
+    fallback: Vec<u32>,
 }
 
 /// Plans and assembles one scene-detection job.
@@ -144,7 +146,7 @@ impl ScenesDriver {
     }
 
     /// A shard answered from the cache.
-    fn from_cache(&self, job: JobId, index: u32, output: ShardOutput) -> ShardResult {
+    fn cached_result(&self, job: JobId, index: u32, output: ShardOutput) -> ShardResult {
         ShardResult {
             job,
             index,
@@ -212,6 +214,7 @@ impl JobDriver for ScenesDriver {
                 looks: None,
                 shards: Vec::new(),
                 triage: None,
+                fallback: Vec::new(),
             };
             if let Some(list) = list.filter(|_| looks.is_some() || !self.looks) {
                 stats.cache_hits += 1;
@@ -347,8 +350,9 @@ impl JobDriver for ScenesDriver {
                 SceneDetector::Auto { threshold, .. } => {
                     match auto_cuts(&deltas, &self.options, threshold, self.model.is_some()) {
                         Auto::Cuts(cuts) => cuts,
-                        Auto::Undecided(t) => {
+                        Auto::Undecided(t, fallback) => {
                             f.triage = Some(t);
+                            f.fallback = fallback;
                             continue;
                         }
                     }
@@ -363,7 +367,18 @@ impl JobDriver for ScenesDriver {
             let job = self
                 .job
                 .ok_or_else(|| JobError("a scenes job finished before it was planned".into()))?;
-            return Ok(Finish::Next(self.plan_auto_network(job)?));
+            match self.plan_auto_network(job) {
+                Ok(plan) => return Ok(Finish::Next(plan)),
+                // the weights went away (their only holder left): the content detector's
+                // cuts, not cached, so the next run asks the network again
+                Err(e) => {
+                    tracing::warn!(error = %e.0, "auto: the network cannot run; the content detector decides alone");
+                    for f in self.files.iter_mut().filter(|f| f.list.is_none()) {
+                        let cuts = std::mem::take(&mut f.fallback);
+                        f.list = Some(list_of(f, cuts));
+                    }
+                }
+            }
         }
         let lists = self.files.iter().filter_map(|f| f.list.clone()).collect();
         Ok(self.done(lists))
@@ -411,7 +426,7 @@ impl ScenesDriver {
             match cached.and_then(|s| ShardOutput::inline(&s).ok()) {
                 Some(output) => {
                     want.push(false);
-                    done.push(self.from_cache(job, index, output));
+                    done.push(self.cached_result(job, index, output));
                 }
                 None => want.push(true),
             }

@@ -94,7 +94,7 @@ impl ScenesDriver {
             keyed.push((index, key));
             let cached = self.cache.entries.get::<NeuralScores>(&key).unwrap_or(None);
             match cached.and_then(|s| ShardOutput::inline(&s).ok()) {
-                Some(output) => to.done.push(self.from_cache(to.job, index, output)),
+                Some(output) => to.done.push(self.cached_result(to.job, index, output)),
                 None => todo.push((index, part)),
             }
         }
@@ -249,8 +249,8 @@ impl ScenesDriver {
 pub(super) enum Auto {
     /// The scores settle every frame (or no node holds the network: the content detector's).
     Cuts(Vec<u32>),
-    /// The network must decide some blocks.
-    Undecided(Triage),
+    /// The network must decide some blocks; the content detector's cuts, should it fail.
+    Undecided(Triage, Vec<u32>),
 }
 
 pub(super) fn auto_cuts(
@@ -275,5 +275,10 @@ pub(super) fn auto_cuts(
     if t.blocks.is_empty() {
         return Auto::Cuts(decide(&t.settled, &[], 0.5, o.min_scene_len));
     }
-    Auto::Undecided(t)
+    let p = ContentParams {
+        threshold,
+        min_scene_len: o.min_scene_len,
+        weights: o.weights,
+    };
+    Auto::Undecided(t, content_cuts(deltas, &p))
 }
