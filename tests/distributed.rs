@@ -4,7 +4,7 @@
 //! loses its lease; a slow one gets its shard copied to an idle node and its run cancelled;
 //! a peer's progress shows in the coordinator's shard table.
 
-use crate::common;
+mod common;
 
 use std::sync::Mutex;
 use std::time::Duration;

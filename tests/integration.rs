@@ -1,6 +1,7 @@
 //! The multi-process tests, one module per file: each runs the real `rendermesh` binary (and
 //! real ffmpeg, sled and libp2p between processes on loopback). One binary holds them all, so
-//! they share one build and the tests of different files run side by side.
+//! they share one build and the tests of different files run side by side. `distributed` and
+//! `unequal` are binaries of their own: their timings need the machine to themselves.
 //!
 //! Run one file's tests with `cargo test --test integration FILE::`, e.g.
 //! `cargo test --test integration neural:: -- --nocapture` for its MEASURED lines.
@@ -17,7 +18,6 @@ mod caps;
 mod cli;
 mod daemon;
 mod dashboard;
-mod distributed;
 mod history;
 mod kinds;
 mod mdns;
@@ -31,5 +31,4 @@ mod replication;
 mod scenes;
 mod systemd;
 mod transcode;
-mod unequal;
 mod watch;

@@ -8,7 +8,7 @@
 //! - The job's tail does not wait on it: when the last shard ends, no faster node has been
 //!   idle for longer than one of its own shards (plus the coordinator's tick).
 
-use crate::common;
+mod common;
 
 use std::collections::BTreeMap;
 
