@@ -247,3 +247,118 @@ fn two_identical_transcodes_at_once_both_finish() {
     }
     no_panic(&[node]);
 }
+
+/// The blobs of the store, not its temp dir.
+fn blob_files(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let blobs = data.join("cache/blobs");
+    walk_files(&blobs)
+        .into_iter()
+        .filter(|p| !p.starts_with(blobs.join("tmp")))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_on_a_submit_cancels_its_job_on_the_node_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Daemon::start_with(
+        &tmp.path().join("data"),
+        "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\nslots = 1\n",
+    );
+    // veryslow on 1 slot: a minute of work, so the interrupt lands mid-job
+    let src = clip_720p_open_gop(tmp.path(), 6);
+    let out = tmp.path().join("out").join("cut.mp4");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut cli = std::process::Command::new(bin())
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .args(["submit", "transcode", src.to_str().unwrap(), "-o"])
+        .arg(&out)
+        .args(["--chunk-seconds", "1", "--preset", "veryslow", "-q"])
+        .env("RENDERMESH_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = wait_for(std::time::Duration::from_secs(60), || {
+        common::mesh::last_job_opt(&node).is_some_and(|j| j["state"] == "Running")
+    });
+    assert!(running.is_some(), "the job never ran: {}", node.log());
+    let job = common::mesh::last_job(&node);
+    let id = job["id"].as_str().unwrap().to_string();
+
+    let pid = cli.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut code = None;
+    wait_for(std::time::Duration::from_secs(20), || {
+        code = cli.try_wait().unwrap();
+        code.is_some()
+    });
+    let Some(code) = code else {
+        let _ = cli.kill();
+        panic!("the CLI did not exit within 20 s of Ctrl-C");
+    };
+    let mut err = String::new();
+    cli.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(code.code(), Some(130), "{err}");
+    assert!(err.contains(&format!("cancelling job {id}")), "{err}");
+
+    // the job on the node ended cancelled, not done: nobody would have fetched it
+    let ended = wait_for(std::time::Duration::from_secs(15), || {
+        common::mesh::last_job(&node)["state"] == "Cancelled"
+    });
+    assert!(
+        ended.is_some(),
+        "job state: {}",
+        common::mesh::last_job(&node)["state"]
+    );
+    // nothing written for the user, and the job's chunks are gone from the store
+    let left: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let clean = wait_for(std::time::Duration::from_secs(15), || {
+        blob_files(&node.data_dir).is_empty()
+    });
+    assert!(
+        clean.is_some(),
+        "the cancelled job's blobs stayed: {:?}",
+        blob_files(&node.data_dir)
+    );
+    no_panic(&[node]);
+}
+
+#[test]
+fn a_start_sweeps_what_killed_runs_left_in_the_temp_dir_and_gc_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let temp = data.join("cache/blobs/tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    // a killed writer's empty temp file (a pid no process has), a fetch given up on hours
+    // ago, and one from a minute ago that a retry may still resume
+    let dead = temp.join("4294967295-3-put");
+    std::fs::write(&dead, b"").unwrap();
+    let old = temp.join(format!("fetch1-{}.part", "ab".repeat(32)));
+    let recent = temp.join(format!("fetch1-{}.part", "cd".repeat(32)));
+    for (p, age) in [(&old, 3 * 3600), (&recent, 60)] {
+        let mut f = std::fs::File::create(p).unwrap();
+        f.write_all(b"piece").unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age))
+            .unwrap();
+    }
+    let mut node = Daemon::start(&data);
+    assert!(!dead.exists(), "the dead writer's temp file stayed");
+    assert!(!old.exists(), "the stale partial fetch stayed");
+    assert!(recent.exists(), "a recent partial fetch was removed");
+    node.terminate(15).expect("node did not stop");
+
+    // with no node running, gc takes every partial fetch too
+    let o = rendermesh(&data, &["cache", "gc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!recent.exists(), "gc left a partial fetch: {}", stdout(&o));
+    assert!(stdout(&o).contains("1 temp files"), "{}", stdout(&o));
+}

@@ -32,6 +32,30 @@ pub struct Runtime {
     pub history: std::sync::Arc<crate::history::History>,
 }
 
+/// A fetch whose partial file was not written to for this long was given up on.
+const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What earlier runs left in the store's temp dir: the temp files of processes that are gone
+/// (a node or a command killed mid-write) and the partial files of fetches given up on.
+fn sweep_leftovers(blobs: &rendermesh_cache::BlobStore) {
+    let temp = blobs.clean_temp().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot sweep the store's temp files");
+        (0, 0)
+    });
+    let partial = rendermesh_mesh::transfer::remove_stale_partials(blobs, STALE_PARTIAL)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot sweep stale partial fetches");
+            (0, 0)
+        });
+    if temp.0 + partial.0 > 0 {
+        tracing::info!(
+            files = temp.0 + partial.0,
+            bytes = temp.1 + partial.1,
+            "removed what earlier runs left in the store's temp dir"
+        );
+    }
+}
+
 impl Runtime {
     /// Open the cache and start the worker; call inside an actix system.
     pub fn start(cfg: NodeConfig) -> anyhow::Result<Self> {
@@ -39,12 +63,14 @@ impl Runtime {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
             anyhow::anyhow!("{}: cannot create data dir: {e}", cfg.data_dir.display())
         })?;
-        let cache = Cache::open(&cfg.data_dir.join("cache")).map_err(|e| {
-            anyhow::anyhow!(
+        let cache = Cache::open(&cfg.data_dir.join("cache")).map_err(|e| match e {
+            rendermesh_cache::StoreError::Locked { .. } => anyhow::anyhow!(
                 "{}: cannot open the cache ({e}); is another node using this data dir?",
                 cfg.data_dir.display()
-            )
+            ),
+            e => anyhow::anyhow!("{}: cannot open the cache: {e}", cfg.data_dir.display()),
         })?;
+        sweep_leftovers(&cache.blobs);
         cache.blobs.set_quota(cfg.blob_quota_bytes);
         let history = crate::history::History::open(&cache, cfg.job_history);
         let name = cfg.node_name();

@@ -133,4 +133,8 @@ pub trait JobDriver: Send + 'static {
     fn items(&mut self) -> Option<Vec<JobItem>> {
         None
     }
+    /// The job ended without a result and nothing will resume it (a user cancelled it, or it
+    /// failed; not when its node stops): drop what it holds (its chunks, its segments),
+    /// leaving what other jobs still use. Runs on a blocking thread.
+    fn abandon(&mut self) {}
 }

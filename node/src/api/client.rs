@@ -9,6 +9,7 @@ use super::ControlInfo;
 use crate::jobs::kind::SubmitRequest;
 
 /// A connection to a running node.
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: String,

@@ -272,10 +272,21 @@ fn gc(cache: Option<&Cache>, a: CacheGcArgs) -> anyhow::Result<i32> {
         println!("freed 0 bytes");
         return Ok(0);
     };
-    let r = match a.keep {
+    let mut r = match a.keep {
         Some(keep) => c.blobs.trim_to(keep)?,
         None => c.blobs.gc()?,
     };
+    // no node holds this store now: no fetch will resume its partial files
+    let (files, bytes) =
+        rendermesh_mesh::transfer::remove_stale_partials(&c.blobs, std::time::Duration::ZERO)
+            .with_context(|| {
+                format!(
+                    "{}: cannot remove partial fetches",
+                    c.blobs.root().display()
+                )
+            })?;
+    r.temp_files += files;
+    r.temp_bytes += bytes;
     let left = c.blobs.stats();
     println!(
         "freed {} bytes ({}): {} blobs, {} temp files; {} blobs ({}) left",

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod caps;
 pub mod dashboard;
 pub mod drain;
+pub mod interrupt;
 pub mod keygen;
 pub mod node;
 pub mod peers;

@@ -6,7 +6,6 @@
 //! failed.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::api::client::Client;
@@ -17,34 +16,6 @@ use crate::runtime::Runtime;
 use crate::watch::engine::{Event, Watcher};
 use crate::watch::node::{HttpNode, LocalNode, WatchNode};
 use crate::watch::{WatchConfig, WatchMode, WatchRow, WatchSpec};
-
-/// Set by SIGINT or SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_signum: i32) {
-    extern "C" {
-        fn _exit(code: i32) -> !;
-    }
-    if STOP.swap(true, Ordering::SeqCst) {
-        // the second one: the user means it
-        // SAFETY: _exit is async-signal-safe and ends the process.
-        unsafe { _exit(130) }
-    }
-}
-
-/// SIGINT and SIGTERM set [`STOP`]; the watch stops at its next step.
-fn catch_signals() {
-    extern "C" {
-        fn signal(signum: i32, handler: usize) -> usize;
-    }
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
-    // SAFETY: installs a handler that only touches an atomic (and may call _exit).
-    unsafe {
-        signal(SIGINT, on_signal as extern "C" fn(i32) as usize);
-        signal(SIGTERM, on_signal as extern "C" fn(i32) as usize);
-    }
-}
 
 /// The watch the arguments describe.
 fn spec_of(a: &WatchArgs) -> anyhow::Result<WatchSpec> {
@@ -80,7 +51,7 @@ fn spec_of(a: &WatchArgs) -> anyhow::Result<WatchSpec> {
 
 pub fn run(cfg: NodeConfig, a: WatchArgs) -> anyhow::Result<i32> {
     let spec = spec_of(&a)?;
-    catch_signals();
+    super::interrupt::catch();
     if !a.local {
         if let Some((info, token)) = read_control(&cfg.data_dir) {
             let client = Client::new(&info, token);
@@ -130,7 +101,7 @@ fn watch(spec: WatchSpec, node: &dyn WatchNode, once: bool) -> anyhow::Result<i3
         node.describe(),
         if once { "" } else { "; Ctrl-C stops" }
     );
-    let mut w = Watcher::open(spec, node, &STOP, row, on)?;
+    let mut w = Watcher::open(spec, node, super::interrupt::flag(), row, on)?;
     let s = w.run(once);
     println!(
         "watch: {} made, {} skipped (output exists), {} failed, into {}",

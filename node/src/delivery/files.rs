@@ -3,6 +3,21 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The temp files being written now, for [`remove_unfinished`].
+static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Remove the temp files still being written (a command interrupted mid-delivery).
+pub fn remove_unfinished() {
+    for tmp in unfinished().drain(..) {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
 
 /// A temp path beside `dest`, so the final rename stays on one filesystem.
 pub fn temp_beside(dest: &Path) -> PathBuf {
@@ -21,6 +36,7 @@ pub fn temp_beside(dest: &Path) -> PathBuf {
 /// reader never sees a partial file and a failure leaves nothing behind.
 pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
     let tmp = temp_beside(dest);
+    unfinished().push(tmp.clone());
     let result = (|| -> std::io::Result<u64> {
         let mut f = std::fs::File::create(&tmp)?;
         let n = std::io::copy(&mut src, &mut f)?;
@@ -28,6 +44,7 @@ pub fn write_atomic(dest: &Path, mut src: impl Read) -> anyhow::Result<u64> {
         std::fs::rename(&tmp, dest)?;
         Ok(n)
     })();
+    unfinished().retain(|p| p != &tmp);
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!("{}: cannot write: {e}", dest.display())

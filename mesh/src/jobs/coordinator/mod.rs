@@ -107,6 +107,8 @@ pub struct Coordinator {
     given_up: BTreeSet<u32>,
     expected: usize,
     failed: bool,
+    /// Stopped because its node stops: what the job made so far stays for a resume.
+    node_stopping: bool,
     targets: Vec<Target>,
     bidders: Vec<Bidder>,
     auction: Auction,
@@ -144,6 +146,7 @@ impl Coordinator {
             given_up: BTreeSet::new(),
             expected: 0,
             failed: false,
+            node_stopping: false,
             targets: Vec::new(),
             bidders: Vec::new(),
             auction: Auction::default(),
@@ -340,6 +343,8 @@ impl Handler<StopJob> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, stop: StopJob, ctx: &mut Context<Self>) {
+        // a user's cancel ended the handle first; otherwise the node is stopping
+        self.node_stopping = self.handle.status().state != JobState::Cancelled;
         self.fail(stop.0, ctx);
     }
 }
@@ -386,6 +391,15 @@ impl Actor for Coordinator {
         }
         for run in self.running.values() {
             run.cancel.cancel();
+        }
+        // cancelled or failed for good: nothing will resume it, so what it holds goes
+        let state = self.handle.status().state;
+        let abandoned =
+            state == JobState::Cancelled || (state == JobState::Failed && !self.node_stopping);
+        if abandoned {
+            if let Some(mut driver) = self.driver.take() {
+                tokio::task::spawn_blocking(move || driver.abandon());
+            }
         }
     }
 }

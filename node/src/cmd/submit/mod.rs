@@ -30,14 +30,16 @@ use crate::jobs::kind::SubmitRequest;
 use crate::runtime::Runtime;
 
 pub fn run(cfg: NodeConfig, sub: SubmitCmd) -> anyhow::Result<i32> {
-    match sub {
+    let done = match sub {
         SubmitCmd::Transcode(a) => transcode::run(cfg, a),
         SubmitCmd::Proxy(a) => proxy::run(cfg, a),
         SubmitCmd::Scenes(a) => scenes::run(cfg, a),
         SubmitCmd::Checksum(a) => checksum::run(cfg, a),
         SubmitCmd::Beats(a) => beats::run(cfg, a),
         SubmitCmd::Montage(a) => montage::run(cfg, *a),
-    }
+    };
+    crate::cmd::interrupt::settle();
+    done
 }
 
 /// Where the finished job lives.
@@ -212,6 +214,7 @@ pub(super) fn execute_with<T: Send + 'static>(
             let client = Client::new(&info, token);
             if client.ping() {
                 let id = client.submit(&req)?;
+                cancel_on_stop(&client, id);
                 return follow(&HttpView {
                     client: &client,
                     id,
@@ -224,6 +227,7 @@ pub(super) fn execute_with<T: Send + 'static>(
         );
     }
     let cfg = cfg.clone();
+    stop_in_process();
     let sys = actix::System::new();
     sys.block_on(async move {
         let runtime = Runtime::start(cfg)?;
@@ -238,12 +242,38 @@ pub(super) fn execute_with<T: Send + 'static>(
     })
 }
 
+/// Ctrl-C or SIGTERM from here on cancels job `id` on the node (or, when it has ended, drops
+/// its output there) before the command exits.
+fn cancel_on_stop(client: &Client, id: JobId) {
+    let client = client.clone();
+    crate::cmd::interrupt::on_stop(move || {
+        eprintln!("rendermesh: interrupted; cancelling job {id}");
+        match client.cancel(&id.to_string()) {
+            Ok(line) => eprintln!("rendermesh: {line}"),
+            Err(e) => {
+                // it ended meanwhile: nobody will fetch its output now
+                let _ = client.drop_output(id);
+                eprintln!("rendermesh: job {id} not cancelled: {e}");
+            }
+        }
+    });
+}
+
+/// Ctrl-C or SIGTERM from here on ends the in-process mesh with the command; what it leaves
+/// in its store is swept by the next start.
+fn stop_in_process() {
+    crate::cmd::interrupt::on_stop(|| {
+        eprintln!("rendermesh: interrupted; the in-process job stops with this command");
+    });
+}
+
 fn execute_remote(
     client: Client,
     req: SubmitRequest,
     common: &CommonSubmit,
 ) -> anyhow::Result<(JobStatus, JobResult, Done)> {
     let id = client.submit(&req)?;
+    cancel_on_stop(&client, id);
     let pb = progress_bar(common.quiet);
     // each request returns at the job's end or after 150 ms: progress every 150 ms, and
     // the end seen at once
@@ -270,6 +300,7 @@ fn execute_local(
     common: &CommonSubmit,
 ) -> anyhow::Result<(JobStatus, JobResult, Done)> {
     let quiet = common.quiet;
+    stop_in_process();
     let sys = actix::System::new();
     let (status, result, cache) = sys.block_on(async move {
         let runtime = Runtime::start(cfg)?;

@@ -85,6 +85,10 @@ impl BeatsDriver {
 }
 
 impl JobDriver for BeatsDriver {
+    fn abandon(&mut self) {
+        release_blobs(&self.cache, std::mem::take(&mut self.pins));
+    }
+
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         let mut stage = Stage {
             name: "beats".into(),

@@ -74,6 +74,10 @@ impl ChecksumDriver {
 }
 
 impl JobDriver for ChecksumDriver {
+    fn abandon(&mut self) {
+        release_blobs(&self.cache, std::mem::take(&mut self.pins));
+    }
+
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         self.job = Some(job);
         let params = codec::canonical(&("checksum", self.rounds));

@@ -299,6 +299,14 @@ fn count(stage: &Stage) -> u32 {
 }
 
 impl JobDriver for MontageDriver {
+    fn abandon(&mut self) {
+        self.scenes.abandon();
+        self.beats.abandon();
+        if let Some(render) = self.render.as_mut() {
+            render.abandon();
+        }
+    }
+
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         self.job = Some(job);
         let codec = self.p.options.codec;

@@ -197,6 +197,13 @@ impl Render {
     }
 
     /// Remember a finished segment for a resumed job, and keep it until the join.
+    /// The montage was cancelled or failed: its chunks and shots go (unless another job
+    /// holds them).
+    pub fn abandon(&mut self) {
+        let mine = self.chunks.drain(..).chain(self.segments.drain(..));
+        release_blobs(&self.cache, mine.collect());
+    }
+
     pub fn shard_done(&mut self, result: &ShardResult) {
         let i = result.index.wrapping_sub(self.base) as usize;
         if let (Some(Some(key)), [_]) = (self.keys.get(i), result.output.blobs.as_slice()) {

@@ -97,6 +97,10 @@ impl TranscodeDriver {
 }
 
 impl JobDriver for TranscodeDriver {
+    fn abandon(&mut self) {
+        self.cleanup(Vec::new());
+    }
+
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         let notes = settle_encoder(&mut self.options, &self.cache, &self.peer_encoders)?;
         let err = |e: MediaError| JobError(e.to_string());

@@ -178,6 +178,11 @@ impl ScenesDriver {
 }
 
 impl JobDriver for ScenesDriver {
+    fn abandon(&mut self) {
+        release_blobs(&self.cache, std::mem::take(&mut self.chunks));
+        self.model_pin = None;
+    }
+
     fn plan(&mut self, job: JobId) -> Result<Plan, JobError> {
         let err = |e: crate::engine::MediaError| JobError(e.to_string());
         self.job = Some(job);
