@@ -319,13 +319,24 @@ pub fn scenes_clip(dir: &Path) -> PathBuf {
 
 /// Run the binary with a data dir; returns its output.
 pub fn rendermesh(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("--data-dir")
+    rendermesh_env(data_dir, &[], args)
+}
+
+/// [`rendermesh`] with these environment variables set (an empty value unsets one).
+pub fn rendermesh_env(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--data-dir")
         .arg(data_dir)
         .args(args)
-        .env("RENDERMESH_LOG", "warn")
-        .output()
-        .expect("run rendermesh")
+        .env("RENDERMESH_LOG", "warn");
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    cmd.output().expect("run rendermesh")
 }
 
 pub fn stderr(o: &Output) -> String {
