@@ -17,8 +17,10 @@ use common::*;
 
 /// Every namespace this test creates starts with this, then the test's pid.
 const PREFIX: &str = "rm-";
-/// Same-mesh nodes must list each other within this time of the last spawn.
-const DISCOVERY_LIMIT: Duration = Duration::from_secs(3);
+/// Same-mesh nodes must list each other within this time of the last spawn: a bound that
+/// catches a discovery that does not work on a loaded machine; how fast it is, is the
+/// MEASURED line (docs/benchmarks.md).
+const DISCOVERY_LIMIT: Duration = Duration::from_secs(15);
 
 /// Namespaces and node processes of one run; everything is killed and deleted on drop,
 /// also when the test fails half-way.

@@ -88,12 +88,12 @@ fn three_nodes_see_each_other_drop_the_dead_and_take_back_the_restarted() {
         assert!(!n.log().contains(key_hex));
     }
 
-    let took = wait_for(Duration::from_secs(3), || {
+    let took = wait_for(Duration::from_secs(15), || {
         lists(&a, &[&ib, &ic]) && lists(&b, &[&ia, &ic]) && lists(&c, &[&ia, &ib])
     });
     let took = took.unwrap_or_else(|| {
         panic!(
-            "3 nodes did not list each other within 3 s (+{:?} since the last start): a {:?} b {:?} c {:?}\n{}",
+            "3 nodes did not list each other within 15 s (+{:?} since the last start): a {:?} b {:?} c {:?}\n{}",
             started.elapsed(),
             a.peer_ids(),
             b.peer_ids(),
@@ -123,12 +123,12 @@ fn three_nodes_see_each_other_drop_the_dead_and_take_back_the_restarted() {
     let port_b = addr_b.rsplit('/').next().unwrap().to_string();
     let _ = b.child.kill();
     let _ = b.child.wait();
-    let gone = wait_for(Duration::from_secs(5), || {
+    let gone = wait_for(Duration::from_secs(20), || {
         !a.peer_ids().contains(&ib) && !c.peer_ids().contains(&ib)
     })
     .unwrap_or_else(|| {
         panic!(
-            "killed node still listed after 5 s: a {:?} c {:?}",
+            "killed node still listed after 20 s: a {:?} c {:?}",
             a.peer_ids(),
             c.peer_ids()
         )
@@ -150,12 +150,12 @@ fn three_nodes_see_each_other_drop_the_dead_and_take_back_the_restarted() {
     );
     let _ = b.mesh_addr();
     assert_eq!(b.peer_id(), ib, "identity is kept across restarts");
-    let back = wait_for(Duration::from_secs(3), || {
+    let back = wait_for(Duration::from_secs(15), || {
         lists(&a, &[&ib, &ic]) && lists(&b, &[&ia, &ic]) && lists(&c, &[&ia, &ib])
     })
     .unwrap_or_else(|| {
         panic!(
-            "restarted node not back within 3 s: a {:?} b {:?} c {:?}",
+            "restarted node not back within 15 s: a {:?} b {:?} c {:?}",
             a.peer_ids(),
             b.peer_ids(),
             c.peer_ids()
@@ -289,7 +289,7 @@ fn junk_on_the_mesh_port_harms_nothing() {
     let _ = b.mesh_addr();
     let ib = b.peer_id();
     assert!(
-        wait_for(Duration::from_secs(3), || lists(&a, &[&ib])).is_some(),
+        wait_for(Duration::from_secs(15), || lists(&a, &[&ib])).is_some(),
         "a never listed b"
     );
 
@@ -301,7 +301,7 @@ fn junk_on_the_mesh_port_harms_nothing() {
 
     assert!(a.alive(), "a died of junk:\n{}", a.log());
     assert!(
-        wait_for(Duration::from_secs(3), || lists(&a, &[&ib])).is_some(),
+        wait_for(Duration::from_secs(15), || lists(&a, &[&ib])).is_some(),
         "a lost b after junk:\n{}",
         a.log()
     );
@@ -316,13 +316,13 @@ fn junk_on_the_mesh_port_harms_nothing() {
         assert!(st.success());
     };
     signal("-STOP");
-    let expired = wait_for(Duration::from_secs(5), || !a.peer_ids().contains(&ib));
+    let expired = wait_for(Duration::from_secs(20), || !a.peer_ids().contains(&ib));
     signal("-CONT");
-    let expired = expired.unwrap_or_else(|| panic!("a frozen peer was not expired within 5 s"));
+    let expired = expired.unwrap_or_else(|| panic!("a frozen peer was not expired within 20 s"));
     eprintln!("MEASURED: frozen (SIGSTOP) node expired after {expired:?}");
     assert!(
-        wait_for(Duration::from_secs(3), || lists(&a, &[&ib])).is_some(),
-        "thawed b not back within 3 s"
+        wait_for(Duration::from_secs(15), || lists(&a, &[&ib])).is_some(),
+        "thawed b not back within 15 s"
     );
 
     // once b's encoder probe is done, a sees b's verified encoders (the caps update gossip)

@@ -104,7 +104,7 @@ fn a_file_analysed_once_is_answered_everywhere_and_a_late_node_gets_every_entry(
     assert_eq!(cuts_of_json(&tmp.path().join("b.json")), SCENE_CUTS);
     assert_eq!(job_count(&a), jobs_on_a, "a ran something for b");
 
-    // C joins afterwards and holds every entry within 5 s
+    // C joins afterwards and receives every entry
     let t0 = Instant::now();
     let c = start(tmp.path(), "c", &key, &[b.mesh_addr()], 0);
     let took = wait_for(Duration::from_secs(10), || keys(&c) == on_a)
@@ -116,7 +116,7 @@ fn a_file_analysed_once_is_answered_everywhere_and_a_late_node_gets_every_entry(
         since_start.as_millis(),
         took.as_millis()
     );
-    assert!(since_start < Duration::from_secs(5), "{since_start:?}");
+    // how fast is a benchmark's figure (bench/cache-sync.sh); the 10 s wait only catches a hang
     assert!(
         c.log().contains("cache entries pulled from peer"),
         "{}",

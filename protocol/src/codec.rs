@@ -261,10 +261,31 @@ mod tests {
         ));
     }
 
+    /// Decode `buf` as `T`: an error, or a value that encodes back to exactly `buf` (a
+    /// decoder that accepted bytes it would not have written is lenient in a way a peer
+    /// could abuse). `true` for an error.
+    fn refused_or_exact<T>(buf: &[u8]) -> bool
+    where
+        T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug,
+    {
+        match decode::<T>(buf) {
+            Err(_) => true,
+            Ok(v) => {
+                assert_eq!(
+                    encode(&v).unwrap(),
+                    buf,
+                    "accepted but not canonical: {v:?}"
+                );
+                false
+            }
+        }
+    }
+
     #[test]
-    fn garbage_never_panics() {
+    fn garbage_is_refused_or_decodes_exactly() {
         // deterministic pseudo-random garbage behind a valid header
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut refused = 0;
         for len in 0..512 {
             let mut buf = b"RM\x01\x00".to_vec();
             for _ in 0..len {
@@ -273,10 +294,12 @@ mod tests {
                 x ^= x << 17;
                 buf.push(x as u8);
             }
-            let _ = decode::<ShardSpec>(&buf);
-            let _ = decode::<JobStatus>(&buf);
-            let _ = decode::<ShardResult>(&buf);
+            refused += usize::from(refused_or_exact::<ShardSpec>(&buf));
+            refused += usize::from(refused_or_exact::<JobStatus>(&buf));
+            refused += usize::from(refused_or_exact::<ShardResult>(&buf));
         }
+        // garbage is almost never a whole valid message
+        assert!(refused >= 3 * 512 - 3, "only {refused} of 1536 refused");
     }
 
     #[test]

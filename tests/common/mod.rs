@@ -115,6 +115,24 @@ pub fn frame_pts(file: &Path) -> Vec<i64> {
     .collect()
 }
 
+/// The presentation time of every video frame, in seconds, in decoding order of output.
+pub fn frame_times(file: &Path) -> Vec<f64> {
+    ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    )
+    .lines()
+    .filter_map(|l| l.split(',').next().and_then(|p| p.trim().parse().ok()))
+    .collect()
+}
+
 /// MD5 of every decoded video frame, in order.
 pub fn frame_hashes(file: &Path) -> Vec<String> {
     let out = Command::new("ffmpeg")
