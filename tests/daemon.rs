@@ -362,3 +362,76 @@ fn a_start_sweeps_what_killed_runs_left_in_the_temp_dir_and_gc_the_rest() {
     assert!(!recent.exists(), "gc left a partial fetch: {}", stdout(&o));
     assert!(stdout(&o).contains("1 temp files"), "{}", stdout(&o));
 }
+
+#[test]
+fn a_draining_node_finishes_the_job_it_coordinates_and_refuses_new_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Daemon::start_with(
+        &tmp.path().join("data"),
+        "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\nslots = 1\n",
+    );
+    let src = clip_720p_open_gop(tmp.path(), 6);
+    let out = tmp.path().join("out.mp4");
+    let job = {
+        let (data, src, out) = (node.data_dir.clone(), src.clone(), out.clone());
+        std::thread::spawn(move || {
+            rendermesh(
+                &data,
+                &[
+                    "submit",
+                    "transcode",
+                    src.to_str().unwrap(),
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--chunk-seconds",
+                    "1",
+                    "--preset",
+                    "slow",
+                    "-q",
+                ],
+            )
+        })
+    };
+    let running = wait_for(std::time::Duration::from_secs(60), || {
+        common::mesh::last_job_opt(&node).is_some_and(|j| j["state"] == "Running")
+    });
+    assert!(running.is_some(), "the job never ran: {}", node.log());
+    let o = rendermesh(&node.data_dir, &["drain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let waiting = wait_for(std::time::Duration::from_secs(10), || {
+        node.log().contains("letting the jobs of this node end")
+    });
+    assert!(waiting.is_some(), "{}", node.log());
+
+    // a new job is refused with a line that says why, not run in-process on a locked store
+    let other = tmp.path().join("other.mp4");
+    let o = rendermesh(
+        &node.data_dir,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is draining"), "{}", stderr(&o));
+    assert!(!other.exists());
+
+    // the running job ends, and its CLI gets the whole output
+    let o = job.join().unwrap();
+    assert!(o.status.success(), "{}\n{}", stderr(&o), node.log());
+    assert_eq!(video_frames(&out), video_frames(&src));
+    // then the node stops by itself
+    let mut st = None;
+    wait_for(std::time::Duration::from_secs(40), || {
+        st = node.child.try_wait().unwrap();
+        st.is_some()
+    });
+    let st = st.unwrap_or_else(|| panic!("node still running after its job: {}", node.log()));
+    assert!(st.success(), "{st:?}");
+    let log = node.log();
+    assert!(log.contains("the jobs of this node ended"), "{log}");
+    assert!(log.contains("jobs_stopped=0"), "{log}");
+}

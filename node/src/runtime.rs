@@ -30,6 +30,8 @@ pub struct Runtime {
     pub models: crate::models::Models,
     /// The jobs of this node, kept across restarts, and what each was submitted with.
     pub history: std::sync::Arc<crate::history::History>,
+    /// Set when the node drains: it takes no new job.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// A fetch whose partial file was not written to for this long was given up on.
@@ -102,11 +104,18 @@ impl Runtime {
             model,
             models,
             history: std::sync::Arc::new(history),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Start a job of the kind `req` names; an unknown kind or bad parameters is one line.
     pub fn submit(&self, req: SubmitRequest) -> Result<JobHandle, String> {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!(
+                "node {} is draining: it finishes its jobs and stops; submit on another node, or once it is back",
+                self.name
+            ));
+        }
         let peers = self.board.peers();
         let mut models = self.models.caps();
         models.extend(peers.iter().flat_map(|p| p.caps.models.iter().cloned()));

@@ -45,7 +45,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     let result = sys.block_on(async move {
         let runtime = Arc::new(Runtime::start(cfg)?);
         let drain = Arc::new(tokio::sync::Notify::new());
-        let mut mesh = start_mesh(&runtime, &drain)?;
+        let mesh = start_mesh(&runtime, &drain)?;
         let mut watches = crate::watch::daemon::Watches::new(&runtime.cfg);
         let board = watches.board.clone();
         let token = write_token(&runtime.cfg.data_dir).map_err(|e| {
@@ -108,10 +108,16 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
             url = %format!("http://{}/", dashboard.as_deref().unwrap_or(&addr)),
             "dashboard (log in with the token `rendermesh dashboard` prints)"
         );
-        // the watched folders once the node answers: they run until the shutdown stops them
+        // the watched folders once the node answers: they run until the drain stops them
         watches.start(&runtime, &mesh.tasks);
         crate::history::record_ends(&runtime.board, &runtime.history, &mesh.tasks);
-        mesh.watches = Some(watches);
+        let drain_parts = shutdown::Drain {
+            runtime: runtime.clone(),
+            host: mesh.host.clone(),
+            peers: mesh.peers.clone(),
+            calibration: mesh.calibration.clone(),
+            watches: Some(Arc::new(watches)),
+        };
         // systemd (Type=notify): ready now; watchdog pings from the event loop, so a hung
         // loop stops them and systemd restarts the node
         crate::notify::notify("READY=1");
@@ -123,16 +129,23 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
                 }
             });
         }
-        let server = server.run();
-        // `rendermesh drain` stops the server the way SIGTERM does
+        let server = server.disable_signals().run();
+        // SIGTERM, Ctrl-C and `rendermesh drain` start the drain: the jobs of this node end
+        // while the API answers, then the server stops; a second signal cuts the wait short
         let handle = server.handle();
-        mesh.tasks.spawn("drain-signal", async move {
+        let cut_short = Arc::new(tokio::sync::Notify::new());
+        mesh.tasks
+            .spawn("signals", on_signals(drain.clone(), cut_short.clone()));
+        let parts = drain_parts.clone();
+        mesh.tasks.spawn("drain", async move {
             drain.notified().await;
+            crate::notify::notify("STOPPING=1");
+            shutdown::finish_jobs(&parts, &cut_short).await;
             handle.stop(true).await;
         });
         server.await?;
         crate::notify::notify("STOPPING=1");
-        let report = shutdown::shutdown(&runtime, mesh).await;
+        let report = shutdown::shutdown(&drain_parts, mesh).await;
         report.log();
         anyhow::Ok(())
     });
@@ -157,8 +170,6 @@ struct Mesh {
     replica: Tasks,
     discovery: Tasks,
     net_tasks: Tasks,
-    /// The watched folders, stopped before anything else.
-    watches: Option<crate::watch::daemon::Watches>,
 }
 
 /// Start the network task and the peers actor; call inside the actix system.
@@ -361,8 +372,36 @@ fn start_mesh(runtime: &Arc<Runtime>, drain: &Arc<tokio::sync::Notify>) -> anyho
         replica: replica_tasks,
         discovery: discovery_tasks,
         net_tasks,
-        watches: None,
     })
+}
+
+/// SIGTERM and SIGINT: the first one starts the drain, the later ones cut its wait for the
+/// jobs of this node short.
+async fn on_signals(drain: Arc<tokio::sync::Notify>, cut_short: Arc<tokio::sync::Notify>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot catch SIGTERM and SIGINT; stop the node with `rendermesh drain`");
+            return;
+        }
+    };
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if std::mem::take(&mut first) {
+            drain.notify_one();
+        } else {
+            tracing::warn!("stop asked again: the jobs of this node stop now");
+            cut_short.notify_one();
+        }
+    }
 }
 
 fn write_mesh_info(data_dir: &std::path::Path, info: &MeshInfo) -> std::io::Result<()> {

@@ -1,7 +1,13 @@
-//! How a node stops, in order, within systemd's 30 s:
+//! How a node stops, in order. First, while the control API still answers ([`finish_jobs`]):
 //!
-//! 0. the watched folders stop: they mark nothing more, so what a stop cuts short is made
-//!    again after the restart;
+//! - the watched folders stop: they mark nothing more, so what a stop cuts short is made
+//!   again after the restart;
+//! - the node takes no new job (a submit gets a line saying it drains) and no new shard, and
+//!   lets the jobs it coordinates end (at most [`JOBS_LIMIT`]; a second SIGTERM or Ctrl-C
+//!   cuts this short), then gives their CLIs up to [`OUTPUT_LIMIT`] to take the outputs.
+//!
+//! Then the API stops, and the rest within [`DRAIN_LIMIT`] plus a few seconds:
+//!
 //! 1. drain: it takes no new shard (bids decline, awards are handed back), announces no free
 //!    slot, stops its calibration, and finishes the shards it runs for peers until their
 //!    coordinators have fetched the outputs (at most [`DRAIN_LIMIT`]);
@@ -12,12 +18,21 @@
 //! 5. the report: what was drained, the jobs stopped, and the tasks still alive (none, or
 //!    their names) — the last line of the node's log.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rendermesh_mesh::Draining;
+use rendermesh_mesh::exec::CancelToken;
+use rendermesh_mesh::{Draining, ShardHost};
+use rendermesh_protocol::JobResult;
 
 use super::Mesh;
 use crate::runtime::Runtime;
+
+/// How long a draining node waits for the jobs it coordinates.
+pub const JOBS_LIMIT: Duration = Duration::from_secs(600);
+/// How long it then waits for their CLIs to take the outputs.
+const OUTPUT_LIMIT: Duration = Duration::from_secs(30);
 
 /// How long a stopping node waits for the shards it runs for peers.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(20);
@@ -50,19 +65,91 @@ impl Report {
     }
 }
 
-/// Stop the node's parts in order (see the module doc).
-pub async fn shutdown(runtime: &Runtime, mesh: Mesh) -> Report {
-    let started = Instant::now();
-    if let Some(w) = &mesh.watches {
-        let left = w.stop(STEP_LIMIT).await;
-        if !left.is_empty() {
-            tracing::warn!(?left, "watches still running");
+/// What a drain needs before the API stops.
+#[derive(Clone)]
+pub struct Drain {
+    pub runtime: Arc<Runtime>,
+    pub host: ShardHost,
+    pub peers: actix::Addr<rendermesh_mesh::Peers>,
+    pub calibration: CancelToken,
+    pub watches: Option<Arc<crate::watch::daemon::Watches>>,
+}
+
+impl Drain {
+    /// Take nothing new: no job, no shard, no calibration; the watched folders stop.
+    async fn close(&self) {
+        if !self.runtime.draining.swap(true, Ordering::SeqCst) {
+            tracing::info!("node draining");
         }
+        if let Some(w) = &self.watches {
+            let left = w.stop(STEP_LIMIT).await;
+            if !left.is_empty() {
+                tracing::warn!(?left, "watches still running");
+            }
+        }
+        self.host.start_draining();
+        self.calibration.cancel();
+        self.peers.do_send(Draining);
     }
-    tracing::info!("node draining");
-    mesh.host.start_draining();
-    mesh.calibration.cancel();
-    mesh.peers.do_send(Draining);
+}
+
+/// The first part of a drain, while the API answers: take nothing new, let the jobs this
+/// node coordinates end (within [`JOBS_LIMIT`], or until `cut_short` fires) and give their
+/// CLIs [`OUTPUT_LIMIT`] to take the outputs.
+pub async fn finish_jobs(drain: &Drain, cut_short: &tokio::sync::Notify) {
+    drain.close().await;
+    let board = &drain.runtime.board;
+    let running: Vec<_> = board
+        .list()
+        .into_iter()
+        .filter(|j| !j.state.is_final())
+        .filter_map(|j| board.get(j.id))
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    tracing::info!(
+        jobs = running.len(),
+        "draining: letting the jobs of this node end"
+    );
+    let ended = async {
+        let left = board.stopped(JOBS_LIMIT).await;
+        if left > 0 {
+            tracing::warn!(
+                jobs = left,
+                "draining: jobs still running after {} s; they stop",
+                JOBS_LIMIT.as_secs()
+            );
+            return;
+        }
+        // the CLIs that follow these jobs take their outputs, and the node drops them then
+        let outputs: Vec<_> = running.iter().filter_map(output_of).collect();
+        let blobs = &drain.runtime.cache.blobs;
+        let deadline = Instant::now() + OUTPUT_LIMIT;
+        while outputs.iter().any(|id| blobs.contains(id)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        _ = ended => tracing::info!("draining: the jobs of this node ended"),
+        _ = cut_short.notified() => tracing::warn!("draining: stopping now, the jobs of this node stop"),
+    }
+}
+
+/// The output blob of a job that ended with one.
+fn output_of(h: &rendermesh_mesh::JobHandle) -> Option<rendermesh_protocol::ContentId> {
+    match h.result() {
+        Some(Ok(JobResult::Transcode { output, .. }))
+        | Some(Ok(JobResult::Montage { output, .. })) => Some(output),
+        _ => None,
+    }
+}
+
+/// Stop the node's parts in order (see the module doc).
+pub async fn shutdown(drain: &Drain, mesh: Mesh) -> Report {
+    let started = Instant::now();
+    drain.close().await;
+    let runtime = &drain.runtime;
     let drained = mesh.host.drained(DRAIN_LIMIT).await;
     if drained {
         tracing::info!("drained");
