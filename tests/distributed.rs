@@ -371,8 +371,8 @@ fn a_frozen_worker_loses_its_lease_and_its_late_result_is_not_used() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let key = keygen(tmp.path(), "swarm.key");
-    // a lets a silent peer keep a shard for 5 s; b is a little slow, so it is surely mid-shard
-    let a = start_cfg(tmp.path(), "a", &key, &[], "shard_lease_seconds = 5\n", &[]);
+    // a keeps the default lease; b is a little slow, so it is surely mid-shard
+    let a = start(tmp.path(), "a", &key, &[]);
     let addr = a.mesh_addr();
     let peers = std::slice::from_ref(&addr);
     let b = start_env(
@@ -414,10 +414,16 @@ fn a_frozen_worker_loses_its_lease_and_its_late_result_is_not_used() {
         "no lease lost: {:?}",
         last_job_opt(&nodes[0])
     );
-    // the last heartbeat came at most 2 s before the freeze
+    // the last heartbeat came at most 2 s before the freeze; a home lab expects a lost
+    // shard to move within 10 s of it
+    eprintln!("MEASURED: shard of the frozen worker put up again {waited:?} after the freeze");
     assert!(
-        waited >= Duration::from_millis(2500),
-        "the lease ran out {waited:?} after the freeze: too soon for a 5 s lease"
+        waited >= Duration::from_millis(5500),
+        "the lease ran out {waited:?} after the freeze: too soon for an 8 s lease"
+    );
+    assert!(
+        waited <= Duration::from_secs(10),
+        "the frozen worker's shard moved only {waited:?} after the freeze"
     );
 
     let o = submit.join().unwrap();

@@ -132,7 +132,7 @@ impl Default for NodeConfig {
             blob_quota_bytes: 0,
             cache_replicas: 0,
             shard_ram_limit_bytes: 0,
-            shard_lease_seconds: 15.0,
+            shard_lease_seconds: 8.0,
             force_cpu: false,
             listen: "/ip4/0.0.0.0/tcp/7879".into(),
             peers: Vec::new(),

@@ -85,8 +85,10 @@ pub const MAX_RETRIES: u32 = 2;
 const LINK_BYTES_PER_S: f64 = 100e6;
 /// Starting speed of every bidder (work units per second per slot); observed runs correct it.
 const START_SPEED: f64 = 10.0;
-/// Default lease of a run on a peer: lost when no heartbeat renewed it for this long.
-pub const LEASE: Duration = Duration::from_secs(15);
+/// Default lease of a run on a peer: lost when no heartbeat renewed it for this long. Four
+/// heartbeats (every 2 s): a frozen or cut-off peer's shard moves within 10 s, and a busy
+/// peer's heartbeat, sent from its event loop rather than from the encode, may come late.
+pub const LEASE: Duration = Duration::from_secs(8);
 /// How often leases are checked and speculative copies considered.
 const TICK: Duration = Duration::from_millis(500);
 /// A run is judged by its progress only once it has run this long (seconds).
