@@ -171,7 +171,7 @@ pub fn write_chunks(
     let mut vidx = 0usize;
     let mut pkt = ff::Packet::empty();
     while vidx < stop_at {
-        match pkt.read(&mut ictx) {
+        match super::next_packet(&mut pkt, &mut ictx) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
             Err(e) => {

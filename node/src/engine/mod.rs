@@ -54,6 +54,20 @@ pub fn init() {
     });
 }
 
+/// The next packet of `ictx` into `pkt`, reusing it: what `pkt` held is released first.
+/// `av_read_frame` does not release it, so a packet reused in a read loop without this
+/// leaked every buffer it ever held (hundreds of MB a job in a long-running node).
+pub(crate) fn next_packet(
+    pkt: &mut ffmpeg_next::Packet,
+    ictx: &mut ffmpeg_next::format::context::Input,
+) -> Result<(), ffmpeg_next::Error> {
+    // SAFETY: `pkt` owns a valid AVPacket; unref frees its buffer and side data and resets
+    // it to blank, the state av_read_frame expects.
+    use ffmpeg_next::packet::Mut;
+    unsafe { ffmpeg_next::ffi::av_packet_unref(pkt.as_mut_ptr()) };
+    pkt.read(ictx)
+}
+
 pub(crate) fn rational(r: ffmpeg_next::Rational) -> rendermesh_protocol::Rational {
     rendermesh_protocol::Rational::new(r.numerator(), r.denominator())
 }
@@ -79,4 +93,32 @@ pub fn process_counters() -> (u64, u64) {
         DECODED.load(Ordering::Relaxed),
         ENCODED.load(Ordering::Relaxed),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ffmpeg_next::ffi::{av_buffer_get_ref_count, av_buffer_ref, av_buffer_unref};
+    use ffmpeg_next::packet::Ref;
+
+    /// A packet reused in a read loop lets go of the buffer it held: without that, every
+    /// packet a node ever read stayed in its memory.
+    #[test]
+    fn a_reused_packet_releases_the_buffer_it_held() {
+        init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clip, _) = testclip::test_clip(dir.path(), 320, 180, 2).expect("clip");
+        let mut ictx = ffmpeg_next::format::input(&clip).expect("open");
+        let mut pkt = ffmpeg_next::Packet::empty();
+        next_packet(&mut pkt, &mut ictx).expect("a packet");
+        // SAFETY: the packet was just read: its buffer is a valid reference-counted buffer.
+        let mut held = unsafe { av_buffer_ref((*pkt.as_ptr()).buf) };
+        assert!(!held.is_null());
+        assert_eq!(unsafe { av_buffer_get_ref_count(held) }, 2);
+        next_packet(&mut pkt, &mut ictx).expect("a second packet");
+        let left = unsafe { av_buffer_get_ref_count(held) };
+        // SAFETY: `held` is our own reference, released once.
+        unsafe { av_buffer_unref(&mut held) };
+        assert_eq!(left, 1, "the packet kept the buffer of the one before");
+    }
 }

@@ -88,7 +88,7 @@ pub fn decode_mono(
     };
     let mut pkt = ff::Packet::empty();
     loop {
-        match pkt.read(&mut ictx) {
+        match super::next_packet(&mut pkt, &mut ictx) {
             Ok(()) if pkt.stream() != index => continue,
             Ok(()) => {
                 if decoder.send_packet(&pkt).is_err() {
@@ -275,7 +275,7 @@ pub fn audio_source(path: &Path, out: &Path) -> Result<AudioSource, MediaError> 
     let mut last_dts = i64::MIN;
     let mut pkt = ff::Packet::empty();
     loop {
-        match pkt.read(&mut ictx) {
+        match super::next_packet(&mut pkt, &mut ictx) {
             Ok(()) if pkt.stream() != index => continue,
             Ok(()) => {
                 if let Some(p) = pkt.pts().or(pkt.dts()) {

@@ -122,14 +122,14 @@ pub fn open_input(path: &Path) -> Result<ff::format::context::Input, MediaError>
     })
 }
 
-/// Read the next packet of `ictx` into `pkt`: `false` at the end of the file; a read error
-/// is the file `path` being truncated.
+/// Read the next packet of `ictx` into `pkt` (releasing what it held): `false` at the end
+/// of the file; a read error is the file `path` being truncated.
 pub fn read_packet(
     ictx: &mut ff::format::context::Input,
     pkt: &mut ff::Packet,
     path: &Path,
 ) -> Result<bool, MediaError> {
-    match pkt.read(ictx) {
+    match super::next_packet(pkt, ictx) {
         Ok(()) => Ok(true),
         Err(ff::Error::Eof) => Ok(false),
         Err(e) => Err(MediaError::Truncated {
@@ -223,7 +223,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
     let (mut a_min, mut a_max) = (i64::MAX, i64::MIN);
     let mut pkt = ff::Packet::empty();
     loop {
-        match pkt.read(&mut ictx) {
+        match super::next_packet(&mut pkt, &mut ictx) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
             Err(e) => {
