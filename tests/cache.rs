@@ -357,3 +357,70 @@ fn cache_commands_refuse_while_a_node_runs() {
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     assert!(node.alive(), "the node died: {}", node.log());
 }
+
+/// A full disk, in a private mount namespace (a small tmpfs that only this test sees): the
+/// store still opens (its reserve is released), `cache stat` and `cache gc` run and free the
+/// space, and a node starts there.
+#[test]
+fn on_a_full_disk_the_store_opens_gc_frees_space_and_a_node_starts() {
+    let unshare = Command::new("unshare").arg("--help").output().is_ok();
+    if !is_root() || !unshare {
+        assert!(
+            !must_run(),
+            "the full-disk test needs root and unshare (util-linux)"
+        );
+        eprintln!("SKIPPED: full-disk test: needs root (a tmpfs in a mount namespace)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = small_clip(tmp.path(), "clip.mp4", 2, &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let cfg = tmp.path().join("node.toml");
+    std::fs::write(
+        &cfg,
+        no_mdns_unless_asked("listen = \"/ip4/127.0.0.1/tcp/0\"\n"),
+    )
+    .unwrap();
+    let stray = format!("{}/{}", "ab", "ab".repeat(32));
+    let script = format!(
+        r#"set -u
+M={mnt}; BIN={bin}; D=$M/data
+mount -t tmpfs -o size=48m tmpfs "$M" || exit 90
+$BIN --data-dir "$D" submit transcode {src} -o "$M/out.mp4" -q --local || exit 91
+echo "reserve $(stat -c %s "$D/cache/reserve")"
+# a blob nobody holds, then a disk filled to the last byte
+mkdir -p "$D/cache/blobs/ab"
+head -c 5242880 /dev/urandom > "$D/cache/blobs/{stray}"
+dd if=/dev/zero of="$M/fill" bs=1M count=100 2>/dev/null
+echo "free $(df --output=avail "$M" | tail -1 | tr -d " ")"
+$BIN --data-dir "$D" cache stat >/dev/null 2>"$M/stat.err"; echo "stat rc=$?"
+$BIN --data-dir "$D" cache gc 2>/dev/null; echo "gc rc=$?"
+RENDERMESH_LOG=info $BIN --config {cfg} --data-dir "$D" node --control-listen 127.0.0.1:0 2>"$M/node.log" &
+for i in $(seq 200); do [ -s "$D/control.json" ] && break; sleep 0.1; done
+[ -s "$D/control.json" ] && echo "node started" || {{ echo "node did not start"; cat "$M/node.log"; }}
+$BIN --data-dir "$D" drain >/dev/null 2>&1
+wait
+cat "$M/stat.err"
+"#,
+        mnt = mnt.display(),
+        bin = bin().display(),
+        src = src.display(),
+        cfg = cfg.display(),
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "bash", "-c", &script])
+        .env("RENDERMESH_LOG", "warn")
+        .env("RENDERMESH_CALIBRATION_FRAMES", "2")
+        .output()
+        .unwrap();
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("reserve 8388608"), "{out}");
+    assert!(out.contains("free 0"), "the disk was not full: {out}");
+    assert!(out.contains("stat rc=0"), "{out}");
+    assert!(out.contains("the disk is full"), "{out}");
+    assert!(out.contains("gc rc=0"), "{out}");
+    assert!(out.contains("freed 5242880 bytes"), "{out}");
+    assert!(out.contains("node started"), "{out}");
+}

@@ -91,18 +91,6 @@ fn delete_stale_namespaces() {
 }
 
 /// Why this machine cannot run the test, if it cannot.
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// A run where this test may not skip: as root, or in CI (the `CI` variable set).
-fn must_run() -> bool {
-    is_root() || std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
-}
-
 fn cannot_run() -> Option<String> {
     if !is_root() {
         return Some("not root (network namespaces need root)".into());

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod lookups;
 pub mod marks;
 mod quota;
+pub mod reserve;
 pub mod store;
 
 use std::path::Path;
@@ -54,10 +55,34 @@ impl Cache {
     /// Open (or create) the on-disk cache under `dir`: `dir/db` (sled) and `dir/blobs`.
     /// One process at a time: a second open fails with [`StoreError::Locked`]. The blob store
     /// starts without a quota ([`BlobStore::set_quota`]).
+    ///
+    /// On a full disk the [`reserve`] beside the database is released so that it opens (and
+    /// space can be freed); the next open with room writes it back.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let cache = match Self::open_parts(dir) {
+            Err(StoreError::NoSpace { .. }) if reserve::release(dir) > 0 => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "the disk is full: the store's reserve was released so that it opens; free space (rendermesh cache gc)"
+                );
+                Self::open_parts(dir)?
+            }
+            other => other?,
+        };
+        reserve::keep(dir);
+        Ok(cache)
+    }
+
+    fn open_parts(dir: &Path) -> Result<Self, StoreError> {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("db"))?);
-        let blobs = BlobStore::open(&dir.join("blobs"))
-            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.join("blobs").display())))?;
+        let blobs = BlobStore::open(&dir.join("blobs")).map_err(|e| {
+            let path = dir.join("blobs");
+            if reserve::is_no_space(&e) {
+                StoreError::NoSpace { path }
+            } else {
+                StoreError::Io(format!("{}: {e}", path.display()))
+            }
+        })?;
         Ok(Self::with_store(store, blobs))
     }
 

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// Another process holds the database (sled allows one process at a time).
     #[error("{}: the store is locked by another process", path.display())]
     Locked { path: std::path::PathBuf },
+    /// The disk holding the database is full.
+    #[error("{}: no space left on the device", path.display())]
+    NoSpace { path: std::path::PathBuf },
 }
 
 /// (key, value) pairs of a tree.
@@ -78,6 +81,10 @@ impl SledStore {
             // sled 0.34 reports a held lock only in its message
             if e.to_string().contains("could not acquire lock") {
                 StoreError::Locked {
+                    path: path.to_path_buf(),
+                }
+            } else if matches!(&e, sled::Error::Io(io) if crate::reserve::is_no_space(io)) {
+                StoreError::NoSpace {
                     path: path.to_path_buf(),
                 }
             } else {

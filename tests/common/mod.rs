@@ -115,6 +115,19 @@ pub fn frame_pts(file: &Path) -> Vec<i64> {
     .collect()
 }
 
+/// Is this test process root?
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A run where a test that needs root may not skip: as root, or in CI (`CI` set).
+pub fn must_run() -> bool {
+    is_root() || std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
 /// The presentation time of every video frame, in seconds, in decoding order of output.
 pub fn frame_times(file: &Path) -> Vec<f64> {
     ffprobe(
