@@ -49,6 +49,19 @@ where
     codec::decode(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// A request frame read from `bytes` the way a stream reads it (the way in for the fuzzing
+/// benchmark, `mesh/examples/fuzz.rs`).
+pub fn request_from_bytes(bytes: &[u8]) -> io::Result<Request> {
+    let mut io = futures::io::Cursor::new(bytes);
+    futures::executor::block_on(read_frame(&mut io, MAX_REQUEST_BYTES))
+}
+
+/// A response frame read from `bytes` the way a stream reads it (blob pieces included).
+pub fn response_from_bytes(bytes: &[u8]) -> io::Result<Response> {
+    let mut io = futures::io::Cursor::new(bytes);
+    futures::executor::block_on(read_response_frame(&mut io, MAX_RESPONSE_BYTES))
+}
+
 /// A response frame. A blob piece — most of the bytes the mesh moves — is read straight into
 /// its own buffer once its header is known, instead of into a frame buffer and then copied
 /// out by the decoder.
