@@ -29,14 +29,14 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Self(seed | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -48,7 +48,7 @@ pub fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
     if rng.below(8) == 0 {
         b.truncate(4.min(b.len()));
         let n = rng.below(512);
-        b.extend((0..n).map(|_| rng.next() as u8));
+        b.extend((0..n).map(|_| rng.next_u64() as u8));
         return b;
     }
     for _ in 0..1 + rng.below(4) {
@@ -60,7 +60,7 @@ pub fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
             }
             1 if len > 0 => {
                 let i = rng.below(len);
-                b[i] = rng.next() as u8;
+                b[i] = rng.next_u64() as u8;
             }
             2 if len > 0 => {
                 let i = rng.below(len);
@@ -69,13 +69,13 @@ pub fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
             3 if len >= 8 => {
                 let i = rng.below(len - 7);
                 let v =
-                    [u64::MAX, 1 << 32, 1 << 60, rng.next(), rng.next() % 100_000][rng.below(5)];
+                    [u64::MAX, 1 << 32, 1 << 60, rng.next_u64(), rng.next_u64() % 100_000][rng.below(5)];
                 b[i..i + 8].copy_from_slice(&v.to_le_bytes());
             }
             4 => {
                 let i = rng.below(len + 1);
                 let n = 1 + rng.below(16);
-                let ins: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let ins: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 b.splice(i..i, ins);
             }
             5 if len > 0 => {
