@@ -4,6 +4,7 @@
 use crate::common;
 
 use std::io::{Read, Write};
+use std::path::Path;
 
 use common::*;
 
@@ -223,19 +224,7 @@ fn two_identical_transcodes_at_once_both_finish() {
         .map(|name| {
             let (data, src, out) = (node.data_dir.clone(), src.clone(), tmp.path().join(name));
             std::thread::spawn(move || {
-                let o = rendermesh(
-                    &data,
-                    &[
-                        "submit",
-                        "transcode",
-                        src.to_str().unwrap(),
-                        "-o",
-                        out.to_str().unwrap(),
-                        "--chunk-seconds",
-                        "1",
-                        "-q",
-                    ],
-                );
+                let o = rendermesh(&data, &transcode_args(&src, &out, &[]));
                 (o, out)
             })
         })
@@ -246,6 +235,22 @@ fn two_identical_transcodes_at_once_both_finish() {
         assert_eq!(video_frames(&out), video_frames(&src));
     }
     no_panic(&[node]);
+}
+
+/// `submit transcode SRC -o OUT` in one-second chunks, quietly, with `extra` arguments.
+fn transcode_args<'a>(src: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "submit",
+        "transcode",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--chunk-seconds",
+        "1",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// The blobs of the store, not its temp dir.
@@ -271,9 +276,7 @@ fn ctrl_c_on_a_submit_cancels_its_job_on_the_node_and_leaves_nothing() {
     let mut cli = std::process::Command::new(bin())
         .arg("--data-dir")
         .arg(&node.data_dir)
-        .args(["submit", "transcode", src.to_str().unwrap(), "-o"])
-        .arg(&out)
-        .args(["--chunk-seconds", "1", "--preset", "veryslow", "-q"])
+        .args(transcode_args(&src, &out, &["--preset", "veryslow"]))
         .env("RENDERMESH_LOG", "warn")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -375,21 +378,7 @@ fn a_draining_node_finishes_the_job_it_coordinates_and_refuses_new_ones() {
     let job = {
         let (data, src, out) = (node.data_dir.clone(), src.clone(), out.clone());
         std::thread::spawn(move || {
-            rendermesh(
-                &data,
-                &[
-                    "submit",
-                    "transcode",
-                    src.to_str().unwrap(),
-                    "-o",
-                    out.to_str().unwrap(),
-                    "--chunk-seconds",
-                    "1",
-                    "--preset",
-                    "slow",
-                    "-q",
-                ],
-            )
+            rendermesh(&data, &transcode_args(&src, &out, &["--preset", "slow"]))
         })
     };
     let running = wait_for(std::time::Duration::from_secs(60), || {

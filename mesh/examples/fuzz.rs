@@ -68,8 +68,13 @@ pub fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
             }
             3 if len >= 8 => {
                 let i = rng.below(len - 7);
-                let v =
-                    [u64::MAX, 1 << 32, 1 << 60, rng.next_u64(), rng.next_u64() % 100_000][rng.below(5)];
+                let v = [
+                    u64::MAX,
+                    1 << 32,
+                    1 << 60,
+                    rng.next_u64(),
+                    rng.next_u64() % 100_000,
+                ][rng.below(5)];
                 b[i..i + 8].copy_from_slice(&v.to_le_bytes());
             }
             4 => {

@@ -97,14 +97,14 @@ pub fn stream_duration(file: &Path, sel: &str) -> f64 {
     hi - lo
 }
 
-/// Presentation timestamps of every decoded video frame, in output order.
-pub fn frame_pts(file: &Path) -> Vec<i64> {
+/// One field of every decoded video frame (`pts`, `pts_time`, …), in output order.
+fn frame_field<T: std::str::FromStr>(file: &Path, field: &str) -> Vec<T> {
     ffprobe(
         &[
             "-select_streams",
             "v:0",
             "-show_entries",
-            "frame=pts",
+            &format!("frame={field}"),
             "-of",
             "csv=p=0",
         ],
@@ -113,6 +113,11 @@ pub fn frame_pts(file: &Path) -> Vec<i64> {
     .lines()
     .filter_map(|l| l.split(',').next().and_then(|p| p.trim().parse().ok()))
     .collect()
+}
+
+/// Presentation timestamps of every decoded video frame, in output order.
+pub fn frame_pts(file: &Path) -> Vec<i64> {
+    frame_field(file, "pts")
 }
 
 /// Is this test process root?
@@ -128,22 +133,9 @@ pub fn must_run() -> bool {
     is_root() || std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
 }
 
-/// The presentation time of every video frame, in seconds, in decoding order of output.
+/// The presentation time of every decoded video frame, in seconds, in output order.
 pub fn frame_times(file: &Path) -> Vec<f64> {
-    ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "frame=pts_time",
-            "-of",
-            "csv=p=0",
-        ],
-        file,
-    )
-    .lines()
-    .filter_map(|l| l.split(',').next().and_then(|p| p.trim().parse().ok()))
-    .collect()
+    frame_field(file, "pts_time")
 }
 
 /// MD5 of every decoded video frame, in order.
