@@ -4,7 +4,6 @@
 use crate::common;
 
 use std::io::{Read, Write};
-use std::path::Path;
 
 use common::*;
 
@@ -235,22 +234,6 @@ fn two_identical_transcodes_at_once_both_finish() {
         assert_eq!(video_frames(&out), video_frames(&src));
     }
     no_panic(&[node]);
-}
-
-/// `submit transcode SRC -o OUT` in one-second chunks, quietly, with `extra` arguments.
-fn transcode_args<'a>(src: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "submit",
-        "transcode",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--chunk-seconds",
-        "1",
-        "-q",
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 /// The blobs of the store, not its temp dir.

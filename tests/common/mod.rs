@@ -630,21 +630,25 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
     }
 }
 
+/// The arguments of `submit transcode SRC -o OUT` in one-second chunks, quietly, with `extra`.
+pub fn transcode_args<'a>(src: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "submit",
+        "transcode",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--chunk-seconds",
+        "1",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `submit transcode SRC -o OUT` in one-second chunks, quietly, through the node of `data`.
 pub fn transcode_1s(data: &Path, src: &Path, out: &Path) -> Output {
-    rendermesh(
-        data,
-        &[
-            "submit",
-            "transcode",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--chunk-seconds",
-            "1",
-            "-q",
-        ],
-    )
+    rendermesh(data, &transcode_args(src, out, &[]))
 }
 
 /// [`transcode_1s`] on another thread, so the test can act on the nodes meanwhile.
