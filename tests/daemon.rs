@@ -407,3 +407,50 @@ fn a_draining_node_finishes_the_job_it_coordinates_and_refuses_new_ones() {
     assert!(log.contains("the jobs of this node ended"), "{log}");
     assert!(log.contains("jobs_stopped=0"), "{log}");
 }
+
+#[test]
+fn a_second_sigterm_stops_a_draining_node_without_waiting_for_its_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Daemon::start_with(
+        &tmp.path().join("data"),
+        "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\nslots = 1\n",
+    );
+    // veryslow on 1 slot: a minute of work the drain would wait for
+    let src = clip_720p_open_gop(tmp.path(), 6);
+    let out = tmp.path().join("out.mp4");
+    let job = {
+        let (data, src, out) = (node.data_dir.clone(), src.clone(), out.clone());
+        std::thread::spawn(move || {
+            rendermesh(
+                &data,
+                &transcode_args(&src, &out, &["--preset", "veryslow"]),
+            )
+        })
+    };
+    let running = wait_for(std::time::Duration::from_secs(60), || {
+        common::mesh::last_job_opt(&node).is_some_and(|j| j["state"] == "Running")
+    });
+    assert!(running.is_some(), "the job never ran: {}", node.log());
+    common::mesh::signal(&node, "-TERM");
+    let waiting = wait_for(std::time::Duration::from_secs(10), || {
+        node.log().contains("letting the jobs of this node end")
+    });
+    assert!(waiting.is_some(), "{}", node.log());
+    assert!(node.alive(), "the first SIGTERM did not wait for the job");
+    let asked = std::time::Instant::now();
+    let st = node
+        .terminate(30)
+        .unwrap_or_else(|| panic!("the second SIGTERM did not stop the node: {}", node.log()));
+    assert!(st.success(), "{st:?}");
+    let log = node.log();
+    assert!(log.contains("stop asked again"), "{log}");
+    assert!(log.contains("jobs_stopped=1"), "{log}");
+    eprintln!(
+        "stopped {} ms after the second SIGTERM",
+        asked.elapsed().as_millis()
+    );
+    // the CLI following the job is told, and no output file appears
+    let o = job.join().unwrap();
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(!out.exists());
+}

@@ -117,6 +117,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
             peers: mesh.peers.clone(),
             calibration: mesh.calibration.clone(),
             watches: Some(Arc::new(watches)),
+            stopped_early: Arc::default(),
         };
         // systemd (Type=notify): ready now; watchdog pings from the event loop, so a hung
         // loop stops them and systemd restarts the node

@@ -18,7 +18,7 @@
 //! 5. the report: what was drained, the jobs stopped, and the tasks still alive (none, or
 //!    their names) — the last line of the node's log.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,8 @@ pub struct Drain {
     pub peers: actix::Addr<rendermesh_mesh::Peers>,
     pub calibration: CancelToken,
     pub watches: Option<Arc<crate::watch::daemon::Watches>>,
+    /// Jobs stopped while the API still answered (a drain cut short).
+    pub stopped_early: Arc<AtomicUsize>,
 }
 
 impl Drain {
@@ -132,7 +134,14 @@ pub async fn finish_jobs(drain: &Drain, cut_short: &tokio::sync::Notify) {
     };
     tokio::select! {
         _ = ended => tracing::info!("draining: the jobs of this node ended"),
-        _ = cut_short.notified() => tracing::warn!("draining: stopping now, the jobs of this node stop"),
+        _ = cut_short.notified() => {
+            tracing::warn!("draining: stopping now, the jobs of this node stop");
+            // now, while their coordinators live: those of jobs submitted through the API
+            // run on the server's threads and end with it
+            let n = board.stop_all("the node is stopping");
+            drain.stopped_early.fetch_add(n, Ordering::SeqCst);
+            board.stopped(STEP_LIMIT).await;
+        }
     }
 }
 
@@ -155,7 +164,8 @@ pub async fn shutdown(drain: &Drain, mesh: Mesh) -> Report {
         tracing::info!("drained");
     }
     tracing::info!("node stopping");
-    let jobs_stopped = runtime.board.stop_all("the node is stopping");
+    let jobs_stopped =
+        runtime.board.stop_all("the node is stopping") + drain.stopped_early.load(Ordering::SeqCst);
     let jobs_left = runtime.board.stopped(STEP_LIMIT).await;
     for part in [&mesh.replica, &mesh.discovery] {
         part.stop();
