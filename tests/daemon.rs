@@ -349,25 +349,41 @@ fn a_start_sweeps_what_killed_runs_left_in_the_temp_dir_and_gc_the_rest() {
     assert!(stdout(&o).contains("1 temp files"), "{}", stdout(&o));
 }
 
-#[test]
-fn a_draining_node_finishes_the_job_it_coordinates_and_refuses_new_ones() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut node = Daemon::start_with(
-        &tmp.path().join("data"),
+/// A one-slot node in `dir` and a transcode of a 6 s 720p clip at `preset` submitted to it
+/// from another thread, returned once the job runs: the node, the source, the output and the
+/// submit's thread.
+fn one_slot_node_running_a_transcode(
+    dir: &std::path::Path,
+    preset: &'static str,
+) -> (
+    Daemon,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::thread::JoinHandle<std::process::Output>,
+) {
+    let node = Daemon::start_with(
+        &dir.join("data"),
         "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\nslots = 1\n",
     );
-    let src = clip_720p_open_gop(tmp.path(), 6);
-    let out = tmp.path().join("out.mp4");
+    let src = clip_720p_open_gop(dir, 6);
+    let out = dir.join("out.mp4");
     let job = {
         let (data, src, out) = (node.data_dir.clone(), src.clone(), out.clone());
         std::thread::spawn(move || {
-            rendermesh(&data, &transcode_args(&src, &out, &["--preset", "slow"]))
+            rendermesh(&data, &transcode_args(&src, &out, &["--preset", preset]))
         })
     };
     let running = wait_for(std::time::Duration::from_secs(60), || {
         common::mesh::last_job_opt(&node).is_some_and(|j| j["state"] == "Running")
     });
     assert!(running.is_some(), "the job never ran: {}", node.log());
+    (node, src, out, job)
+}
+
+#[test]
+fn a_draining_node_finishes_the_job_it_coordinates_and_refuses_new_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut node, src, out, job) = one_slot_node_running_a_transcode(tmp.path(), "slow");
     let o = rendermesh(&node.data_dir, &["drain"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let waiting = wait_for(std::time::Duration::from_secs(10), || {
@@ -411,26 +427,8 @@ fn a_draining_node_finishes_the_job_it_coordinates_and_refuses_new_ones() {
 #[test]
 fn a_second_sigterm_stops_a_draining_node_without_waiting_for_its_job() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut node = Daemon::start_with(
-        &tmp.path().join("data"),
-        "mdns = false\nlisten = \"/ip4/127.0.0.1/tcp/0\"\nslots = 1\n",
-    );
     // veryslow on 1 slot: a minute of work the drain would wait for
-    let src = clip_720p_open_gop(tmp.path(), 6);
-    let out = tmp.path().join("out.mp4");
-    let job = {
-        let (data, src, out) = (node.data_dir.clone(), src.clone(), out.clone());
-        std::thread::spawn(move || {
-            rendermesh(
-                &data,
-                &transcode_args(&src, &out, &["--preset", "veryslow"]),
-            )
-        })
-    };
-    let running = wait_for(std::time::Duration::from_secs(60), || {
-        common::mesh::last_job_opt(&node).is_some_and(|j| j["state"] == "Running")
-    });
-    assert!(running.is_some(), "the job never ran: {}", node.log());
+    let (mut node, _src, out, job) = one_slot_node_running_a_transcode(tmp.path(), "veryslow");
     common::mesh::signal(&node, "-TERM");
     let waiting = wait_for(std::time::Duration::from_secs(10), || {
         node.log().contains("letting the jobs of this node end")
