@@ -239,10 +239,11 @@ fn a_coordinator_killed_mid_batch_reuses_finished_files_and_shards_when_submitte
     let tmp = tempfile::tempdir().unwrap();
     let media = tmp.path().join("media");
     let good = library(&media);
-    // two 720p files cut into chunks of the same size: the auction hands out the first
-    // file's chunks first (equal lots go in order), so it is finished while the second runs
+    // chunks are offered largest first: the short 720p file's four chunks are each more work
+    // than any of the long 360p file's thirty, so the short one is finished while the long
+    // one runs, whatever the chunks' byte sizes
     let short = common::clip_720p_open_gop(&media, 8);
-    let long = common::clip_720p_open_gop(&media, 60);
+    let long = common::small_clip(&media, "long360.mp4", 60, &["-vf", "scale=640:360"]);
     // b and c are slow boxes: the long file's chunks cannot all be done before the kill
     let mut nodes = three_env(tmp.path(), "", &[("RENDERMESH_FAULT", "slow-shards=100")]);
     let key = tmp.path().join("swarm.key");
@@ -263,17 +264,24 @@ fn a_coordinator_killed_mid_batch_reuses_finished_files_and_shards_when_submitte
             .and_then(|i| i["shards_done"].as_u64())
             .unwrap_or(0) as usize
     };
-    wait_for(Duration::from_secs(90), || {
+    wait_for(Duration::from_secs(240), || {
         long_done(&nodes[0]) >= 3 && out.join("src720-8s.mp4").exists()
     })
-    .unwrap_or_else(|| panic!("the batch did not get far: {}", nodes[0].log()));
+    .unwrap_or_else(|| {
+        let told: Vec<String> = nodes.iter().map(|n| n.story()).collect();
+        panic!(
+            "the batch did not get far: {}\n{}",
+            last_job_opt(&nodes[0]).unwrap_or_default(),
+            told.join("\n")
+        )
+    });
     let chunks_before = long_done(&nodes[0]);
     assert!(chunks_before < 30, "all chunks were in before the kill");
     let _ = nodes[0].child.kill();
     let _ = nodes[0].child.wait();
     let o = first.join().unwrap();
     assert!(!o.status.success(), "the submit outlived its node");
-    assert!(!out.join("src720-60s.mp4").exists());
+    assert!(!out.join("long360.mp4").exists());
     let written_before = std::fs::read_dir(&out)
         .unwrap()
         .filter(|e| {

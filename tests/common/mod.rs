@@ -589,6 +589,25 @@ impl Daemon {
         std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
     }
 
+    /// What went wrong on this node, for a failure message: its warnings and errors first
+    /// (a long log is cut in the middle by whoever shows it), then its last lines.
+    pub fn story(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let trouble: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked"))
+            .collect();
+        let tail = &lines[lines.len().saturating_sub(25)..];
+        format!(
+            "── node in {} : warnings and errors ──\n{}\n── its last lines ──\n{}",
+            self.data_dir.display(),
+            trouble.join("\n"),
+            tail.join("\n")
+        )
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
