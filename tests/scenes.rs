@@ -107,6 +107,17 @@ fn known_cuts_are_found_once_across_shard_boundaries_and_then_cached() {
         SCENE_CUTS.len() + 1
     );
 
+    // the shards are cached compact: scores only, the edge frames that joined them dropped
+    // (two frames at the analysis size, 320x180 HSV, would be 345 600 bytes)
+    let o = rendermesh(&data, &["cache", "ls", "--kind", "scene-shard", "--long"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sizes: Vec<u64> = stdout(&o)
+        .lines()
+        .map(|l| l.split_whitespace().last().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(sizes.len(), 8, "{}", stdout(&o));
+    assert!(sizes.iter().all(|&b| b < 4096), "{sizes:?}");
+
     // second submit: from the cache, no hashing, no decoding (counted in the process)
     let rep2 = tmp.path().join("r2.json");
     let json2 = tmp.path().join("c2.json");
@@ -169,6 +180,31 @@ fn known_cuts_are_found_once_across_shard_boundaries_and_then_cached() {
         cuts_of_json(&json3).is_empty(),
         "threshold 200 should cut nothing"
     );
+
+    // a threshold just below the default, from the compact shards alone: the same cuts, the
+    // ones on shard boundaries included (their scores were joined before the edges went)
+    let json4 = tmp.path().join("c4.json");
+    let rep4 = tmp.path().join("r4.json");
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "scenes",
+            src.to_str().unwrap(),
+            "--chunk-seconds",
+            "2",
+            "--threshold",
+            "26.5",
+            "--json",
+            json4.to_str().unwrap(),
+            "--report",
+            rep4.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(report(&rep4)["process_decoded_frames"], 0);
+    assert_eq!(cuts_of_json(&json4), cuts);
 }
 
 #[test]

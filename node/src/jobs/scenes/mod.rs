@@ -6,7 +6,8 @@
 //! - [`cascade`]: the `auto` detector's choice of the blocks the network decides.
 //! - [`neural`]: the shot-boundary network on blocks of frames (a shard's side);
 //!   [`neural_stage`] plans its shards and puts their predictions together.
-//! - [`driver`]: plans the score shards (cache, probe, cut) and stitches the results.
+//! - [`driver`]: plans the score shards (cache, probe, cut) and stitches the results;
+//!   [`edges`] scores the frame pairs across shard boundaries and caches shards compact.
 //! - [`export`]: scene lists as CSV, JSON and EDL.
 //! - [`looks`]: how sampled frames look (a montage's material analysis).
 //! - Here: the parameters, the shard runner and the speeds of the `scenes@720p|1080p` classes.
@@ -15,6 +16,7 @@ pub mod analyze;
 pub mod cascade;
 pub mod detect;
 pub mod driver;
+pub mod edges;
 pub mod export;
 pub mod looks;
 pub mod neural;

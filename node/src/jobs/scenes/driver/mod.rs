@@ -20,11 +20,9 @@ use rendermesh_protocol::{
 };
 
 use self::network::{auto_cuts, Auto, Planned};
-use super::analyze::from_edge;
 use super::cascade::Triage;
-use super::detect::{
-    adaptive_cuts, content_cuts, frame_delta, AdaptiveParams, ContentParams, FrameDelta,
-};
+use super::detect::{adaptive_cuts, content_cuts, AdaptiveParams, ContentParams, FrameDelta};
+use super::edges;
 use crate::engine::chunk::{plan_chunks_tapered, write_chunks};
 use crate::engine::probe::{identify, probe_cached, Probe};
 use crate::engine::ENGINE_VERSION;
@@ -302,16 +300,20 @@ impl JobDriver for ScenesDriver {
             if f.list.is_some() {
                 continue;
             }
-            let mut looks = Vec::new();
-            let mut deltas: Vec<Option<FrameDelta>> = Vec::with_capacity(f.frames as usize);
-            let mut prev_last = None;
-            for (index, key) in &f.shards {
+            let mut shards = Vec::with_capacity(f.shards.len());
+            for (index, _) in &f.shards {
                 let s = by_index.remove(index).ok_or_else(|| {
                     JobError(format!(
                         "{}: scores of shard {index} missing",
                         f.path.display()
                     ))
                 })?;
+                shards.push(s);
+            }
+            edges::join(&mut shards);
+            let mut looks = Vec::new();
+            let mut deltas: Vec<Option<FrameDelta>> = Vec::with_capacity(f.frames as usize);
+            for ((index, key), s) in f.shards.iter().zip(shards) {
                 if s.first_frame != deltas.len() as u64 {
                     return Err(JobError(format!(
                         "{}: shard {index} starts at frame {}, expected {}",
@@ -323,18 +325,8 @@ impl JobDriver for ScenesDriver {
                 if let Err(e) = self.cache.entries.put(key, &s) {
                     tracing::warn!(error = %e, "cannot cache shard scores");
                 }
-                let mut shard_deltas = s.deltas.clone();
-                // score the pair across the boundary from the edge frames
-                if let (Some(last), Some(first), Some(d0)) =
-                    (&prev_last, &s.first, shard_deltas.first_mut())
-                {
-                    if let (Some(a), Some(b)) = (from_edge(last), from_edge(first)) {
-                        *d0 = frame_delta(&a, &b).ok();
-                    }
-                }
-                deltas.extend(shard_deltas);
-                looks.extend_from_slice(&s.looks);
-                prev_last = s.last.clone();
+                deltas.extend(s.deltas);
+                looks.extend(s.looks);
             }
             if deltas.len() as u64 != f.frames {
                 return Err(JobError(format!(
@@ -420,16 +412,26 @@ impl ScenesDriver {
         done: &mut Vec<ShardResult>,
     ) -> Result<Vec<(u32, CacheKey)>, JobError> {
         let plans = plan_chunks_tapered(probe, self.chunk_seconds);
-        let mut want = Vec::with_capacity(plans.len());
         let mut keyed = Vec::with_capacity(plans.len());
+        let mut cached = Vec::with_capacity(plans.len());
         for plan in &plans {
             let key = self.shard_key(id, &plan.range);
             let index = self.next_index;
             self.next_index += 1;
             keyed.push((index, key));
-            let cached = self.cache.entries.get::<SceneScores>(&key).unwrap_or(None);
-            match cached.and_then(|s| ShardOutput::inline(&s).ok()) {
-                Some(output) => {
+            let scores = self.cache.entries.get::<SceneScores>(&key).unwrap_or(None);
+            cached.push(scores.and_then(|s| Some((ShardOutput::inline(&s).ok()?, s))));
+        }
+        let usable = edges::usable(
+            &cached
+                .iter()
+                .map(|c| c.as_ref().map(|c| &c.1))
+                .collect::<Vec<_>>(),
+        );
+        let mut want = Vec::with_capacity(plans.len());
+        for ((&(index, _), c), ok) in keyed.iter().zip(cached).zip(usable) {
+            match c.filter(|_| ok) {
+                Some((output, _)) => {
                     want.push(false);
                     done.push(self.cached_result(job, index, output));
                 }
