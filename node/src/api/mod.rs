@@ -25,6 +25,8 @@
 pub(crate) mod auth;
 pub mod client;
 pub mod desk;
+#[cfg(test)]
+mod fuzz;
 pub mod password;
 pub mod server;
 pub mod session;
