@@ -160,25 +160,18 @@ fn stat_ls_get_verify_gc_after_one_submit() {
 enum KillAt {
     /// This fraction of a whole run's time after the start.
     Time(f64),
-    /// As soon as sled has written this many value files (large values — the shard scores —
-    /// go to files of their own under `db/blobs`): in the middle of the write burst.
-    SledFiles(usize),
-    /// As soon as sled's log file changes after all 8 shards' value files exist: during the
-    /// flush at the end of the job.
-    Flush,
+    /// As soon as sled's log file has changed (size or mtime) this many times since the
+    /// start. A run writes it at its open (a new store), for the probe entry (a new file), and
+    /// at the job's end for the shard scores and the scene list (the flush).
+    LogWrites(usize),
 }
 
-/// Files under sled's `db/blobs`, and the size and mtime of its log (sled 0.34's layout; if
-/// it changes, the event kills below fall back to their deadline and still kill).
-fn sled_files(data: &Path) -> (usize, (u64, Option<std::time::SystemTime>)) {
-    let db = data.join("cache/db");
-    let files = std::fs::read_dir(db.join("blobs"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    let log = std::fs::metadata(db.join("db"))
+/// The size and mtime of sled's log (sled 0.34's layout; if it changes, the event kills
+/// below fall back to their deadline and still kill).
+fn sled_log(data: &Path) -> (u64, Option<std::time::SystemTime>) {
+    std::fs::metadata(data.join("cache/db/db"))
         .map(|m| (m.len(), m.modified().ok()))
-        .unwrap_or((0, None));
-    (files, log)
+        .unwrap_or((0, None))
 }
 
 #[test]
@@ -208,17 +201,17 @@ fn scenes_killed_at_any_point_leave_a_cache_that_verifies_and_answers_right() {
         (KillAt::Time(0.7), "144"),
         (KillAt::Time(0.85), "160"),
         (KillAt::Time(1.0), "176"),
-        (KillAt::SledFiles(1), "192"),
-        (KillAt::SledFiles(4), "208"),
-        (KillAt::SledFiles(8), "224"),
-        (KillAt::Flush, "240"),
-        (KillAt::SledFiles(1), "0"),
-        (KillAt::Flush, "256"),
-        (KillAt::Flush, "272"),
+        (KillAt::LogWrites(1), "192"),
+        (KillAt::LogWrites(2), "208"),
+        (KillAt::LogWrites(1), "224"),
+        (KillAt::LogWrites(2), "240"),
+        (KillAt::LogWrites(1), "0"),
+        (KillAt::LogWrites(1), "256"),
+        (KillAt::LogWrites(2), "272"),
     ];
     let (mut interrupted, mut mid_write) = (0, 0);
     for (at, width) in rounds {
-        let before = sled_files(&data);
+        let mut seen = sled_log(&data);
         let mut child = Command::new(bin())
             .arg("--data-dir")
             .arg(&data)
@@ -242,23 +235,16 @@ fn scenes_killed_at_any_point_leave_a_cache_that_verifies_and_answers_right() {
         match at {
             // the kill point itself is the variable under test
             KillAt::Time(f) => std::thread::sleep(whole.mul_f64(f)),
-            KillAt::SledFiles(_) | KillAt::Flush => {
+            KillAt::LogWrites(n) => {
                 let deadline = t0 + whole * 3 + std::time::Duration::from_secs(5);
-                let mut log_at_burst = None;
+                let mut writes = 0;
                 while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                    let (files, log) = sled_files(&data);
-                    fired = match at {
-                        KillAt::SledFiles(n) => files >= before.0 + n,
-                        _ => match log_at_burst {
-                            None => {
-                                if files >= before.0 + 8 {
-                                    log_at_burst = Some(log);
-                                }
-                                false
-                            }
-                            Some(l) => log != l,
-                        },
-                    };
+                    let log = sled_log(&data);
+                    if log != seen {
+                        seen = log;
+                        writes += 1;
+                    }
+                    fired = writes >= n;
                     if fired {
                         break;
                     }
@@ -423,4 +409,89 @@ cat "$M/stat.err"
     assert!(out.contains("gc rc=0"), "{out}");
     assert!(out.contains("freed 5242880 bytes"), "{out}");
     assert!(out.contains("node started"), "{out}");
+}
+
+/// A job that runs out of disk (a small tmpfs in a private mount namespace): it fails with the
+/// cause in one line, leaves no chunk, segment, temp file or half-written output behind (the
+/// free space is back to what it was), and the next job that fits runs.
+#[test]
+fn a_job_that_fills_the_disk_fails_clearly_cleans_up_and_the_next_one_runs() {
+    let unshare = Command::new("unshare").arg("--help").output().is_ok();
+    if !is_root() || !unshare {
+        assert!(
+            !must_run(),
+            "the full-disk test needs root and unshare (util-linux)"
+        );
+        eprintln!("SKIPPED: full-disk job test: needs root (a tmpfs in a mount namespace)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let small = small_clip(tmp.path(), "small.mp4", 2, &[]);
+    // about 4 MB of source: its chunks, segments and output need about three times that
+    let big = clip_720p_open_gop(tmp.path(), 12);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let script = format!(
+        r#"set -u
+M={mnt}; BIN={bin}; D=$M/data
+mount -t tmpfs -o size=40m tmpfs "$M" || exit 90
+$BIN --data-dir "$D" submit transcode {small} -o "$M/first.mp4" -q --local || exit 91
+rm "$M/first.mp4"
+$BIN --data-dir "$D" cache gc >/dev/null || exit 92
+# leave 6 MB free
+avail=$(df --output=avail -B1 "$M" | tail -1 | tr -d " ")
+head -c $((avail - 6 * 1048576)) /dev/zero > "$M/fill"
+before=$(df --output=avail -B1 "$M" | tail -1 | tr -d " ")
+echo "before $before"
+$BIN --data-dir "$D" submit transcode {big} -o "$M/big.mp4" -q --local --preset ultrafast \
+    --crf 10 --chunk-seconds 2 2>"$M/big.err"
+echo "big rc=$?"
+echo "said: $(cat "$M/big.err")"
+echo "after $(df --output=avail -B1 "$M" | tail -1 | tr -d " ")"
+echo "blobs $($BIN --data-dir "$D" cache ls --blobs | wc -l)"
+echo "left: $(find "$M" -type f ! -path "$D/cache/db/*" ! -name fill ! -name '*.err' | sort | tr '\n' ' ')"
+$BIN --data-dir "$D" submit transcode {small} -o "$M/again.mp4" -q --local
+echo "again rc=$? $(stat -c %s "$M/again.mp4" 2>/dev/null)"
+"#,
+        mnt = mnt.display(),
+        bin = bin().display(),
+        small = small.display(),
+        big = big.display(),
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "bash", "-c", &script])
+        .env("RENDERMESH_LOG", "warn")
+        .env("RENDERMESH_CALIBRATION_FRAMES", "2")
+        .output()
+        .unwrap();
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}");
+    let figure = |name: &str| -> i64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} figure: {out}"))
+    };
+    assert!(out.contains("big rc=1"), "{out}");
+    assert!(
+        out.contains("No space left on device") || out.contains("disk is full"),
+        "the cause is not named: {out}"
+    );
+    // tmpfs counts whole pages: a few kB of the store's database may stay
+    let (before, after) = (figure("before"), figure("after"));
+    assert!(
+        after >= before - 256 * 1024,
+        "{} kB not freed: {out}",
+        (before - after) / 1024
+    );
+    assert_eq!(figure("blobs"), 0, "{out}");
+    let left = out.lines().find(|l| l.starts_with("left:")).unwrap();
+    // the store's own files only: nothing under the blobs (temp files included), no output
+    assert!(
+        left.split_whitespace().skip(1).all(|f| f
+            .split_once("/mnt/data/")
+            .is_some_and(|(_, own)| !own.starts_with("cache/blobs/"))),
+        "{left}"
+    );
+    assert!(out.contains("again rc=0"), "{out}");
 }

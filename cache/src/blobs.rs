@@ -532,8 +532,21 @@ impl BlobStore {
         if !Path::new("/proc/self").exists() {
             return Ok((0, 0));
         }
-        let dir = self.inner.root.join(TMP_DIR);
         let me = std::process::id().to_string();
+        self.remove_temp(|pid| pid != me && !Path::new("/proc").join(pid).exists())
+    }
+
+    /// Delete this process's own temp files: a command that ran a job in-process and is
+    /// about to exit, with shards of the failed job perhaps still writing. Returns the files
+    /// and bytes removed.
+    pub fn clean_own_temp(&self) -> Result<(usize, u64), BlobError> {
+        let me = std::process::id().to_string();
+        self.remove_temp(|pid| pid == me)
+    }
+
+    /// Delete the temp files whose writer's pid `gone` picks.
+    fn remove_temp(&self, gone: impl Fn(&str) -> bool) -> Result<(usize, u64), BlobError> {
+        let dir = self.inner.root.join(TMP_DIR);
         let mut removed = (0, 0);
         for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
             let entry = entry.map_err(io_at(&dir))?;
@@ -541,7 +554,7 @@ impl BlobStore {
             let Some(pid) = name.split('-').next().filter(|p| p.parse::<u32>().is_ok()) else {
                 continue;
             };
-            if pid == me || Path::new("/proc").join(pid).exists() {
+            if !gone(pid) {
                 continue;
             }
             let len = entry.metadata().map(|m| m.len()).unwrap_or(0);

@@ -236,10 +236,23 @@ pub(super) fn execute_with<T: Send + 'static>(
             handle,
             cache: runtime.cache.clone(),
         };
-        tokio::task::spawn_blocking(move || follow(&view))
+        let cache = view.cache.clone();
+        let followed = tokio::task::spawn_blocking(move || follow(&view))
             .await
-            .map_err(|e| anyhow::anyhow!("following the job crashed: {e}"))?
+            .map_err(|e| anyhow::anyhow!("following the job crashed: {e}"))?;
+        if followed.is_err() {
+            sweep_own_temp(&cache);
+        }
+        followed
     })
+}
+
+/// An in-process job failed and the command exits: what its shards were still writing goes
+/// with it (a node's shards are cancelled and clean up themselves).
+fn sweep_own_temp(cache: &rendermesh_cache::Cache) {
+    if let Err(e) = cache.blobs.clean_own_temp() {
+        tracing::warn!(error = %e, "cannot remove this command's temp files");
+    }
 }
 
 /// Ctrl-C or SIGTERM from here on cancels job `id` on the node (or, when it has ended, drops
@@ -319,6 +332,9 @@ fn execute_local(
         pb.finish_and_clear();
         anyhow::Ok((handle.status(), result, runtime.cache.clone()))
     })?;
+    if result.is_err() {
+        sweep_own_temp(&cache);
+    }
     write_report(&common.report, &status, "local")?;
     print_notes(&status);
     let result = result.map_err(|e| anyhow::anyhow!("{e}"))?;
