@@ -5,7 +5,8 @@ set -euo pipefail
 
 pkgs=(ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
       libavfilter-dev libavdevice-dev libclang-dev clang pkg-config ca-certificates curl systemd
-      fretsonfire-songs-sectoid python3-venv chromium prometheus fonts-dejavu-core iproute2)
+      fretsonfire-songs-sectoid python3-venv chromium prometheus fonts-dejavu-core iproute2
+      dpkg-dev init-system-helpers)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

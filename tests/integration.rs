@@ -25,6 +25,7 @@ mod metrics;
 mod montage;
 mod montage_mesh;
 mod neural;
+mod package;
 mod peers;
 mod proxy;
 mod replication;
