@@ -28,43 +28,47 @@ pub fn available_codecs() -> Vec<&'static str> {
         .collect()
 }
 
+/// A hardware encoder family's own options for quality `crf` (on x264's scale, 0 best to 51
+/// worst; the hardware H.264 and H.265 encoders take 0–51 too): NVENC `cq` in VBR, where 0
+/// would mean "automatic" so the best is 1; Quick Sync ICQ `global_quality`, 1–51; VAAPI
+/// and AMF a constant `qp`, 0–51. Families without a quality scale (V4L2 M2M,
+/// VideoToolbox) get nothing and keep their default rate control.
+pub(crate) fn hardware_quality(
+    family: &str,
+    crf: u8,
+    preset: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let q = |lo: u8| crf.clamp(lo, 51).to_string();
+    match family {
+        "nvenc" => vec![
+            ("rc", "vbr".into()),
+            ("cq", q(1)),
+            ("preset", preset.unwrap_or("p4").into()),
+        ],
+        "qsv" => vec![("global_quality", q(1))],
+        "vaapi" => vec![("rc_mode", "CQP".into()), ("qp", q(0))],
+        "amf" => vec![("rc", "cqp".into()), ("qp_i", q(0)), ("qp_p", q(0))],
+        _ => Vec::new(),
+    }
+}
+
 /// Encoder options from the job's settings. Quality maps onto each family's own knob
 /// (documented in docs/architecture.md): software `crf`; NVENC `cq` (VBR, preset p4);
 /// Quick Sync `global_quality` (ICQ); VAAPI and AMF constant `qp`; V4L2 M2M and
 /// VideoToolbox have no quality scale and keep their default rate control.
 pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictionary<'static> {
     let mut d = ff::Dictionary::new();
-    let q = o.crf.to_string();
     let name = o.encoder_name();
     let family = name.rsplit('_').next().unwrap_or(name);
     // a named encoder other than the codec's software one (e.g. "h264_nvenc") is hardware
     let hardware = o.encoder.is_some() && name != o.codec.encoder_name() && name.contains('_');
-    match (hardware, family) {
-        (true, "nvenc") => {
-            d.set("rc", "vbr");
-            d.set("cq", &q);
-            d.set("preset", o.preset.as_deref().unwrap_or("p4"));
-            return d;
+    if hardware {
+        for (key, value) in hardware_quality(family, o.crf, o.preset.as_deref()) {
+            d.set(key, &value);
         }
-        (true, "qsv") => {
-            d.set("global_quality", &q);
-            return d;
-        }
-        (true, "vaapi") => {
-            d.set("rc_mode", "CQP");
-            d.set("qp", &q);
-            return d;
-        }
-        (true, "amf") => {
-            d.set("rc", "cqp");
-            d.set("qp_i", &q);
-            d.set("qp_p", &q);
-            return d;
-        }
-        (true, _) => return d,
-        _ => {}
+        return d;
     }
-    d.set("crf", &q);
+    d.set("crf", &o.crf.to_string());
     match o.codec {
         VideoCodec::H264 => {
             d.set("preset", o.preset.as_deref().unwrap_or("medium"));
@@ -428,6 +432,58 @@ pub(crate) mod tests {
             encoder: None,
             height,
         }
+    }
+
+    #[test]
+    fn quality_maps_onto_each_hardware_family_within_its_range() {
+        // (family, crf, options): the best, the usual, the worst and beyond
+        let table: &[(&str, u8, &[(&str, &str)])] = &[
+            ("nvenc", 0, &[("rc", "vbr"), ("cq", "1"), ("preset", "p4")]),
+            (
+                "nvenc",
+                23,
+                &[("rc", "vbr"), ("cq", "23"), ("preset", "p4")],
+            ),
+            (
+                "nvenc",
+                51,
+                &[("rc", "vbr"), ("cq", "51"), ("preset", "p4")],
+            ),
+            (
+                "nvenc",
+                63,
+                &[("rc", "vbr"), ("cq", "51"), ("preset", "p4")],
+            ),
+            ("qsv", 0, &[("global_quality", "1")]),
+            ("qsv", 23, &[("global_quality", "23")]),
+            ("qsv", 70, &[("global_quality", "51")]),
+            ("vaapi", 0, &[("rc_mode", "CQP"), ("qp", "0")]),
+            ("vaapi", 23, &[("rc_mode", "CQP"), ("qp", "23")]),
+            ("vaapi", 99, &[("rc_mode", "CQP"), ("qp", "51")]),
+            ("amf", 18, &[("rc", "cqp"), ("qp_i", "18"), ("qp_p", "18")]),
+            ("amf", 60, &[("rc", "cqp"), ("qp_i", "51"), ("qp_p", "51")]),
+            ("v4l2m2m", 23, &[]),
+            ("videotoolbox", 23, &[]),
+        ];
+        for &(family, crf, want) in table {
+            let want: Vec<(&str, String)> = want.iter().map(|&(k, v)| (k, v.into())).collect();
+            assert_eq!(
+                hardware_quality(family, crf, None),
+                want,
+                "{family} crf {crf}"
+            );
+        }
+        // a preset asked for reaches NVENC
+        assert!(hardware_quality("nvenc", 23, Some("p7")).contains(&("preset", "p7".into())));
+        // and the encoder options of a named hardware encoder are the family's
+        let o = EncodeOptions {
+            encoder: Some("h264_vaapi".into()),
+            crf: 30,
+            ..EncodeOptions::default()
+        };
+        let d = encoder_options(&o, 2);
+        assert_eq!(d.get("qp"), Some("30"));
+        assert_eq!(d.get("crf"), None);
     }
 
     #[test]
