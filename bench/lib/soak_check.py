@@ -4,8 +4,9 @@
   soak_check.py check KIND OUT REF   one job's output against its one-box reference: prints
                                      "ok HOW" (exit 0) or "wrong WHY" (exit 1)
   soak_check.py summary DIR BOUND_MB the run's figures from DIR/results, DIR/events and
-                                     DIR/rss.csv; exit 1 when an output was wrong, a job lost
-                                     or a node's last resident memory is above BOUND_MB
+                                     DIR/rss.csv; exit 1 when an output was wrong, a job lost,
+                                     a node died by itself (crash) or a node's last resident
+                                     memory is above BOUND_MB
 
 Scene lists, beat grids and checksums must be equal (the arrays of their JSON). A transcode
 passes when its bytes are the reference's, or else when every decoded frame of every stream
@@ -74,6 +75,7 @@ def summary(d, bound):
     resub_jobs = sum(1 for j in jobs if int(j[3]) > 1)
     kills = sum(1 for e in events if e[1] == "kill")
     freezes = sum(1 for e in events if e[1] == "freeze")
+    crashes = [e[2] for e in events if e[1] == "crash"]
     print(f"jobs            {len(jobs)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
     print(f"finished        {count('ok') + count('wrong')} (right {count('ok')})")
     print(f"resubmitted     {resub_jobs} jobs ({resub} extra submits)")
@@ -81,12 +83,13 @@ def summary(d, bound):
     print(f"wrong outputs   {count('wrong')}")
     print(f"kills           {kills}")
     print(f"freezes         {freezes}")
+    print(f"crashes         {len(crashes)}" + (f" ({', '.join(crashes)}: died by themselves, restarted)" if crashes else ""))
     for j in jobs:
         if j[4] != "ok":
             print(f"  job {j[0]} ({j[1]}, {j[2]}) {j[4]} on {j[5]}: {j[6].strip()}")
-    secs = float(rows[-1]["t_s"])
-    print(f"duration        {secs / 60:.1f} min ({secs:.0f} s of jobs and chaos)")
-    bad = count("wrong") + count("lost")
+    secs = float(open(os.path.join(d, "duration")).read())
+    print(f"duration        {secs / 60:.1f} min of jobs and chaos")
+    bad = count("wrong") + count("lost") + len(crashes)
     print("node  rss_MB start  peak  end   store_MB end")
     for n in names:
         vals = [int(r[f"rss_{n}"]) for r in rows if r[f"rss_{n}"]]

@@ -437,7 +437,8 @@ pub(crate) mod tests {
     #[test]
     fn quality_maps_onto_each_hardware_family_within_its_range() {
         // (family, crf, options): the best, the usual, the worst and beyond
-        let table: &[(&str, u8, &[(&str, &str)])] = &[
+        type Row = (&'static str, u8, &'static [(&'static str, &'static str)]);
+        let table: &[Row] = &[
             ("nvenc", 0, &[("rc", "vbr"), ("cq", "1"), ("preset", "p4")]),
             (
                 "nvenc",
