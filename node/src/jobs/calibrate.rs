@@ -88,27 +88,73 @@ pub fn verify_encoder(name: &str, dir: &Path) -> Result<(), String> {
     })
 }
 
-/// Why a hardware encoder family cannot work here, when its device is plainly absent.
-fn missing_device(name: &str) -> Option<&'static str> {
-    let any = |pattern: &str| {
-        std::fs::read_dir("/dev")
+/// Why a hardware encoder family cannot work here, in words a user can act on: its device
+/// is absent, or present but not open to this process (the group that grants it), or the
+/// path rendermesh takes cannot use it yet.
+fn missing_device(name: &str) -> Option<String> {
+    device_problem(Path::new("/dev"), name)
+}
+
+/// [`missing_device`] with the device tree under `dev`.
+fn device_problem(dev: &Path, name: &str) -> Option<String> {
+    let starting = |dir: &Path, prefix: &str| -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(dir)
             .map(|d| {
                 d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(pattern))
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                    .map(|e| e.path())
+                    .collect()
             })
-            .unwrap_or(false)
+            .unwrap_or_default();
+        found.sort();
+        found
     };
-    let render = std::fs::read_dir("/dev/dri")
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+    let closed = |paths: &[std::path::PathBuf], group: &str| -> Option<String> {
+        let shut: Vec<_> = paths
+            .iter()
+            .filter(|p| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(p)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+            })
+            .collect();
+        (!shut.is_empty() && shut.len() == paths.len()).then(|| {
+            format!(
+                "{} is there but this node may not open it: add the node's user to the \
+                 `{group}` group (e.g. `usermod -aG {group} rendermesh`) and restart it",
+                shut[0].display()
+            )
         })
-        .unwrap_or(false);
+    };
+    let render = starting(&dev.join("dri"), "renderD");
     match name.rsplit('_').next()? {
-        "nvenc" if !any("nvidia") => Some("no NVIDIA device"),
-        "vaapi" | "qsv" | "amf" if !render => Some("no DRM render node (/dev/dri/renderD*)"),
-        "v4l2m2m" if !any("video") => Some("no V4L2 memory-to-memory device"),
-        "videotoolbox" if !cfg!(target_os = "macos") => Some("VideoToolbox exists only on macOS"),
+        "nvenc" => {
+            let nv = starting(dev, "nvidia");
+            if nv.is_empty() {
+                return Some(
+                    "no NVIDIA device (/dev/nvidia*): no card, or its driver is not loaded".into(),
+                );
+            }
+            closed(&nv, "video")
+        }
+        "vaapi" | "qsv" | "amf" if render.is_empty() => Some(
+            "no DRM render node (/dev/dri/renderD*): no GPU, or its driver is not loaded".into(),
+        ),
+        family @ ("vaapi" | "qsv" | "amf") => closed(&render, "render").or_else(|| {
+            (family == "vaapi").then(|| {
+                "VAAPI encoders need frames uploaded to the GPU, which rendermesh does not do \
+                 yet"
+                .into()
+            })
+        }),
+        "v4l2m2m" if starting(dev, "video").is_empty() => {
+            Some("no V4L2 memory-to-memory device (/dev/video*)".into())
+        }
+        "videotoolbox" if !cfg!(target_os = "macos") => {
+            Some("VideoToolbox exists only on macOS".into())
+        }
         _ => None,
     }
 }
@@ -329,4 +375,51 @@ pub fn load_or_probe(
         .and_then(|_| std::fs::rename(&tmp, &file))
         .map_err(|e| MediaError::write(&file, e))?;
     Ok((caps, false))
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_closed_device_is_named_with_what_to_do() {
+        let dev = tempfile::tempdir().unwrap();
+        let d = dev.path();
+        let said = |name: &str| device_problem(d, name).unwrap_or_default();
+        assert!(said("h264_nvenc").starts_with("no NVIDIA device"));
+        assert!(said("hevc_vaapi").starts_with("no DRM render node"));
+        assert!(said("h264_qsv").starts_with("no DRM render node"));
+        assert!(said("h264_v4l2m2m").starts_with("no V4L2"));
+        assert_eq!(device_problem(d, "libx264"), None);
+        // devices there and open to this process: only VAAPI's own gap is left
+        std::fs::create_dir(d.join("dri")).unwrap();
+        for f in ["dri/renderD128", "nvidia0", "nvidiactl", "video0"] {
+            std::fs::write(d.join(f), b"").unwrap();
+        }
+        assert_eq!(device_problem(d, "h264_nvenc"), None);
+        assert_eq!(device_problem(d, "h264_qsv"), None);
+        assert_eq!(device_problem(d, "h264_v4l2m2m"), None);
+        assert!(said("h264_vaapi").contains("uploaded to the GPU"));
+        // a render node this process may not open names the group that grants it (root
+        // opens anything: there the check cannot be made)
+        if !nix_is_root() {
+            use std::os::unix::fs::PermissionsExt;
+            let node = d.join("dri/renderD128");
+            std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o000)).unwrap();
+            assert!(
+                said("h264_qsv").contains("`render` group"),
+                "{}",
+                said("h264_qsv")
+            );
+        }
+    }
+
+    fn nix_is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false)
+    }
 }
