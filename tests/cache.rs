@@ -344,18 +344,41 @@ fn cache_commands_refuse_while_a_node_runs() {
     assert!(node.alive(), "the node died: {}", node.log());
 }
 
+/// Whether this box can give a test a small disk of its own (root, for a tmpfs in a private
+/// mount namespace); a loud skip where it cannot, a failure in CI.
+fn can_fill_a_disk(what: &str) -> bool {
+    let unshare = Command::new("unshare").arg("--help").output().is_ok();
+    if !is_root() || !unshare {
+        assert!(
+            !must_run(),
+            "the {what} test needs root and unshare (util-linux)"
+        );
+        eprintln!("SKIPPED: {what} test: needs root (a tmpfs in a mount namespace)");
+        return false;
+    }
+    true
+}
+
+/// Run `script` in a private mount namespace (its tmpfs mounts vanish with it); stdout and
+/// stderr together.
+fn in_mount_namespace(script: &str) -> String {
+    let o = Command::new("unshare")
+        .args(["-m", "bash", "-c", script])
+        .env("RENDERMESH_LOG", "warn")
+        .env("RENDERMESH_CALIBRATION_FRAMES", "2")
+        .output()
+        .unwrap();
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}");
+    out
+}
+
 /// A full disk, in a private mount namespace (a small tmpfs that only this test sees): the
 /// store still opens (its reserve is released), `cache stat` and `cache gc` run and free the
 /// space, and a node starts there.
 #[test]
 fn on_a_full_disk_the_store_opens_gc_frees_space_and_a_node_starts() {
-    let unshare = Command::new("unshare").arg("--help").output().is_ok();
-    if !is_root() || !unshare {
-        assert!(
-            !must_run(),
-            "the full-disk test needs root and unshare (util-linux)"
-        );
-        eprintln!("SKIPPED: full-disk test: needs root (a tmpfs in a mount namespace)");
+    if !can_fill_a_disk("full-disk") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -394,14 +417,7 @@ cat "$M/stat.err"
         src = src.display(),
         cfg = cfg.display(),
     );
-    let o = Command::new("unshare")
-        .args(["-m", "bash", "-c", &script])
-        .env("RENDERMESH_LOG", "warn")
-        .env("RENDERMESH_CALIBRATION_FRAMES", "2")
-        .output()
-        .unwrap();
-    let out = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(o.status.success(), "{out}");
+    let out = in_mount_namespace(&script);
     assert!(out.contains("reserve 8388608"), "{out}");
     assert!(out.contains("free 0"), "the disk was not full: {out}");
     assert!(out.contains("stat rc=0"), "{out}");
@@ -416,13 +432,7 @@ cat "$M/stat.err"
 /// free space is back to what it was), and the next job that fits runs.
 #[test]
 fn a_job_that_fills_the_disk_fails_clearly_cleans_up_and_the_next_one_runs() {
-    let unshare = Command::new("unshare").arg("--help").output().is_ok();
-    if !is_root() || !unshare {
-        assert!(
-            !must_run(),
-            "the full-disk test needs root and unshare (util-linux)"
-        );
-        eprintln!("SKIPPED: full-disk job test: needs root (a tmpfs in a mount namespace)");
+    if !can_fill_a_disk("full-disk job") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -458,14 +468,7 @@ echo "again rc=$? $(stat -c %s "$M/again.mp4" 2>/dev/null)"
         small = small.display(),
         big = big.display(),
     );
-    let o = Command::new("unshare")
-        .args(["-m", "bash", "-c", &script])
-        .env("RENDERMESH_LOG", "warn")
-        .env("RENDERMESH_CALIBRATION_FRAMES", "2")
-        .output()
-        .unwrap();
-    let out = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(o.status.success(), "{out}");
+    let out = in_mount_namespace(&script);
     let figure = |name: &str| -> i64 {
         out.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))

@@ -149,62 +149,45 @@ fn known_cuts_are_found_once_across_shard_boundaries_and_then_cached() {
     assert_eq!(cuts_of_json(&json2), cuts);
 
     // another threshold: a new scene list, but from the cached per-shard scores, no decode
-    let rep3 = tmp.path().join("r3.json");
-    let json3 = tmp.path().join("c3.json");
-    let o = rendermesh(
-        &data,
-        &[
-            "submit",
-            "scenes",
-            src.to_str().unwrap(),
-            "--chunk-seconds",
-            "2",
-            "--threshold",
-            "200",
-            "--json",
-            json3.to_str().unwrap(),
-            "--report",
-            rep3.to_str().unwrap(),
-            "-q",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r3 = report(&rep3);
-    assert_eq!(r3["status"]["from_cache"], false);
-    assert_eq!(
-        r3["process_decoded_frames"], 0,
-        "cached shard scores were not reused"
-    );
-    assert_eq!(r3["status"]["stats"]["cache_hits"], 8);
+    let rescored = |threshold: &str| {
+        let (json, rep) = (
+            tmp.path().join(format!("t{threshold}.json")),
+            tmp.path().join(format!("t{threshold}-report.json")),
+        );
+        let o = rendermesh(
+            &data,
+            &[
+                "submit",
+                "scenes",
+                src.to_str().unwrap(),
+                "--chunk-seconds",
+                "2",
+                "--threshold",
+                threshold,
+                "--json",
+                json.to_str().unwrap(),
+                "--report",
+                rep.to_str().unwrap(),
+                "-q",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r = report(&rep);
+        assert_eq!(r["status"]["from_cache"], false);
+        assert_eq!(
+            r["process_decoded_frames"], 0,
+            "cached shard scores were not reused"
+        );
+        assert_eq!(r["status"]["stats"]["cache_hits"], 8);
+        cuts_of_json(&json)
+    };
     assert!(
-        cuts_of_json(&json3).is_empty(),
+        rescored("200").is_empty(),
         "threshold 200 should cut nothing"
     );
-
     // a threshold just below the default, from the compact shards alone: the same cuts, the
     // ones on shard boundaries included (their scores were joined before the edges went)
-    let json4 = tmp.path().join("c4.json");
-    let rep4 = tmp.path().join("r4.json");
-    let o = rendermesh(
-        &data,
-        &[
-            "submit",
-            "scenes",
-            src.to_str().unwrap(),
-            "--chunk-seconds",
-            "2",
-            "--threshold",
-            "26.5",
-            "--json",
-            json4.to_str().unwrap(),
-            "--report",
-            rep4.to_str().unwrap(),
-            "-q",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(report(&rep4)["process_decoded_frames"], 0);
-    assert_eq!(cuts_of_json(&json4), cuts);
+    assert_eq!(rescored("26.5"), cuts);
 }
 
 #[test]

@@ -195,15 +195,7 @@ fn main() {
     let mut panics = 0;
     for o in run_all(n, 0x5eed_0022) {
         panics += o.panics;
-        println!(
-            "| {} | {} | {} | {} | {:.2} ms | {:.0} |",
-            o.name,
-            o.inputs,
-            o.refused,
-            o.panics,
-            o.slowest.as_secs_f64() * 1e3,
-            o.inputs as f64 / o.took.as_secs_f64()
-        );
+        println!("{}", o.row());
         if let Some(p) = &o.first_panic {
             println!("first panic of {}: {p:02x?}", o.name);
         }

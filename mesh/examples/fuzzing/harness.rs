@@ -158,3 +158,39 @@ pub fn peak_mb() -> u64 {
         })
         .map_or(0, |kb| kb / 1024)
 }
+
+impl Outcome {
+    /// This outcome as a row of the benchmark's table.
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:.2} ms | {:.0} |",
+            self.name,
+            self.inputs,
+            self.refused,
+            self.panics,
+            self.slowest.as_secs_f64() * 1e3,
+            self.inputs as f64 / self.took.as_secs_f64()
+        )
+    }
+
+    /// What a test asks of a target: `n` inputs, no panic, none that took a second, and
+    /// mutations that reach the refusal paths (most refused, not all).
+    pub fn assert_sound(&self, n: u64) {
+        assert_eq!(self.inputs, n, "{}", self.name);
+        let first = self.first_panic.as_deref().map(String::from_utf8_lossy);
+        assert_eq!(self.panics, 0, "{} panicked on {first:?}", self.name);
+        assert!(
+            self.slowest < Duration::from_secs(1),
+            "{}: one input took {:?}",
+            self.name,
+            self.slowest
+        );
+        assert!(
+            self.refused > self.inputs / 4 && self.refused < self.inputs,
+            "{}: {} of {} refused",
+            self.name,
+            self.refused,
+            self.inputs
+        );
+    }
+}

@@ -153,20 +153,25 @@ fn request_seeds() -> Vec<Vec<u8>> {
     ]
 }
 
+/// What `start` needs, on a store in `dir` and no mesh.
+fn scratch_context(dir: &std::path::Path) -> JobContext {
+    JobContext {
+        cache: rendermesh_cache::Cache::open(&dir.join("cache")).expect("a cache"),
+        name: "fuzz".into(),
+        chunk_seconds: 2.0,
+        peers: Vec::new(),
+        mesh: None,
+        models: Vec::new(),
+    }
+}
+
 /// The node's decoders, `n` inputs each.
 pub fn run_all(n: u64, seed: u64) -> Vec<Outcome> {
     let mut rng = Rng::new(seed);
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let dir = tempfile::tempdir().expect("a temp dir");
-    let ctx = JobContext {
-        cache: rendermesh_cache::Cache::open(&dir.path().join("cache")).expect("a cache"),
-        name: "fuzz".into(),
-        chunk_seconds: 2.0,
-        peers: Vec::new(),
-        mesh: None,
-        models: Vec::new(),
-    };
+    let ctx = scratch_context(dir.path());
     let configs = config_seeds();
     let requests = request_seeds();
     let mut text_rng = Rng::new(seed ^ 0x7e47);
@@ -206,14 +211,7 @@ mod tests {
     fn the_config_and_job_requests_refuse_garbage_without_panicking() {
         // every seed is valid: the mutations start from inputs that get all the way through
         let dir = tempfile::tempdir().unwrap();
-        let ctx = JobContext {
-            cache: rendermesh_cache::Cache::open(&dir.path().join("cache")).unwrap(),
-            name: "t".into(),
-            chunk_seconds: 2.0,
-            peers: Vec::new(),
-            mesh: None,
-            models: Vec::new(),
-        };
+        let ctx = scratch_context(dir.path());
         for s in config_seeds() {
             let c: NodeConfig = toml::from_str(std::str::from_utf8(&s).unwrap()).unwrap();
             c.validate().unwrap();
@@ -232,30 +230,8 @@ mod tests {
         let outcomes = run_all(n, 0x5eed_0022);
         assert_eq!(outcomes.len(), 2);
         for o in &outcomes {
-            println!(
-                "| {} | {} | {} | {} | {:.2} ms | {:.0} |",
-                o.name,
-                o.inputs,
-                o.refused,
-                o.panics,
-                o.slowest.as_secs_f64() * 1e3,
-                o.inputs as f64 / o.took.as_secs_f64()
-            );
-            let first = o.first_panic.as_deref().map(String::from_utf8_lossy);
-            assert_eq!(o.panics, 0, "{} panicked on {first:?}", o.name);
-            assert!(
-                o.slowest < std::time::Duration::from_secs(1),
-                "{}: one input took {:?}",
-                o.name,
-                o.slowest
-            );
-            assert!(
-                o.refused > o.inputs / 4,
-                "{}: {} refused",
-                o.name,
-                o.refused
-            );
-            assert!(o.refused < o.inputs, "{}: everything refused", o.name);
+            println!("{}", o.row());
+            o.assert_sound(n);
         }
     }
 }
