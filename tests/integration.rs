@@ -16,6 +16,7 @@ mod browser;
 mod cache;
 mod caps;
 mod cli;
+mod concurrent;
 mod daemon;
 mod dashboard;
 mod history;

@@ -194,9 +194,6 @@ impl Coordinator {
             );
             return;
         }
-        if self.auction.pending() > 0 && self.bidders.iter().any(|b| !b.busy.is_empty()) {
-            self.schedule(ctx);
-        }
         self.speculate(ctx);
     }
 

@@ -16,7 +16,7 @@ use crate::exec::ShardError;
 use crate::remote::Heartbeat;
 
 impl Coordinator {
-    /// Leases that ran out, then speculative copies.
+    /// Leases that ran out, then awards of what can start now, then speculative copies.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.failed || self.driver.is_none() {
             return;
@@ -47,7 +47,17 @@ impl Coordinator {
             ));
             self.run_failed(run, e, ctx);
         }
-        self.speculate(ctx);
+        if self.failed {
+            return;
+        }
+        // slots held by other work (other jobs' shards) free up with time: what can start
+        // now is awarded here, every tick, rather than by scheduling again at once (once the
+        // bids are in: before, there is nobody to award to)
+        if self.auction.pending() > 0 && !self.bidders.is_empty() {
+            self.schedule(ctx);
+        } else {
+            self.speculate(ctx);
+        }
         self.refresh_items();
     }
 }

@@ -33,7 +33,7 @@
 //!   JobBoard ─start─▶ Coordinator ─RunShard{cancel token}─▶ local Worker
 //!                        │  ▲ ─run_on─▶ peer (remote/)   ◀─ CancelShard
 //!                        │  └── Heartbeat (via Coordinators, from the ShardHost) ── lease
-//!                        └─ tick (500 ms): expired leases, speculative copies
+//!                        └─ tick (500 ms): expired leases, awards, speculative copies
 //! ```
 //!
 //! In: [`Heartbeat`] (leases), the answers of its runs (`RunShard` on the local worker,
