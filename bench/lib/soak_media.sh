@@ -8,9 +8,9 @@
 #
 # SOAK_SPECS: the jobs, "id;kind;output extension;inputs;options", cycled in this order
 # (kinds alternate). Every option that changes a result is given, chunk lengths included.
-# Transcodes take 1-27 s each on one box of 2 cores (slow presets: the clips are small), so
-# that 100 jobs keep a 2-core box busy for 20-30 minutes; analysis jobs are answered from
-# the replicated cache after their first run.
+# Transcodes (9 of the 17) take 1-27 s each on one box of 2 cores (slow presets: the clips
+# are small), about 2.5 minutes a cycle, so that 100 jobs keep a 2-core box busy for about
+# 20 minutes; analysis jobs are answered from the replicated cache after their first run.
 
 # clip OUT SIZE FPS SECONDS_PER_SCENE TONE_HZ X264_EXTRA SOURCE… (one scene per source)
 soak_clip() {
@@ -67,14 +67,15 @@ SOAK_SPECS=(
     "b1;beats;json;song1.flac;"
     "t2;transcode;mov;c2.mp4;--codec h264 --preset slower --crf 20 --chunk-seconds 2"
     "k1;checksum;json;c1.mp4 c2.mp4 c3.mp4 c4.mp4;--rounds 200000"
-    "t4;transcode;webm;c4.mp4;--codec vp9 --crf 34 --preset 1 --chunk-seconds 2"
+    "t4;transcode;webm;c4.mp4;--codec vp9 --crf 34 --preset 0 --chunk-seconds 2"
     "s3;scenes;json;c3.mp4;--detector adaptive --chunk-seconds 3"
     "t5;transcode;mp4;c4.mp4;--codec h264 --preset placebo --crf 22 --chunk-seconds 2"
     "b2;beats;json;song2.m4a;--min-bpm 60 --max-bpm 180"
     "t6;transcode;mp4;c3.mp4;--codec h265 --preset slow --crf 24 --chunk-seconds 2"
     "k2;checksum;json;song1.flac song2.m4a c3.mp4;--rounds 0"
-    "t7;transcode;mkv;c1.mp4;--codec av1 --preset 4 --crf 35 --chunk-seconds 2"
+    "t7;transcode;mkv;c1.mp4;--codec av1 --preset 3 --crf 35 --chunk-seconds 2"
     "s4;scenes;json;c4.mp4;--detector content --threshold 20 --chunk-seconds 2"
     "t8;transcode;mkv;c2.mp4;--codec h265 --preset slow --crf 26 --chunk-seconds 3"
+    "t9;transcode;mp4;c3.mp4;--codec h264 --preset placebo --crf 20 --chunk-seconds 2"
     "s1;scenes;json;c1.mp4;--detector content --chunk-seconds 1"
 )
