@@ -8,7 +8,7 @@
 # checked against a one-box reference made first, in-process with no node running
 # (bench/lib/soak_check.py). A node that dies by itself is restarted and counted as a crash.
 # Every 10 s each node's VmRSS and store size go to rss.csv.
-#   bash bench/soak.sh     (JOBS=100 INFLIGHT=3 SEED=1 CHAOS_MIN=20 CHAOS_MAX=40 RSS_BOUND_MB=400;
+#   bash bench/soak.sh     (JOBS=100 INFLIGHT=3 SEED=1 CHAOS_MIN=10 CHAOS_MAX=25 RSS_BOUND_MB=400;
 #                           RENDERMESH=BIN to use a built binary, else target/release/rendermesh)
 # Exit 1 when an output is wrong, a job is lost, a node crashed or one ends above RSS_BOUND_MB
 # resident.
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 JOBS=${JOBS:-100} INFLIGHT=${INFLIGHT:-3} SEED=${SEED:-1} RSS_BOUND_MB=${RSS_BOUND_MB:-400}
-CHAOS_MIN=${CHAOS_MIN:-20} CHAOS_MAX=${CHAOS_MAX:-40}
+CHAOS_MIN=${CHAOS_MIN:-10} CHAOS_MAX=${CHAOS_MAX:-25}
 BIN=${RENDERMESH:-$REPO/target/release/rendermesh}
 [[ -n ${RENDERMESH:-} || -x $BIN ]] || cargo build --release -q -p rendermesh-node
 [[ -x $BIN ]] || { echo "soak: no binary at $BIN" >&2; exit 2; }
@@ -49,7 +49,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'log "interrupted (SIGINT)"; exit 130' INT
+trap 'log "stopped by SIGTERM"; exit 143' TERM
+trap 'log "hung up (SIGHUP)"; exit 129' HUP
 
 # the binary under test is copied: a rebuild during the run does not change what restarts
 cp "$BIN" "$WORK/rendermesh"

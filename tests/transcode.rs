@@ -173,3 +173,37 @@ fn every_available_codec_is_frame_exact() {
         );
     }
 }
+
+/// The same shard encodes to the same bytes whatever the memory under the encoder held
+/// before. glibc's MALLOC_PERTURB_ fills every block it hands out with a different byte per
+/// run, as a node that has run other jobs differs from a fresh process. x264's AVX-512
+/// routines let such bytes steer its rate control (on a CPU with AVX-512, three runs gave
+/// three different files), so one job's shards re-run or resumed on another node no longer
+/// matched; held to AVX2, the encoder depends on its frames and options alone.
+#[test]
+fn an_h264_shard_encodes_to_the_same_bytes_whatever_memory_the_encoder_finds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = small_clip(tmp.path(), "small.mp4", 2, &[]);
+    let mut digests = Vec::new();
+    for perturb in ["", "1", "77", "200"] {
+        let out = tmp.path().join(format!("out-{perturb}.mp4"));
+        let data = tmp.path().join(format!("data-{perturb}"));
+        let args = transcode_args(
+            &src,
+            &out,
+            &["--codec", "h264", "--preset", "medium", "--crf", "20"],
+        );
+        let o = rendermesh_env(&data, &[("MALLOC_PERTURB_", perturb)], &args);
+        assert!(o.status.success(), "perturb {perturb:?}: {}", stderr(&o));
+        let hashes = frame_hashes(&out);
+        assert_eq!(hashes.len(), 50, "perturb {perturb:?}: frames hashed");
+        digests.push((perturb, hashes));
+    }
+    for (perturb, d) in &digests[1..] {
+        let first = d.iter().zip(&digests[0].1).position(|(a, b)| a != b);
+        assert_eq!(
+            first, None,
+            "with MALLOC_PERTURB_={perturb} the encode differs from frame {first:?} on"
+        );
+    }
+}

@@ -83,6 +83,8 @@ def summary(d, bound):
     print(f"wrong outputs   {count('wrong')}")
     print(f"kills           {kills}")
     print(f"freezes         {freezes}")
+    if kills + freezes < 20:
+        print(f"  (only {kills + freezes} kills and freezes: the issue asks for 20; lower CHAOS_MIN/CHAOS_MAX)")
     print(f"crashes         {len(crashes)}" + (f" ({', '.join(crashes)}: died by themselves, restarted)" if crashes else ""))
     for j in jobs:
         if j[4] != "ok":

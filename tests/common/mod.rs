@@ -146,6 +146,12 @@ pub fn frame_hashes(file: &Path) -> Vec<String> {
         .args(["-map", "0:v:0", "-f", "framemd5", "-"])
         .output()
         .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg could not hash the frames of {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with('#'))
