@@ -96,13 +96,14 @@ pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictiona
         }
         VideoCodec::H265 => {
             d.set("preset", o.preset.as_deref().unwrap_or("medium"));
-            // Without wavefront rows, x265's output depends on the frames and options alone:
-            // with them, one encode in about a dozen of the same frames came out different
-            // (threads racing; 2 of 24 runs of one 60-frame shard on 2 threads). It costs
-            // about 10 % of the time of a 720p shard on 2 threads, nothing on one.
+            // x265 runs in the shard's own thread, with no pool of its own: with worker
+            // threads its output was not a function of the frames and options alone. With
+            // wavefront rows, 2 of 24 runs of one 60-frame shard on 2 threads differed; without
+            // them, one shard in about six still differed on a node running two jobs at once.
+            // One thread per shard is what a node of `slots = cores` (the default) gives it.
             d.set(
                 "x265-params",
-                &format!("log-level=error:pools={threads}:wpp=0"),
+                "log-level=error:pools=none:frame-threads=1:wpp=0",
             );
         }
         VideoCodec::Av1 => {
