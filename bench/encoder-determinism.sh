@@ -3,17 +3,16 @@
 # (issue 22, the soak's wrong transcodes). The same FFmpeg libraries the node links, driven by
 # the ffmpeg command with the node's settings for a shard on 2 threads:
 #   x264  default (AVX-512 where the CPU has it)  against  asm=AVX2,Cache64 (what the node sets)
-#   x265  a pool of 2 threads, wavefront rows      against  pools=none (what the node sets:
-#         x265's default                                    no threads of its own, no wavefront)
+#   x265  wavefront rows (x265's default)          against  wpp=0 (what the node sets)
 # Two 60-frame shards: 480x270 with a cellular-automaton scene (the soak's clip that showed it)
 # and 1280x720 testsrc2. Per setting: wall time, median of RUNS runs taken turn about with the
 # other setting; distinct outputs among DET_RUNS encodes of the 270p shard (x264: each run under
 # another MALLOC_PERTURB_ byte, as a long-running node's memory differs from a fresh process's;
 # x265: runs three at a time, as threads race).
-#   bash bench/encoder-determinism.sh     (RUNS=3 DET_RUNS=12)
+#   bash bench/encoder-determinism.sh     (RUNS=3 DET_RUNS=12 CODECS="x264 x265")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-3} DET_RUNS=${DET_RUNS:-12}
+RUNS=${RUNS:-3} DET_RUNS=${DET_RUNS:-12} CODECS=${CODECS:-x264 x265}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -27,7 +26,7 @@ enc() { # CODEC SETTING IN OUT: one encode with the node's options for that code
     x264/default) set -- "$@" -c:v libx264 -preset slower -crf 20 -threads 2 ;;
     x264/capped) set -- "$@" -c:v libx264 -preset slower -crf 20 -threads 2 -x264-params asm=AVX2,Cache64 ;;
     x265/default) set -- "$@" -c:v libx265 -preset slow -crf 26 -x265-params log-level=error:pools=2 ;;
-    x265/capped) set -- "$@" -c:v libx265 -preset slow -crf 26 -x265-params log-level=error:pools=none:frame-threads=1:wpp=0 ;;
+    x265/capped) set -- "$@" -c:v libx265 -preset slow -crf 26 -x265-params log-level=error:pools=2:wpp=0 ;;
     esac
     local mux=h264
     [[ $1 == x265 ]] && mux=hevc
@@ -56,7 +55,7 @@ distinct() { # CODEC SETTING: distinct outputs of DET_RUNS encodes of the 270p s
 }
 
 printf '%-6s %-26s %10s %10s %10s\n' codec setting 270p_s 720p_s distinct
-for codec in x264 x265; do
+for codec in $CODECS; do
     declare -A T=()
     for ((r = 0; r < RUNS; r++)); do
         for setting in default capped; do
@@ -69,8 +68,8 @@ for codec in x264 x265; do
         case $codec/$setting in
         x264/default) name="default (AVX-512)" ;;
         x264/capped) name="asm=AVX2,Cache64 (node)" ;;
-        x265/default) name="pools=2, wavefront" ;;
-        x265/capped) name="pools=none (node)" ;;
+        x265/default) name="wavefront rows" ;;
+        x265/capped) name="wpp=0 (node)" ;;
         esac
         printf '%-6s %-26s %10.2f %10.2f %7s/%s\n' "$codec" "$name" \
             "$(tr ' ' '\n' <<<"${T[$setting/life270]}" | grep . | median)" \

