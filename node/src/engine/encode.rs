@@ -96,9 +96,8 @@ pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictiona
         }
         VideoCodec::H265 => {
             d.set("preset", o.preset.as_deref().unwrap_or("medium"));
-            // Without wavefront rows: with them, x265's threads race, and 2 of 24 encodes of
-            // one 60-frame shard on 2 threads came out different. Measured by
-            // bench/encoder-determinism.sh.
+            // Without wavefront rows: with them, x265's threads race, and 2 of 12 encodes of
+            // one 60-frame shard on 2 threads came out different (bench/encoder-determinism.sh).
             d.set(
                 "x265-params",
                 &format!("log-level=error:pools={threads}:wpp=0"),
