@@ -13,6 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3} DET_RUNS=${DET_RUNS:-12} CODECS=${CODECS:-x264 x265}
+for c in $CODECS; do
+    [[ $c == x264 || $c == x265 ]] || { echo "encoder-determinism: unknown codec '$c' in CODECS (x264, x265)" >&2; exit 2; }
+done
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
