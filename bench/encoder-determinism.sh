@@ -3,12 +3,14 @@
 # (issue 22, the soak's wrong transcodes). The same FFmpeg libraries the node links, driven by
 # the ffmpeg command with the node's settings for a shard on 2 threads:
 #   x264  default (AVX-512 where the CPU has it)  against  asm=AVX2,Cache64 (what the node sets)
-#   x265  wavefront rows (x265's default)          against  wpp=0 (what the node sets)
-# Two 60-frame shards: 480x270 with a cellular-automaton scene (the soak's clip that showed it)
-# and 1280x720 testsrc2. Per setting: wall time, median of RUNS runs taken turn about with the
-# other setting; distinct outputs among DET_RUNS encodes of the 270p shard (x264: each run under
-# another MALLOC_PERTURB_ byte, as a long-running node's memory differs from a fresh process's;
-# x265: runs three at a time, as threads race).
+#   x265  x265's defaults (wavefront rows, weighted prediction)
+#         against  wpp=0:weightp=0 (what the node sets)
+# Two 60-frame shards: 480x270 with a Game of Life scene (frames 210-269 of the soak's clip
+# that showed it, made the same way: three scenes through x264) and 1280x720 testsrc2. Per
+# setting: wall time, median of RUNS runs taken turn about with the other setting; distinct
+# outputs among DET_RUNS encodes of the 270p shard, each run under another MALLOC_PERTURB_
+# byte (the first under none), as a long-running node's memory differs from a fresh
+# process's; x265 runs three at a time too, as threads race.
 #   bash bench/encoder-determinism.sh     (RUNS=3 DET_RUNS=12 CODECS="x264 x265")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +21,13 @@ done
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-ffmpeg -v error -y -f lavfi -i "life=s=480x270:r=30:ratio=0.3:seed=5:mold=8" -frames:v 60 \
-    -pix_fmt yuv420p -c:v rawvideo "$WORK/life270.nut"
+scene() { echo "$1s=480x270:r=30,trim=end_frame=90,setpts=PTS-STARTPTS,setsar=1,format=yuv420p"; }
+ffmpeg -v error -y -filter_complex "$(scene testsrc2=),hue=h=60[a];$(scene testsrc=)[b];$(scene \
+    life=ratio=0.3:seed=5:mold=8:)[c];[a][b][c]concat=n=3:v=1:a=0[v]" -map '[v]' -c:v libx264 \
+    -preset veryfast -crf 20 -bf 2 -x264-params keyint=30:min-keyint=30:scenecut=0 \
+    -fflags +bitexact "$WORK/scenes.mp4"
+ffmpeg -v error -y -i "$WORK/scenes.mp4" -vf "select=between(n\,210\,269),setpts=N/30/TB" \
+    -c:v rawvideo "$WORK/life270.nut"
 ffmpeg -v error -y -f lavfi -i "testsrc2=s=1280x720:r=30" -frames:v 60 \
     -pix_fmt yuv420p -c:v rawvideo "$WORK/ts720.nut"
 
@@ -29,7 +36,7 @@ enc() { # CODEC SETTING IN OUT: one encode with the node's options for that code
     x264/default) set -- "$@" -c:v libx264 -preset slower -crf 20 -threads 2 ;;
     x264/capped) set -- "$@" -c:v libx264 -preset slower -crf 20 -threads 2 -x264-params asm=AVX2,Cache64 ;;
     x265/default) set -- "$@" -c:v libx265 -preset slow -crf 26 -x265-params log-level=error:pools=2 ;;
-    x265/capped) set -- "$@" -c:v libx265 -preset slow -crf 26 -x265-params log-level=error:pools=2:wpp=0 ;;
+    x265/capped) set -- "$@" -c:v libx265 -preset slow -crf 26 -x265-params log-level=error:pools=2:wpp=0:weightp=0 ;;
     esac
     local mux=h264
     [[ $1 == x265 ]] && mux=hevc
@@ -49,7 +56,7 @@ distinct() { # CODEC SETTING: distinct outputs of DET_RUNS encodes of the 270p s
         if [[ $1 == x264 ]]; then
             MALLOC_PERTURB_=$((i * 37 % 256)) enc "$1" "$2" "$WORK/life270.nut" "$WORK/o$i"
         else
-            enc "$1" "$2" "$WORK/life270.nut" "$WORK/o$i" &
+            MALLOC_PERTURB_=$((i * 37 % 256)) enc "$1" "$2" "$WORK/life270.nut" "$WORK/o$i" &
             (((i + 1) % 3)) || wait
         fi
     done
@@ -71,8 +78,8 @@ for codec in $CODECS; do
         case $codec/$setting in
         x264/default) name="default (AVX-512)" ;;
         x264/capped) name="asm=AVX2,Cache64 (node)" ;;
-        x265/default) name="wavefront rows" ;;
-        x265/capped) name="wpp=0 (node)" ;;
+        x265/default) name="default (wpp, weightp)" ;;
+        x265/capped) name="wpp=0:weightp=0 (node)" ;;
         esac
         printf '%-6s %-26s %10.2f %10.2f %7s/%s\n' "$codec" "$name" \
             "$(tr ' ' '\n' <<<"${T[$setting/life270]}" | grep . | median)" \

@@ -207,3 +207,90 @@ fn an_h264_shard_encodes_to_the_same_bytes_whatever_memory_the_encoder_finds() {
         );
     }
 }
+
+/// The frames that showed x265 reading memory it never wrote: 30 frames of a Game of Life
+/// scene, 480x270, as the soak's second clip holds them (frames 210-239 after an H.264
+/// encode of three scenes), stored lossless (FFV1) so the node decodes exactly these frames.
+fn life_frames(dir: &std::path::Path) -> std::path::PathBuf {
+    let scene = |src: &str| {
+        format!("{src}s=480x270:r=30,trim=end_frame=90,setpts=PTS-STARTPTS,setsar=1,format=yuv420p")
+    };
+    let graph = format!(
+        "{}[a];{}[b];{}[c];[a][b][c]concat=n=3:v=1:a=0[v]",
+        scene("testsrc2=") + ",hue=h=60",
+        scene("testsrc="),
+        scene("life=ratio=0.3:seed=5:mold=8:"),
+    );
+    let scenes = dir.join("scenes.mp4");
+    let out = dir.join("life.mkv");
+    for args in [
+        vec![
+            "-filter_complex",
+            &graph,
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-bf",
+            "2",
+            "-x264-params",
+            "keyint=30:min-keyint=30:scenecut=0",
+            "-fflags",
+            "+bitexact",
+            scenes.to_str().unwrap(),
+        ],
+        vec![
+            "-i",
+            scenes.to_str().unwrap(),
+            "-vf",
+            "select=between(n\\,210\\,239),setpts=N/30/TB",
+            "-c:v",
+            "ffv1",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        let o = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-y"])
+            .args(&args)
+            .output()
+            .expect("ffmpeg");
+        assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
+    }
+    out
+}
+
+/// The same for x265: its weighted prediction reads rows of a weighted reference it has not
+/// written yet, so with weights on, one 30-frame shard came out one way in a fresh process
+/// and another under any MALLOC_PERTURB_ byte. Without weighted prediction it depends on its
+/// frames and options alone.
+#[test]
+fn an_h265_shard_encodes_to_the_same_bytes_whatever_memory_the_encoder_finds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = life_frames(tmp.path());
+    let mut digests = Vec::new();
+    for perturb in ["", "1"] {
+        let out = tmp.path().join(format!("out-{perturb}.mkv"));
+        let data = tmp.path().join(format!("data-{perturb}"));
+        let args = transcode_args(
+            &src,
+            &out,
+            &["--codec", "h265", "--preset", "slow", "--crf", "26"],
+        );
+        let o = rendermesh_env(&data, &[("MALLOC_PERTURB_", perturb)], &args);
+        assert!(o.status.success(), "perturb {perturb:?}: {}", stderr(&o));
+        let hashes = frame_hashes(&out);
+        assert_eq!(hashes.len(), 30, "perturb {perturb:?}: frames hashed");
+        digests.push((perturb, hashes));
+    }
+    for (perturb, d) in &digests[1..] {
+        let first = d.iter().zip(&digests[0].1).position(|(a, b)| a != b);
+        assert_eq!(
+            first, None,
+            "with MALLOC_PERTURB_={perturb} the encode differs from frame {first:?} on"
+        );
+    }
+}

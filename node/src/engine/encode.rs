@@ -98,9 +98,12 @@ pub(crate) fn encoder_options(o: &EncodeOptions, threads: usize) -> ff::Dictiona
             d.set("preset", o.preset.as_deref().unwrap_or("medium"));
             // Without wavefront rows: with them, x265's threads race, and 2 of 12 encodes of
             // one 60-frame shard on 2 threads came out different (bench/encoder-determinism.sh).
+            // Without weighted prediction: its motion search reads rows of a weighted
+            // reference not written yet, so a shard's bytes depended on what the memory under
+            // the encoder held before (a fresh process against a node that had run jobs).
             d.set(
                 "x265-params",
-                &format!("log-level=error:pools={threads}:wpp=0"),
+                &format!("log-level=error:pools={threads}:wpp=0:weightp=0"),
             );
         }
         VideoCodec::Av1 => {
