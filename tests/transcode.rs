@@ -234,43 +234,34 @@ fn life_frames(dir: &std::path::Path) -> std::path::PathBuf {
     );
     let scenes = dir.join("scenes.mp4");
     let out = dir.join("life.mkv");
-    for args in [
-        vec![
-            "-filter_complex",
-            &graph,
-            "-map",
-            "[v]",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "20",
-            "-bf",
-            "2",
-            "-x264-params",
-            "keyint=30:min-keyint=30:scenecut=0",
-            "-fflags",
-            "+bitexact",
-            scenes.to_str().unwrap(),
-        ],
-        vec![
-            "-i",
-            scenes.to_str().unwrap(),
-            "-vf",
-            "select=between(n\\,210\\,239),setpts=N/30/TB",
-            "-c:v",
-            "ffv1",
-            out.to_str().unwrap(),
-        ],
-    ] {
-        let o = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-nostdin", "-y"])
-            .args(&args)
-            .output()
-            .expect("ffmpeg");
-        assert!(o.status.success(), "ffmpeg {args:?}: {}", stderr(&o));
-    }
+    ffmpeg(&[
+        "-filter_complex",
+        &graph,
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-bf",
+        "2",
+        "-x264-params",
+        "keyint=30:min-keyint=30:scenecut=0",
+        "-fflags",
+        "+bitexact",
+        scenes.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-i",
+        scenes.to_str().unwrap(),
+        "-vf",
+        "select=between(n\\,210\\,239),setpts=N/30/TB",
+        "-c:v",
+        "ffv1",
+        out.to_str().unwrap(),
+    ]);
     out
 }
 
