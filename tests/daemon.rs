@@ -101,7 +101,8 @@ fn node_runs_jobs_for_the_cli_and_stops_on_sigterm() {
     let mode = std::fs::metadata(node.data_dir.join("control.token")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-        0o640
+        0o600,
+        "the token is the node user's alone"
     );
 
     // SIGTERM: clean exit, control file removed

@@ -385,9 +385,10 @@ fn a_frozen_worker_loses_its_lease_and_its_late_result_is_not_used() {
     let c = start(tmp.path(), "c", &key, peers);
     let nodes = vec![a, b, c];
     meet(&nodes);
-    // ten shards: a and c are still busy with the rest when b's lease runs out, so the
-    // shard is re-awarded (not just copied, see the speculation test)
-    let src = clip_720p_open_gop(tmp.path(), 20);
+    // twenty shards: a and c are still busy with the rest when b's lease runs out, so the
+    // shard is re-awarded (not just copied, see the speculation test); with ten, a fast box
+    // had a and c idle, and a copy of b's shard done, before the lease ran out
+    let src = clip_720p_open_gop(tmp.path(), 40);
     let out = tmp.path().join("out.mp4");
     let submit = transcode_1s_in_background(&nodes[0].data_dir, &src, &out);
     let on_b = |state: &str| {

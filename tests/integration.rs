@@ -21,6 +21,7 @@ mod daemon;
 mod dashboard;
 mod history;
 mod kinds;
+mod local_users;
 mod mdns;
 mod metrics;
 mod montage;

@@ -43,9 +43,29 @@ impl FileIdentity {
     pub fn identify(&self, path: &Path) -> std::io::Result<Identified> {
         let canon = path.canonicalize()?;
         let meta = std::fs::metadata(&canon)?;
-        let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
         let key = canon.as_os_str().as_encoded_bytes().to_vec();
-        if let Ok(Some(raw)) = self.store.get(Tree::Files, &key) {
+        self.identify_as(&key, &meta, || hash_file(&canon))
+    }
+
+    /// The content id of an open file (one passed by a user's command): remembered under its
+    /// device and inode, read through `reader` only when the file is new or changed.
+    pub fn identify_open(
+        &self,
+        meta: &std::fs::Metadata,
+        reader: impl std::io::Read,
+    ) -> std::io::Result<Identified> {
+        let key = format!("open:{}:{}", meta.dev(), meta.ino()).into_bytes();
+        self.identify_as(&key, meta, || hash_reader(reader))
+    }
+
+    fn identify_as(
+        &self,
+        key: &[u8],
+        meta: &std::fs::Metadata,
+        hash: impl FnOnce() -> std::io::Result<(ContentId, u64)>,
+    ) -> std::io::Result<Identified> {
+        let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+        if let Ok(Some(raw)) = self.store.get(Tree::Files, key) {
             if let Ok(rec) = codec::decode::<Record>(&raw) {
                 if rec.size == meta.len() && rec.mtime_ns == mtime_ns && rec.inode == meta.ino() {
                     return Ok(Identified {
@@ -56,15 +76,15 @@ impl FileIdentity {
                 }
             }
         }
-        let (id, size) = hash_file(&canon)?;
+        let (id, size) = hash()?;
         let rec = Record {
             size,
             mtime_ns,
             inode: meta.ino(),
             id,
         };
-        if let Err(e) = self.remember(&key, &rec) {
-            tracing::warn!(path = %canon.display(), error = %e, "cannot remember file identity");
+        if let Err(e) = self.remember(key, &rec) {
+            tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "cannot remember file identity");
         }
         Ok(Identified {
             id,
@@ -77,6 +97,23 @@ impl FileIdentity {
         let raw = codec::encode(rec).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.store.put(Tree::Files, key, &raw)
     }
+}
+
+/// blake3 of what `reader` gives, and its length.
+pub fn hash_reader(mut reader: impl std::io::Read) -> std::io::Result<(ContentId, u64)> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((ContentId::from_hasher(&h), h.count()))
 }
 
 /// blake3 of a file (memory-mapped for large files) and its length.

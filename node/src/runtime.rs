@@ -110,6 +110,15 @@ impl Runtime {
 
     /// Start a job of the kind `req` names; an unknown kind or bad parameters is one line.
     pub fn submit(&self, req: SubmitRequest) -> Result<JobHandle, String> {
+        self.submit_where(req, |_| Ok(()))
+    }
+
+    /// Like [`Runtime::submit`], with `check` on the job's inputs before it starts.
+    pub fn submit_where(
+        &self,
+        req: SubmitRequest,
+        check: impl FnOnce(&[String]) -> Result<(), String>,
+    ) -> Result<JobHandle, String> {
         if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(format!(
                 "node {} is draining: it finishes its jobs and stops; submit on another node, or once it is back",
@@ -128,9 +137,21 @@ impl Runtime {
             models,
         };
         let (kind, started) = registry::start(&ctx, req.clone())?;
+        check(&started.inputs)?;
         let handle = self.board.start(kind, started.inputs, started.driver);
-        self.history.submitted(handle.id(), &req);
+        // kept with the user's own paths: a job run again from the dashboard (an admin's
+        // act, with the token) reads them as the node's user
+        self.history.submitted(handle.id(), &unmarked(req));
         self.history.record(&handle.status());
         Ok(handle)
+    }
+}
+
+/// `req` with its passed files named by the user's paths ([`crate::engine::source::unmark`]).
+fn unmarked(req: SubmitRequest) -> SubmitRequest {
+    let text = req.params.to_string();
+    match serde_json::from_str(&crate::engine::source::unmark(&text)) {
+        Ok(params) => SubmitRequest { params, ..req },
+        Err(_) => req,
     }
 }

@@ -18,15 +18,20 @@
 //! | PUT | `/v1/watch/{id}/records` | body [`MarkRow`]: store one mark (`rendermesh watch` against a node) |
 //! | GET | `/metrics` | Prometheus metrics (see [`crate::metrics`]); the token as a bearer unless `metrics_open` |
 //!
-//! The daemon writes `control.json` (address, pid) and `control.token` into its data dir; the
-//! CLI reads both to find it. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and
+//! The daemon writes `control.json` (address, pid, local socket) and `control.token` (mode
+//! 0600: the node's user only) into its data dir. The CLI of a user of this box talks to the
+//! node through the local socket ([`local`]), its group membership the permission and its
+//! input files passed open; the HTTP API with the token is for the dashboard, Prometheus and
+//! remote tools. It also writes `mesh.json` ([`MeshInfo`]): peer id, mesh id and
 //! the mesh transport's actual listen addresses.
 
 pub(crate) mod auth;
 pub mod client;
 pub mod desk;
+pub mod fdpass;
 #[cfg(test)]
 mod fuzz;
+pub mod local;
 pub mod password;
 pub mod server;
 pub mod session;
@@ -45,6 +50,9 @@ pub struct ControlInfo {
     /// The dashboard's second address (`dashboard_listen`), when set.
     #[serde(default)]
     pub dashboard: Option<String>,
+    /// The local socket ([`local`]), for the users of this box.
+    #[serde(default)]
+    pub socket: Option<std::path::PathBuf>,
 }
 
 /// One cache entry as the control API lists it (`GET /v1/cache/entries`).
@@ -76,6 +84,24 @@ pub struct MeshInfo {
 pub const MESH_FILE: &str = "mesh.json";
 pub const INFO_FILE: &str = "control.json";
 pub const TOKEN_FILE: &str = "control.token";
+
+/// A client of the node of `data_dir`: through its local socket when there is one (the node's
+/// group is the permission), else its HTTP API with the token (the node's user, or root).
+/// `None` when no node wrote its address there or neither way is open to this user.
+pub fn connect(data_dir: &Path) -> Option<(ControlInfo, client::Client)> {
+    let info: ControlInfo =
+        serde_json::from_slice(&std::fs::read(data_dir.join(INFO_FILE)).ok()?).ok()?;
+    if let Some(sock) = &info.socket {
+        if std::fs::symlink_metadata(sock).is_ok() {
+            let client = client::Client::local(sock.clone());
+            return Some((info, client));
+        }
+    }
+    read_control(data_dir).map(|(info, token)| {
+        let client = client::Client::new(&info, token);
+        (info, client)
+    })
+}
 
 /// Read the daemon's address and token from a data dir, if a daemon wrote them.
 pub fn read_control(data_dir: &Path) -> Option<(ControlInfo, String)> {

@@ -11,9 +11,11 @@ use super::auth::{authorized, error};
 use super::{ControlInfo, INFO_FILE, TOKEN_FILE};
 use crate::jobs::kind::SubmitRequest;
 
-/// The control token: the one in the data dir when it is there, well-formed and readable by
-/// the node's user and group only (so a Prometheus that holds a copy keeps scraping across
-/// restarts), else a fresh random one written there (mode 0640).
+/// The control token: the one in the data dir when it is there, well-formed and hidden from
+/// other users (so a Prometheus that holds a copy keeps scraping across restarts), else a fresh
+/// random one written there. Either way the file is left at mode 0600, the node's user only:
+/// whoever holds the token may name any path the node can read, so the node's group reaches
+/// the node through the local socket instead ([`super::local`]), with its files passed open.
 pub fn write_token(data_dir: &Path) -> std::io::Result<String> {
     let path = data_dir.join(TOKEN_FILE);
     if let Ok(meta) = std::fs::metadata(&path) {
@@ -23,6 +25,8 @@ pub fn write_token(data_dir: &Path) -> std::io::Result<String> {
             && kept.len() == 64
             && kept.bytes().all(|b| b.is_ascii_hexdigit())
         {
+            // a token of an earlier version was readable by the group
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
             return Ok(kept.to_string());
         }
     }
@@ -34,10 +38,10 @@ pub fn write_token(data_dir: &Path) -> std::io::Result<String> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o640)
+        .mode(0o600)
         .open(&path)?;
     std::io::Write::write_all(&mut f, token.as_bytes())?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(token)
 }
 
@@ -75,7 +79,14 @@ async fn submit(req: HttpRequest, st: web::Data<ApiState>, body: web::Bytes) -> 
             )
         }
     };
-    match st.runtime.submit(body) {
+    // a submit that came through the local socket reads passed files only
+    let passed_only = req.headers().contains_key(super::local::PASSED_ONLY);
+    let submitted = if passed_only {
+        st.runtime.submit_where(body, super::local::check_passed)
+    } else {
+        st.runtime.submit(body)
+    };
+    match submitted {
         Ok(handle) => {
             HttpResponse::Accepted().json(serde_json::json!({ "id": handle.id().to_string() }))
         }

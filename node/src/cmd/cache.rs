@@ -16,7 +16,7 @@ use rendermesh_protocol::{
 };
 
 use crate::api::client::Client;
-use crate::api::read_control;
+use crate::api::{connect, read_control};
 use crate::cli::{CacheCmd, CacheGcArgs, CacheGetArgs, CacheLsArgs, CacheStatArgs};
 use crate::config::NodeConfig;
 use crate::engine::probe::Probe;
@@ -28,8 +28,8 @@ pub fn run(cfg: NodeConfig, sub: CacheCmd) -> anyhow::Result<i32> {
     let cache = match (open(&cfg.data_dir), &sub) {
         (Ok(c), _) => c,
         // a running node lists its entries through its API
-        (Err(e), CacheCmd::Ls(a)) if !a.blobs => match read_control(&cfg.data_dir) {
-            Some((info, token)) => return ls_remote(&Client::new(&info, token), a),
+        (Err(e), CacheCmd::Ls(a)) if !a.blobs => match connect(&cfg.data_dir) {
+            Some((_, client)) => return ls_remote(&client, a),
             None => return Err(e),
         },
         (Err(e), _) => return Err(e),

@@ -3,7 +3,6 @@
 
 use std::io::BufRead;
 
-use crate::api::client::Client;
 use crate::api::read_control;
 use crate::config::NodeConfig;
 
@@ -11,7 +10,7 @@ fn control(cfg: &NodeConfig) -> anyhow::Result<(crate::api::ControlInfo, String)
     read_control(&cfg.data_dir).ok_or_else(|| {
         anyhow::anyhow!(
             "no node is running with data dir {} (or its token is not readable by you: \
-             it is for the node's user and group)",
+             it is for the node's user; `sudo rendermesh dashboard` shows it)",
             cfg.data_dir.display()
         )
     })
@@ -48,8 +47,13 @@ pub fn passwd() -> anyhow::Result<i32> {
 pub fn cancel(cfg: NodeConfig, job: &str) -> anyhow::Result<i32> {
     job.parse::<rendermesh_protocol::JobId>()
         .map_err(|e| anyhow::anyhow!("{job:?} is not a job id: {e}"))?;
-    let (info, token) = control(&cfg)?;
-    let line = Client::new(&info, token).cancel(job)?;
+    let (_, client) = crate::api::connect(&cfg.data_dir).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no node is running with data dir {}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let line = client.cancel(job)?;
     println!("{line}");
     Ok(0)
 }

@@ -2,19 +2,18 @@
 
 use rendermesh_mesh::PeerEntry;
 
-use crate::api::client::Client;
-use crate::api::read_control;
+use crate::api::connect;
 use crate::cli::PeersArgs;
 use crate::config::NodeConfig;
 
 pub fn run(cfg: NodeConfig, args: PeersArgs) -> anyhow::Result<i32> {
-    let Some((info, token)) = read_control(&cfg.data_dir) else {
+    let Some((info, client)) = connect(&cfg.data_dir) else {
         anyhow::bail!(
             "no node is running with data dir {} (start one with `rendermesh node`)",
             cfg.data_dir.display()
         );
     };
-    let peers = Client::new(&info, token).peers()?;
+    let peers = client.peers()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&peers)?);
         return Ok(0);

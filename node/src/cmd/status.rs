@@ -3,20 +3,18 @@
 
 use rendermesh_protocol::JobStatus;
 
-use crate::api::client::Client;
-use crate::api::read_control;
+use crate::api::connect;
 use crate::cli::StatusArgs;
 use crate::config::NodeConfig;
 use crate::watch::WatchRow;
 
 pub fn run(cfg: NodeConfig, args: StatusArgs) -> anyhow::Result<i32> {
-    let Some((info, token)) = read_control(&cfg.data_dir) else {
+    let Some((info, client)) = connect(&cfg.data_dir) else {
         anyhow::bail!(
             "no node is running with data dir {}",
             cfg.data_dir.display()
         );
     };
-    let client = Client::new(&info, token);
     if args.watches {
         let watches = client.watches()?;
         if args.json {

@@ -8,8 +8,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::api::client::Client;
-use crate::api::read_control;
+use crate::api::connect;
 use crate::cli::WatchArgs;
 use crate::config::NodeConfig;
 use crate::runtime::Runtime;
@@ -53,8 +52,7 @@ pub fn run(cfg: NodeConfig, a: WatchArgs) -> anyhow::Result<i32> {
     let spec = spec_of(&a)?;
     super::interrupt::catch();
     if !a.local {
-        if let Some((info, token)) = read_control(&cfg.data_dir) {
-            let client = Client::new(&info, token);
+        if let Some((info, client)) = connect(&cfg.data_dir) {
             if client.ping() {
                 let node = HttpNode {
                     client,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod pcm;
 pub mod probe;
 pub mod song;
+pub mod source;
 pub mod testclip;
 
 use std::sync::atomic::{AtomicU64, Ordering};

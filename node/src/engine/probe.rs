@@ -85,7 +85,7 @@ impl Probe {
 /// Open a file for reading, turning ffmpeg's errors into ones a user can act on.
 pub fn open_input(path: &Path) -> Result<ff::format::context::Input, MediaError> {
     super::init();
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+    let meta = super::source::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => MediaError::Missing {
             file: path.to_path_buf(),
         },
@@ -106,11 +106,21 @@ pub fn open_input(path: &Path) -> Result<ff::format::context::Input, MediaError>
         });
     }
     // Reading is checked first so a permission problem is not reported as "not media".
-    std::fs::File::open(path).map_err(|e| MediaError::Unreadable {
+    let source = super::source::open(path).map_err(|e| MediaError::Unreadable {
         file: path.to_path_buf(),
         cause: e.to_string(),
     })?;
-    ff::format::input(&path).map_err(|e| {
+    let opened = match source {
+        // a passed descriptor: ffmpeg reads it through our reader (the file's name still
+        // hints the format)
+        super::source::Source::Passed(at) => ff::format::context::StreamIo::from_read_seek(at)
+            .and_then(|io| {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                ff::format::input_from_stream(io, name.as_deref(), None)
+            }),
+        super::source::Source::Opened(_) => ff::format::input(&path),
+    };
+    opened.map_err(|e| {
         if looks_like_container(path) {
             MediaError::Truncated {
                 file: path.to_path_buf(),
@@ -142,7 +152,7 @@ pub fn read_packet(
 /// Does the file start like a media container (MP4/MOV, Matroska/WebM, AVI, NUT, MPEG-TS)?
 fn looks_like_container(path: &Path) -> bool {
     let mut head = [0u8; 12];
-    let n = std::fs::File::open(path)
+    let n = super::source::open(path)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .unwrap_or(0);
     let head = &head[..n];
@@ -157,7 +167,7 @@ fn looks_like_container(path: &Path) -> bool {
 #[tracing::instrument(skip_all, fields(file = %path.display()))]
 pub fn probe(path: &Path) -> Result<Probe, MediaError> {
     let mut ictx = open_input(path)?;
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let bytes = super::source::metadata(path).map(|m| m.len()).unwrap_or(0);
     let format = ictx.format().name().to_string();
     let video = ictx
         .streams()
@@ -390,7 +400,7 @@ pub fn identify(
     path: &Path,
 ) -> Result<rendermesh_cache::Identified, MediaError> {
     // a device, a FIFO or a directory would be read forever (or not at all): one line, now
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Ok(meta) = super::source::metadata(path) {
         if !meta.is_file() {
             let what = if meta.is_dir() {
                 "is a directory"
@@ -403,7 +413,14 @@ pub fn identify(
             });
         }
     }
-    cache.files.identify(path).map_err(|e| match e.kind() {
+    let known = match super::source::passed(path) {
+        Some(file) => file.and_then(|f| {
+            let meta = f.metadata()?;
+            cache.files.identify_open(&meta, super::source::open(path)?)
+        }),
+        None => cache.files.identify(path),
+    };
+    known.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => MediaError::Missing {
             file: path.to_path_buf(),
         },

@@ -61,6 +61,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
         );
         let memory = web::Data::new(crate::dashboard::view::Memory::default());
         let metrics = web::Data::new(crate::metrics::Metrics::new());
+        let local_token = token.clone();
         let state = web::Data::new(ApiState {
             runtime: runtime.clone(),
             token,
@@ -94,6 +95,14 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("control API bound no address"))?;
         let dashboard = addrs.get(1).cloned();
+        let socket = crate::api::local::socket_path(&runtime.cfg.data_dir);
+        let socket = match crate::api::local::serve(&socket, addr.clone(), local_token) {
+            Ok(()) => Some(socket),
+            Err(e) => {
+                tracing::warn!(socket = %socket.display(), error = %e, "no local socket: the CLI needs the token");
+                None
+            }
+        };
         write_info(
             &runtime.cfg.data_dir,
             &ControlInfo {
@@ -101,6 +110,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
                 pid: std::process::id(),
                 name: runtime.name.clone(),
                 dashboard: dashboard.clone(),
+                socket,
             },
         )?;
         tracing::info!(%addr, data_dir = %runtime.cfg.data_dir.display(), "control API listening");
@@ -154,6 +164,7 @@ pub fn run(mut cfg: NodeConfig, args: NodeArgs) -> anyhow::Result<i32> {
     // blocking pool (a job's planning) ends on its own
     drop(sys);
     let _ = std::fs::remove_file(data_dir.join(INFO_FILE));
+    let _ = std::fs::remove_file(crate::api::local::socket_path(&data_dir));
     let _ = std::fs::remove_file(data_dir.join(MESH_FILE));
     result.map(|_| 0)
 }

@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rendermesh_protocol::{JobId, JobResult, JobStatus};
 
 use crate::api::client::Client;
-use crate::api::read_control;
+use crate::api::connect;
 use crate::cli::{CommonSubmit, SubmitCmd};
 use crate::config::NodeConfig;
 use crate::delivery::files::move_atomic;
@@ -187,8 +187,7 @@ pub(super) fn execute(
     common: &CommonSubmit,
 ) -> anyhow::Result<(JobStatus, JobResult, Done)> {
     if !common.local {
-        if let Some((info, token)) = read_control(&cfg.data_dir) {
-            let client = Client::new(&info, token);
+        if let Some((_, client)) = connect(&cfg.data_dir) {
             if client.ping() {
                 return execute_remote(client, req, common);
             }
@@ -210,8 +209,7 @@ pub(super) fn execute_with<T: Send + 'static>(
     follow: impl FnOnce(&dyn JobView) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     if !common.local {
-        if let Some((info, token)) = read_control(&cfg.data_dir) {
-            let client = Client::new(&info, token);
+        if let Some((_, client)) = connect(&cfg.data_dir) {
             if client.ping() {
                 let id = client.submit(&req)?;
                 cancel_on_stop(&client, id);

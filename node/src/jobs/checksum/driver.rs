@@ -54,10 +54,13 @@ impl ChecksumDriver {
                 _ => JobError(format!("{}: cannot read: {e}", path.display())),
             }
         };
-        if !path.is_file() {
+        use crate::engine::source;
+        if !source::metadata(path).map_err(cant)?.is_file() {
             return Err(JobError(format!("{}: not a regular file", path.display())));
         }
-        std::fs::copy(path, &tmp).map_err(cant)?;
+        source::open(path)
+            .and_then(|mut from| std::io::copy(&mut from, &mut std::fs::File::create(&tmp)?))
+            .map_err(cant)?;
         self.cache.blobs.adopt_pinned(&tmp).map_err(cant)
     }
 

@@ -321,7 +321,7 @@ impl JobDriver for MontageDriver {
         if let Some(plan) = self.p.from_plan.clone() {
             plan.validate()
                 .map_err(|e| JobError(format!("the plan does not hold: {e}")))?;
-            if !plan.music.path.is_file() {
+            if !crate::engine::source::metadata(&plan.music.path).is_ok_and(|m| m.is_file()) {
                 return Err(JobError(format!(
                     "{}: no such file (the plan's song)",
                     plan.music.path.display()

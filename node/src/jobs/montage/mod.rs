@@ -105,6 +105,10 @@ impl JobKind for Montage {
         let chunk_seconds = ctx.chunk(p.chunk_seconds)?;
         let mut inputs: Vec<String> = p.clips.iter().map(|c| c.display().to_string()).collect();
         inputs.push(p.music.display().to_string());
+        if let Some(plan) = &p.from_plan {
+            inputs.extend(plan.sources.iter().map(|s| s.path.display().to_string()));
+            inputs.push(plan.music.path.display().to_string());
+        }
         let driver = MontageDriver::new(ctx.cache.clone(), p, ctx.name.clone(), chunk_seconds);
         Ok(Started {
             inputs,
