@@ -138,7 +138,13 @@ impl Runtime {
         };
         let (kind, started) = registry::start(&ctx, req.clone())?;
         check(&started.inputs)?;
-        let handle = self.board.start(kind, started.inputs, started.driver);
+        // shown with the user's own paths
+        let inputs = started
+            .inputs
+            .iter()
+            .map(|i| crate::engine::source::unmark(i).into_owned())
+            .collect();
+        let handle = self.board.start(kind, inputs, started.driver);
         // kept with the user's own paths: a job run again from the dashboard (an admin's
         // act, with the token) reads them as the node's user
         self.history.submitted(handle.id(), &unmarked(req));

@@ -274,8 +274,8 @@ impl Client {
 }
 
 /// Open, as this user, every input a job's parameters name: each string that is an absolute
-/// path of an existing file (other strings are not paths, or name outputs). One line for a file
-/// this user may not read.
+/// path of an existing file, folders aside (other strings are not paths, or name outputs). One
+/// line for a file this user may not read.
 fn open_inputs(params: &serde_json::Value) -> anyhow::Result<Vec<(PathBuf, std::fs::File)>> {
     let mut paths = Vec::new();
     collect_paths(params, &mut paths);
@@ -283,12 +283,19 @@ fn open_inputs(params: &serde_json::Value) -> anyhow::Result<Vec<(PathBuf, std::
     paths.dedup();
     let mut files = Vec::with_capacity(paths.len());
     for p in paths {
-        let f = std::fs::File::open(&p).map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                anyhow::anyhow!("{}: you may not read this file ({e})", p.display())
-            }
-            _ => anyhow::anyhow!("{}: cannot read: {e}", p.display()),
-        })?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // a pipe or a device opens at once too (without a writer a pipe would hold the open):
+        // the node then says of it what it says of any input that is not a regular file
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    anyhow::anyhow!("{}: you may not read this file ({e})", p.display())
+                }
+                _ => anyhow::anyhow!("{}: cannot read: {e}", p.display()),
+            })?;
         files.push((p, f));
     }
     Ok(files)
@@ -298,8 +305,9 @@ fn collect_paths(v: &serde_json::Value, out: &mut Vec<PathBuf>) {
     match v {
         serde_json::Value::String(s) if s.starts_with('/') => {
             let p = Path::new(s.as_str());
-            // a file that exists, even one this user may not read: opening it says so
-            if std::fs::metadata(p).is_ok_and(|m| m.is_file())
+            // a file that exists (not a folder), even one this user may not read: opening it
+            // says so
+            if std::fs::metadata(p).is_ok_and(|m| !m.is_dir())
                 || matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied)
             {
                 out.push(p.to_path_buf());

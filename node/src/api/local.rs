@@ -259,7 +259,9 @@ impl Api {
     }
 }
 
-/// A passed file must be a regular file opened for reading.
+/// A passed file must be open for reading. One that is not a regular file (a pipe, a device)
+/// is kept: the kind says of it what it says of any such input (a job of many files fails
+/// that one alone), and reads nothing of it.
 fn readable_file(file: &std::fs::File, shown: &Path) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     // SAFETY: F_GETFL on a descriptor we own.
@@ -268,8 +270,8 @@ fn readable_file(file: &std::fs::File, shown: &Path) -> Result<(), String> {
         return Err(format!("{}: passed without read access", shown.display()));
     }
     match file.metadata() {
-        Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(format!("{}: not a regular file", shown.display())),
+        Ok(m) if m.is_dir() => Err(format!("{}: is a directory", shown.display())),
+        Ok(_) => Ok(()),
         Err(e) => Err(format!("{}: {e}", shown.display())),
     }
 }

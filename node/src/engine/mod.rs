@@ -21,6 +21,7 @@ pub mod conform;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod hwframes;
 pub mod pcm;
 pub mod probe;
 pub mod song;

@@ -187,6 +187,12 @@ pub fn metadata(path: &Path) -> io::Result<Metadata> {
     }
 }
 
+/// Copy input `path` whole to a new file `dest`: the bytes copied.
+pub fn copy_to(path: &Path, dest: &Path) -> io::Result<u64> {
+    let mut from = open(path)?;
+    std::io::copy(&mut from, &mut File::create(dest)?)
+}
+
 /// The open file behind a descriptor path, for callers that hash or map it whole.
 pub fn passed(path: &Path) -> Option<io::Result<Arc<File>>> {
     lookup(path)

@@ -72,7 +72,7 @@ impl BeatsDriver {
         };
         let source = audio_source(path, &tmp).map_err(|e| fail(e.to_string()))?;
         if let AudioSource::Whole { .. } = source {
-            std::fs::copy(path, &tmp)
+            crate::engine::source::copy_to(path, &tmp)
                 .map_err(|e| fail(format!("{}: cannot read: {e}", path.display())))?;
         }
         let (id, bytes, pin) = self

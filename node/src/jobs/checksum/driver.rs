@@ -58,9 +58,7 @@ impl ChecksumDriver {
         if !source::metadata(path).map_err(cant)?.is_file() {
             return Err(JobError(format!("{}: not a regular file", path.display())));
         }
-        source::open(path)
-            .and_then(|mut from| std::io::copy(&mut from, &mut std::fs::File::create(&tmp)?))
-            .map_err(cant)?;
+        source::copy_to(path, &tmp).map_err(cant)?;
         self.cache.blobs.adopt_pinned(&tmp).map_err(cant)
     }
 
