@@ -6,7 +6,10 @@
 #   bash packaging/deb/build.sh [BIN [OUT_DIR]]
 #       BIN      default target/release/rendermesh (built when missing)
 #       OUT_DIR  default target/deb
-#   ARCH=arm64 for a binary cross-built for arm64 (default: this box's architecture);
+#   ARCH=arm64 for a binary cross-built for arm64 (default: this box's architecture); without
+#       BIN on another architecture, the arm64 package is cross-built, checked under qemu and
+#       written by packaging/deb/cross-arm64.sh;
+#   RUN=qemu-aarch64-static (say) to run a foreign BIN for its help text, STRIP=its strip;
 #   DEB_COMPRESS=none|xz (default xz).
 # Prints the path of the package it wrote.
 set -euo pipefail
@@ -15,6 +18,10 @@ REPO=$PWD
 BIN=${1:-$REPO/target/release/rendermesh}
 OUT=${2:-$REPO/target/deb}
 ARCH=${ARCH:-$(dpkg --print-architecture)}
+if [[ $ARCH == arm64 && $# -eq 0 && $(dpkg --print-architecture) != arm64 ]]; then
+    exec bash packaging/deb/cross-arm64.sh "$OUT"
+fi
+RUN=${RUN:-}
 if [[ ! -x $BIN ]]; then
     [[ $BIN == "$REPO/target/release/rendermesh" ]] || { echo "deb: $BIN not found" >&2; exit 1; }
     cargo build --release -q -p rendermesh-node
@@ -29,7 +36,7 @@ mkdir -p "$D" "$ROOT"/usr/bin "$ROOT"/usr/lib/systemd/system "$ROOT"/usr/lib/sys
     "$ROOT"/usr/share/man/man1
 
 install -m 0755 "$BIN" "$ROOT/usr/bin/rendermesh"
-strip --strip-debug "$ROOT/usr/bin/rendermesh" 2>/dev/null || true
+"${STRIP:-strip}" --strip-debug "$ROOT/usr/bin/rendermesh" 2>/dev/null || true
 # the unit as systemd/install.sh installs it, with the package's paths
 sed -e 's|/usr/local/bin/rendermesh|/usr/bin/rendermesh|' \
     -e 's|/usr/local/share/doc/rendermesh|/usr/share/doc/rendermesh|' \
@@ -59,14 +66,14 @@ man_escape() { sed -e 's/\\/\\e/g' -e 's/^\([.'"'"']\)/\\\&\1/'; }
     echo "[\\fIOPTIONS\\fR] \\fICOMMAND\\fR"
     echo ".SH DESCRIPTION"
     echo ".nf"
-    "$BIN" --help | man_escape
+    $RUN "$BIN" --help | man_escape
     echo ".fi"
     echo ".SH COMMANDS"
-    for cmd in $("$BIN" --help | awk '/^Commands:/ {on=1; next} /^$/ {on=0} on {print $1}'); do
+    for cmd in $($RUN "$BIN" --help | awk '/^Commands:/ {on=1; next} /^$/ {on=0} on {print $1}'); do
         [[ $cmd == help ]] && continue
         echo ".SS \"rendermesh $cmd\""
         echo ".nf"
-        "$BIN" "$cmd" --help | man_escape
+        $RUN "$BIN" "$cmd" --help | man_escape
         echo ".fi"
     done
     echo ".SH FILES"
