@@ -193,43 +193,28 @@ fn a_member_of_the_nodes_group_submits_files_of_a_private_home_and_nothing_more(
         "the node's user can read the member's clip"
     );
 
-    let out = member_home.join("out.mkv");
-    let o = member_runs(
-        &users,
-        &member_home,
-        &data,
-        &[
+    // `submit KIND CLIP FLAG OUT` as the member, in 4 s shards
+    let submit = |kind: &str, flag: &str, out: &Path| {
+        let args = [
             "submit",
-            "transcode",
-            &clip_s,
-            "-o",
+            kind,
+            clip_s.as_str(),
+            flag,
             out.to_str().unwrap(),
             "--chunk-seconds",
             "4",
             "-q",
-        ],
-    );
-    assert!(o.status.success(), "{}\n{}", stderr(&o), node_log());
+        ];
+        let o = member_runs(&users, &member_home, &data, &args);
+        assert!(o.status.success(), "{}\n{}", stderr(&o), node_log());
+    };
+    let out = member_home.join("out.mkv");
+    submit("transcode", "-o", &out);
     assert_eq!(video_frames(&out), SCENE_FRAMES);
     assert_eq!(std::fs::metadata(&out).unwrap().uid(), ids(&users.member).0);
 
     let json = member_home.join("cuts.json");
-    let o = member_runs(
-        &users,
-        &member_home,
-        &data,
-        &[
-            "submit",
-            "scenes",
-            &clip_s,
-            "--json",
-            json.to_str().unwrap(),
-            "--chunk-seconds",
-            "4",
-            "-q",
-        ],
-    );
-    assert!(o.status.success(), "{}\n{}", stderr(&o), node_log());
+    submit("scenes", "--json", &json);
     let cuts = cuts_of_json(&json);
     assert_eq!(cuts.len(), SCENE_CUTS.len(), "{cuts:?}");
     for (c, t) in cuts.iter().zip(SCENE_CUTS) {
