@@ -21,6 +21,9 @@ use crate::engine::source::{self, Registration};
 /// The socket's file name.
 pub const SOCKET_FILE: &str = "control.sock";
 
+/// Connections served at once; more are refused with one line.
+const MAX_CALLS: usize = 128;
+
 /// The header that tells the HTTP API a submit came through this socket: its inputs must all
 /// be passed files.
 pub const PASSED_ONLY: &str = "x-rendermesh-passed-files-only";
@@ -78,15 +81,33 @@ pub fn serve(path: &Path, addr: String, token: String) -> std::io::Result<()> {
             .timeout_connect(Duration::from_secs(5))
             .build(),
     };
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("local-socket".into())
         .spawn(move || {
+            use std::sync::atomic::Ordering;
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let api = api.clone();
-                let _ = std::thread::Builder::new()
-                    .name("local-call".into())
-                    .spawn(move || api.serve(conn));
+                let Ok(mut conn) = conn else { continue };
+                if calls.fetch_add(1, Ordering::SeqCst) >= MAX_CALLS {
+                    calls.fetch_sub(1, Ordering::SeqCst);
+                    refuse(
+                        &mut conn,
+                        503,
+                        "the node is answering too many local calls; try again",
+                    );
+                    continue;
+                }
+                let (api, done) = (api.clone(), calls.clone());
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("local-call".into())
+                        .spawn(move || {
+                            api.serve(conn);
+                            done.fetch_sub(1, Ordering::SeqCst);
+                        });
+                if spawned.is_err() {
+                    calls.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         })?;
     Ok(())
