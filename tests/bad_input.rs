@@ -418,3 +418,73 @@ fn absurd_chunk_lengths_are_refused_not_replaced() {
         );
     }
 }
+
+/// What the local socket's caller sends is untrusted too: garbage, a frame that claims to be
+/// huge, a request that promises files and sends none, a call outside the API. Each gets one
+/// line (or a closed connection), and the node goes on serving.
+#[test]
+fn garbled_calls_on_the_local_socket_get_one_line_and_the_node_lives() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Daemon::start(&tmp.path().join("data"));
+    let sock = node.data_dir.join("control.sock");
+    let call = |bytes: &[u8]| -> String {
+        let mut s = UnixStream::connect(&sock).expect("the local socket");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(40)))
+            .unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(answer.get(4..).unwrap_or_default()).into_owned()
+    };
+    let frame = |json: &str| {
+        let mut b = (json.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(json.as_bytes());
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec(), "over the"),
+        ("huge", 0xffff_fff0u32.to_be_bytes().to_vec(), "over the"),
+        ("not json", frame("{{{{"), "not a frame"),
+        (
+            "files promised, none sent",
+            frame(r#"{"method":"POST","path":"/v1/jobs","files":["/a","/b"]}"#),
+            "the passed files",
+        ),
+        (
+            "outside the API",
+            frame(r#"{"method":"GET","path":"/../control.token"}"#),
+            "not an API path",
+        ),
+        // and an ordinary call still gets its answer (the job list)
+        (
+            "the job list",
+            frame(r#"{"method":"GET","path":"/v1/jobs"}"#),
+            "\"status\":200",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let answer = call(&bytes);
+        assert!(answer.contains(says), "{name}: {answer}");
+        assert!(node.alive(), "the node died on {name}");
+    }
+    // still serving: a real submit through the socket
+    let src = small_clip(tmp.path(), "good.mp4", 1, &[]);
+    let out = tmp.path().join("good-out.mp4");
+    let o = rendermesh(
+        &node.data_dir,
+        &[
+            "submit",
+            "transcode",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(video_frames(&out), 25);
+    no_panic(&[&node]);
+}
