@@ -130,6 +130,14 @@ fn refuse(conn: &mut UnixStream, status: u16, line: &str) {
         },
     );
     let _ = conn.write_all(&body);
+    // what the caller sent and the node did not read is taken off before the close: a socket
+    // closed with unread bytes resets the caller's end, and the caller would lose this line
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = std::io::copy(
+        &mut (&*conn).take(2 * fdpass::MAX_FRAME as u64),
+        &mut std::io::sink(),
+    );
 }
 
 impl Api {
