@@ -473,17 +473,7 @@ fn garbled_calls_on_the_local_socket_get_one_line_and_the_node_lives() {
     // still serving: a real submit through the socket
     let src = small_clip(tmp.path(), "good.mp4", 1, &[]);
     let out = tmp.path().join("good-out.mp4");
-    let o = rendermesh(
-        &node.data_dir,
-        &[
-            "submit",
-            "transcode",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-    );
+    let o = transcode_1s(&node.data_dir, &src, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(video_frames(&out), 25);
     no_panic(&[&node]);
