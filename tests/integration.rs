@@ -19,6 +19,7 @@ mod cli;
 mod concurrent;
 mod daemon;
 mod dashboard;
+mod hardset;
 mod history;
 mod kinds;
 mod local_users;

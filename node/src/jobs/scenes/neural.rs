@@ -199,25 +199,100 @@ pub fn run_shard(
     })
 }
 
-/// Cuts from a stream's transition probabilities: where a run of frames above `threshold`
-/// ends, the next frame starts a scene (a hard cut's run is its shot's last frame; a
-/// dissolve's, its middle), as the published model turns predictions into scenes.
-pub fn cuts(single: &[f32], threshold: f32, min_scene_len: u32) -> Vec<u32> {
-    let mut cuts = Vec::new();
-    let mut last_cut = 0u64;
+/// A stream's predictions, per frame: the probability of a transition at it (`single`) and
+/// that it lies inside one (`many`); 0 where the network did not run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Predictions {
+    pub single: Vec<f32>,
+    pub many: Vec<f32>,
+}
+
+/// A gradual transition that the single head leaves under its threshold (a dip to black, a
+/// slow fade: the head spreads its belief over the frames) shows on the `many` head as a
+/// zone: frames at least [`ZONE`], gaps of up to [`ZONE_GAP`] frames bridged, that holds a run
+/// of [`INSIDE_RUN`] frames at least [`INSIDE`].
+const ZONE: f32 = 0.25;
+const ZONE_GAP: usize = 10;
+const INSIDE: f32 = 0.5;
+const INSIDE_RUN: usize = 3;
+/// A zone this long at most is one transition: it keeps one cut.
+const ONE_TRANSITION: usize = 40;
+
+/// Cuts from a stream's predictions. Where a run of frames above `threshold` on the single
+/// head ends, the next frame starts a scene (a hard cut's run is its shot's last frame; a
+/// dissolve's, its middle), as the published model turns predictions into scenes. A zone of
+/// the `many` head with no such cut, nor one of `known` (cuts made without the network), is
+/// a gradual transition: its scene starts after its most certain frame; one with two such
+/// cuts (a fade out and in again) keeps the first. Cuts stay at least
+/// `min_scene_len` frames apart (an earlier cut wins).
+pub fn cuts(p: &Predictions, threshold: f32, min_scene_len: u32, known: &[u32]) -> Vec<u32> {
+    let mut all = Vec::new();
     let mut above = false;
-    for (i, p) in single.iter().enumerate() {
-        let now = *p > threshold;
+    for (i, x) in p.single.iter().enumerate() {
+        let now = *x > threshold;
         if above && !now {
-            let at = i as u64;
-            if at - last_cut >= u64::from(min_scene_len.max(1)) {
-                cuts.push(at as u32);
-                last_cut = at;
-            }
+            all.push(i as u32);
         }
         above = now;
     }
+    let zones = zones(&p.many);
+    // a fade out and in again (or a dip) can show as two runs: one transition, one cut
+    for &(a, b) in zones.iter().filter(|(a, b)| b - a <= ONE_TRANSITION) {
+        let inside = |c: &u32| (a as u32) <= *c && *c <= b as u32 + 1;
+        if let Some(first) = all.iter().copied().find(inside) {
+            all.retain(|c| *c == first || !inside(c));
+        }
+    }
+    let gradual: Vec<u32> = zones
+        .into_iter()
+        .filter(|&(a, b)| {
+            let near = |c: &u32| (a as u32) <= c + 2 && *c <= b as u32 + 3;
+            !all.iter().chain(known).any(near)
+        })
+        .map(|(a, b)| {
+            let peak = (a..b).max_by(|x, y| p.many[*x].total_cmp(&p.many[*y]));
+            peak.unwrap_or(a) as u32 + 1
+        })
+        .collect();
+    all.extend(gradual);
+    all.sort_unstable();
+    let mut cuts = Vec::with_capacity(all.len());
+    let mut last = 0u32;
+    for c in all {
+        if c - last >= min_scene_len.max(1) {
+            cuts.push(c);
+            last = c;
+        }
+    }
     cuts
+}
+
+/// The zones of the `many` head that hold a gradual transition, as `(first, end)` frames.
+fn zones(many: &[f32]) -> Vec<(usize, usize)> {
+    let mut zones: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < many.len() {
+        if many[i] < ZONE {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < many.len() && many[i] >= ZONE {
+            i += 1;
+        }
+        match zones.last_mut() {
+            Some(z) if start - z.1 <= ZONE_GAP => z.1 = i,
+            _ => zones.push((start, i)),
+        }
+    }
+    zones.retain(|&(a, b)| {
+        let mut run = 0;
+        many[a..b].iter().any(|m| {
+            run = if *m >= INSIDE { run + 1 } else { 0 };
+            run >= INSIDE_RUN
+        })
+    });
+    zones
 }
 
 #[cfg(test)]
@@ -243,8 +318,52 @@ mod tests {
         p[104] = 0.8; // the middle of a dissolve
         p[105] = 0.6;
         p[110] = 0.9; // too close to the last cut for a 15-frame minimum
-        assert_eq!(cuts(&p, 0.5, 15), vec![50, 106]);
-        assert_eq!(cuts(&p, 0.5, 1), vec![50, 106, 111]);
-        assert_eq!(cuts(&p, 0.99, 15), Vec::<u32>::new());
+        let p = Predictions {
+            many: vec![0.0; p.len()],
+            single: p,
+        };
+        assert_eq!(cuts(&p, 0.5, 15, &[]), vec![50, 106]);
+        assert_eq!(cuts(&p, 0.5, 1, &[]), vec![50, 106, 111]);
+        assert_eq!(cuts(&p, 0.99, 15, &[]), Vec::<u32>::new());
+    }
+
+    /// The `many` head of a dip to black: in over frames 100..108, a dip at 110..113, out
+    /// again by 122; the single head never passes 0.5.
+    fn dip(p: &mut Predictions, at: usize) {
+        let many = [
+            0.3, 0.5, 0.55, 0.6, 0.4, 0.2, 0.1, 0.3, 0.6, 0.8, 0.85, 0.7, 0.5, 0.3,
+        ];
+        p.many[at..at + many.len()].copy_from_slice(&many);
+        p.single[at + 1] = 0.42;
+    }
+
+    #[test]
+    fn a_gradual_transition_under_the_single_threshold_cuts_once_after_its_surest_frame() {
+        let mut p = Predictions {
+            single: vec![0.0; 300],
+            many: vec![0.0; 300],
+        };
+        dip(&mut p, 100);
+        // two frames of a flash or a fast move: too short for a transition
+        p.many[200] = 0.6;
+        p.many[201] = 0.55;
+        // the gap at 105..107 is bridged: one transition, cut after frame 110 (0.85)
+        assert_eq!(cuts(&p, 0.5, 15, &[]), vec![111]);
+        // the single head's cut in the zone is the transition's: no second cut
+        p.single[108] = 0.7;
+        assert_eq!(cuts(&p, 0.5, 1, &[]), vec![109]);
+        // nor a second one beside a cut made without the network
+        p.single[108] = 0.0;
+        assert_eq!(cuts(&p, 0.5, 1, &[99]), Vec::<u32>::new());
+        assert_eq!(cuts(&p, 0.5, 1, &[60]), vec![111]);
+        // a fade out, then in: the single head cuts at both halves, 16 frames apart
+        p.single[103] = 0.6;
+        p.single[119] = 0.6;
+        p.many[113..120].copy_from_slice(&[0.4, 0.5, 0.6, 0.7, 0.6, 0.5, 0.3]);
+        assert_eq!(cuts(&p, 0.5, 15, &[]), vec![104]);
+        // two hard cuts far apart are two
+        p.single[160] = 0.9;
+        p.many[158..163].copy_from_slice(&[0.3, 0.5, 0.6, 0.5, 0.3]);
+        assert_eq!(cuts(&p, 0.5, 15, &[]), vec![104, 161]);
     }
 }

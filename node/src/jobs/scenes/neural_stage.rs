@@ -7,7 +7,7 @@ use rendermesh_protocol::{
     ShardTask, NEURAL_BLOCK,
 };
 
-use super::neural::span;
+use super::neural::{span, Predictions};
 
 /// The task class of the network's work (its speed counts frames through the network).
 pub const CLASS: &str = "transnet";
@@ -85,29 +85,34 @@ pub fn spec(
     }
 }
 
-/// A file's per-frame transition probabilities from its shards' predictions, 0 on the
-/// frames the network did not run on; `full`: it must have run on every frame.
-pub fn assemble(parts: &[NeuralScores], total: u64, full: bool) -> Result<Vec<f32>, String> {
-    let mut single = vec![0.0f32; total as usize];
+/// A file's predictions from its shards', 0 on the frames the network did not run on;
+/// `full`: it must have run on every frame.
+pub fn assemble(parts: &[NeuralScores], total: u64, full: bool) -> Result<Predictions, String> {
+    let mut p = Predictions {
+        single: vec![0.0f32; total as usize],
+        many: vec![0.0f32; total as usize],
+    };
     let mut covered = 0u64;
-    for p in parts {
-        let end = p.first_frame.checked_add(p.single.len() as u64);
-        let Some(end) = end.filter(|e| *e <= total && p.single.len() == p.many.len()) else {
+    for s in parts {
+        let end = s.first_frame.checked_add(s.single.len() as u64);
+        let Some(end) = end.filter(|e| *e <= total && s.single.len() == s.many.len()) else {
             return Err(format!(
                 "predictions for frames {}..+{} of a file of {total}",
-                p.first_frame,
-                p.single.len()
+                s.first_frame,
+                s.single.len()
             ));
         };
-        single[p.first_frame as usize..end as usize].copy_from_slice(&p.single);
-        covered += p.single.len() as u64;
+        let range = s.first_frame as usize..end as usize;
+        p.single[range.clone()].copy_from_slice(&s.single);
+        p.many[range].copy_from_slice(&s.many);
+        covered += s.single.len() as u64;
     }
     if full && covered != total {
         return Err(format!(
             "predictions for {covered} frames, the file has {total}"
         ));
     }
-    Ok(single)
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -189,22 +194,18 @@ mod tests {
         let part = |first, n| NeuralScores {
             first_frame: first,
             single: vec![0.1; n],
-            many: vec![0.0; n],
+            many: vec![0.2; n],
         };
-        assert_eq!(
-            assemble(&[part(0, 50), part(50, 20)], 70, true)
-                .unwrap()
-                .len(),
-            70
-        );
+        let whole = assemble(&[part(0, 50), part(50, 20)], 70, true).unwrap();
+        assert_eq!((whole.single.len(), whole.many.len()), (70, 70));
         assert!(assemble(&[part(0, 50), part(60, 10)], 70, true).is_err());
         assert!(assemble(&[part(0, 50)], 70, true).is_err());
         // the cascade's parts leave gaps at 0
         let sparse = assemble(&[part(50, 20)], 100, false).unwrap();
-        assert_eq!(
-            (sparse[49], sparse[50], sparse[69], sparse[70]),
-            (0.0, 0.1, 0.1, 0.0)
-        );
+        let s = &sparse.single;
+        assert_eq!((s[49], s[50], s[69], s[70]), (0.0, 0.1, 0.1, 0.0));
+        let m = &sparse.many;
+        assert_eq!((m[49], m[50], m[69], m[70]), (0.0, 0.2, 0.2, 0.0));
         assert!(assemble(&[part(90, 20)], 100, false).is_err());
         assert!(assemble(&[part(u64::MAX, 20)], 100, false).is_err());
     }

@@ -46,6 +46,10 @@ struct FileWork {
     fallback: Vec<u32>,
 }
 
+/// The version of how the network's predictions (and the cascade) become cuts: a scene list
+/// made by other rules is not the one asked for.
+const CUT_RULES: u32 = 2;
+
 /// Plans and assembles one scene-detection job.
 pub struct ScenesDriver {
     cache: Cache,
@@ -136,8 +140,9 @@ impl ScenesDriver {
         // the cascade's cuts depend on whether the network could run, and on its weights
         let params = match self.options.detector {
             SceneDetector::Auto { .. } => {
-                codec::canonical(&(&self.options, self.model.as_ref().map(|m| m.id)))
+                codec::canonical(&(&self.options, self.model.as_ref().map(|m| m.id), CUT_RULES))
             }
+            SceneDetector::Neural { .. } => codec::canonical(&(&self.options, CUT_RULES)),
             _ => codec::canonical(&self.options),
         };
         CacheKey::derive(CacheKind::SceneList, ENGINE_VERSION, &params, id)

@@ -12,7 +12,7 @@ use rendermesh_protocol::{
 
 use super::super::cascade::{decide, triage, Triage};
 use super::super::detect::{content_cuts, content_score, ContentParams, FrameDelta};
-use super::super::neural::blocks_of;
+use super::super::neural::{blocks_of, Predictions};
 use super::super::neural_stage::{self, Chunk};
 use super::{keep_list, ScenesDriver};
 use crate::engine::chunk::{plan_chunks_tapered, write_chunks};
@@ -228,14 +228,19 @@ impl ScenesDriver {
                 }
                 parts.push(s);
             }
-            let single = neural_stage::assemble(&parts, f.frames, full)
+            let predictions = neural_stage::assemble(&parts, f.frames, full)
                 .map_err(|e| JobError(format!("{}: {e}", f.path.display())))?;
-            let settled = f
+            let (settled, scores) = f
                 .triage
                 .as_ref()
-                .map(|t| t.settled.as_slice())
-                .unwrap_or(&[]);
-            let cuts = decide(settled, &single, threshold, self.options.min_scene_len);
+                .map_or((&[][..], &[][..]), |t| (&t.settled[..], &t.scores[..]));
+            let cuts = decide(
+                settled,
+                scores,
+                &predictions,
+                threshold,
+                self.options.min_scene_len,
+            );
             let list = super::list_of(f, cuts);
             keep_list(&self.cache, list_key, &list);
             f.list = Some(list);
@@ -273,7 +278,13 @@ pub(super) fn auto_cuts(
         .collect();
     let t = triage(&scores, threshold);
     if t.blocks.is_empty() {
-        return Auto::Cuts(decide(&t.settled, &[], 0.5, o.min_scene_len));
+        return Auto::Cuts(decide(
+            &t.settled,
+            &[],
+            &Predictions::default(),
+            0.5,
+            o.min_scene_len,
+        ));
     }
     let p = ContentParams {
         threshold,
