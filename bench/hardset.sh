@@ -13,6 +13,10 @@
 #        SEEDS="2126 7 11" bash bench/hardset.sh
 # Needs target/release/rendermesh, the weights and the footage that tests/deps.sh fetches.
 set -euo pipefail
+if [[ $# -gt 0 ]]; then
+    echo "usage: [SEEDS=\"2126 7 11\"] bash bench/hardset.sh   (no arguments)" >&2
+    exit 2
+fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 BIN=target/release/rendermesh

@@ -136,6 +136,11 @@ def hazard_filter(kind, at):
 
 
 def make(footage, out, truth_path, seed=SEED):
+    missing = [f for f, _ in SOURCES.values() if not os.path.isfile(os.path.join(footage, f))]
+    if missing:
+        sys.exit(f"hardset: no {', '.join(missing)} in {footage} (tests/deps.sh fetches them)")
+    if not str(seed).isdigit():
+        sys.exit(f"hardset: the seed is a whole number, not {seed!r}")
     rng = random.Random(int(seed))
     pieces, joins = plan(rng)
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +212,10 @@ def make(footage, out, truth_path, seed=SEED):
 
 
 def read_cuts(path):
-    text = open(path).read()
+    try:
+        text = open(path).read()
+    except OSError as e:
+        sys.exit(f"hardset: cannot read the cuts: {e}")
     if text.lstrip().startswith("{"):
         return sorted(int(c) for c in json.loads(text)["cuts"])
     return sorted(int(x) for x in text.split())
@@ -253,7 +261,10 @@ def score(truth_path, cuts_path):
 
 def main():
     if len(sys.argv) in (5, 6) and sys.argv[1] == "make":
-        make(*sys.argv[2:])
+        try:
+            make(*sys.argv[2:])
+        except subprocess.CalledProcessError as e:
+            sys.exit(f"hardset: ffmpeg failed ({e.returncode}): {' '.join(e.cmd[:8])} ...")
     elif len(sys.argv) == 4 and sys.argv[1] == "score":
         score(*sys.argv[2:])
     else:
