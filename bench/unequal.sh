@@ -28,7 +28,8 @@
 # Environment (command-line options win): MIXES, JOBS, DURATION (60), CHUNK_SECONDS (4),
 # PRESET (veryfast), CRF (23), PERIOD_US (the quota's period, 10000: a short period spreads a
 # throttled node's time evenly, as a slower CPU would; 100000 is the kernel's default), ROUNDS
-# (1: each round measures everything again on fresh nodes), CORES ("0 1"), BENCH_DIR,
+# (1: each round measures everything again on fresh nodes; with more than one, the report
+# ends with each mix's median), CORES ("0 1"), BENCH_DIR,
 # RENDERMESH (the release binary, built if missing).
 #
 # Needs root (namespaces, cgroups) and an otherwise idle machine. Namespaces and cgroups are
@@ -170,13 +171,21 @@ start_node() {
         echo "key_file = \"$KEY\""
         [[ -n $peer ]] && echo "peers = [\"/ip4/$peer/tcp/7879\"]"
     } >"$dir/node.toml"
+    # a node calibrates once per core and share in a run; later nodes of the same core and
+    # share start from its caps.json, as a restarted service does (same fingerprint: same
+    # box, same quota)
+    local caps=$WORK/caps.$core.$share.json
+    [[ -f $caps ]] && cp "$caps" "$dir/caps.json"
     (cpuquota_run "$share" "$PERIOD_US" ip netns exec "${TAG}n$i" taskset -c "$core" \
         "$RENDERMESH" --config "$dir/node.toml" --data-dir "$dir" node \
         --control-listen 127.0.0.1:0) 2>"$dir/node.log" &
     PIDS+=($!)
     # a node under a quota calibrates at its share of a core: minutes at a quarter
     for _ in $(seq 3000); do
-        grep -q "capabilities ready" "$dir/node.log" 2>/dev/null && return 0
+        if grep -q "capabilities ready" "$dir/node.log" 2>/dev/null; then
+            [[ -f $caps ]] || cp "$dir/caps.json" "$caps"
+            return 0
+        fi
         sleep 0.1
     done
     die "node n$i did not get ready: $(tail -5 "$dir/node.log")"

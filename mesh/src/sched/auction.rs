@@ -11,7 +11,11 @@
 //! 2. else the largest lot it can finish by the *balance horizon* — now + all remaining work ÷
 //!    the mesh's total speed — so slower boxes share the work in proportion without becoming
 //!    the tail;
-//! 3. else nothing: the work waits for a faster box.
+//! 3. else the smallest lot it accepts, if it would finish that lot (with a margin) before the
+//!    *other* bidders could finish all the work left, running and pending, even sharing it
+//!    perfectly: at the tail, where the last lots would queue on the fast boxes one after
+//!    another, a slow box takes one of them, and the job ends sooner;
+//! 4. else nothing: the work waits for a faster box.
 //!
 //! A bidder never holds more awards than slots. Speeds are corrected from observed runs, so
 //! the estimates converge on the truth as shards finish.
@@ -388,14 +392,49 @@ impl Auction {
         // 2. the largest lot it can finish by the balance horizon
         let budget = (horizon - now) * me.speed;
         let from = self.lots.partition_point(|l| l.work > budget);
-        (from..self.lots.len()).find(|&i| {
+        let fits = (from..self.lots.len()).find(|&i| {
             !skip(self.lots[i].shard)
                 && me
                     .bid(now, &self.lots[i])
                     .is_some_and(|t| t <= horizon + SLACK_S)
-        })
+        });
+        if fits.is_some() {
+            return fits;
+        }
+        // 3. the smallest lot it accepts, if it finishes that lot clearly before the others
+        //    could finish all the work left even sharing it perfectly: then taking it
+        //    cannot make the job end later, and it ends sooner when the others' last lots
+        //    would queue behind each other
+        let without_me = self.horizon_without(now, k, bidders)?;
+        let last = (0..self.lots.len())
+            .rev()
+            .find(|&i| !skip(self.lots[i].shard) && me.bid(now, &self.lots[i]).is_some())?;
+        let mine = me.bid(now, &self.lots[last])?;
+        (mine + TAIL_MARGIN * (mine - now).max(0.0) < without_me).then_some(last)
+    }
+
+    /// When the bidders other than `k` would have all pending and running work done if they
+    /// shared it perfectly; `None` when they have no speed (then rule 1 already decides).
+    fn horizon_without(&self, now: f64, k: usize, bidders: &[Bidder]) -> Option<f64> {
+        let others = || bidders.iter().enumerate().filter(move |(j, _)| *j != k);
+        let capacity: f64 = others()
+            .map(|(_, b)| b.speed.max(0.0) * b.slots as f64)
+            .sum();
+        if capacity <= 0.0 {
+            return None;
+        }
+        let running_left: f64 = others()
+            .map(|(_, b)| {
+                b.running.iter().map(|&e| (e - now).max(0.0)).sum::<f64>() * b.speed.max(0.0)
+            })
+            .sum();
+        Some(now + (self.pending_work + running_left) / capacity)
     }
 }
+
+/// Rule 3 takes a lot only when the bidder's estimate beats the others' perfect sharing by
+/// this share of the lot's own estimated time: room for an estimate that is a little off.
+const TAIL_MARGIN: f64 = 0.1;
 
 /// The earliest finish any bidder but `k` bids for `lot` (infinite when none would take it).
 fn best_other(now: f64, k: usize, bidders: &[Bidder], lot: &Lot) -> f64 {
@@ -480,6 +519,33 @@ mod tests {
             a.round(0.0, &mut bs).is_empty(),
             "the slow box must not take the huge lot"
         );
+    }
+
+    #[test]
+    fn at_the_tail_a_slow_box_takes_a_last_lot_when_the_fast_one_would_queue_them() {
+        // as measured on a 1 + 0.5 mesh: the fast box ends its shard at 0.012 s and does a
+        // lot in 0.17 s, the slow one needs 0.42 s. Three lots left: the fast box alone
+        // would end at 0.522 s; with the slow one taking a lot the job ends at 0.42 s (the
+        // fast box ends the other two at 0.352 s). The horizon (0.371 s) would leave it idle.
+        let slow_speed = 0.17 / 0.42;
+        let fast = || Bidder {
+            running: vec![0.012],
+            ..bidder(0, 1, 1.0)
+        };
+        let mut a = Auction::new((0..3).map(|i| lot(12 + i, 0.17)).collect());
+        let mut bs = vec![fast(), bidder(1, 1, slow_speed)];
+        let w = a.round(0.0, &mut bs);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].shard, w[0].bidder), (14, 1), "the smallest, last lot");
+        assert!((w[0].est_finish - 0.42).abs() < 1e-9);
+        // two lots left: the fast box ends both at 0.352 s, before the slow one could end one
+        let mut a = Auction::new((0..2).map(|i| lot(12 + i, 0.17)).collect());
+        let mut bs = vec![fast(), bidder(1, 1, slow_speed)];
+        assert!(a.round(0.0, &mut bs).is_empty());
+        // three lots, but the estimate beats the fast box by less than the margin: wait
+        let mut a = Auction::new((0..3).map(|i| lot(12 + i, 0.17)).collect());
+        let mut bs = vec![fast(), bidder(1, 1, 0.17 / 0.49)];
+        assert!(a.round(0.0, &mut bs).is_empty(), "0.49 s + 10 % > 0.522 s");
     }
 
     fn remote(id: usize, speed: f64, busy_until: f64) -> Bidder {
