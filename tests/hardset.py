@@ -17,8 +17,10 @@ check rules against), so the same footage gives the same file.
 
 `score` matches cuts against the truth: a hard cut is found by a cut within 1 frame of it; a
 gradual transition by a cut inside its span (1 frame of slack either side); every other cut is
-false, counted apart when it falls on a flash, whip pan or crash zoom (2 frames of slack). It
-prints one JSON object.
+false, counted apart when it falls on a flash, whip pan or crash zoom (2 frames of slack). From
+rendermesh's JSON it also scores the transitions' types: a found dissolve should be typed
+`dissolve`, a dip or fade `fade`, a hard cut not gradual at all, and the overlap of each typed
+span with the truth's. It prints one JSON object.
 """
 import json
 import os
@@ -212,30 +214,54 @@ def make(footage, out, truth_path, seed=SEED):
 
 
 def read_cuts(path):
+    """The cuts, and the gradual transitions by cut when the file is rendermesh's JSON."""
     try:
         text = open(path).read()
-    except OSError as e:
+        if text.lstrip().startswith("{"):
+            doc = json.loads(text)
+            kinds = {int(t["cut"]): t for t in doc.get("transitions", [])}
+            return sorted(int(c) for c in doc["cuts"]), kinds
+        return sorted(int(x) for x in text.split()), {}
+    except (OSError, ValueError, KeyError, TypeError) as e:
         sys.exit(f"hardset: cannot read the cuts: {e}")
-    if text.lstrip().startswith("{"):
-        return sorted(int(c) for c in json.loads(text)["cuts"])
-    return sorted(int(x) for x in text.split())
+
+
+def overlap(a, b):
+    """Intersection over union of two frame ranges [a0, a1) and [b0, b1)."""
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
 
 
 def score(truth_path, cuts_path):
     truth = json.load(open(truth_path))
-    cuts = read_cuts(cuts_path)
+    cuts, kinds = read_cuts(cuts_path)
     hard = {c: False for c in truth["cuts"]}
     grad = [False] * len(truth["gradual"])
     at_hazard, other, missed_hard = [], [], []
+    typed_gradual_at_hard, kind_right, kind_wrong, untyped, ious = [], 0, [], [], []
     for c in cuts:
         near = [h for h in hard if abs(h - c) <= 1 and not hard[h]]
         if near:
             hard[near[0]] = True
+            if c in kinds:
+                typed_gradual_at_hard.append(c)
             continue
         g = [k for k, t in enumerate(truth["gradual"])
              if t["start"] - 1 <= c <= t["end"] + 1 and not grad[k]]
         if g:
             grad[g[0]] = True
+            t = truth["gradual"][g[0]]
+            if c not in kinds:
+                untyped.append(c)
+                continue
+            want = "dissolve" if t["kind"] == "dissolve" else "fade"
+            if kinds[c]["kind"] == want:
+                kind_right += 1
+            else:
+                kind_wrong.append({"cut": c, "truth": t["kind"], "said": kinds[c]["kind"]})
+            ious.append(overlap((kinds[c]["first_frame"], kinds[c]["end_frame"]),
+                                (t["start"], t["end"] + 1)))
             continue
         if any(t["start"] - 2 <= c <= t["end"] + 2 for t in truth["hazards"]):
             at_hazard.append(c)
@@ -255,6 +281,10 @@ def score(truth_path, cuts_path):
         "gradual_recall": round(sum(grad) / len(grad), 4) if grad else 1.0,
         "hazards": len(truth["hazards"]),
         "false_at_hazards": at_hazard, "false_elsewhere": other,
+        # the transitions' types and spans (rendermesh's JSON only)
+        "gradual_typed_right": kind_right, "gradual_typed_wrong": kind_wrong,
+        "gradual_typed_cut": untyped, "hard_typed_gradual": typed_gradual_at_hard,
+        "span_iou_median": round(sorted(ious)[len(ious) // 2], 3) if ious else None,
     }
     print(json.dumps(result))
 

@@ -96,6 +96,20 @@ fn auto_finds_the_cuts_and_transitions_of_real_footage_and_leaves_flashes_and_fa
         len(&a, "false_at_hazards") <= 1,
         "auto at flashes and fast moves: {a}"
     );
+    // the transitions' types and spans: a found dissolve typed a dissolve, a dip or fade a
+    // fade, a hard cut not gradual, and the spans about the truth's
+    assert!(
+        n(&a, "gradual_typed_right") >= 0.9 * n(&a, "gradual_found"),
+        "auto's transition types: {a}"
+    );
+    assert!(
+        len(&a, "hard_typed_gradual") <= 1,
+        "auto calls hard cuts gradual: {a}"
+    );
+    assert!(
+        n(&a, "span_iou_median") >= 0.7,
+        "auto's transition spans: {a}"
+    );
     // the hazards fool the classical detector, and it misses dissolves
     assert!(
         len(&c, "false_at_hazards") >= 15,

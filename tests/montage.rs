@@ -483,3 +483,122 @@ fn a_broken_clip_is_skipped_and_too_little_footage_makes_a_shorter_montage() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(video_frames(&full), 500);
 }
+
+/// Real footage (tests/deps.sh puts it in target/footage) joined by a dissolve and a hard
+/// cut: the `auto` detector tells them apart and a montage's shots stay clear of the dissolve.
+#[test]
+fn a_montage_keeps_its_shots_clear_of_a_dissolve_the_scene_list_names() {
+    let footage = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/footage");
+    assert!(
+        footage.join("bikes.mp4").is_file(),
+        "no footage in {} (tests/deps.sh fetches it)",
+        footage.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("dissolve.mp4");
+    // the film (132 frames) dissolves over its last 20 into the car (100 frames), then a
+    // hard cut to a street shot (45 frames): 257 frames at 25 fps; the dissolve is 112..132
+    let norm = "scale=640:360:force_original_aspect_ratio=increase,crop=640:360,fps=25,\
+                setsar=1,format=yuv420p";
+    let graph = format!(
+        "[0:v]{norm},trim=end_frame=132,setpts=PTS-STARTPTS[a];\
+         [1:v]{norm},trim=end_frame=100,setpts=PTS-STARTPTS[b];\
+         [2:v]{norm},trim=start_frame=32:end_frame=77,setpts=PTS-STARTPTS[c];\
+         [a][b]xfade=transition=fade:duration=0.8:offset=4.48[ab];\
+         [ab][c]concat=n=2:v=1:a=0,settb=1/25,setpts=N[v]"
+    );
+    let o = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(["-i", footage.join("bigbuckbunny.mp4").to_str().unwrap()])
+        .args([
+            "-i",
+            footage.join("carphone_pristine.mp4").to_str().unwrap(),
+        ])
+        .args(["-i", footage.join("bikes.mp4").to_str().unwrap()])
+        .args(["-filter_complex", &graph, "-map", "[v]"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "50",
+        ])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(video_frames(&clip), 257);
+    let (dissolve, hard) = ((112u64, 132u64), 212u64);
+
+    let data = common::data_with_weights(&dir.path().join("data"));
+    let m = media();
+    let plan_path = dir.path().join("plan.json");
+    let out = dir.path().join("out.mp4");
+    let args: Vec<String> = [
+        "submit",
+        "montage",
+        clip.to_str().unwrap(),
+        "--music",
+        m.song.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--length",
+        "6",
+        "--start",
+        "2",
+        "--size",
+        "320x180",
+        "--fps",
+        "25",
+        "--seed",
+        "3",
+        "--plan",
+        plan_path.to_str().unwrap(),
+        "-q",
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = run(&data, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: Value = serde_json::from_slice(&std::fs::read(&plan_path).unwrap()).unwrap();
+    // the analysis ran the cascade: its list, from the cache, names the dissolve and its span
+    let json = dir.path().join("scenes.json");
+    let o = rendermesh(
+        &data,
+        &[
+            "submit",
+            "scenes",
+            clip.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("answered from cache"), "{}", stdout(&o));
+    let list: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let t = list["transitions"].as_array().unwrap();
+    assert_eq!(t.len(), 1, "one gradual transition: {list}");
+    assert_eq!(t[0]["kind"], "dissolve", "{list}");
+    let (a, b) = (
+        t[0]["first_frame"].as_u64().unwrap(),
+        t[0]["end_frame"].as_u64().unwrap(),
+    );
+    assert!(
+        a <= dissolve.0 + 4 && b + 4 >= dissolve.1 && b > a + 8,
+        "span {a}..{b}, made as {dissolve:?}"
+    );
+    let cuts: Vec<u64> = serde_json::from_value(list["cuts"].clone()).unwrap();
+    assert!(cuts.iter().any(|c| c.abs_diff(hard) <= 1), "{cuts:?}");
+    // no shot shows a frame of the dissolve as made; one starts soon after it
+    let mut after = false;
+    for (_, frames, _, src_start) in segments(&plan) {
+        // source frames at 25 fps, the plan counts at the output rate, also 25
+        let (x, y) = (src_start, src_start + frames);
+        assert!(
+            y <= dissolve.0 || x >= dissolve.1,
+            "a shot over source frames {x}..{y} shows the dissolve {dissolve:?}: {plan}"
+        );
+        after |= x >= dissolve.1 && x < dissolve.1 + 25;
+    }
+    assert!(
+        after,
+        "no shot starts within a second after the dissolve: {plan}"
+    );
+}

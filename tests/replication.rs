@@ -283,6 +283,7 @@ fn a_peer_pushing_a_corrupt_entry_is_refused_and_logged() {
         fps: Rational { num: 30, den: 1 },
         frames: 10,
         cuts: vec![5],
+        transitions: Vec::new(),
     };
     let good_key = CacheKey::derive(CacheKind::SceneList, 1, b"good", &ContentId::of(b"x"));
     let bad_key = CacheKey::derive(CacheKind::SceneList, 1, b"bad", &ContentId::of(b"x"));

@@ -542,6 +542,7 @@ mod tests {
             fps: Rational { num: 25, den: 1 },
             frames: 100,
             cuts,
+            transitions: Vec::new(),
         }
     }
 
@@ -665,6 +666,7 @@ mod tests {
                 fps: Rational { num: 30, den: 1 },
                 frames: 480,
                 cuts: vec![40, 60],
+                transitions: Vec::new(),
             };
             e.put(&key(1), &list).unwrap();
             e.put(&key(2), &Numbers(vec![7])).unwrap();

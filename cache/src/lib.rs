@@ -108,6 +108,7 @@ mod tests {
             fps: Rational { num: 30, den: 1 },
             frames: 480,
             cuts,
+            transitions: Vec::new(),
         }
     }
 

@@ -37,6 +37,7 @@ fn record() -> (CacheKey, Vec<u8>) {
         fps: Rational { num: 30, den: 1 },
         frames: 480,
         cuts: vec![40, 60, 300],
+        transitions: Vec::new(),
     };
     entries.put(&key, &list).expect("put");
     let rec = entries.record(&key).expect("record").expect("stored");

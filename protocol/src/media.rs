@@ -270,6 +270,9 @@ pub struct NeuralScores {
     pub single: Vec<f32>,
     /// Per frame: the probability that it lies inside a transition.
     pub many: Vec<f32>,
+    /// Per frame: mean luma (0–255) of the frame as the network saw it (48×27), which tells a
+    /// fade through black from a dissolve.
+    pub luma: Vec<u8>,
 }
 
 /// Frames in one block of the neural pass: the network runs on the windows of whole blocks
@@ -315,6 +318,45 @@ pub struct SceneList {
     pub frames: u64,
     /// Frame indices where a new scene starts (never 0), ascending.
     pub cuts: Vec<u64>,
+    /// The gradual ones among the cuts (ascending by cut); a cut not listed is a hard cut.
+    /// Only a detector that runs the shot-boundary network sees them.
+    pub transitions: Vec<Transition>,
+}
+
+/// A gradual transition between two scenes: the cut that starts the next scene and the
+/// frames `[first, end)` the transition spans (the cut lies among them or at `end`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub cut: u64,
+    pub kind: TransitionKind,
+    pub first: u64,
+    pub end: u64,
+}
+
+impl Transition {
+    /// Frames the transition spans.
+    pub fn frames(&self) -> u64 {
+        self.end.saturating_sub(self.first)
+    }
+}
+
+/// How one scene becomes the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransitionKind {
+    /// Both pictures at once, one fading as the other appears.
+    Dissolve,
+    /// Through black: a fade out, a fade in, or both (a dip).
+    Fade,
+}
+
+impl TransitionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TransitionKind::Dissolve => "dissolve",
+            TransitionKind::Fade => "fade",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -598,6 +598,7 @@ mod tests {
             fps: Rational { num: 30, den: 1 },
             frames: 9,
             cuts: vec![4],
+            transitions: Vec::new(),
         };
         src.put(&key(1), &list).unwrap();
         src.put(&key(2), &list).unwrap();

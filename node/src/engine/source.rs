@@ -81,8 +81,7 @@ pub fn is_live(path: &Path) -> bool {
 fn lookup(path: &Path) -> Option<io::Result<Arc<File>>> {
     let n = serial(path)?;
     Some(lock().get(&n).cloned().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::Other,
+        io::Error::other(
             "it was passed as an open file by a command that has ended; submit it again",
         )
     }))

@@ -9,7 +9,7 @@ use crate::cli::{DetectorArg, ScenesArgs};
 use crate::config::NodeConfig;
 use crate::engine::concat::check_output;
 use crate::jobs::kind::{JobKind, SubmitRequest};
-use crate::jobs::scenes::export::{scenes_from_cuts, to_csv, to_edl, to_json, Fps};
+use crate::jobs::scenes::export::{scenes_from_cuts, to_csv, to_edl, to_json, Fps, Gradual};
 use crate::jobs::scenes::{Params, Scenes};
 
 pub(super) fn run(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
@@ -78,10 +78,20 @@ pub(super) fn run(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
         };
         let cuts: Vec<u32> = list.cuts.iter().map(|&c| c as u32).collect();
         let scenes = scenes_from_cuts(&cuts, list.frames as u32);
+        let gradual: Vec<Gradual> = list
+            .transitions
+            .iter()
+            .map(|t| Gradual {
+                cut: t.cut as u32,
+                kind: t.kind.name(),
+                first: t.first as u32,
+                end: t.end as u32,
+            })
+            .collect();
         for (path, text) in [
-            (&a.csv, to_csv(&scenes, fps)),
-            (&a.json, to_json(&scenes, fps, &title)),
-            (&a.edl, to_edl(&scenes, fps, &title)),
+            (&a.csv, to_csv(&scenes, &gradual, fps)),
+            (&a.json, to_json(&scenes, &gradual, fps, &title)),
+            (&a.edl, to_edl(&scenes, &gradual, fps, &title)),
         ] {
             if let Some(p) = path {
                 let dest = per_input(p, input, many);
@@ -105,8 +115,12 @@ pub(super) fn run(cfg: NodeConfig, a: ScenesArgs) -> anyhow::Result<i32> {
 
 fn print_scenes(input: &Path, list: &SceneList, table: bool) {
     let fps = list.fps.as_f64().max(f64::MIN_POSITIVE);
+    let gradual = match list.transitions.len() {
+        0 => String::new(),
+        n => format!(", {n} of the cuts gradual"),
+    };
     println!(
-        "{}: {} scenes, {} frames ({:.2}s at {:.3} fps)",
+        "{}: {} scenes, {} frames ({:.2}s at {:.3} fps){gradual}",
         input.display(),
         list.cuts.len() + 1,
         list.frames,
@@ -116,8 +130,14 @@ fn print_scenes(input: &Path, list: &SceneList, table: bool) {
     if table {
         let mut start = 0u64;
         for (i, end) in list.cuts.iter().copied().chain([list.frames]).enumerate() {
+            let into = list
+                .transitions
+                .iter()
+                .find(|t| t.cut == start && i > 0)
+                .map(|t| format!("  ({} over frames {}..{})", t.kind.name(), t.first, t.end))
+                .unwrap_or_default();
             println!(
-                "  scene {:>3}: frames {:>6}..{:<6} {:>8.3}s .. {:>8.3}s",
+                "  scene {:>3}: frames {:>6}..{:<6} {:>8.3}s .. {:>8.3}s{into}",
                 i + 1,
                 start,
                 end,

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use rendermesh_cache::Cache;
 use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
-    BeatGrid, BeatParams, ContentId, JobId, JobResult, MontagePlan, PlanMusic, PlanSource,
-    SceneList, SceneOptions, ShardResult,
+    BeatGrid, BeatParams, ContentId, JobId, JobResult, ModelCap, MontagePlan, PlanMusic,
+    PlanSource, SceneDetector, SceneList, SceneOptions, ShardResult,
 };
 
 use super::grid::Pace;
@@ -23,12 +23,27 @@ use crate::engine::encode::{available_codecs, encoder_available};
 use crate::engine::probe::{identify, probe_cached};
 use crate::engine::MediaError;
 use crate::jobs::beats::driver::BeatsDriver;
+use crate::jobs::kind::MeshBlobs;
 use crate::jobs::scenes::driver::ScenesDriver;
 
 /// Where the job is.
 enum Phase {
     Analysis,
+    /// The scene cascade's network stage, after the analysis stage left blocks undecided.
+    SceneNetwork,
     Render,
+}
+
+/// The montage's scene detector: the cascade (the content detector with a note when no node
+/// holds the network's weights), so shots keep clear of dissolves and fades too.
+fn scene_options() -> SceneOptions {
+    SceneOptions {
+        detector: SceneDetector::Auto {
+            threshold: 27.0,
+            neural_threshold: 0.5,
+        },
+        ..SceneOptions::default()
+    }
 }
 
 /// One sub-driver's part of the analysis stage: its shards are numbered from `base`.
@@ -56,6 +71,20 @@ pub struct MontageDriver {
     /// Notes already shown with the analysis stage.
     reported: Vec<String>,
     chunk_seconds: f64,
+    /// The shot-boundary network's weights and the mesh to fetch them from.
+    model: Option<ModelCap>,
+    mesh: Option<MeshBlobs>,
+    /// The scenes' network stage: its shards are the scenes driver's shifted past every index
+    /// the analysis stage used.
+    net: Option<NetStage>,
+}
+
+/// Where the scenes' network stage sits among the job's shard indices.
+#[derive(Clone, Copy)]
+struct NetStage {
+    shift: u32,
+    /// One past its highest index.
+    end: u32,
 }
 
 fn media(e: MediaError) -> JobError {
@@ -68,7 +97,7 @@ impl MontageDriver {
         let scenes = ScenesDriver::new(
             cache.clone(),
             Vec::new(),
-            SceneOptions::default(),
+            scene_options(),
             chunk_seconds,
             peer.clone(),
         )
@@ -91,7 +120,40 @@ impl MontageDriver {
             render: None,
             reported: Vec::new(),
             chunk_seconds,
+            model: None,
+            mesh: None,
+            net: None,
         }
+    }
+
+    /// The scenes driver's next stage, its indices moved past `used` (the job's indices so far).
+    fn scene_network(&mut self, plan: Plan, used: u32) -> Plan {
+        let Plan::Shards(stage) = plan else {
+            return plan;
+        };
+        let lo = stage
+            .shards
+            .iter()
+            .map(|s| s.index)
+            .chain(stage.done.iter().map(|d| d.index))
+            .min()
+            .unwrap_or(used);
+        let shift = used.saturating_sub(lo);
+        let stage = shifted(stage, shift);
+        self.net = Some(NetStage {
+            shift,
+            end: count(&stage).max(used),
+        });
+        self.phase = Phase::SceneNetwork;
+        Plan::Shards(stage)
+    }
+
+    /// The shot-boundary network's weights, when a node of the mesh holds them: the scene
+    /// analysis then runs the cascade's network where the scores cannot settle a boundary.
+    pub fn with_model(mut self, model: Option<ModelCap>, mesh: Option<MeshBlobs>) -> Self {
+        self.model = model;
+        self.mesh = mesh;
+        self
     }
 
     /// Identify and probe every clip; a clip that cannot be read is skipped with a note.
@@ -208,6 +270,14 @@ impl MontageDriver {
                     cuts: cuts.clone(),
                 },
                 cut_times: cuts.iter().map(|&f| at(f)).collect(),
+                transitions: list
+                    .map(|l| {
+                        l.transitions
+                            .iter()
+                            .map(|t| (at(t.first), at(t.end)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 looks: file_looks
                     .map(|l| l.looks.iter().map(|x| (at(x.frame), *x)).collect())
                     .unwrap_or_default(),
@@ -237,7 +307,11 @@ impl MontageDriver {
     /// Stage 3: the render shards of `plan`.
     fn start_render(&mut self, job: JobId, plan: MontagePlan) -> Result<Plan, JobError> {
         let plan_notes = plan.notes.clone();
-        let base = self.parts.as_ref().map_or(0, |(_, b)| b.base + b.count);
+        let base = self
+            .parts
+            .as_ref()
+            .map_or(0, |(_, b)| b.base + b.count)
+            .max(self.net.map_or(0, |n| n.end));
         let mut render = Render::new(
             self.cache.clone(),
             plan,
@@ -354,11 +428,12 @@ impl JobDriver for MontageDriver {
         self.scenes = ScenesDriver::new(
             self.cache.clone(),
             self.clips.iter().map(|c| c.path.clone()).collect(),
-            SceneOptions::default(),
+            scene_options(),
             self.chunk_seconds,
             self.peer.clone(),
         )
-        .with_looks();
+        .with_looks()
+        .with_model(self.model.clone(), self.mesh.clone());
         let mut stage = Stage {
             name: "analysis".into(),
             notes: self.notes.clone(),
@@ -419,9 +494,11 @@ impl JobDriver for MontageDriver {
                         (a, b)
                     })
                     .unwrap_or_default();
+                let mut next = None;
                 if self.lists.is_none() {
                     match self.scenes.finish(scenes)? {
                         Finish::Done(JobResult::Scenes { lists }, _) => self.lists = Some(lists),
+                        Finish::Next(plan) => next = Some(plan),
                         _ => return Err(JobError("scene analysis did not end".into())),
                     }
                 }
@@ -441,8 +518,33 @@ impl JobDriver for MontageDriver {
                         _ => return Err(JobError("beat analysis did not end".into())),
                     }
                 }
+                if let Some(plan) = next {
+                    let used = self.parts.as_ref().map_or(0, |(_, b)| b.base + b.count);
+                    return Ok(Finish::Next(self.scene_network(plan, used)));
+                }
                 let plan = self.make_plan()?;
                 Ok(Finish::Next(self.start_render(job, plan)?))
+            }
+            Phase::SceneNetwork => {
+                let net = self
+                    .net
+                    .ok_or_else(|| JobError("the scenes' network stage was not planned".into()))?;
+                let results = results
+                    .into_iter()
+                    .map(|mut r| {
+                        r.index = r.index.saturating_sub(net.shift);
+                        r
+                    })
+                    .collect();
+                match self.scenes.finish(results)? {
+                    Finish::Done(JobResult::Scenes { lists }, _) => {
+                        self.lists = Some(lists);
+                        let plan = self.make_plan()?;
+                        Ok(Finish::Next(self.start_render(job, plan)?))
+                    }
+                    Finish::Next(plan) => Ok(Finish::Next(self.scene_network(plan, net.end))),
+                    _ => Err(JobError("scene analysis did not end".into())),
+                }
             }
             Phase::Render => {
                 let render = self
@@ -462,6 +564,11 @@ impl JobDriver for MontageDriver {
                 self.beats.shard_done(&r);
             }
             (Phase::Analysis, _) => self.scenes.shard_done(result),
+            (Phase::SceneNetwork, _) => {
+                let mut r = result.clone();
+                r.index = r.index.saturating_sub(self.net.map_or(0, |n| n.shift));
+                self.scenes.shard_done(&r);
+            }
             (Phase::Render, _) => {
                 if let Some(r) = self.render.as_mut() {
                     r.shard_done(result);

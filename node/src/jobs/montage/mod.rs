@@ -109,7 +109,11 @@ impl JobKind for Montage {
             inputs.extend(plan.sources.iter().map(|s| s.path.display().to_string()));
             inputs.push(plan.music.path.display().to_string());
         }
-        let driver = MontageDriver::new(ctx.cache.clone(), p, ctx.name.clone(), chunk_seconds);
+        let driver = MontageDriver::new(ctx.cache.clone(), p, ctx.name.clone(), chunk_seconds)
+            .with_model(
+                crate::models::find(&ctx.models, rendermesh_protocol::TRANSNET_V2),
+                ctx.mesh.clone(),
+            );
         Ok(Started {
             inputs,
             driver: Box::new(driver),

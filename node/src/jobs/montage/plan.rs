@@ -30,6 +30,8 @@ pub struct SourceFacts {
     pub source: PlanSource,
     /// Scene cuts, seconds from the clip's first frame.
     pub cut_times: Vec<f64>,
+    /// Gradual transitions (dissolves, fades) as `(start, end)` seconds: no shot shows one.
+    pub transitions: Vec<(f64, f64)>,
     /// Sampled frame looks with their times (seconds from the clip's first frame).
     pub looks: Vec<(f64, FrameLook)>,
 }
@@ -45,7 +47,13 @@ pub fn make_plan(
     let mut slots = cut_grid(grid, music.start_s, s.frames, fps, s.pace, s.seed)?;
     let mut raw = Vec::new();
     for (i, f) in sources.iter().enumerate() {
-        raw.extend(scenes_of(i, f.source.duration_s, &f.cut_times, &f.looks));
+        raw.extend(scenes_of(
+            i,
+            f.source.duration_s,
+            &f.cut_times,
+            &f.transitions,
+            &f.looks,
+        ));
     }
     let scenes: Vec<Scene> = score_scenes(raw);
     let mut notes = Vec::new();
@@ -176,6 +184,7 @@ mod tests {
                 cuts: cuts.iter().map(|c| (c * 25.0) as u64).collect(),
             },
             cut_times: cuts.to_vec(),
+            transitions: Vec::new(),
             looks,
         }
     }
@@ -229,6 +238,38 @@ mod tests {
             "{}",
             summary(&plan)
         );
+    }
+
+    #[test]
+    fn no_shot_shows_a_gradual_transition() {
+        let g = grid(120.0, 60.0, 20.0);
+        // every source dissolves into its second scene over 3.2..4.8 s and fades into its
+        // third over 7.0..8.6 s: long spans, well past the margin kept at a cut
+        let spans = [(3.2, 4.8), (7.0, 8.6)];
+        let sources: Vec<SourceFacts> = (0..6)
+            .map(|i| SourceFacts {
+                transitions: spans.to_vec(),
+                ..source(i, 12.0, &[4.0, 8.0])
+            })
+            .collect();
+        let plan = make_plan(&settings(900, false), music(), &g, sources).unwrap();
+        assert_eq!(plan.frames, 900);
+        let mut near = 0;
+        for seg in &plan.segments {
+            // frames at the output rate from the source's first frame
+            let a = seg.src_start as f64 / 30.0;
+            let b = (seg.src_start + seg.frames) as f64 / 30.0;
+            for (x, y) in spans {
+                assert!(b <= x + 1e-6 || a >= y - 1e-6, "{seg:?} shows {x}..{y} s");
+            }
+            near += usize::from(
+                spans
+                    .iter()
+                    .any(|(x, y)| (a - y).abs() < 0.5 || (b - x).abs() < 0.5),
+            );
+        }
+        // the spans' edges are used, not avoided wholesale
+        assert!(near > 0, "{:?}", plan.segments);
     }
 
     #[test]

@@ -37,12 +37,15 @@ pub struct Scene {
     pub hash: u64,
 }
 
-/// The scenes of one source from its cut times and its sampled frame looks (with their
-/// times, seconds from the source's first frame). Scores are filled in by [`score_scenes`].
+/// The scenes of one source from its cut times, the spans of its gradual transitions and
+/// its sampled frame looks (with their times, all in seconds from the source's first frame).
+/// A scene gives up the part of a transition it holds, so no shot shows one. Scores are
+/// filled in by [`score_scenes`].
 pub fn scenes_of(
     source: usize,
     duration_s: f64,
     cut_times: &[f64],
+    spans: &[(f64, f64)],
     looks: &[(f64, FrameLook)],
 ) -> Vec<(Scene, Vec<FrameLook>)> {
     let mut edges = vec![0.0];
@@ -57,6 +60,16 @@ pub fn scenes_of(
         .windows(2)
         .enumerate()
         .map(|(i, w)| {
+            let (mut start, mut end) = (w[0], w[1]);
+            for &(a, b) in spans {
+                if a <= start && start < b {
+                    start = b;
+                }
+                if a < end && end <= b {
+                    end = a;
+                }
+            }
+            let w = [start, end.max(start)];
             let inside: Vec<FrameLook> = looks
                 .iter()
                 .filter(|(t, _)| *t >= w[0] && *t < w[1])
@@ -345,7 +358,7 @@ mod tests {
             (1.5, look(1, 1.0, 8)),
             (2.5, look(2, 9.0, 9)),
         ];
-        let s = score_scenes(scenes_of(0, 3.0, &[2.0], &looks));
+        let s = score_scenes(scenes_of(0, 3.0, &[2.0], &[], &looks));
         assert_eq!(s.len(), 2);
         assert_eq!(
             (s[0].start_s, s[0].end_s, s[1].start_s, s[1].end_s),

@@ -342,6 +342,7 @@ mod tests {
         p[205] = 0.6; // too close for a 15-frame minimum
         let p = Predictions {
             many: vec![0.0; p.len()],
+            luma: vec![None; p.len()],
             single: p,
         };
         assert_eq!(decide(&[120], &[], &p, 0.5, 15), vec![120, 202]);
@@ -361,6 +362,7 @@ mod tests {
         let mut p = Predictions {
             single: vec![0.0; 300],
             many: vec![0.0; 300],
+            luma: vec![Some(100); 300],
         };
         p.single[106] = 0.75; // the network's cut at 107, where the pan stops
         p.many[106] = 0.5;

@@ -51,6 +51,21 @@ impl fmt::Display for Fps {
     }
 }
 
+/// A gradual transition into the scene that starts at `cut`: how (`"dissolve"`, `"fade"`)
+/// and the frames `[first, end)` it spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gradual {
+    pub cut: u32,
+    pub kind: &'static str,
+    pub first: u32,
+    pub end: u32,
+}
+
+/// The gradual transition into `scene`, if the list has one at its start.
+fn into(scene: &Scene, gradual: &[Gradual]) -> Option<Gradual> {
+    gradual.iter().copied().find(|g| g.cut == scene.start)
+}
+
 /// Presentation time of `frame` in seconds (0.0 for an invalid rate).
 ///
 /// `frame · den / num` rounded once to `f64` (exact while `frame · den < 2⁵³`),
@@ -137,7 +152,11 @@ End Frame,End Timecode,End Time (seconds),Length (frames),Length (timecode),Leng
 /// seconds (the time at which the scene ends, i.e. of 0-based frame `end`),
 /// Length (frames) = `end - start`, and the length as timecode and seconds.
 /// Timecodes are `HH:MM:SS.mmm`, seconds have 3 decimals, lines end in `\n`.
-pub fn to_csv(scenes: &[Scene], fps: Fps) -> String {
+///
+/// When the list has gradual transitions (`gradual`), every row has two more cells: how the
+/// scene begins (`cut`, `dissolve` or `fade`; empty for the first) and the transition's
+/// frames (0 for a cut). Without, the file is PySceneDetect's to the byte.
+pub fn to_csv(scenes: &[Scene], gradual: &[Gradual], fps: Fps) -> String {
     let mut out = String::new();
     if scenes.len() > 1 {
         out.push_str("Timecode List:");
@@ -148,11 +167,14 @@ pub fn to_csv(scenes: &[Scene], fps: Fps) -> String {
     }
     out.push('\n');
     out.push_str(CSV_HEADER);
+    if !gradual.is_empty() {
+        out.push_str(",Transition In,Transition Frames");
+    }
     out.push('\n');
     for (number, s) in (1u64..).zip(scenes) {
         let len = s.end.saturating_sub(s.start);
         // Writing to a String cannot fail.
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{number},{},{},{:.3},{},{},{:.3},{len},{},{:.3}",
             u64::from(s.start) + 1,
@@ -164,6 +186,14 @@ pub fn to_csv(scenes: &[Scene], fps: Fps) -> String {
             timecode(len, fps),
             seconds(len, fps),
         );
+        if !gradual.is_empty() {
+            let _ = match (number, into(s, gradual)) {
+                (1, _) => write!(out, ",,"),
+                (_, Some(g)) => write!(out, ",{},{}", g.kind, g.end.saturating_sub(g.first)),
+                (_, None) => write!(out, ",cut,0"),
+            };
+        }
+        out.push('\n');
     }
     out
 }
@@ -178,6 +208,40 @@ struct JsonScene {
     end_seconds: f64,
     start_timecode: String,
     end_timecode: String,
+    /// How the scene begins (none for the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transition_in: Option<JsonTransition>,
+}
+
+/// A boundary in the JSON export: a hard cut spans no frames.
+#[derive(Serialize)]
+struct JsonTransition {
+    kind: &'static str,
+    cut: u32,
+    first_frame: u32,
+    end_frame: u32,
+    frames: u32,
+}
+
+impl JsonTransition {
+    fn of(g: Gradual) -> Self {
+        Self {
+            kind: g.kind,
+            cut: g.cut,
+            first_frame: g.first,
+            end_frame: g.end,
+            frames: g.end.saturating_sub(g.first),
+        }
+    }
+
+    fn cut(at: u32) -> Self {
+        Self::of(Gradual {
+            cut: at,
+            kind: "cut",
+            first: at,
+            end: at,
+        })
+    }
 }
 
 /// The JSON export document.
@@ -188,6 +252,8 @@ struct JsonDoc<'a> {
     fps_rational: String,
     frames: u32,
     cuts: Vec<u32>,
+    /// The gradual transitions among the cuts.
+    transitions: Vec<JsonTransition>,
     scenes: Vec<JsonScene>,
 }
 
@@ -198,14 +264,22 @@ struct JsonDoc<'a> {
 /// scenes 2..n) and `scenes`, each with a 1-based `index`, 0-based
 /// `start_frame`, exclusive `end_frame`, `start_seconds`/`end_seconds`
 /// (unrounded `frame / fps`) and `start_timecode`/`end_timecode`
-/// (`HH:MM:SS.mmm`).
-pub fn to_json(scenes: &[Scene], fps: Fps, title: &str) -> String {
+/// (`HH:MM:SS.mmm`), and for every scene but the first `transition_in`: its `kind` (`cut`,
+/// `dissolve`, `fade`), `cut`, the frames `[first_frame, end_frame)` it spans and their
+/// number (`frames`, 0 for a cut). `transitions`, after `cuts`, lists the gradual ones.
+pub fn to_json(scenes: &[Scene], gradual: &[Gradual], fps: Fps, title: &str) -> String {
     let doc = JsonDoc {
         title,
         fps: fps.as_f64(),
         fps_rational: fps.to_string(),
         frames: scenes.iter().map(|s| s.end).max().unwrap_or(0),
         cuts: scenes.iter().skip(1).map(|s| s.start).collect(),
+        transitions: scenes
+            .iter()
+            .skip(1)
+            .filter_map(|s| into(s, gradual))
+            .map(JsonTransition::of)
+            .collect(),
         scenes: scenes
             .iter()
             .enumerate()
@@ -217,6 +291,9 @@ pub fn to_json(scenes: &[Scene], fps: Fps, title: &str) -> String {
                 end_seconds: seconds(s.end, fps),
                 start_timecode: timecode(s.start, fps),
                 end_timecode: timecode(s.end, fps),
+                transition_in: (i > 0).then(|| {
+                    into(s, gradual).map_or(JsonTransition::cut(s.start), JsonTransition::of)
+                }),
             })
             .collect(),
     };
@@ -244,18 +321,49 @@ fn one_line(text: &str) -> String {
 /// Source in/out are the scene's start and (exclusive) end frame and the record
 /// in/out repeat them. Timecodes are `HH:MM:SS:FF` at the nominal integer rate
 /// (`round(fps)`), counted in frames, without drop-frame compensation.
-pub fn to_edl(scenes: &[Scene], fps: Fps, title: &str) -> String {
+///
+/// A scene that begins with a gradual transition (`gradual`) is a dissolve event: the scene
+/// before ends where the transition starts, and the event is two lines of the same number,
+/// the outgoing scene at that frame (`C`, no length) and the incoming one from there (`D`
+/// with the transition's frames), then a comment naming a fade through black as such.
+pub fn to_edl(scenes: &[Scene], gradual: &[Gradual], fps: Fps, title: &str) -> String {
     let title = one_line(title);
+    let tc = |f: u32| smpte_timecode(f, fps);
     let mut out = format!("TITLE: {title}\nFCM: NON-DROP FRAME\n");
-    for (number, s) in (1u64..).zip(scenes) {
-        let (tc_in, tc_out) = (smpte_timecode(s.start, fps), smpte_timecode(s.end, fps));
+    for (k, (number, s)) in (1u64..).zip(scenes).enumerate() {
+        // the scene ends where the next one's transition begins
+        let end = scenes
+            .get(k + 1)
+            .and_then(|next| into(next, gradual))
+            .map_or(s.end, |g| g.first.clamp(s.start, s.end));
+        let g = into(s, gradual).filter(|_| k > 0);
+        // …and this one begins there (never before the scene before it)
+        let start = g.map_or(s.start, |g| g.first.clamp(scenes[k - 1].start, s.start));
+        let (tc_in, tc_out) = (tc(start), tc(end));
         // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            "\n{number:03}  {:<8} {:<5} {:<8} {tc_in} {tc_out} {tc_in} {tc_out}\n\
-             * FROM CLIP NAME: {title}\n",
-            "AX", "V", "C"
-        );
+        let _ = match g {
+            None => write!(
+                out,
+                "\n{number:03}  {:<8} {:<5} {:<8} {tc_in} {tc_out} {tc_in} {tc_out}\n",
+                "AX", "V", "C"
+            ),
+            Some(g) => write!(
+                out,
+                "\n{number:03}  {:<8} {:<5} {:<8} {tc_in} {tc_in} {tc_in} {tc_in}\n\
+                 {number:03}  {:<8} {:<5} {:<4} {:03} {tc_in} {tc_out} {tc_in} {tc_out}\n",
+                "AX",
+                "V",
+                "C",
+                "AX",
+                "V",
+                "D",
+                g.end.saturating_sub(g.first).min(999),
+            ),
+        };
+        let _ = writeln!(out, "* FROM CLIP NAME: {title}");
+        if let Some(g) = g.filter(|g| g.kind != "dissolve") {
+            let _ = writeln!(out, "* TRANSITION: {} THROUGH BLACK", g.kind.to_uppercase());
+        }
     }
     out
 }
@@ -334,7 +442,7 @@ mod tests {
     #[test]
     fn csv_layout_ntsc() {
         let scenes = scenes_from_cuts(&[90, 250], 400);
-        let csv = to_csv(&scenes, NTSC);
+        let csv = to_csv(&scenes, &[], NTSC);
         assert!(csv.ends_with('\n'));
         let rows = parse_csv(&csv);
         assert_eq!(rows.len(), 2 + 3);
@@ -403,7 +511,7 @@ mod tests {
 
     #[test]
     fn csv_pal_and_no_cuts() {
-        let csv = to_csv(&scenes_from_cuts(&[], 1500), PAL);
+        let csv = to_csv(&scenes_from_cuts(&[], 1500), &[], PAL);
         let rows = parse_csv(&csv);
         // PySceneDetect writes an empty cut-list row when there are no cuts.
         assert_eq!(rows[0], [""]);
@@ -412,7 +520,7 @@ mod tests {
             rows[2].join(","),
             "1,1,00:00:00.000,0.000,1500,00:01:00.000,60.000,1500,00:01:00.000,60.000"
         );
-        let rows = parse_csv(&to_csv(&scenes_from_cuts(&[37], 100), PAL));
+        let rows = parse_csv(&to_csv(&scenes_from_cuts(&[37], 100), &[], PAL));
         assert_eq!(rows[0], ["Timecode List:", "00:00:01.480"]);
         assert_eq!(rows[3][1], "38");
         assert_eq!(rows[3][3], "1.480");
@@ -425,7 +533,7 @@ mod tests {
     #[test]
     fn json_round_trips() {
         let scenes = scenes_from_cuts(&[90, 250], 400);
-        let text = to_json(&scenes, NTSC, "clip \"one\"");
+        let text = to_json(&scenes, &[], NTSC, "clip \"one\"");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["title"], "clip \"one\"");
         assert_eq!(v["fps"].as_f64(), Some(30000.0 / 1001.0));
@@ -448,16 +556,86 @@ mod tests {
             Some(250.0 * 1001.0 / 30000.0)
         );
 
-        let empty: serde_json::Value = serde_json::from_str(&to_json(&[], PAL, "")).unwrap();
+        let empty: serde_json::Value = serde_json::from_str(&to_json(&[], &[], PAL, "")).unwrap();
         assert_eq!(empty["frames"], 0);
         assert_eq!(empty["fps"].as_f64(), Some(25.0));
         assert!(empty["scenes"].as_array().unwrap().is_empty());
     }
 
+    const GRADUAL: [Gradual; 2] = [
+        Gradual {
+            cut: 100,
+            kind: "dissolve",
+            first: 94,
+            end: 106,
+        },
+        Gradual {
+            cut: 250,
+            kind: "fade",
+            first: 240,
+            end: 262,
+        },
+    ];
+
+    #[test]
+    fn transitions_in_csv_json_and_edl() {
+        let scenes = scenes_from_cuts(&[100, 180, 250], 400);
+        let rows = parse_csv(&to_csv(&scenes, &GRADUAL, PAL));
+        assert_eq!(rows[1][10..], ["Transition In", "Transition Frames"]);
+        let tail: Vec<[&str; 2]> = rows[2..]
+            .iter()
+            .map(|r| [r[10].as_str(), r[11].as_str()])
+            .collect();
+        assert_eq!(
+            tail,
+            [["", ""], ["dissolve", "12"], ["cut", "0"], ["fade", "22"]]
+        );
+        // the first ten cells stay PySceneDetect's
+        let plain = parse_csv(&to_csv(&scenes, &[], PAL));
+        for (a, b) in rows[2..].iter().zip(&plain[2..]) {
+            assert_eq!(a[..10], b[..]);
+        }
+
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&scenes, &GRADUAL, PAL, "t")).unwrap();
+        let t = v["transitions"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0],
+            serde_json::json!({"kind": "dissolve", "cut": 100, "first_frame": 94,
+                               "end_frame": 106, "frames": 12})
+        );
+        let s = v["scenes"].as_array().unwrap();
+        assert!(s[0].get("transition_in").is_none());
+        assert_eq!(s[2]["transition_in"]["kind"], "cut");
+        assert_eq!(s[2]["transition_in"]["frames"], 0);
+        assert_eq!(s[3]["transition_in"]["kind"], "fade");
+
+        let edl = to_edl(&scenes, &GRADUAL, PAL, "t");
+        let events: Vec<&str> = edl
+            .lines()
+            .filter(|l| l.as_bytes().first().is_some_and(u8::is_ascii_digit))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "001  AX       V     C        00:00:00:00 00:00:03:19 00:00:00:00 00:00:03:19",
+                "002  AX       V     C        00:00:03:19 00:00:03:19 00:00:03:19 00:00:03:19",
+                "002  AX       V     D    012 00:00:03:19 00:00:07:05 00:00:03:19 00:00:07:05",
+                "003  AX       V     C        00:00:07:05 00:00:09:15 00:00:07:05 00:00:09:15",
+                "004  AX       V     C        00:00:09:15 00:00:09:15 00:00:09:15 00:00:09:15",
+                "004  AX       V     D    022 00:00:09:15 00:00:16:00 00:00:09:15 00:00:16:00",
+            ]
+        );
+        assert_eq!(edl.matches("* TRANSITION: FADE THROUGH BLACK").count(), 1);
+        // without transitions, the same events as before
+        assert!(!to_edl(&scenes, &[], PAL, "t").contains(" D "));
+    }
+
     #[test]
     fn edl_events() {
         let scenes = scenes_from_cuts(&[70, 1800], 1850);
-        let edl = to_edl(&scenes, NTSC, "My Clip\nx");
+        let edl = to_edl(&scenes, &[], NTSC, "My Clip\nx");
         let lines: Vec<&str> = edl.lines().collect();
         assert_eq!(lines[0], "TITLE: My Clip x");
         assert_eq!(lines[1], "FCM: NON-DROP FRAME");
@@ -480,7 +658,7 @@ mod tests {
             .count();
         assert_eq!(comments, 3);
 
-        let pal = to_edl(&scenes_from_cuts(&[], 90_001), PAL, "p");
+        let pal = to_edl(&scenes_from_cuts(&[], 90_001), &[], PAL, "p");
         assert!(pal.contains("001  AX       V     C        00:00:00:00 01:00:00:01 "));
         assert_eq!(
             smpte_timecode(

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ffmpeg_next as ff;
 use rendermesh_mesh::exec::ShardCtl;
-use rendermesh_protocol::{ContentId, FrameRange, NeuralScores, NEURAL_BLOCK};
+use rendermesh_protocol::{
+    ContentId, FrameRange, NeuralScores, Transition, TransitionKind, NEURAL_BLOCK,
+};
 use rendermesh_transnet::{TransNet, CONTEXT, FRAME_BYTES, HEIGHT, STEP, WIDTH, WINDOW};
 
 use crate::engine::decode::decode_range;
@@ -130,6 +132,7 @@ pub fn run_blocks(
     let have = (frames.len() / FRAME_BYTES) as u64;
     let mut single = Vec::new();
     let mut many = Vec::new();
+    let mut luma = Vec::new();
     let mut window = vec![0u8; WINDOW * FRAME_BYTES];
     for k in first..first + u64::from(blocks) {
         let kept_start = k * NEURAL_BLOCK;
@@ -159,13 +162,27 @@ pub fn run_blocks(
             single.push(q.single);
             many.push(q.many);
         }
+        for i in CONTEXT..CONTEXT + keep {
+            luma.push(mean_luma(&window[i * FRAME_BYTES..(i + 1) * FRAME_BYTES]));
+        }
         ctl.progress(single.len() as u64);
     }
     Ok(NeuralScores {
         first_frame: first * NEURAL_BLOCK,
         single,
         many,
+        luma,
     })
+}
+
+/// Mean luma (BT.601 weights, 0–255) of a packed RGB24 frame.
+fn mean_luma(rgb: &[u8]) -> u8 {
+    let n = (rgb.len() / 3).max(1) as u64;
+    let sum: u64 = rgb
+        .chunks_exact(3)
+        .map(|p| (77 * p[0] as u64 + 150 * p[1] as u64 + 29 * p[2] as u64) >> 8)
+        .sum();
+    (sum / n).min(255) as u8
 }
 
 /// Runs a neural shard: decode what the blocks need, load the network (`weights`, by its
@@ -205,6 +222,8 @@ pub fn run_shard(
 pub struct Predictions {
     pub single: Vec<f32>,
     pub many: Vec<f32>,
+    /// Mean luma of each frame the network saw (`None` where it did not run).
+    pub luma: Vec<Option<u8>>,
 }
 
 /// A gradual transition that the single head leaves under its threshold (a dip to black, a
@@ -267,6 +286,74 @@ pub fn cuts(p: &Predictions, threshold: f32, min_scene_len: u32, known: &[u32]) 
     cuts
 }
 
+/// A cut whose span on the `many` head is at least this many frames is a gradual transition;
+/// a hard cut's is a frame or two.
+const GRADUAL_MIN: usize = 5;
+/// A transition whose darkest frame has at most this mean luma (of 255) goes through black.
+const BLACK: u8 = 28;
+
+/// The gradual transitions among `cuts` (ascending), from the predictions around each: the
+/// frames about the cut that the `many` head holds at least [`ZONE`] (gaps of up to
+/// [`ZONE_GAP`] bridged, never past the cuts on either side), when they are at least
+/// [`GRADUAL_MIN`] and hold a run of [`INSIDE_RUN`] frames at least [`INSIDE`]. A span whose
+/// darkest frame is black is a fade, any other a dissolve. Cuts the network did not see
+/// (the `many` head is 0 there) are hard cuts.
+pub fn transitions(p: &Predictions, cuts: &[u32]) -> Vec<Transition> {
+    let many = &p.many;
+    let mut out = Vec::new();
+    for (k, &cut) in cuts.iter().enumerate() {
+        let c = cut as usize;
+        // the span may reach halfway to the neighbouring cuts
+        let lo = k
+            .checked_sub(1)
+            .map_or(0, |j| (cuts[j] as usize + c).div_ceil(2));
+        let hi = cuts
+            .get(k + 1)
+            .map_or(many.len(), |&n| (c + n as usize) / 2)
+            .min(many.len());
+        // the surest frame next to the cut
+        let Some(seed) = (c.saturating_sub(3).max(lo)..(c + 2).min(hi))
+            .filter(|&i| many[i] >= ZONE)
+            .max_by(|&x, &y| many[x].total_cmp(&many[y]))
+        else {
+            continue;
+        };
+        let (mut first, mut end) = (seed, seed + 1);
+        while let Some(i) = (first.saturating_sub(ZONE_GAP + 1).max(lo)..first)
+            .rev()
+            .find(|&i| many[i] >= ZONE)
+        {
+            first = i;
+        }
+        while let Some(i) = (end..(end + ZONE_GAP + 1).min(hi)).find(|&i| many[i] >= ZONE) {
+            end = i + 1;
+        }
+        let mut run = 0;
+        let inside = many[first..end].iter().any(|m| {
+            run = if *m >= INSIDE { run + 1 } else { 0 };
+            run >= INSIDE_RUN
+        });
+        if end - first < GRADUAL_MIN || !inside {
+            continue;
+        }
+        let darkest = p
+            .luma
+            .get(first..end)
+            .and_then(|l| l.iter().flatten().min());
+        let kind = match darkest {
+            Some(&l) if l <= BLACK => TransitionKind::Fade,
+            _ => TransitionKind::Dissolve,
+        };
+        out.push(Transition {
+            cut: u64::from(cut),
+            kind,
+            first: first as u64,
+            end: end as u64,
+        });
+    }
+    out
+}
+
 /// The zones of the `many` head that hold a gradual transition, as `(first, end)` frames.
 fn zones(many: &[f32]) -> Vec<(usize, usize)> {
     let mut zones: Vec<(usize, usize)> = Vec::new();
@@ -320,6 +407,7 @@ mod tests {
         p[110] = 0.9; // too close to the last cut for a 15-frame minimum
         let p = Predictions {
             many: vec![0.0; p.len()],
+            luma: vec![None; p.len()],
             single: p,
         };
         assert_eq!(cuts(&p, 0.5, 15, &[]), vec![50, 106]);
@@ -338,10 +426,56 @@ mod tests {
     }
 
     #[test]
+    fn gradual_cuts_get_their_span_and_kind_and_hard_cuts_none() {
+        let mut p = Predictions {
+            single: vec![0.0; 400],
+            many: vec![0.0; 400],
+            luma: vec![Some(110); 400],
+        };
+        // a dip to black over 100..114 (the darkest frames at 110..112)
+        dip(&mut p, 100);
+        for l in &mut p.luma[110..113] {
+            *l = Some(6);
+        }
+        // a dissolve over 200..212, never dark
+        p.many[200..212].copy_from_slice(&[
+            0.3, 0.45, 0.6, 0.7, 0.8, 0.85, 0.85, 0.8, 0.7, 0.55, 0.4, 0.3,
+        ]);
+        // a hard cut at 300: the many head is up on one frame
+        p.many[299] = 0.6;
+        let cuts = cuts(&p, 0.5, 15, &[]);
+        assert_eq!(cuts, vec![111, 207]);
+        let t = transitions(&p, &[111, 207, 300]);
+        let fade = Transition {
+            cut: 111,
+            kind: TransitionKind::Fade,
+            first: 100,
+            end: 114,
+        };
+        let dissolve = Transition {
+            cut: 207,
+            kind: TransitionKind::Dissolve,
+            first: 200,
+            end: 212,
+        };
+        assert_eq!(t, vec![fade, dissolve]);
+        assert_eq!(fade.frames(), 14);
+        // a span stops halfway to the next cut; frames the network did not see are not dark
+        let t = transitions(&p, &[111, 116]);
+        assert_eq!((t[0].first, t[0].end), (100, 113));
+        let t = transitions(&p, &[104, 111]);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t[0].end <= 107 && t[1].first >= 108, "{t:?}");
+        p.luma = vec![None; 400];
+        assert_eq!(transitions(&p, &[111])[0].kind, TransitionKind::Dissolve);
+    }
+
+    #[test]
     fn a_gradual_transition_under_the_single_threshold_cuts_once_after_its_surest_frame() {
         let mut p = Predictions {
             single: vec![0.0; 300],
             many: vec![0.0; 300],
+            luma: vec![Some(100); 300],
         };
         dip(&mut p, 100);
         // two frames of a flash or a fast move: too short for a transition

@@ -91,11 +91,17 @@ pub fn assemble(parts: &[NeuralScores], total: u64, full: bool) -> Result<Predic
     let mut p = Predictions {
         single: vec![0.0f32; total as usize],
         many: vec![0.0f32; total as usize],
+        luma: vec![None; total as usize],
     };
     let mut covered = 0u64;
     for s in parts {
         let end = s.first_frame.checked_add(s.single.len() as u64);
-        let Some(end) = end.filter(|e| *e <= total && s.single.len() == s.many.len()) else {
+        let fits = |e: &u64| {
+            *e <= total
+                && s.single.len() == s.many.len()
+                && (s.luma.is_empty() || s.luma.len() == s.single.len())
+        };
+        let Some(end) = end.filter(fits) else {
             return Err(format!(
                 "predictions for frames {}..+{} of a file of {total}",
                 s.first_frame,
@@ -104,7 +110,10 @@ pub fn assemble(parts: &[NeuralScores], total: u64, full: bool) -> Result<Predic
         };
         let range = s.first_frame as usize..end as usize;
         p.single[range.clone()].copy_from_slice(&s.single);
-        p.many[range].copy_from_slice(&s.many);
+        p.many[range.clone()].copy_from_slice(&s.many);
+        for (to, l) in p.luma[range].iter_mut().zip(&s.luma) {
+            *to = Some(*l);
+        }
         covered += s.single.len() as u64;
     }
     if full && covered != total {
@@ -195,6 +204,7 @@ mod tests {
             first_frame: first,
             single: vec![0.1; n],
             many: vec![0.2; n],
+            luma: vec![40; n],
         };
         let whole = assemble(&[part(0, 50), part(50, 20)], 70, true).unwrap();
         assert_eq!((whole.single.len(), whole.many.len()), (70, 70));
@@ -206,6 +216,13 @@ mod tests {
         assert_eq!((s[49], s[50], s[69], s[70]), (0.0, 0.1, 0.1, 0.0));
         let m = &sparse.many;
         assert_eq!((m[49], m[50], m[69], m[70]), (0.0, 0.2, 0.2, 0.0));
+        assert_eq!((sparse.luma[49], sparse.luma[50]), (None, Some(40)));
+        let mut short = part(0, 50);
+        short.luma.pop();
+        assert!(
+            assemble(&[short], 50, true).is_err(),
+            "a luma per frame or none"
+        );
         assert!(assemble(&[part(90, 20)], 100, false).is_err());
         assert!(assemble(&[part(u64::MAX, 20)], 100, false).is_err());
     }

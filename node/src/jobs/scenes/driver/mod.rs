@@ -16,7 +16,7 @@ use rendermesh_mesh::{Finish, JobDriver, JobError, Plan, Stage};
 use rendermesh_protocol::{
     codec, CacheKey, CacheKind, ContentId, FileLooks, FrameRange, JobId, JobResult, ModelCap,
     SceneDetector, SceneList, SceneOptions, SceneScores, ShardOutput, ShardResult, ShardSpec,
-    ShardTask, WorkStats,
+    ShardTask, Transition, WorkStats,
 };
 
 use self::network::{auto_cuts, Auto, Planned};
@@ -48,7 +48,10 @@ struct FileWork {
 
 /// The version of how the network's predictions (and the cascade) become cuts: a scene list
 /// made by other rules is not the one asked for.
-const CUT_RULES: u32 = 2;
+const CUT_RULES: u32 = 3;
+
+/// The version of the scene list's format (in every detector's list key).
+const LIST_FORMAT: u32 = 2;
 
 /// Plans and assembles one scene-detection job.
 pub struct ScenesDriver {
@@ -143,7 +146,8 @@ impl ScenesDriver {
                 codec::canonical(&(&self.options, self.model.as_ref().map(|m| m.id), CUT_RULES))
             }
             SceneDetector::Neural { .. } => codec::canonical(&(&self.options, CUT_RULES)),
-            _ => codec::canonical(&self.options),
+            // a list of another format (before transitions) would not decode
+            _ => codec::canonical(&(&self.options, LIST_FORMAT)),
         };
         CacheKey::derive(CacheKind::SceneList, ENGINE_VERSION, &params, id)
     }
@@ -361,7 +365,7 @@ impl JobDriver for ScenesDriver {
                 }
                 _ => detect(&deltas, &self.options),
             };
-            let list = list_of(f, cuts);
+            let list = list_of(f, cuts, Vec::new());
             keep_list(&self.cache, &list_key, &list);
             f.list = Some(list);
         }
@@ -377,7 +381,7 @@ impl JobDriver for ScenesDriver {
                     tracing::warn!(error = %e.0, "auto: the network cannot run; the content detector decides alone");
                     for f in self.files.iter_mut().filter(|f| f.list.is_none()) {
                         let cuts = std::mem::take(&mut f.fallback);
-                        f.list = Some(list_of(f, cuts));
+                        f.list = Some(list_of(f, cuts, Vec::new()));
                     }
                 }
             }
@@ -387,13 +391,14 @@ impl JobDriver for ScenesDriver {
     }
 }
 
-/// A file's scene list from its cuts.
-fn list_of(f: &FileWork, cuts: Vec<u32>) -> SceneList {
+/// A file's scene list from its cuts and the gradual transitions among them.
+fn list_of(f: &FileWork, cuts: Vec<u32>, transitions: Vec<Transition>) -> SceneList {
     SceneList {
         input: f.id,
         fps: f.fps,
         frames: f.frames,
         cuts: cuts.into_iter().map(u64::from).collect(),
+        transitions,
     }
 }
 

@@ -12,7 +12,7 @@ use rendermesh_protocol::{
 
 use super::super::cascade::{decide, triage, Triage};
 use super::super::detect::{content_cuts, content_score, ContentParams, FrameDelta};
-use super::super::neural::{blocks_of, Predictions};
+use super::super::neural::{blocks_of, transitions, Predictions};
 use super::super::neural_stage::{self, Chunk};
 use super::{keep_list, ScenesDriver};
 use crate::engine::chunk::{plan_chunks_tapered, write_chunks};
@@ -65,7 +65,7 @@ impl ScenesDriver {
     /// A network shard's predictions depend on the weights and its blocks, not on the chunks.
     fn neural_key(&self, id: &ContentId, blocks: (u64, u32), total: u64) -> CacheKey {
         let params = codec::canonical(&(
-            "neural",
+            "neural+luma",
             self.model.as_ref().map(|m| m.id),
             (blocks.0, blocks.1, total),
         ));
@@ -241,7 +241,8 @@ impl ScenesDriver {
                 threshold,
                 self.options.min_scene_len,
             );
-            let list = super::list_of(f, cuts);
+            let transitions = transitions(&predictions, &cuts);
+            let list = super::list_of(f, cuts, transitions);
             keep_list(&self.cache, list_key, &list);
             f.list = Some(list);
         }
