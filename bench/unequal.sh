@@ -13,7 +13,9 @@
 #              third core).
 #
 # For each job (scene detection, x264 transcode), the script measures every distinct node
-# alone (the job on that node only), then each mix. Ideal of a mix = the sum of its nodes'
+# alone (the job on that node only), then each mix. After the 1+1 mix it runs the job on two
+# separate one-core nodes at once, each alone on its own copy of the job: what the machine's
+# two cores give when both are busy, the ceiling of a 1+1 mesh on it. Ideal of a mix = the sum of its nodes'
 # speeds alone (frames ÷ seconds); a mix's figure = its speed ÷ that ideal. It also reports
 # the split of shards, each node's idle time at the tail (from its last shard's end to the
 # end of the job's last shard), and the simulation's prediction for the mix (the auction and
@@ -209,17 +211,18 @@ wait_peers() {
     die "the first node did not see $2 peers"
 }
 
-# run_job JOB LABEL DIR -> submits JOB on the node in DIR (namespace 1); LABEL.time, LABEL.json
+# run_job JOB LABEL DIR [NS] -> submits JOB on the node in DIR (namespace NS, 1 by default);
+# LABEL.time, LABEL.json
 run_job() {
-    local job=$1 label=$2 dir=$3 t0 t1 out=$WORK/$2
+    local job=$1 label=$2 dir=$3 ns=${4:-1} t0 t1 out=$WORK/$2
     t0=$(now)
     if [[ $job == transcode ]]; then
-        ip netns exec "${TAG}n1" "$RENDERMESH" --data-dir "$dir" submit transcode "$SRC" \
+        ip netns exec "${TAG}n$ns" "$RENDERMESH" --data-dir "$dir" submit transcode "$SRC" \
             -o "$out.mp4" --codec h264 --crf "$CRF" --preset "$PRESET" \
             --chunk-seconds "$CHUNK_SECONDS" --report "$out.json" -q >"$out.out" 2>&1 \
             || die "$label failed: $(tail -5 "$out.out")"
     else
-        ip netns exec "${TAG}n1" "$RENDERMESH" --data-dir "$dir" submit scenes --detector content "$SRC" \
+        ip netns exec "${TAG}n$ns" "$RENDERMESH" --data-dir "$dir" submit scenes --detector content "$SRC" \
             --csv "$out.csv" --chunk-seconds "$CHUNK_SECONDS" --report "$out.json" -q \
             >"$out.out" 2>&1 || die "$label failed: $(tail -5 "$out.out")"
     fi
@@ -253,6 +256,20 @@ mix_run() {
     stop_nodes
 }
 
+# pair JOB LABEL -> with 1+1 among the mixes: two one-core nodes that do not know each other,
+# each running the job alone, both at once (cores A and B, no quota): what two busy cores of
+# this machine do side by side, the ceiling of a 1+1 mesh (LABEL-A, LABEL-B)
+pair() {
+    log "$2: $1 on two separate nodes at once"
+    start_node 1 "$CORE_A" 1 "$WORK/$2-A.d"
+    start_node 2 "$CORE_B" 1 "$WORK/$2-B.d"
+    run_job "$1" "$2-A" "$WORK/$2-A.d" &
+    local a=$!
+    run_job "$1" "$2-B" "$WORK/$2-B.d" 2
+    wait "$a" || die "$2-A failed"
+    stop_nodes
+}
+
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average at start: $LOAD_AT_START ($(nproc) cores); quota period ${PERIOD_US} µs"
 
@@ -266,6 +283,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         done
         for mix in $MIXES; do
             mix_run "$job" "$mix" "$job.$r.mix-$mix"
+            if [[ $mix == 1+1 ]]; then pair "$job" "$job.$r.pair"; fi
         done
     done
 done

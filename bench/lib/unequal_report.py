@@ -133,6 +133,26 @@ for job in jobs:
             print(f"| {job} | {mix} | {r} | {wall:.2f} s | {speed:.1f} fps | {ideal:.1f} fps | "
                   f"**{speed / ideal:.3f}×** | {speed / alone_a:.2f}× | {simcol} | {diff} | "
                   f"{split} ({simsplit}) | {idle} | {check} |")
+pairs = []
+for job in jobs:
+    for r in range(1, rounds + 1):
+        try:
+            ta, tb = time_of(f"{job}.{r}.pair-A"), time_of(f"{job}.{r}.pair-B")
+            mix = time_of(f"{job}.{r}.mix-1+1")
+        except OSError:
+            continue
+        alone_a = frames / time_of(f"{job}.{r}.alone-A")
+        both = frames / ta + frames / tb
+        pairs.append((job, r, ta, tb, both / alone_a, frames / mix / both))
+if pairs:
+    print()
+    print("Two busy cores, the ceiling of 1+1: two separate one-core nodes, each running the job "
+          "alone, both at once (after the 1+1 mix of the same round):")
+    print()
+    print("| job | round | node A | node B | both ÷ A alone | **1+1 mesh ÷ both** |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for job, r, ta, tb, ceiling, share in pairs:
+        print(f"| {job} | {r} | {ta:.2f} s | {tb:.2f} s | {ceiling:.2f}× | **{share:.3f}×** |")
 print()
 print("Nodes alone (frames ÷ wall):")
 print()
@@ -163,6 +183,9 @@ if rounds > 1:
         if mix == "1+1":
             vs = statistics.median(x[1] for x in rows)
             verdict = f"≥ 1.9× one node: {'met' if vs >= 1.9 else 'NOT MET'}"
+            ceil = [p[4] for p in pairs if p[0] == job]
+            if ceil:
+                verdict += f" (two busy cores give {statistics.median(ceil):.2f}×)"
         elif goal is not None:
             verdict = f"≥ {goal}×: {'met' if med >= goal else 'NOT MET'}"
         else:
