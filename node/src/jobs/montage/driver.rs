@@ -274,7 +274,15 @@ impl MontageDriver {
                     .map(|l| {
                         l.transitions
                             .iter()
-                            .map(|t| (at(t.first), at(t.end)))
+                            // a transition that runs to the last frame ends with the clip
+                            .map(|t| {
+                                let end = if t.end >= c.probe.frames {
+                                    c.probe.duration_s()
+                                } else {
+                                    at(t.end)
+                                };
+                                (at(t.first), end)
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),

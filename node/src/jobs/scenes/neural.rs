@@ -175,14 +175,12 @@ pub fn run_blocks(
     })
 }
 
-/// Mean luma (BT.601 weights, 0–255) of a packed RGB24 frame.
+/// Mean luma (0–255) of one of the network's packed RGB24 frames, with the luma the frame
+/// looks use.
 fn mean_luma(rgb: &[u8]) -> u8 {
-    let n = (rgb.len() / 3).max(1) as u64;
-    let sum: u64 = rgb
-        .chunks_exact(3)
-        .map(|p| (77 * p[0] as u64 + 150 * p[1] as u64 + 29 * p[2] as u64) >> 8)
-        .sum();
-    (sum / n).min(255) as u8
+    let luma = super::looks::luma_of(WIDTH as u32, HEIGHT as u32, WIDTH * 3, rgb);
+    let sum: u64 = luma.iter().map(|&v| u64::from(v)).sum();
+    (sum / luma.len().max(1) as u64) as u8
 }
 
 /// Runs a neural shard: decode what the blocks need, load the network (`weights`, by its
